@@ -1,0 +1,124 @@
+/*
+ * embed_int.h -- internals shared by the files of embed/. Not installed.
+ *
+ * Names here are sn__ (two underscores): visible across files, not public.
+ */
+#ifndef SENSE_EMBED_INT_H
+#define SENSE_EMBED_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sense/sense.h"
+
+/* ---- util.c ------------------------------------------------------------- */
+
+/* snprintf into err (if err && err_len) and return code. */
+int sn__err(char *err, size_t err_len, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Read a whole file into a NUL-terminated malloc'd buffer (*len excludes the
+ * NUL). Fails with -errno or SN_ETOOBIG past max_len bytes. */
+int sn__read_file(const char *path, size_t max_len, char **out, size_t *len,
+                  char *err, size_t err_len);
+
+/* Join dir and name into buf; SN_ETOOBIG when it does not fit. */
+int sn__path_join(char *buf, size_t buf_len, const char *dir,
+                  const char *name);
+
+int sn__file_exists(const char *path);
+
+/* ---- safetensors.c ------------------------------------------------------ */
+
+#define SN_ST_MAX_HEADER (100u << 20) /* 100 MiB of JSON header at most */
+#define SN_ST_MAX_DIMS 8
+
+typedef enum { SN_DT_F32 = 0, SN_DT_F16, SN_DT_BF16 } sn__dtype_t;
+
+typedef struct {
+    char *name;
+    sn__dtype_t dtype;
+    int n_dims;
+    int64_t shape[SN_ST_MAX_DIMS];
+    uint64_t begin, end; /* byte offsets relative to the data section */
+    int used;            /* set when bound by sn__st_get_f32 */
+    float *converted;    /* owned f32 copy when not F32 or misaligned */
+} sn__st_tensor_t;
+
+typedef struct {
+    sn__st_tensor_t *tensors;
+    int n_tensors;
+    uint64_t data_offset; /* 8 + header length: where the data starts */
+} sn__st_header_t;
+
+/* Parse and validate the header of a safetensors file whose complete
+ * contents are buf[0..len): header length inside the buffer, well-formed
+ * JSON, dtype in the whitelist, shapes non-negative and without overflow,
+ * byte size equal to prod(shape) * sizeof(dtype), offsets inside the data
+ * section, no two tensors overlapping, no duplicate names. Pure: no I/O.
+ * `name` only labels the error messages. */
+int sn__st_parse(const uint8_t *buf, size_t len, const char *name,
+                 sn__st_header_t *out, char *err, size_t err_len);
+void sn__st_header_free(sn__st_header_t *hdr);
+
+typedef struct {
+    char *path;
+    void *map;
+    size_t map_len;
+    sn__st_header_t hdr;
+} sn__st_file_t;
+
+/* mmap `path` read-only and parse its header. */
+int sn__st_open(const char *path, sn__st_file_t **out, char *err,
+                size_t err_len);
+void sn__st_close(sn__st_file_t *f);
+/* The tensor called `name`, or NULL. */
+sn__st_tensor_t *sn__st_find(sn__st_file_t *f, const char *name);
+/* Bind tensor `name` as f32 data of exactly the given shape: a view into the
+ * map for aligned F32, else a converted copy owned by f. Marks it used.
+ * Errors name the file, the tensor and what is wrong (missing, shape). */
+int sn__st_get_f32(sn__st_file_t *f, const char *name, int n_dims,
+                   const int64_t *shape, const float **out, char *err,
+                   size_t err_len);
+/* Fail naming the first tensor not bound and not under one of the
+ * NULL-terminated `ignore_prefixes`. */
+int sn__st_check_unused(const sn__st_file_t *f,
+                        const char *const *ignore_prefixes, char *err,
+                        size_t err_len);
+
+/* ---- bert.c: the BERT / XLM-R encoder ----------------------------------- */
+
+typedef enum { SN_ACT_GELU = 0, SN_ACT_GELU_TANH } sn__act_t;
+
+typedef struct {
+    int n_vocab, n_hidden, n_layers, n_heads, n_inter;
+    int n_pos, n_types, pad_id;
+    int pos_offset; /* first position id: 0 for BERT, pad_id + 1 for XLM-R */
+    float ln_eps;
+    sn__act_t act;
+    int is_xlmr;
+} sn__bert_hparams_t;
+
+typedef struct sn__bert sn__bert_t;
+typedef struct sn__bert_ctx sn__bert_ctx_t;
+
+/* Parse config.json text (pure). Unknown model_type, hidden_act, or missing
+ * or inconsistent fields fail with SN_EMODEL / SN_EJSON. */
+int sn__bert_parse_config(const char *buf, size_t len, const char *name,
+                          sn__bert_hparams_t *hp, char *err, size_t err_len);
+/* Load config.json and model.safetensors from `dir`. */
+int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
+                  size_t err_len);
+void sn__bert_free(sn__bert_t *m);
+const sn__bert_hparams_t *sn__bert_hparams(const sn__bert_t *m);
+
+sn__bert_ctx_t *sn__bert_ctx_new(const sn__bert_t *m);
+void sn__bert_ctx_free(sn__bert_ctx_t *c);
+/* Forward pass over n_seq sequences packed back to back (no padding):
+ * sequence i has lens[i] token ids, ids holds sum(lens) entries. Writes the
+ * last hidden state, sum(lens) x n_hidden floats, to out. */
+int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
+                     const int32_t *ids, const int *lens, int n_seq,
+                     float *out, char *err, size_t err_len);
+
+#endif

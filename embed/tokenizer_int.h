@@ -1,0 +1,118 @@
+/*
+ * tokenizer_int.h -- the tokenizer object shared by tokenizer.c (loading,
+ * special tokens, truncation), wordpiece.c and unigram.c (the models with
+ * their normalizers and pre-tokenizers). Not installed.
+ *
+ * Text flows as code points with alignments: every normalized code point
+ * remembers the [start, end) span of original code points it came from, so
+ * token offsets can be reported into the text as given.
+ */
+#ifndef SENSE_TOKENIZER_INT_H
+#define SENSE_TOKENIZER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sense/sense.h"
+
+#define SN_TOK_MAX_TEXT (1 << 24)  /* 16 MiB of UTF-8 per text at most */
+#define SN_TOK_MAX_SPECIALS 4      /* specials before or after a sequence */
+
+typedef enum { SN_TOK_WORDPIECE = 0, SN_TOK_UNIGRAM } sn__tok_kind_t;
+
+/* A vocabulary: pieces by id, and an open-addressing hash piece -> id. */
+typedef struct {
+    char **pieces;     /* n_pieces NUL-terminated strings, owned */
+    float *scores;     /* unigram log-probabilities, or NULL */
+    int n_pieces;
+    int32_t *slots;    /* hash table of ids, -1 = empty; n_slots power of 2 */
+    uint32_t n_slots;
+} sn__vocab_t;
+
+int sn__vocab_init(sn__vocab_t *v, int n_pieces); /* pieces zeroed */
+/* Set piece `id` (copies `len` bytes); call sn__vocab_build() after all. */
+int sn__vocab_set(sn__vocab_t *v, int32_t id, const char *s, size_t len);
+int sn__vocab_build(sn__vocab_t *v); /* SN_ECORRUPT on duplicate pieces */
+int32_t sn__vocab_find(const sn__vocab_t *v, const char *s, size_t len);
+void sn__vocab_free(sn__vocab_t *v);
+
+/* Normalized text: code points and, per code point, its original span. */
+typedef struct {
+    uint32_t *cp;
+    int32_t *start, *end;
+    int n, cap;
+} sn__ntext_t;
+
+int sn__ntext_reserve(sn__ntext_t *t, int n);
+int sn__ntext_push(sn__ntext_t *t, uint32_t cp, int32_t start, int32_t end);
+void sn__ntext_free(sn__ntext_t *t);
+
+/* A token before post-processing: id and original code point span. */
+typedef struct {
+    int32_t id;
+    int32_t start, end;
+} sn__tok_t;
+
+typedef struct {
+    sn__tok_t *v;
+    int n, cap;
+} sn__toks_t;
+
+int sn__toks_push(sn__toks_t *t, int32_t id, int32_t start, int32_t end);
+void sn__toks_free(sn__toks_t *t);
+
+struct sn_tokenizer {
+    sn__tok_kind_t kind;
+    sn__vocab_t vocab;
+    int32_t unk_id;
+
+    /* post-processing: ids added before and after the sequence */
+    int n_prefix, n_suffix;
+    int32_t prefix[SN_TOK_MAX_SPECIALS], suffix[SN_TOK_MAX_SPECIALS];
+
+    /* WordPiece + BertNormalizer + BertPreTokenizer */
+    struct {
+        int clean_text, chinese_chars, strip_accents, lowercase;
+        char prefix[16];          /* continuing-subword prefix, "##" */
+        int max_input_chars;      /* longer words become unk (100) */
+    } wp;
+
+    /* Unigram + (Nmt, NFKC, Replace) + Metaspace */
+    struct {
+        int nmt, nfkc, collapse_spaces;
+        int byte_fallback;
+        uint32_t replacement;     /* U+2581 */
+        int prepend_always;       /* prepend_scheme "always" (else "first"
+                                   * or "never"; see unigram.c) */
+        int prepend_first;
+        int split;
+        float min_score;          /* lowest piece score, for unk */
+        /* lookup helpers owned by unigram.c, built at load */
+        void *trie;
+    } ug;
+};
+
+/* Per-model loaders, called by tokenizer.c with the tokenizer.json sections
+ * as jansson objects (json_t *, passed as void * so that this header does
+ * not depend on jansson). They fill tok->vocab, tok->unk_id and their own
+ * sub-struct. `normalizer` and `pretok` may be NULL (JSON null). */
+int sn__wordpiece_load(sn_tokenizer_t *tok, const void *model,
+                       const void *normalizer, const void *pretok, char *err,
+                       size_t err_len);
+int sn__unigram_load(sn_tokenizer_t *tok, const void *model,
+                     const void *normalizer, const void *pretok, char *err,
+                     size_t err_len);
+void sn__unigram_free(sn_tokenizer_t *tok);
+
+/* vocab.txt: one piece per line, id = line number. */
+int sn__wordpiece_load_vocab(sn_tokenizer_t *tok, const char *buf, size_t len,
+                             char *err, size_t err_len);
+
+/* Tokenize original code points cps[0..n) (valid Unicode scalars) into
+ * tokens without specials, appending to out. Offsets index cps. */
+int sn__wordpiece_encode(const sn_tokenizer_t *tok, const uint32_t *cps,
+                         int n, sn__toks_t *out);
+int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
+                       sn__toks_t *out);
+
+#endif

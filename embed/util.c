@@ -1,0 +1,87 @@
+/*
+ * util.c -- small helpers shared by embed/: error formatting, whole-file
+ * reads with a size cap, path joining.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "embed_int.h"
+
+int sn__err(char *err, size_t err_len, int code, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int sn__read_file(const char *path, size_t max_len, char **out, size_t *len,
+                  char *err, size_t err_len)
+{
+    FILE *fp = NULL;
+    char *buf = NULL;
+    struct stat st;
+    int rc;
+
+    *out = NULL;
+    *len = 0;
+    fp = fopen(path, "rb");
+    if (!fp)
+        return sn__err(err, err_len, -errno, "'%s': %s", path,
+                       strerror(errno));
+    if (fstat(fileno(fp), &st) != 0) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = sn__err(err, err_len, -EINVAL, "'%s': not a regular file", path);
+        goto fail;
+    }
+    if ((uint64_t)st.st_size > max_len) {
+        rc = sn__err(err, err_len, SN_ETOOBIG,
+                     "'%s': file too large (%lld bytes, limit %zu)", path,
+                     (long long)st.st_size, max_len);
+        goto fail;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
+        goto fail;
+    }
+    if (st.st_size && fread(buf, 1, (size_t)st.st_size, fp) !=
+                          (size_t)st.st_size) {
+        rc = sn__err(err, err_len, -EIO, "'%s': short read", path);
+        goto fail;
+    }
+    buf[st.st_size] = '\0';
+    fclose(fp);
+    *out = buf;
+    *len = (size_t)st.st_size;
+    return 0;
+fail:
+    free(buf);
+    fclose(fp);
+    return rc;
+}
+
+int sn__path_join(char *buf, size_t buf_len, const char *dir,
+                  const char *name)
+{
+    int n = snprintf(buf, buf_len, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= buf_len)
+        return SN_ETOOBIG;
+    return 0;
+}
+
+int sn__file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}

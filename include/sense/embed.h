@@ -1,0 +1,137 @@
+/*
+ * embed.h -- tokenizers, model loading and the encoder forward pass.
+ *
+ * A model is a folder as SentenceTransformer.save() or a git clone of a
+ * Hugging Face repository leaves it (config.json, model.safetensors,
+ * tokenizer.json or vocab.txt, modules.json, 1_Pooling/, 2_Normalize/, ...).
+ *
+ * Ownership:
+ *   - sn_model_load() returns a model the caller frees with sn_model_free().
+ *     Weights are mmap'd read-only; the model is immutable after load and may
+ *     be shared by any number of threads.
+ *   - Each thread that encodes owns an sn_ctx_t (sn_ctx_new/sn_ctx_free): its
+ *     scratch memory for activations. A context is not thread-safe.
+ *   - Results (sn_embedding_t) are owned by the caller and released with
+ *     sn_embedding_free(); sn_encoding_t likewise with sn_encoding_free().
+ *
+ * Text is UTF-8. Character offsets are in Unicode code points, [start, end),
+ * into the text as given (as Python's str indexes count them).
+ */
+#ifndef SENSE_EMBED_H
+#define SENSE_EMBED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- tokenizer ---------------------------------------------------------- */
+
+typedef struct sn_tokenizer sn_tokenizer_t;
+
+/* One tokenized text: parallel arrays of n_tokens entries. Special tokens
+ * ([CLS], </s>, ...) have special[i] = 1 and offsets (0, 0). */
+typedef struct {
+    int32_t *ids;
+    int32_t *start;   /* code point offset of the token's first char */
+    int32_t *end;     /* one past its last char */
+    uint8_t *special;
+    int n_tokens;
+    int cap;          /* allocated entries */
+} sn_encoding_t;
+
+void sn_encoding_free(sn_encoding_t *enc); /* frees the arrays, zeroes *enc */
+
+/* Load from a model folder: tokenizer.json if present, else vocab.txt with
+ * tokenizer_config.json (do_lower_case, strip_accents,
+ * tokenize_chinese_chars). */
+int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
+                      size_t err_len);
+/* Pure constructors, no I/O: the contents of a tokenizer.json; of a
+ * vocab.txt with its options (strip_accents < 0 means "as lowercase"). */
+int sn_tokenizer_from_json(const char *buf, size_t len, sn_tokenizer_t **out,
+                           char *err, size_t err_len);
+int sn_tokenizer_from_vocab(const char *buf, size_t len, int lowercase,
+                            int strip_accents, int chinese_chars,
+                            sn_tokenizer_t **out, char *err, size_t err_len);
+void sn_tokenizer_free(sn_tokenizer_t *tok);
+
+/* Tokenize `text` (`len` bytes of UTF-8) with special tokens added; when
+ * max_tokens > 0, truncate so the result, specials included, has at most
+ * max_tokens entries. Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
+ * its arrays grow as needed. */
+int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
+                        size_t len, int max_tokens, sn_encoding_t *out,
+                        char *err, size_t err_len);
+
+int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok);
+/* The vocabulary string of `id` ("##lo", "\xe2\x96\x81World"), or NULL. */
+const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id);
+
+/* ---- model -------------------------------------------------------------- */
+
+typedef struct sn_model sn_model_t;
+typedef struct sn_ctx sn_ctx_t;
+
+typedef enum {
+    SN_POOL_MEAN = 0,
+    SN_POOL_CLS,
+    SN_POOL_MAX,
+    SN_POOL_MEAN_SQRT_LEN,
+} sn_pool_t;
+
+/* Load the model in folder `path`. */
+int sn_model_load(const char *path, sn_model_t **out, char *err,
+                  size_t err_len);
+void sn_model_free(sn_model_t *model);
+
+int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
+int sn_model_hidden(const sn_model_t *model);     /* token vector size */
+int sn_model_max_tokens(const sn_model_t *model); /* specials included */
+sn_pool_t sn_model_pooling(const sn_model_t *model);
+int sn_model_normalizes(const sn_model_t *model);
+const sn_tokenizer_t *sn_model_tokenizer(const sn_model_t *model);
+/* The prompt text named `name` in config_sentence_transformers.json (e.g.
+ * "query" -> "query: "), or NULL when the model has none by that name. */
+const char *sn_model_prompt(const sn_model_t *model, const char *name);
+/* A short human-readable identity, e.g. "bert 2x64 (tiny-bert-uncased)". */
+const char *sn_model_name(const sn_model_t *model);
+
+sn_ctx_t *sn_ctx_new(const sn_model_t *model); /* NULL on out of memory */
+void sn_ctx_free(sn_ctx_t *ctx);
+
+typedef struct {
+    const char *prompt; /* text prepended to every input, or NULL */
+    int dimensions;     /* 0: full; else Matryoshka-truncate to the first N
+                         * dimensions and renormalize */
+    int want_tokens;    /* also return per-token states and offsets */
+} sn_embed_opts_t;
+
+/* The result for one text. */
+typedef struct {
+    int dim;            /* length of `sentence` */
+    float *sentence;    /* pooled (normalized where the model normalizes) */
+    sn_encoding_t enc;  /* tokens fed to the encoder, with offsets into the
+                         * text (not the prompt); prompt tokens are flagged
+                         * special with offsets (0, 0) */
+    int hidden;         /* length of each token vector */
+    float *tokens;      /* enc.n_tokens x hidden, last hidden state, or NULL */
+} sn_embedding_t;
+
+void sn_embedding_free(sn_embedding_t *e); /* frees members, zeroes *e */
+
+/* Encode `n` texts in one batched forward pass. out[0..n) are filled; on
+ * failure none of them hold anything that needs freeing. A text's result
+ * never depends on what else is in the batch. */
+int sn_model_embed(const sn_model_t *model, sn_ctx_t *ctx,
+                   const char *const *texts, const size_t *lens, int n,
+                   const sn_embed_opts_t *opts, sn_embedding_t *out,
+                   char *err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

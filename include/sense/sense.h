@@ -1,0 +1,56 @@
+/*
+ * sense.h -- the public face of sense.
+ *
+ * sense reads documents with a transformer encoder, turns them into
+ * contextual embeddings, keeps them in an approximate-nearest-neighbour index
+ * with SQLite metadata, and answers similarity queries over a Unix socket.
+ *
+ * This header holds what every module shares: the error codes and their
+ * names. The modules have headers of their own:
+ *   sense/embed.h   tokenizers, model loading, the encoder forward pass
+ *
+ * Conventions, everywhere: a function that can fail returns int, 0 on
+ * success or a negative code (-errno for system errors, SN_E* for ours).
+ * Longer context goes into a caller-supplied buffer `err` of `err_len` bytes,
+ * never to stderr. Every xxx_free(NULL) is a no-op.
+ */
+#ifndef SENSE_SENSE_H
+#define SENSE_SENSE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SN_VERSION "0.1.0"
+
+/* The project's own error codes, X(name, value, message). */
+#define SN_ERRNO_MAP(X)                                                      \
+    X(EPROTO, -1001, "protocol error")                                       \
+    X(ECORRUPT, -1002, "corrupt or malformed file")                          \
+    X(EMODEL, -1003, "unsupported or inconsistent model")                    \
+    X(ETOOBIG, -1004, "input too large")                                     \
+    X(EUTF8, -1005, "invalid utf-8")                                         \
+    X(EJSON, -1006, "malformed json")                                        \
+    X(EARG, -1007, "invalid argument")                                       \
+    X(ENOTFOUND, -1008, "not found")
+
+enum {
+#define SN__ERR_ENUM(name, value, msg) SN_##name = (value),
+    SN_ERRNO_MAP(SN__ERR_ENUM)
+#undef SN__ERR_ENUM
+};
+
+/* A static string describing `code` (ours or -errno). Never NULL. */
+const char *sn_strerror(int code);
+/* The symbolic name of `code`, e.g. "ECORRUPT" or "ENOENT". Never NULL. */
+const char *sn_err_name(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "sense/embed.h"
+
+#endif
