@@ -33,7 +33,10 @@ int sn__file_exists(const char *path);
 #define SN_ST_MAX_HEADER (100u << 20) /* 100 MiB of JSON header at most */
 #define SN_ST_MAX_DIMS 8
 
-typedef enum { SN_DT_F32 = 0, SN_DT_F16, SN_DT_BF16 } sn__dtype_t;
+/* Dtypes the parser knows. SN_DT_I64 is accepted only so that a checkpoint
+ * carrying an integer buffer (embeddings.position_ids) parses; the loader
+ * ignores it and sn__st_get_f32 refuses it. */
+typedef enum { SN_DT_F32 = 0, SN_DT_F16, SN_DT_BF16, SN_DT_I64 } sn__dtype_t;
 
 typedef struct {
     char *name;
@@ -120,5 +123,31 @@ void sn__bert_ctx_free(sn__bert_ctx_t *c);
 int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
                      const int32_t *ids, const int *lens, int n_seq,
                      float *out, char *err, size_t err_len);
+
+/* ---- use_lite.c: Universal Sentence Encoder Lite, the default model ----- */
+
+typedef struct sn__use sn__use_t;
+typedef struct sn__use_ctx sn__use_ctx_t;
+
+/* Load dir/model.json (TF.js graph model: topology + weights manifest), its
+ * weight shards and dir/vocab.json. Weights are validated like safetensors
+ * (sizes, shapes, names); errors name the file and the weight. */
+int sn__use_load(const char *dir, sn__use_t **out, char *err, size_t err_len);
+void sn__use_free(sn__use_t *m);
+int sn__use_dim(const sn__use_t *m);        /* sentence vector size (512) */
+int sn__use_hidden(const sn__use_t *m);     /* per-token state size */
+int sn__use_max_tokens(const sn__use_t *m); /* specials included, if any */
+/* The model's tokenizer (owned by the model). */
+const sn_tokenizer_t *sn__use_tokenizer(const sn__use_t *m);
+
+sn__use_ctx_t *sn__use_ctx_new(const sn__use_t *m);
+void sn__use_ctx_free(sn__use_ctx_t *c);
+/* Forward pass over n_seq token sequences packed back to back (as
+ * sn__bert_forward). Writes the last layer's per-token states (sum(lens) x
+ * hidden) to tokens_out when it is non-NULL, and the final L2-normalized
+ * sentence vectors (n_seq x dim) to sent_out. */
+int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
+                    const int *lens, int n_seq, float *tokens_out,
+                    float *sent_out, char *err, size_t err_len);
 
 #endif

@@ -18,7 +18,11 @@
 #define SN_TOK_MAX_TEXT (1 << 24)  /* 16 MiB of UTF-8 per text at most */
 #define SN_TOK_MAX_SPECIALS 4      /* specials before or after a sequence */
 
-typedef enum { SN_TOK_WORDPIECE = 0, SN_TOK_UNIGRAM } sn__tok_kind_t;
+typedef enum {
+    SN_TOK_WORDPIECE = 0,
+    SN_TOK_UNIGRAM,
+    SN_TOK_USE, /* the default model's SentencePiece, as its JS does it */
+} sn__tok_kind_t;
 
 /* A vocabulary: pieces by id, and an open-addressing hash piece -> id. */
 typedef struct {
@@ -114,5 +118,16 @@ int sn__wordpiece_encode(const sn_tokenizer_t *tok, const uint32_t *cps,
                          int n, sn__toks_t *out);
 int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                        sn__toks_t *out);
+
+/* use_tokenizer.c: the default model's tokenizer from its vocab.json (a
+ * JSON array of [piece, score]). Allocates *out with kind SN_TOK_USE, fills
+ * the vocabulary, unk id and specials; tokenizer.c's encode calls
+ * sn__usetok_encode for that kind and sn_tokenizer_free frees it (with
+ * sn__usetok_free for anything kept in tok->ug.trie). */
+int sn__usetok_new(const char *vocab_json, size_t len, const char *name,
+                   sn_tokenizer_t **out, char *err, size_t err_len);
+int sn__usetok_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
+                      sn__toks_t *out);
+void sn__usetok_free(sn_tokenizer_t *tok);
 
 #endif

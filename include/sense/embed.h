@@ -82,10 +82,14 @@ typedef enum {
     SN_POOL_MEAN_SQRT_LEN,
 } sn_pool_t;
 
-/* Load the model in folder `path`. */
+/* Load the model in folder `path`, or the default model for "default". */
 int sn_model_load(const char *path, sn_model_t **out, char *err,
                   size_t err_len);
 void sn_model_free(sn_model_t *model);
+/* Where "default" points: $SENSE_DEFAULT_MODEL, else
+ * $SENSE_DATA/models/use-lite, else $XDG_DATA_HOME/sense/models/use-lite,
+ * else ~/.local/share/sense/models/use-lite (where scripts/setup puts it). */
+int sn_model_default_path(char *buf, size_t len);
 
 int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
 int sn_model_hidden(const sn_model_t *model);     /* token vector size */
