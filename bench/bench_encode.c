@@ -11,8 +11,12 @@
  * cblas_sgemm GFLOP/s this machine reaches on the model's own layer shapes
  * at batch 32 x 128 (M = 4096).
  *
- * Usage: bench_encode [runs]   (default 10; OPENBLAS_NUM_THREADS and
- * OPENBLAS_CORETYPE apply as usual)
+ * Usage: bench_encode [runs]   (default 10). The environment applies as
+ * usual: OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE (OpenBLAS 0.3.21 runs its
+ * AVX2 "Haswell" kernels on AVX-512 AMD CPUs; SkylakeX is ~2x faster
+ * there), OPENBLAS_THREAD_TIMEOUT (4 stops its idle threads spinning on
+ * sched_yield, which steals a core from bert.c's own helpers), and
+ * SENSE_BERT_KERNELS=base|avx2|avx512 (caps bert.c's own kernels).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -255,8 +259,17 @@ int main(int argc, char **argv)
     unlink(path);
     rmdir(dir);
 
-    printf("OpenBLAS: %s, %d threads\n\n", openblas_get_corename(),
-           openblas_get_num_threads());
+    printf("OpenBLAS: %s kernels, %d threads; bert.c kernels: %s\n",
+           openblas_get_corename(), openblas_get_num_threads(),
+           getenv("SENSE_BERT_KERNELS") ? getenv("SENSE_BERT_KERNELS")
+                                        : "best for this CPU");
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f") &&
+        !strcmp(openblas_get_corename(), "Haswell"))
+        printf("note: this CPU has AVX-512 but OpenBLAS runs its AVX2 "
+               "kernels; try OPENBLAS_CORETYPE=SkylakeX\n");
+#endif
+    printf("\n");
     printf("cblas_sgemm roofline, M = 4096 rows (batch 32 x 128):\n");
     {
         static const struct {

@@ -6,61 +6,79 @@
  * tensor pointers, each bound by name with its expected shape; a missing
  * tensor, a wrong shape or an unused tensor fails the load naming it.
  * Weights are zero-copy views into the read-only mmap of model.safetensors,
- * except the Q, K and V projections, which are copied at load into one fused
- * [3H, H] matrix (and [3H] bias) per layer so that the projection is a single
- * sgemm with N = 3H. The model is immutable after load and may be shared by
- * threads; each thread brings its own context.
+ * except Q, K and V, copied at load into one fused [3H, H] matrix (and [3H]
+ * bias) per layer so that the projection is one sgemm with N = 3H. The
+ * model is immutable after load and may be shared by threads; each thread
+ * brings its own context.
  *
- * Tensor layout. Everything is row-major fp32. Linear weights keep the
- * PyTorch [out, in] layout, so y = x W^T + b is cblas_sgemm(NoTrans, Trans).
- * Activations are packed: the n_seq sequences of a call lie back to back,
- * sum(lens) = T rows, with no padding, so no FLOP is spent on padding and a
- * sequence's rows never see another sequence's. Scratch per context:
- *   x    [T, H]   the residual stream (embeddings, then each layer's output)
+ * Layout. Row-major fp32. Linear weights keep PyTorch's [out, in], so
+ * y = x W^T + b is cblas_sgemm(NoTrans, Trans). The n_seq sequences of a
+ * call lie back to back, T = sum(lens) rows, with no padding: no FLOP is
+ * spent on padding. Context scratch (rows of T):
+ *   x    [T, H]   the residual stream
  *   qkv  [T, 3H]  row t = q_t | k_t | v_t; head h is columns [h*d, h*d + d)
  *                 of each third (d = H / heads)
- *   att  [T, H]   attention context (heads concatenated); later reused as
- *                 the output of the FFN down-projection
- *   ffn  [T, max(I, H)]  FFN activations; earlier reused as the output of
- *                 the attention output projection
- *   scores [SN_BERT_ATT_ROWS, Lmax]  one block of query rows of one head
+ *   att  [T, H]   attention output, heads side by side
+ *   ffn  [T, I]   FFN activations
+ *   per thread: kt [d, Lp], vp [L, dp], s [SN_BERT_ATT_ROWS, Lp] for the
+ *                 attention of one (sequence, head); Lp, dp rounded to 16
+ * Each sgemm accumulates (beta = 1) into a buffer that already holds its
+ * bias (and, for the two residual projections, the residual x + bias), so
+ * OpenBLAS skips its C-scaling pass and no separate bias pass is needed:
+ *   qkv = b_qkv + x Wqkv^T; att = attention(qkv); x = LN(x + b_o + att Wo^T);
+ *   ffn = GELU(b_i + x Wi^T); x = LN(x + b_f + ffn Wf^T)
+ * The fills and adds ride along with the previous step's LayerNorm/GELU.
+ *
+ * Threads. OpenBLAS runs the sgemms on its threads. Everything else runs
+ * on the context's own helpers (as many threads as OpenBLAS uses), 4
+ * fork-joins per layer, skipped when the step is too small to pay for the
+ * wake-up (SN_BERT_PAR_MIN). OpenBLAS's idle threads spin on sched_yield
+ * for a while after each call and so compete with the helpers;
+ * OPENBLAS_THREAD_TIMEOUT=4 in the environment makes them sleep at once
+ * (~10% faster here). A context must not cross fork().
  *
  * Invariants.
- *   - A sequence's output does not depend on the rest of the batch beyond
- *     rounding: every row-wise step (embeddings, LayerNorm, GELU, softmax)
- *     works per row with the same code path for every element (tails go
- *     through the same vector code on a padded copy) and attention runs per
- *     sequence, so those are bit-identical; but OpenBLAS's sgemm kernels
- *     round a row differently depending on its place in the matrix and on M
- *     (its Haswell kernels do; its SkylakeX ones only for M = 1), so alone
- *     and batched outputs differ by ~1e-6 (tests/test_bert.c bounds it by
- *     1e-5).
  *   - Every input is checked before any work: ids in [0, vocab), each
  *     sequence at most max_position_embeddings - pos_offset tokens, the
- *     whole call at most SN_BERT_MAX_TOKENS tokens. Nothing is read out of
- *     bounds whatever the input.
+ *     call at most SN_BERT_MAX_TOKENS tokens. Nothing is read out of bounds
+ *     whatever the input.
  *   - The context's buffers only grow (up to SN_BERT_MAX_TOKENS rows), so a
  *     steady workload allocates nothing per call.
+ *   - Row-wise steps and attention give bit-identical results whatever
+ *     the batch and the thread split: each row, and each (sequence, head),
+ *     runs the same code whichever thread takes it, and vector tails run
+ *     the vector code on a padded copy. The sgemms are the exception:
+ *     OpenBLAS rounds a row differently depending on M and on its place in
+ *     the matrix (its Haswell kernels; its SkylakeX ones only for M = 1),
+ *     so a sequence alone and in a batch differ by ~1e-6
+ *     (tests/test_bert.c bounds it by 1e-5).
  *
  * Tuned for: small sentence encoders (MiniLM-L6: H 384, 6 layers, 12 heads,
- * I 1536) on a few CPU cores, batches of 1 to 64 sequences of 16 to 256
- * tokens. About 95% of the FLOPs are the four dense sgemms of each layer,
- * which OpenBLAS runs on its own threads; attention is a pair of small
- * sgemms per (sequence, head, block of 256 query rows). The element-wise
- * steps are vectorised by hand (GCC/Clang vector extensions, cloned for
- * AVX-512 / AVX2 / baseline): glibc's scalar erff alone would cost more than
- * all the matmuls. Our erf is a two-piece polynomial within 1.4 ulp of the
- * true erf (glibc erff: 1 ulp; the test compares both over [-6, 6]); exp is
- * Cephes' polynomial (1 ulp). Accuracy is fp32 throughout, in the order
- * PyTorch computes, so outputs agree with transformers to ~1e-6.
+ * I 1536) on a few cores, batches of 1 to 64 sequences of 16 to 256 tokens.
+ * ~95% of the FLOPs, and ~85% of the time, are the four dense sgemms per
+ * layer; so the speed is OpenBLAS's, and OpenBLAS 0.3.21 picks its AVX2
+ * (Haswell) kernels on AVX-512 AMD Zen 4/5, half the speed of its SkylakeX
+ * ones (OPENBLAS_CORETYPE=SkylakeX; see bench/bench_encode.c). Attention
+ * (~5% of FLOPs) is a hand-vectorised kernel: per (sequence, head) sgemm
+ * calls cost more in call overhead and single-threading than they compute.
+ * The element-wise steps are vectorised by hand (GCC/Clang vector
+ * extensions, compiled for AVX-512, AVX2 and the baseline, picked at run
+ * time; SENSE_BERT_KERNELS=base|avx2 caps the choice): glibc's scalar erff
+ * alone (12 ns a call) would double the forward pass time. Our erf is
+ * within 1.12 ulp of the true erf with FMA, 1.34 without (glibc erff:
+ * 0.97), so GELU is within 1.2e-7 absolute; exp is Cephes' (0.98 ulp).
+ * Outputs match transformers' to ~2e-6 on the fixtures.
  */
+#ifndef SN_BERT_PASS /* the main pass: all but the kernels */
+
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
 #include <jansson.h>
@@ -73,296 +91,99 @@
 #define SN_BERT_MAX_LAYERS 256
 #define SN_BERT_MAX_VOCAB (1 << 24)
 #define SN_BERT_MAX_POS (1 << 16)
-#define SN_BERT_ATT_ROWS 256 /* query rows per attention block */
+#define SN_BERT_ATT_ROWS 64  /* query rows per attention block */
+#define SN_BERT_MAX_THREADS 64
+#define SN_BERT_PAR_MIN (1 << 17) /* work (~flops) worth waking helpers */
 #define SN_BERT_NAME_MAX 256 /* bytes of a tensor name */
 
-/* ---- vector kernels ------------------------------------------------------
- * One 16-lane float vector type for every target: a single zmm register on
- * AVX-512, two ymm on AVX2, four xmm on the x86-64 baseline. The kernels
- * that loop over whole matrices are cloned per target (ifunc dispatch);
- * the helpers are always inlined into them. */
+/* ---- kernels -----------------------------------------------------------
+ * Everything but the sgemms: LayerNorm, GELU, bias adds, attention. They
+ * are written once with GCC/Clang vector extensions at the end of this
+ * file (the #else branch of SN_BERT_PASS), and compiled once per target by
+ * including this file into itself, each time with its own vector width:
+ * AVX-512 (16 lanes, 4-vector tiles), AVX2 + FMA (8 lanes, 2-vector tiles)
+ * and the baseline (4 lanes: SSE2, NEON). A width the target lacks is not
+ * an option: GCC lowers a 64-byte vector on AVX2 through the stack, ten
+ * times slower. The table is picked at run time from the CPU's features. */
 
-/* The helpers pass vectors by value but are always inlined, so the ABI
- * note GCC gives for 64-byte vectors in the baseline clone is moot. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
+typedef struct {
+    const char *name;
+    /* x[r][c] = GELU(x[r][c]), rows x cols */
+    void (*gelu)(float *x, int rows, int cols, int tanh_approx);
+    /* x[r][c] += b[c] */
+    void (*add_rows)(float *x, const float *b, int rows, int cols);
+    /* x[r] = LayerNorm(x[r]) * g + b, in place */
+    void (*ln)(float *x, const float *g, const float *b, int rows, int n,
+               float eps);
+    /* head h of one sequence of L rows: qkv (row stride ld) -> out (row
+     * stride H); scratch kt [d * Lp], vp [L * dp], s [ATT_ROWS * Lp] */
+    void (*attention)(const float *qkv, int ld, float *out, int H, int d,
+                      int h, int L, float *kt, float *vp, float *s);
+} kernels_t;
+
+#define SN_BERT_PASS 1
+/* AVX passes where GCC/Clang target x86-64; define SN_BERT_NO_SIMD_PASSES
+ * to build the baseline alone. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SN_BERT_NO_SIMD_PASSES)
+#define SN_W 16
+#define SN_NV 4
+#define SN_K(name) name##_avx512
+#define SN_KATTR __attribute__((target("avx512f,avx2,fma")))
+#include "bert.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_K
+#undef SN_KATTR
+#define SN_W 8
+#define SN_NV 2
+#define SN_K(name) name##_avx2
+#define SN_KATTR __attribute__((target("avx2,fma")))
+#include "bert.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_K
+#undef SN_KATTR
+#define SN_HAVE_AVX_PASSES 1
 #endif
-typedef float sn_v16f __attribute__((vector_size(64)));
-typedef int32_t sn_v16i __attribute__((vector_size(64)));
+#define SN_W 4
+#define SN_NV 2
+#define SN_K(name) name##_base
+#define SN_KATTR
+#include "bert.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_K
+#undef SN_KATTR
+#undef SN_BERT_PASS
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(SN_NO_CLONES)
-#define SN_CLONES                                                            \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",         \
-                                 "default")))
-#else
-#define SN_CLONES
+/* The best kernels this CPU runs; the environment variable
+ * SENSE_BERT_KERNELS=base|avx2|avx512 caps the choice (for tests and
+ * comparisons; it never picks what the CPU lacks). */
+static const kernels_t *kernels_pick(void)
+{
+    static const kernels_t base = {"base", k_gelu_base, k_add_rows_base,
+                                   k_ln_base, k_attention_base};
+    const char *cap = getenv("SENSE_BERT_KERNELS");
+
+    if (cap && !strcmp(cap, "base"))
+        return &base;
+#ifdef SN_HAVE_AVX_PASSES
+    static const kernels_t avx512 = {"avx512", k_gelu_avx512,
+                                     k_add_rows_avx512, k_ln_avx512,
+                                     k_attention_avx512};
+    static const kernels_t avx2 = {"avx2", k_gelu_avx2, k_add_rows_avx2,
+                                   k_ln_avx2, k_attention_avx2};
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+        !(cap && !strcmp(cap, "avx2")))
+        return &avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return &avx2;
 #endif
-#define SN_INLINE static inline __attribute__((always_inline))
-
-SN_INLINE sn_v16f v_load(const float *p)
-{
-    sn_v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    return &base;
 }
 
-SN_INLINE void v_store(float *p, sn_v16f v) { memcpy(p, &v, sizeof v); }
-
-SN_INLINE sn_v16f v_set1(float f)
-{
-    return (sn_v16f){f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f};
-}
-
-/* m ? a : b, m a comparison result (all ones / all zeros per lane). */
-SN_INLINE sn_v16f v_blend(sn_v16i m, sn_v16f a, sn_v16f b)
-{
-    return (sn_v16f)(((sn_v16i)a & m) | ((sn_v16i)b & ~m));
-}
-
-SN_INLINE sn_v16f v_min(sn_v16f a, sn_v16f b) { return v_blend(a < b, a, b); }
-SN_INLINE sn_v16f v_max(sn_v16f a, sn_v16f b) { return v_blend(a > b, a, b); }
-
-SN_INLINE float v_hsum(sn_v16f v)
-{
-    /* fixed pairwise order: the same for every row */
-    float s8[8], s4[4];
-    for (int i = 0; i < 8; i++)
-        s8[i] = v[i] + v[i + 8];
-    for (int i = 0; i < 4; i++)
-        s4[i] = s8[i] + s8[i + 4];
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
-SN_INLINE float v_hmax(sn_v16f v)
-{
-    float m = v[0];
-    for (int i = 1; i < 16; i++)
-        m = v[i] > m ? v[i] : m;
-    return m;
-}
-
-/* exp(x), Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial;
- * 1 ulp. Inputs are clamped to [-87.3, 88.3] (no inf, no denormals). */
-SN_INLINE sn_v16f v_exp(sn_v16f x)
-{
-    const sn_v16f magic = v_set1(12582912.0f); /* 1.5 * 2^23: round */
-    sn_v16f n, r, p;
-    sn_v16i e;
-
-    x = v_min(v_max(x, v_set1(-87.33654f)), v_set1(88.3762589f));
-    n = (x * v_set1(1.44269504088896341f) + magic) - magic;
-    r = x - n * v_set1(0.693359375f);
-    r = r - n * v_set1(-2.12194440e-4f);
-    p = v_set1(1.9875691500e-4f);
-    p = p * r + v_set1(1.3981999507e-3f);
-    p = p * r + v_set1(8.3334519073e-3f);
-    p = p * r + v_set1(4.1665795894e-2f);
-    p = p * r + v_set1(1.6666665459e-1f);
-    p = p * r + v_set1(5.0000001201e-1f);
-    p = p * (r * r) + r + v_set1(1.0f);
-    /* 2^n: n in [-126, 127] after the clamp. 2^127 is split in two. */
-    e = __builtin_convertvector(n, sn_v16i);
-    sn_v16i e1 = e >> 1, e2 = e - e1;
-    return p * (sn_v16f)((e1 + 127) << 23) * (sn_v16f)((e2 + 127) << 23);
-}
-
-/* erf(x) within 1.4 ulp: |x| < 1: x + x q(x^2) (degree 6); 1 <= |x| < 3.92:
- * 1 - erfc(|x|), erfc a degree-14 polynomial in |x| - 2.5; beyond, +-1.
- * Coefficients: Chebyshev interpolants in long double, in monomial form. */
-SN_INLINE sn_v16f v_erf(sn_v16f x)
-{
-    const sn_v16i sign = (sn_v16i)x & (sn_v16i)v_set1(-0.0f);
-    const sn_v16f ax = (sn_v16f)((sn_v16i)x & ~(sn_v16i)v_set1(-0.0f));
-    sn_v16f u = ax * ax, pa, pb, v, y;
-
-    pa = v_set1(7.875875063e-05f);
-    pa = pa * u + v_set1(-8.016864287e-04f);
-    pa = pa * u + v_set1(5.189087423e-03f);
-    pa = pa * u + v_set1(-2.685421201e-02f);
-    pa = pa * u + v_set1(1.128359472e-01f);
-    pa = pa * u + v_set1(-3.761262667e-01f);
-    pa = pa * u + v_set1(1.283791658e-01f);
-    pa = ax + ax * pa;
-
-    v = v_min(ax, v_set1(4.0f)) - v_set1(2.5f);
-    pb = v_set1(-8.837966382e-07f);
-    pb = pb * v + v_set1(-4.879900533e-07f);
-    pb = pb * v + v_set1(1.566748478e-05f);
-    pb = pb * v + v_set1(-1.783762571e-05f);
-    pb = pb * v + v_set1(-8.093341967e-05f);
-    pb = pb * v + v_set1(2.708359885e-04f);
-    pb = pb * v + v_set1(-2.589991190e-04f);
-    pb = pb * v + v_set1(-5.606543764e-04f);
-    pb = pb * v + v_set1(2.797778940e-03f);
-    pb = pb * v + v_set1(-6.108916376e-03f);
-    pb = pb * v + v_set1(8.622514286e-03f);
-    pb = pb * v + v_set1(-8.351824079e-03f);
-    pb = pb * v + v_set1(5.445702404e-03f);
-    pb = pb * v + v_set1(-2.178180237e-03f);
-    pb = pb * v + v_set1(4.069520174e-04f);
-    pb = v_set1(1.0f) - pb;
-
-    y = v_blend(ax < v_set1(1.0f), pa,
-                v_blend(ax < v_set1(3.92f), pb, v_set1(1.0f)));
-    return (sn_v16f)((sn_v16i)y | sign);
-}
-
-/* tanh(z) = 1 - 2 / (exp(2z) + 1), |z| clamped to 9 (tanh = +-1 in fp32);
- * absolute error ~1e-7, which is what GELU's 1 + tanh needs. */
-SN_INLINE sn_v16f v_tanh(sn_v16f z)
-{
-    z = v_min(v_max(z, v_set1(-9.0f)), v_set1(9.0f));
-    return v_set1(1.0f) -
-           v_set1(2.0f) / (v_exp(z + z) + v_set1(1.0f));
-}
-
-/* The activations, in PyTorch's order of operations. */
-SN_INLINE sn_v16f v_gelu(sn_v16f x, int tanh_approx)
-{
-    if (tanh_approx) {
-        /* gelu_new / gelu_pytorch_tanh */
-        sn_v16f in = v_set1(0.7978845608028654f) *
-                     (x + v_set1(0.044715f) * (x * x * x));
-        return v_set1(0.5f) * x * (v_set1(1.0f) + v_tanh(in));
-    }
-    return x * v_set1(0.5f) *
-           (v_set1(1.0f) + v_erf(x * v_set1(0.70710678118654752f)));
-}
-
-/* x[r][c] = act(x[r][c] + b[c]) over rows x cols (row stride cols). */
-SN_CLONES static void k_bias_gelu(float *x, const float *b, int rows,
-                                  int cols, int tanh_approx)
-{
-    for (int r = 0; r < rows; r++) {
-        float *row = x + (size_t)r * cols;
-        int c = 0;
-        for (; c + 16 <= cols; c += 16)
-            v_store(row + c, v_gelu(v_load(row + c) + v_load(b + c),
-                                    tanh_approx));
-        if (c < cols) {
-            float t[16] = {0}, tb[16] = {0};
-            int n = cols - c;
-            memcpy(t, row + c, (size_t)n * sizeof *t);
-            memcpy(tb, b + c, (size_t)n * sizeof *tb);
-            v_store(t, v_gelu(v_load(t) + v_load(tb), tanh_approx));
-            memcpy(row + c, t, (size_t)n * sizeof *t);
-        }
-    }
-}
-
-/* x[r][c] += b[c]. */
-SN_CLONES static void k_bias(float *x, const float *b, int rows, int cols)
-{
-    for (int r = 0; r < rows; r++) {
-        float *row = x + (size_t)r * cols;
-        int c = 0;
-        for (; c + 16 <= cols; c += 16)
-            v_store(row + c, v_load(row + c) + v_load(b + c));
-        for (; c < cols; c++)
-            row[c] += b[c];
-    }
-}
-
-/* LayerNorm of one row v[0..n) into out (may alias v): two passes, biased
- * variance, (v - mean) / sqrt(var + eps) * g + b. */
-SN_INLINE void ln_row(const float *v, float *out, const float *g,
-                      const float *b, int n, float eps)
-{
-    sn_v16f acc = v_set1(0.0f);
-    float sum, mean, var, inv;
-    int c = 0;
-
-    for (; c + 16 <= n; c += 16)
-        acc += v_load(v + c);
-    sum = v_hsum(acc);
-    for (; c < n; c++)
-        sum += v[c];
-    mean = sum / (float)n;
-
-    acc = v_set1(0.0f);
-    for (c = 0; c + 16 <= n; c += 16) {
-        sn_v16f d = v_load(v + c) - v_set1(mean);
-        acc += d * d;
-    }
-    var = v_hsum(acc);
-    for (; c < n; c++)
-        var += (v[c] - mean) * (v[c] - mean);
-    var /= (float)n;
-    inv = 1.0f / sqrtf(var + eps);
-
-    for (c = 0; c + 16 <= n; c += 16)
-        v_store(out + c, (v_load(v + c) - v_set1(mean)) * v_set1(inv) *
-                                 v_load(g + c) +
-                             v_load(b + c));
-    for (; c < n; c++)
-        out[c] = (v[c] - mean) * inv * g[c] + b[c];
-}
-
-/* x[r] = LN(y[r] + bias + x[r]): dense output, bias, residual, LayerNorm.
- * The sum is formed in y (scratch). */
-SN_CLONES static void k_bias_res_ln(float *x, float *y, const float *bias,
-                                    const float *g, const float *b, int rows,
-                                    int n, float eps)
-{
-    for (int r = 0; r < rows; r++) {
-        float *xr = x + (size_t)r * n, *yr = y + (size_t)r * n;
-        int c = 0;
-        for (; c + 16 <= n; c += 16)
-            v_store(yr + c,
-                    (v_load(yr + c) + v_load(bias + c)) + v_load(xr + c));
-        for (; c < n; c++)
-            yr[c] = (yr[c] + bias[c]) + xr[c];
-        ln_row(yr, xr, g, b, n, eps);
-    }
-}
-
-/* In-place LayerNorm of each row. */
-SN_CLONES static void k_ln(float *x, const float *g, const float *b, int rows,
-                           int n, float eps)
-{
-    for (int r = 0; r < rows; r++)
-        ln_row(x + (size_t)r * n, x + (size_t)r * n, g, b, n, eps);
-}
-
-/* Softmax of each row of s (rows x n, row stride n), max-subtracted. */
-SN_CLONES static void k_softmax(float *s, int rows, int n)
-{
-    for (int r = 0; r < rows; r++) {
-        float *row = s + (size_t)r * n;
-        sn_v16f vm = v_set1(-INFINITY), acc = v_set1(0.0f);
-        float mx, sum, inv, t[16];
-        int c = 0, k;
-
-        for (; c + 16 <= n; c += 16)
-            vm = v_max(vm, v_load(row + c));
-        mx = v_hmax(vm);
-        for (k = c; k < n; k++)
-            mx = row[k] > mx ? row[k] : mx;
-
-        for (c = 0; c + 16 <= n; c += 16) {
-            sn_v16f e = v_exp(v_load(row + c) - v_set1(mx));
-            v_store(row + c, e);
-            acc += e;
-        }
-        sum = v_hsum(acc);
-        if (c < n) {
-            for (k = 0; k < 16; k++)
-                t[k] = c + k < n ? row[c + k] - mx : -INFINITY;
-            v_store(t, v_exp(v_load(t)));
-            for (k = 0; c + k < n; k++) {
-                row[c + k] = t[k];
-                sum += t[k];
-            }
-        }
-        inv = 1.0f / sum;
-        for (c = 0; c + 16 <= n; c += 16)
-            v_store(row + c, v_load(row + c) * v_set1(inv));
-        for (; c < n; c++)
-            row[c] *= inv;
-    }
-}
-
-/* ---- config.json ---------------------------------------------------------- */
+/* ---- config.json -------------------------------------------------------- */
 
 /* Integer field `key`: required unless `def` is given (has_def); must lie in
  * [lo, hi]. A JSON null counts as absent. */
@@ -575,7 +396,8 @@ bind(sn__bert_t *m, const float **out, int64_t d0, int64_t d1, char *err,
     n = vsnprintf(name + pl, sizeof name - pl, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof name - pl)
-        return sn__err(err, err_len, SN_ETOOBIG, "tensor name too long");
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': tensor name too long",
+                       m->st->path);
     return sn__st_get_f32(m->st, name, d1 ? 2 : 1, shape, out, err,
                           err_len);
 }
@@ -591,7 +413,8 @@ static int bind_ln(sn__bert_t *m, const float **g, const float **b,
 
     if (snprintf(name, sizeof name, "%s%s.weight", m->prefix, base) >=
         (int)sizeof name)
-        return sn__err(err, err_len, SN_ETOOBIG, "tensor name too long");
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': tensor name too long",
+                       m->st->path);
     if (!sn__st_find(m->st, name)) {
         snprintf(name, sizeof name, "%s%s.gamma", m->prefix, base);
         if (sn__st_find(m->st, name)) {
@@ -687,8 +510,10 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
         L->qkv_b = b;
     }
 
-    /* What a checkpoint may carry besides the encoder: the pooler, buffers,
-     * and the heads of *ForMaskedLM / *ForSequenceClassification. */
+    /* What a checkpoint may carry besides the encoder: the pooler, the
+     * position_ids / token_type_ids buffers, and the pre-training heads of
+     * BertForMaskedLM / BertForPreTraining (cls.) and RobertaForMaskedLM
+     * (lm_head.). Anything else is an error naming the tensor. */
     snprintf(ign[0], sizeof ign[0], "%spooler.", m->prefix);
     snprintf(ign[1], sizeof ign[1], "%sembeddings.position_ids", m->prefix);
     snprintf(ign[2], sizeof ign[2], "%sembeddings.token_type_ids", m->prefix);
@@ -755,21 +580,178 @@ const sn__bert_hparams_t *sn__bert_hparams(const sn__bert_t *m)
     return &m->hp;
 }
 
-/* ---- context ------------------------------------------------------------ */
+/* ---- context: scratch and a small thread pool ---------------------------
+ * OpenBLAS runs the sgemms on its threads; everything else (attention,
+ * LayerNorm, GELU, bias fills) is split over the context's own helper
+ * threads, as many as OpenBLAS uses, in one fork-join "job" per step:
+ * 4 per layer. Rows are split evenly; attention (sequence, head) items are
+ * handed out through an atomic counter. Each row and each item runs the
+ * same code whatever thread takes it, so the split never changes a bit. */
+
+typedef struct {
+    int rows;              /* row phase: rows [0, rows), split evenly */
+    float *ln;             /* LayerNorm these rows of [T, H] in place */
+    const float *ln_g, *ln_b;
+    float *add;            /* then add add_b to these rows of [T, H] */
+    const float *add_b;
+    float *gelu;           /* GELU these rows of [T, FF] in place */
+    float *fill;           /* fill these rows of [T, fill_cols] with fill_b */
+    const float *fill_b;
+    int fill_cols;
+    int n_items;           /* attention phase: n_att_seq x heads items */
+    int next;              /* next item (atomic) */
+} job_t;
+
+typedef struct {
+    sn__bert_ctx_t *c;
+    int tid;
+} worker_t;
 
 struct sn__bert_ctx {
     const sn__bert_t *m;
+    const kernels_t *k;
     float *arena; /* all the buffers below, 64-byte aligned */
     int cap;      /* rows the buffers hold */
-    int cap_len;  /* longest sequence the scores block holds */
-    float *x, *qkv, *att, *ffn, *scores;
+    int cap_len;  /* longest sequence the attention scratch holds */
+    float *x, *qkv, *att, *ffn;
+    float *att_scratch; /* per thread: kt, vp, s */
+    size_t att_per;     /* floats of att_scratch per thread */
+    int *seq_off, *seq_len; /* the non-empty sequences of the call */
+    int n_att_seq;
+
+    job_t job;
+    int n_threads; /* helpers + the calling thread */
+    int pool_ok;   /* mutex and condvars initialised */
+    int n_running, stop;
+    unsigned gen;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    pthread_t th[SN_BERT_MAX_THREADS];
+    worker_t w[SN_BERT_MAX_THREADS];
 };
+
+/* Thread tid's share of job c->job. */
+static void job_run(sn__bert_ctx_t *c, int tid, int n_threads)
+{
+    const sn__bert_hparams_t *hp = &c->m->hp;
+    const int H = hp->n_hidden, FF = hp->n_inter;
+    job_t *j = &c->job;
+    int r0 = (int)((long long)j->rows * tid / n_threads);
+    int r1 = (int)((long long)j->rows * (tid + 1) / n_threads);
+    int n = r1 - r0;
+
+    if (n > 0) {
+        if (j->ln)
+            c->k->ln(j->ln + (size_t)r0 * H, j->ln_g, j->ln_b, n, H,
+                     hp->ln_eps);
+        if (j->add)
+            c->k->add_rows(j->add + (size_t)r0 * H, j->add_b, n, H);
+        if (j->gelu)
+            c->k->gelu(j->gelu + (size_t)r0 * FF, n, FF,
+                       hp->act == SN_ACT_GELU_TANH);
+        for (int r = r0; j->fill && r < r1; r++)
+            memcpy(j->fill + (size_t)r * j->fill_cols, j->fill_b,
+                   (size_t)j->fill_cols * sizeof *j->fill);
+    }
+    if (j->n_items) {
+        const int d = H / hp->n_heads, Lp = (c->cap_len + 15) & ~15;
+        const int dp = (d + 15) & ~15;
+        float *kt = c->att_scratch + c->att_per * (size_t)tid;
+        float *vp = kt + (size_t)d * Lp, *s = vp + (size_t)Lp * dp;
+        int it;
+
+        while ((it = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) <
+               j->n_items) {
+            int q = it / hp->n_heads, h = it % hp->n_heads;
+            int off = c->seq_off[q];
+            c->k->attention(c->qkv + (size_t)off * 3 * H, 3 * H,
+                            c->att + (size_t)off * H, H, d, h,
+                            c->seq_len[q], kt, vp, s);
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    sn__bert_ctx_t *c = w->c;
+    unsigned seen = 0;
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->gen == seen && !c->stop)
+            pthread_cond_wait(&c->go, &c->mu);
+        if (c->stop)
+            break;
+        seen = c->gen;
+        pthread_mutex_unlock(&c->mu);
+        job_run(c, w->tid, c->n_threads);
+        pthread_mutex_lock(&c->mu);
+        if (--c->n_running == 0)
+            pthread_cond_signal(&c->done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Run c->job (set up by the caller) on every thread when `work` is worth
+ * it, else on this thread alone; returns when it is done. */
+static void job_go(sn__bert_ctx_t *c, double work)
+{
+    c->job.next = 0;
+    if (c->n_threads < 2 || work < SN_BERT_PAR_MIN) {
+        job_run(c, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->n_running = c->n_threads - 1;
+    c->gen++;
+    pthread_cond_broadcast(&c->go);
+    pthread_mutex_unlock(&c->mu);
+    job_run(c, 0, c->n_threads);
+    pthread_mutex_lock(&c->mu);
+    while (c->n_running)
+        pthread_cond_wait(&c->done, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
 
 sn__bert_ctx_t *sn__bert_ctx_new(const sn__bert_t *m)
 {
     sn__bert_ctx_t *c = calloc(1, sizeof *c);
-    if (c)
-        c->m = m;
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = openblas_get_num_threads();
+
+    if (!c)
+        return NULL;
+    c->m = m;
+    c->k = kernels_pick();
+    c->n_threads = 1;
+    if (want > n_cpu)
+        want = (int)n_cpu;
+    if (want > SN_BERT_MAX_THREADS)
+        want = SN_BERT_MAX_THREADS;
+    if (want < 2)
+        return c;
+    if (pthread_mutex_init(&c->mu, NULL))
+        return c; /* no helpers; still a working context */
+    if (pthread_cond_init(&c->go, NULL)) {
+        pthread_mutex_destroy(&c->mu);
+        return c;
+    }
+    if (pthread_cond_init(&c->done, NULL)) {
+        pthread_cond_destroy(&c->go);
+        pthread_mutex_destroy(&c->mu);
+        return c;
+    }
+    c->pool_ok = 1;
+    /* helpers read n_threads only for jobs, and jobs start after this */
+    for (int i = 1; i < want; i++) {
+        c->w[i].c = c;
+        c->w[i].tid = i;
+        if (pthread_create(&c->th[i], NULL, worker_main, &c->w[i]))
+            break;
+        c->n_threads = i + 1;
+    }
     return c;
 }
 
@@ -777,18 +759,33 @@ void sn__bert_ctx_free(sn__bert_ctx_t *c)
 {
     if (!c)
         return;
+    if (c->pool_ok) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_broadcast(&c->go);
+        pthread_mutex_unlock(&c->mu);
+        for (int i = 1; i < c->n_threads; i++)
+            pthread_join(c->th[i], NULL);
+        pthread_cond_destroy(&c->done);
+        pthread_cond_destroy(&c->go);
+        pthread_mutex_destroy(&c->mu);
+    }
     free(c->arena);
+    free(c->seq_off);
+    free(c->seq_len);
     free(c);
 }
 
-static size_t round64(size_t n_floats) { return (n_floats + 15) & ~(size_t)15; }
+static size_t round16(size_t n_floats) { return (n_floats + 15) & ~(size_t)15; }
 
 /* Make room for n_tok rows and sequences of up to max_len tokens. */
 static int ctx_reserve(sn__bert_ctx_t *c, int n_tok, int max_len)
 {
     const sn__bert_hparams_t *hp = &c->m->hp;
-    size_t H = (size_t)hp->n_hidden, F, rows, len, n_x, n_qkv, n_ffn, n_s;
+    size_t H = (size_t)hp->n_hidden, F, rows, len, Lp, d, dp, per;
+    size_t n_x, n_qkv, n_ffn;
     float *a;
+    int *so, *sl;
 
     if (n_tok <= c->cap && max_len <= c->cap_len)
         return 0;
@@ -799,60 +796,51 @@ static int ctx_reserve(sn__bert_ctx_t *c, int n_tok, int max_len)
     if (rows > SN_BERT_MAX_TOKENS)
         rows = SN_BERT_MAX_TOKENS;
     len = (size_t)(max_len > c->cap_len ? max_len : c->cap_len);
-    F = (size_t)hp->n_inter > H ? (size_t)hp->n_inter : H;
-    n_x = round64(rows * H);
-    n_qkv = round64(rows * 3 * H);
-    n_ffn = round64(rows * F);
-    n_s = round64((size_t)SN_BERT_ATT_ROWS * len);
-    a = aligned_alloc(64, (2 * n_x + n_qkv + n_ffn + n_s) * sizeof *a);
-    if (!a)
+    F = (size_t)hp->n_inter;
+    Lp = round16(len);
+    d = H / (size_t)hp->n_heads;
+    dp = round16(d);
+    per = round16(d * Lp + Lp * dp + SN_BERT_ATT_ROWS * Lp);
+    n_x = round16(rows * H);
+    n_qkv = round16(rows * 3 * H);
+    n_ffn = round16(rows * F);
+    a = aligned_alloc(64, (2 * n_x + n_qkv + n_ffn +
+                           per * (size_t)c->n_threads) *
+                              sizeof *a);
+    so = malloc(rows * sizeof *so);
+    sl = malloc(rows * sizeof *sl);
+    if (!a || !so || !sl) {
+        free(a);
+        free(so);
+        free(sl);
         return -ENOMEM;
+    }
     free(c->arena);
+    free(c->seq_off);
+    free(c->seq_len);
     c->arena = a;
+    c->seq_off = so;
+    c->seq_len = sl;
     c->x = a;
     c->att = a + n_x;
     c->qkv = c->att + n_x;
     c->ffn = c->qkv + n_qkv;
-    c->scores = c->ffn + n_ffn;
+    c->att_scratch = c->ffn + n_ffn;
+    c->att_per = per;
     c->cap = (int)rows;
     c->cap_len = (int)len;
     return 0;
 }
 
-/* ---- forward -------------------------------------------------------------- */
+/* ---- forward ------------------------------------------------------------ */
 
-/* y[T, n_out] = x[T, n_in] W^T, W [n_out, n_in]. */
-static void linear(const float *x, const float *w, float *y, int T,
-                   int n_out, int n_in)
+/* y[T, n_out] += x[T, n_in] W^T, W [n_out, n_in]; y holds the bias (and
+ * the residual) already, so OpenBLAS skips its C-scaling pass. */
+static void linear_acc(const float *x, const float *w, float *y, int T,
+                       int n_out, int n_in)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n_out, n_in,
-                1.0f, x, n_in, w, n_in, 0.0f, y, n_out);
-}
-
-/* Self-attention of one sequence of L rows starting at row `off`: reads
- * c->qkv, writes c->att. */
-static void attention(const sn__bert_hparams_t *hp, sn__bert_ctx_t *c,
-                      int off, int L)
-{
-    const int H = hp->n_hidden, d = H / hp->n_heads, ld = 3 * H;
-    const float scale = 1.0f / sqrtf((float)d);
-    const float *base = c->qkv + (size_t)off * ld;
-
-    for (int h = 0; h < hp->n_heads; h++) {
-        const float *k = base + H + h * d, *v = base + 2 * H + h * d;
-        for (int r0 = 0; r0 < L; r0 += SN_BERT_ATT_ROWS) {
-            int rows = L - r0 < SN_BERT_ATT_ROWS ? L - r0 : SN_BERT_ATT_ROWS;
-            const float *q = base + (size_t)r0 * ld + h * d;
-            float *o = c->att + (size_t)(off + r0) * H + h * d;
-
-            /* S = scale * Q K^T; P = softmax(S); O = P V */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L, d,
-                        scale, q, ld, k, ld, 0.0f, c->scores, L);
-            k_softmax(c->scores, rows, L);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d,
-                        L, 1.0f, c->scores, L, v, ld, 0.0f, o, H);
-        }
-    }
+                1.0f, x, n_in, w, n_in, 1.0f, y, n_out);
 }
 
 int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
@@ -862,9 +850,10 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
     const sn__bert_hparams_t *hp = &m->hp;
     const int H = hp->n_hidden, FF = hp->n_inter;
     const int max_len = hp->n_pos - hp->pos_offset;
-    const int tanh_act = hp->act == SN_ACT_GELU_TANH;
     long long total = 0;
+    double att_work = 0;
     int T, longest = 0, rc, s, t, l, off;
+    job_t *j = &c->job;
 
     if (n_seq < 0 || (n_seq > 0 && (!ids || !lens || !out)) || c->m != m)
         return sn__err(err, err_len, SN_EARG, "bert: invalid arguments");
@@ -899,41 +888,538 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         return sn__err(err, err_len, rc,
                        "bert: out of memory for %d tokens", T);
 
-    /* embeddings: LN((word + type[0]) + pos). XLM-R numbers positions as
+    /* embeddings: (word + type[0]) + pos. XLM-R numbers positions as
      * transformers does: pad tokens get padding_idx, the others count on
      * from padding_idx + 1; so a position never exceeds pos_offset + j. */
+    c->n_att_seq = 0;
     for (s = 0, off = 0; s < n_seq; off += lens[s++]) {
         int pos = hp->pos_offset;
-        for (int j = 0; j < lens[s]; j++) {
-            const float *w = m->word + (size_t)ids[off + j] * H;
-            int pid = hp->is_xlmr && ids[off + j] == hp->pad_id ? hp->pad_id
+        if (lens[s]) {
+            c->seq_off[c->n_att_seq] = off;
+            c->seq_len[c->n_att_seq++] = lens[s];
+            att_work += (double)lens[s] * lens[s] * H;
+        }
+        for (int k = 0; k < lens[s]; k++) {
+            const float *w = m->word + (size_t)ids[off + k] * H;
+            int pid = hp->is_xlmr && ids[off + k] == hp->pad_id ? hp->pad_id
                                                                 : pos++;
             const float *p = m->pos + (size_t)pid * H;
-            float *x = c->x + (size_t)(off + j) * H;
-            for (int k = 0; k < H; k++)
-                x[k] = (w[k] + m->type[k]) + p[k];
+            float *x = c->x + (size_t)(off + k) * H;
+            for (int i = 0; i < H; i++)
+                x[i] = (w[i] + m->type[i]) + p[i];
         }
     }
-    k_ln(c->x, m->emb_ln_g, m->emb_ln_b, T, H, hp->ln_eps);
+    memset(j, 0, sizeof *j);
+    j->rows = T;
+    j->ln = c->x;
+    j->ln_g = m->emb_ln_g;
+    j->ln_b = m->emb_ln_b;
+    j->fill = c->qkv;
+    j->fill_b = m->layers[0].qkv_b;
+    j->fill_cols = 3 * H;
+    job_go(c, (double)T * 4 * H);
 
     for (l = 0; l < hp->n_layers; l++) {
         const struct sn__bert_layer *L = &m->layers[l];
 
-        linear(c->x, L->qkv_w, c->qkv, T, 3 * H, H);
-        k_bias(c->qkv, L->qkv_b, T, 3 * H);
-        for (s = 0, off = 0; s < n_seq; off += lens[s++])
-            if (lens[s])
-                attention(hp, c, off, lens[s]);
-        linear(c->att, L->o_w, c->ffn, T, H, H);
-        k_bias_res_ln(c->x, c->ffn, L->o_b, L->ln1_g, L->ln1_b, T, H,
-                      hp->ln_eps);
+        /* qkv = bias + x Wqkv^T; attention; x += attention-output bias */
+        linear_acc(c->x, L->qkv_w, c->qkv, T, 3 * H, H);
+        memset(j, 0, sizeof *j);
+        j->rows = T;
+        j->add = c->x;
+        j->add_b = L->o_b;
+        j->n_items = c->n_att_seq * hp->n_heads;
+        job_go(c, att_work);
 
-        linear(c->x, L->i_w, c->ffn, T, FF, H);
-        k_bias_gelu(c->ffn, L->i_b, T, FF, tanh_act);
-        linear(c->ffn, L->f_w, c->att, T, H, FF);
-        k_bias_res_ln(c->x, c->att, L->f_b, L->ln2_g, L->ln2_b, T, H,
-                      hp->ln_eps);
+        /* x = LN(x + att Wo^T); ffn = intermediate bias */
+        linear_acc(c->att, L->o_w, c->x, T, H, H);
+        memset(j, 0, sizeof *j);
+        j->rows = T;
+        j->ln = c->x;
+        j->ln_g = L->ln1_g;
+        j->ln_b = L->ln1_b;
+        j->fill = c->ffn;
+        j->fill_b = L->i_b;
+        j->fill_cols = FF;
+        job_go(c, (double)T * (4 * H + FF));
+
+        /* ffn = GELU(ffn + x Wi^T); x += output bias */
+        linear_acc(c->x, L->i_w, c->ffn, T, FF, H);
+        memset(j, 0, sizeof *j);
+        j->rows = T;
+        j->gelu = c->ffn;
+        j->add = c->x;
+        j->add_b = L->f_b;
+        job_go(c, (double)T * 16 * FF);
+
+        /* x = LN(x + ffn Wf^T); qkv = the next layer's bias */
+        linear_acc(c->ffn, L->f_w, c->x, T, H, FF);
+        memset(j, 0, sizeof *j);
+        j->rows = T;
+        j->ln = c->x;
+        j->ln_g = L->ln2_g;
+        j->ln_b = L->ln2_b;
+        if (l + 1 < hp->n_layers) {
+            j->fill = c->qkv;
+            j->fill_b = m->layers[l + 1].qkv_b;
+            j->fill_cols = 3 * H;
+        }
+        job_go(c, (double)T * 4 * H);
     }
     memcpy(out, c->x, (size_t)T * H * sizeof *out);
     return 0;
 }
+
+#else /* SN_BERT_PASS ------------------------------------------------------
+ * The kernels, compiled once per target: the includer defines SN_W (float
+ * lanes per vector), SN_NV (vectors per tile row in attention), SN_K(name)
+ * (the pass's suffix) and SN_KATTR (its target attribute). The names below
+ * are renamed per pass by the macros that follow. No helper takes or
+ * returns a vector by value (GCC notes an ABI change for those, Clang
+ * rejects some), hence macros, and helpers that work in place through a
+ * pointer. Every row, whatever its length, goes through the same vector
+ * code: tails run it on a zero-padded copy. */
+
+#define vf SN_K(vf)
+#define vi SN_K(vi)
+#define vfu SN_K(vfu)
+#define v_hsum SN_K(v_hsum)
+#define v_hmax SN_K(v_hmax)
+#define v_exp SN_K(v_exp)
+#define v_erf SN_K(v_erf)
+#define v_tanh SN_K(v_tanh)
+#define v_gelu SN_K(v_gelu)
+#define qk_tile SN_K(qk_tile)
+#define pv_tile SN_K(pv_tile)
+#define softmax_row SN_K(softmax_row)
+
+typedef float vf __attribute__((vector_size(SN_W * 4)));
+typedef int32_t vi __attribute__((vector_size(SN_W * 4)));
+typedef float vfu __attribute__((vector_size(SN_W * 4), aligned(4),
+                                 may_alias)); /* unaligned access */
+
+#undef SN_INLINE
+#define SN_INLINE static inline __attribute__((always_inline)) SN_KATTR
+
+#undef v_load
+#undef v_store
+#undef v_set1
+#undef v_blend
+#undef v_min
+#undef v_max
+#define v_load(p) (*(const vfu *)(const void *)(p))
+#define v_store(p, v) (*(vfu *)(void *)(p) = (v))
+#if SN_W == 16
+#define v_set1(f)                                                            \
+    ((vf){(f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f),   \
+          (f), (f), (f)})
+#elif SN_W == 8
+#define v_set1(f) ((vf){(f), (f), (f), (f), (f), (f), (f), (f)})
+#else
+#define v_set1(f) ((vf){(f), (f), (f), (f)})
+#endif
+/* m ? a : b, m a comparison result (all ones / all zeros per lane) */
+#define v_blend(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
+#define v_min(a, b) v_blend((a) < (b), (a), (b))
+#define v_max(a, b) v_blend((a) > (b), (a), (b))
+
+/* Sum of the lanes in a fixed pairwise order. */
+SN_INLINE float v_hsum(const vf *pv)
+{
+    float t[SN_W];
+    int n;
+
+    memcpy(t, pv, sizeof t);
+    for (n = SN_W / 2; n >= 1; n /= 2)
+        for (int i = 0; i < n; i++)
+            t[i] += t[i + n];
+    return t[0];
+}
+
+SN_INLINE float v_hmax(const vf *pv)
+{
+    float t[SN_W], m;
+
+    memcpy(t, pv, sizeof t);
+    m = t[0];
+    for (int i = 1; i < SN_W; i++)
+        m = t[i] > m ? t[i] : m;
+    return m;
+}
+
+/* *px = exp(*px), Cephes' expf: x = n ln2 + r, |r| <= ln2/2, degree-6
+ * polynomial; 0.98 ulp. Inputs are clamped to [-87.3, 88.3] (no inf, no
+ * denormals). */
+SN_INLINE void v_exp(vf *px)
+{
+    const vf magic = v_set1(12582912.0f); /* 1.5 * 2^23: round to int */
+    vf x = *px, n, r, p;
+    vi e, e1, e2;
+
+    x = v_max(x, v_set1(-87.33654f));
+    x = v_min(x, v_set1(88.3762589f));
+    n = (x * v_set1(1.44269504088896341f) + magic) - magic;
+    r = x - n * v_set1(0.693359375f);
+    r = r - n * v_set1(-2.12194440e-4f);
+    p = v_set1(1.9875691500e-4f);
+    p = p * r + v_set1(1.3981999507e-3f);
+    p = p * r + v_set1(8.3334519073e-3f);
+    p = p * r + v_set1(4.1665795894e-2f);
+    p = p * r + v_set1(1.6666665459e-1f);
+    p = p * r + v_set1(5.0000001201e-1f);
+    p = p * (r * r) + r + v_set1(1.0f);
+    /* 2^n, n in [-126, 127] after the clamp; 2^127 is split in two */
+    e = __builtin_convertvector(n, vi);
+    e1 = e >> 1;
+    e2 = e - e1;
+    *px = p * (vf)((e1 + 127) << 23) * (vf)((e2 + 127) << 23);
+}
+
+/* *px = erf(*px): |x| < 1: x + x q(x^2), q of degree 6; 1 <= |x| < 3.92:
+ * 1 - erfc(|x|), erfc a degree-14 polynomial in |x| - 2.5; beyond, +-1.
+ * Chebyshev interpolants computed in long double, in monomial form.
+ * 1.12 ulp with FMA, 1.34 without (glibc's scalar erff: 0.97, but it alone
+ * would double the forward pass time). */
+SN_INLINE void v_erf(vf *px)
+{
+    const vi sign_bit = (vi)v_set1(-0.0f);
+    const vi sign = (vi)*px & sign_bit;
+    const vf ax = (vf)((vi)*px & ~sign_bit);
+    const vf u = ax * ax;
+    vf pa, pb, v, y;
+
+    pa = v_set1(7.875875063e-05f);
+    pa = pa * u + v_set1(-8.016864287e-04f);
+    pa = pa * u + v_set1(5.189087423e-03f);
+    pa = pa * u + v_set1(-2.685421201e-02f);
+    pa = pa * u + v_set1(1.128359472e-01f);
+    pa = pa * u + v_set1(-3.761262667e-01f);
+    pa = pa * u + v_set1(1.283791658e-01f);
+    pa = ax + ax * pa;
+
+    v = v_min(ax, v_set1(4.0f)) - v_set1(2.5f);
+    pb = v_set1(-8.837966382e-07f);
+    pb = pb * v + v_set1(-4.879900533e-07f);
+    pb = pb * v + v_set1(1.566748478e-05f);
+    pb = pb * v + v_set1(-1.783762571e-05f);
+    pb = pb * v + v_set1(-8.093341967e-05f);
+    pb = pb * v + v_set1(2.708359885e-04f);
+    pb = pb * v + v_set1(-2.589991190e-04f);
+    pb = pb * v + v_set1(-5.606543764e-04f);
+    pb = pb * v + v_set1(2.797778940e-03f);
+    pb = pb * v + v_set1(-6.108916376e-03f);
+    pb = pb * v + v_set1(8.622514286e-03f);
+    pb = pb * v + v_set1(-8.351824079e-03f);
+    pb = pb * v + v_set1(5.445702404e-03f);
+    pb = pb * v + v_set1(-2.178180237e-03f);
+    pb = pb * v + v_set1(4.069520174e-04f);
+    pb = v_set1(1.0f) - pb;
+
+    y = v_blend(ax < v_set1(3.92f), pb, v_set1(1.0f));
+    y = v_blend(ax < v_set1(1.0f), pa, y);
+    *px = (vf)((vi)y | sign);
+}
+
+/* *pz = tanh(*pz) = 1 - 2 / (exp(2z) + 1), |z| clamped to 9 (tanh = +-1 in
+ * fp32); absolute error ~1e-7, which is what GELU's 1 + tanh needs. */
+SN_INLINE void v_tanh(vf *pz)
+{
+    vf z = v_max(*pz, v_set1(-9.0f));
+    z = v_min(z, v_set1(9.0f));
+    z = z + z;
+    v_exp(&z);
+    *pz = v_set1(1.0f) - v_set1(2.0f) / (z + v_set1(1.0f));
+}
+
+/* *px = GELU(*px), in PyTorch's order of operations. */
+SN_INLINE void v_gelu(vf *px, int tanh_approx)
+{
+    const vf x = *px;
+    vf in;
+
+    if (tanh_approx) { /* gelu_new, gelu_pytorch_tanh */
+        in = v_set1(0.7978845608028654f) *
+             (x + v_set1(0.044715f) * (x * x * x));
+        v_tanh(&in);
+        *px = v_set1(0.5f) * x * (v_set1(1.0f) + in);
+        return;
+    }
+    in = x * v_set1(0.70710678118654752f);
+    v_erf(&in);
+    *px = x * v_set1(0.5f) * (v_set1(1.0f) + in);
+}
+
+SN_KATTR static void SN_K(k_gelu)(float *x, int rows, int cols,
+                                  int tanh_approx)
+{
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        int c = 0;
+        for (; c + SN_W <= cols; c += SN_W) {
+            vf v = v_load(row + c);
+            v_gelu(&v, tanh_approx);
+            v_store(row + c, v);
+        }
+        if (c < cols) {
+            float t[SN_W] = {0};
+            int n = cols - c;
+            vf v;
+            memcpy(t, row + c, (size_t)n * sizeof *t);
+            v = v_load(t);
+            v_gelu(&v, tanh_approx);
+            v_store(t, v);
+            memcpy(row + c, t, (size_t)n * sizeof *t);
+        }
+    }
+}
+
+SN_KATTR static void SN_K(k_add_rows)(float *x, const float *b, int rows,
+                                      int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        int c = 0;
+        for (; c + SN_W <= cols; c += SN_W)
+            v_store(row + c, v_load(row + c) + v_load(b + c));
+        for (; c < cols; c++)
+            row[c] += b[c];
+    }
+}
+
+/* Two passes, biased variance: (v - mean) / sqrt(var + eps) * g + b. */
+SN_KATTR static void SN_K(k_ln)(float *x, const float *g, const float *b,
+                                int rows, int n, float eps)
+{
+    for (int r = 0; r < rows; r++) {
+        float *v = x + (size_t)r * n;
+        vf acc = v_set1(0.0f);
+        float sum, mean, var, inv;
+        int c = 0;
+
+        for (; c + SN_W <= n; c += SN_W)
+            acc += v_load(v + c);
+        sum = v_hsum(&acc);
+        for (; c < n; c++)
+            sum += v[c];
+        mean = sum / (float)n;
+
+        acc = v_set1(0.0f);
+        for (c = 0; c + SN_W <= n; c += SN_W) {
+            vf d = v_load(v + c) - v_set1(mean);
+            acc += d * d;
+        }
+        var = v_hsum(&acc);
+        for (; c < n; c++)
+            var += (v[c] - mean) * (v[c] - mean);
+        var /= (float)n;
+        inv = 1.0f / sqrtf(var + eps);
+
+        for (c = 0; c + SN_W <= n; c += SN_W)
+            v_store(v + c, (v_load(v + c) - v_set1(mean)) * v_set1(inv) *
+                                   v_load(g + c) +
+                               v_load(b + c));
+        for (; c < n; c++)
+            v[c] = (v[c] - mean) * inv * g[c] + b[c];
+    }
+}
+
+/* ---- attention ------------------------------------------------------------
+ * One (sequence, head) at a time, on one thread. K is transposed into
+ * kt [d][Lp] and V copied into vp [L][dp] (Lp, dp: L, d rounded up to 16,
+ * zero padded), so both products vectorise along their output rows, in
+ * tiles of 4 rows x SN_NV vectors held in registers:
+ *   S[i][j] = scale * sum_c Q[i][c] kt[c][j]
+ *   P[i] = softmax(S[i][0..L))          max-subtracted, fp32
+ *   O[i][c] = sum_j P[i][j] vp[j][c]
+ * Query rows go SN_BERT_ATT_ROWS at a time, so S stays in L1/L2. */
+
+/* S tile: rows [0, NR) x vectors [0, NV) of s (row stride lds). */
+SN_INLINE void qk_tile(const float *q, size_t ldq, const float *kt,
+                       size_t ldk, float *s, size_t lds, int d, float scale,
+                       const int NR, const int NV)
+{
+    vf acc[4][SN_NV];
+
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = v_set1(0.0f);
+    for (int c = 0; c < d; c++) {
+        vf k[SN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            k[v] = v_load(kt + (size_t)c * ldk + SN_W * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const vf qb = v_set1(q[(size_t)r * ldq + c]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] += qb * k[v];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            v_store(s + (size_t)r * lds + SN_W * v,
+                    acc[r][v] * v_set1(scale));
+}
+
+/* O tile: rows [0, NR) x columns [0, SN_W NV) of the head's output, of
+ * which the first `keep` are real (the rest is vp's padding). */
+SN_INLINE void pv_tile(const float *p, size_t ldp, const float *vp,
+                       size_t ldv, float *o, size_t ldo, int L, int keep,
+                       const int NR, const int NV)
+{
+    vf acc[4][SN_NV];
+
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = v_set1(0.0f);
+    for (int j = 0; j < L; j++) {
+        vf vv[SN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            vv[v] = v_load(vp + (size_t)j * ldv + SN_W * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const vf pb = v_set1(p[(size_t)r * ldp + j]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] += pb * vv[v];
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int v = 0; v < NV; v++) {
+            float *dst = o + (size_t)r * ldo + SN_W * v;
+            if (SN_W * v + SN_W <= keep) {
+                v_store(dst, acc[r][v]);
+            } else if (SN_W * v < keep) {
+                float t[SN_W];
+                v_store(t, acc[r][v]);
+                memcpy(dst, t, (size_t)(keep - SN_W * v) * sizeof *t);
+            }
+        }
+}
+
+/* In-place softmax of s[0..n), max-subtracted. */
+SN_INLINE void softmax_row(float *s, int n)
+{
+    vf vm = v_set1(-INFINITY), acc = v_set1(0.0f), e;
+    float mx, sum, inv, t[SN_W];
+    int c = 0, k;
+
+    for (; c + SN_W <= n; c += SN_W)
+        vm = v_max(vm, v_load(s + c));
+    mx = v_hmax(&vm);
+    for (k = c; k < n; k++)
+        mx = s[k] > mx ? s[k] : mx;
+
+    for (c = 0; c + SN_W <= n; c += SN_W) {
+        e = v_load(s + c) - v_set1(mx);
+        v_exp(&e);
+        v_store(s + c, e);
+        acc += e;
+    }
+    sum = v_hsum(&acc);
+    if (c < n) {
+        for (k = 0; k < SN_W; k++)
+            t[k] = c + k < n ? s[c + k] - mx : -INFINITY;
+        e = v_load(t);
+        v_exp(&e);
+        v_store(t, e);
+        for (k = 0; c + k < n; k++) {
+            s[c + k] = t[k];
+            sum += t[k];
+        }
+    }
+    inv = 1.0f / sum;
+    for (c = 0; c + SN_W <= n; c += SN_W)
+        v_store(s + c, v_load(s + c) * v_set1(inv));
+    for (; c < n; c++)
+        s[c] *= inv;
+}
+
+/* QK tiles over rows [0, rows) with NR rows at a time. */
+#define SN_QK_ROWS(NR)                                                       \
+    for (; i + (NR) <= rows; i += (NR)) {                                    \
+        for (j = 0; j + SN_NV * SN_W <= Lp; j += SN_NV * SN_W)               \
+            qk_tile(q + (size_t)i * ld, ld, kt + j, Lp,                      \
+                    s + (size_t)i * Lp + j, Lp, d, scale, (NR), SN_NV);      \
+        for (; j < Lp; j += SN_W)                                            \
+            qk_tile(q + (size_t)i * ld, ld, kt + j, Lp,                      \
+                    s + (size_t)i * Lp + j, Lp, d, scale, (NR), 1);          \
+    }
+/* PV tiles over rows [0, rows), NR rows and nv vectors at a time. */
+#define SN_PV_ROWS(NR)                                                       \
+    for (; i + (NR) <= rows; i += (NR)) {                                    \
+        const float *p_ = s + (size_t)i * Lp;                                \
+        float *o_ = o + (size_t)i * H + c;                                   \
+        if (nv == SN_NV)                                                     \
+            pv_tile(p_, Lp, vp + c, dp, o_, H, L, d - c, (NR), SN_NV);       \
+        else                                                                 \
+            pv_tile(p_, Lp, vp + c, dp, o_, H, L, d - c, (NR), 1);           \
+    }
+
+SN_KATTR static void SN_K(k_attention)(const float *qkv, int ld, float *out,
+                                       int H, int d, int h, int L,
+                                       float *kt, float *vp, float *s)
+{
+    const int Lp = (L + 15) & ~15, dp = (d + 15) & ~15;
+    const float scale = 1.0f / sqrtf((float)d);
+    const float *Q = qkv + (size_t)h * d, *K = Q + H, *V = Q + 2 * H;
+    int i, j, c;
+
+    for (j = 0; j < L; j++)
+        for (c = 0; c < d; c++)
+            kt[(size_t)c * Lp + j] = K[(size_t)j * ld + c];
+    for (c = 0; c < d; c++)
+        for (j = L; j < Lp; j++)
+            kt[(size_t)c * Lp + j] = 0.0f;
+    for (j = 0; j < L; j++) {
+        memcpy(vp + (size_t)j * dp, V + (size_t)j * ld,
+               (size_t)d * sizeof *vp);
+        for (c = d; c < dp; c++)
+            vp[(size_t)j * dp + c] = 0.0f;
+    }
+
+    for (int r0 = 0; r0 < L; r0 += SN_BERT_ATT_ROWS) {
+        const int rows = L - r0 < SN_BERT_ATT_ROWS ? L - r0 : SN_BERT_ATT_ROWS;
+        const float *q = Q + (size_t)r0 * ld;
+        float *o = out + (size_t)r0 * H + (size_t)h * d;
+
+        i = 0;
+        SN_QK_ROWS(4)
+        SN_QK_ROWS(1)
+        for (i = 0; i < rows; i++)
+            softmax_row(s + (size_t)i * Lp, L);
+        /* columns of the head: SN_NV vectors at a time, then one */
+        for (c = 0; c < dp;) {
+            const int nv = (dp - c) / SN_W >= SN_NV ? SN_NV : 1;
+            i = 0;
+            SN_PV_ROWS(4)
+            SN_PV_ROWS(1)
+            c += nv * SN_W;
+        }
+    }
+}
+
+#undef SN_QK_ROWS
+#undef SN_PV_ROWS
+#undef vf
+#undef vi
+#undef vfu
+#undef v_hsum
+#undef v_hmax
+#undef v_exp
+#undef v_erf
+#undef v_tanh
+#undef v_gelu
+#undef qk_tile
+#undef pv_tile
+#undef softmax_row
+
+#endif /* SN_BERT_PASS */

@@ -647,8 +647,9 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
         return sn__err(err, err_len, rc, "out of memory");
     size_t k = 0;
     for (int i = i0; i < i1; i++) {
-        memcpy(c->ids + k, out[i].enc.ids,
-               (size_t)out[i].enc.n_tokens * sizeof *c->ids);
+        if (out[i].enc.n_tokens) /* an empty text may have no tokens */
+            memcpy(c->ids + k, out[i].enc.ids,
+                   (size_t)out[i].enc.n_tokens * sizeof *c->ids);
         c->lens[i - i0] = out[i].enc.n_tokens;
         k += (size_t)out[i].enc.n_tokens;
     }
@@ -698,9 +699,11 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
             e->tokens = malloc(sz ? sz : 1);
             if (!e->tokens)
                 return sn__err(err, err_len, -ENOMEM, "out of memory");
-            memcpy(e->tokens, h, sz);
+            if (sz)
+                memcpy(e->tokens, h, sz);
         }
-        h += (size_t)n_tok * m->hidden;
+        if (n_tok)
+            h += (size_t)n_tok * m->hidden;
     }
     return 0;
 }

@@ -84,8 +84,9 @@ int32_t sn__vocab_find(const sn__vocab_t *v, const char *s, size_t len)
         int32_t id = v->slots[i];
         if (id < 0)
             return -1;
+        /* s may hold NUL bytes: compare lengths first, then bytes */
         const char *p = v->pieces[id];
-        if (strncmp(p, s, len) == 0 && p[len] == '\0')
+        if (strnlen(p, len + 1) == len && memcmp(p, s, len) == 0)
             return id;
         i = (i + 1) & (v->n_slots - 1);
     }

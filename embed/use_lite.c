@@ -72,7 +72,7 @@
 #define SN_USE_MAX_JSON (64u << 20)     /* model.json, vocab.json */
 #define SN_USE_MAX_WEIGHTS 4096
 #define SN_USE_MAX_DIMS 8
-#define SN_USE_MAX_SHARDS 4096
+#define SN_USE_MAX_SHARDS 1024
 #define SN_USE_MAX_GROUPS 64
 #define SN_USE_MAX_BYTES (8ull << 30)   /* all weights of one group */
 #define SN_USE_MAX_LAYERS 16
@@ -1164,6 +1164,8 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
                            lens[s], m->max_len);
         n += (size_t)lens[s];
     }
+    if (n && !ids)
+        return sn__err(err, err_len, SN_EARG, "use forward: no token ids");
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->n_rows)
             return sn__err(err, err_len, SN_EARG,

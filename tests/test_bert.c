@@ -30,7 +30,7 @@
 
 static char errbuf[1024];
 
-/* ---- deterministic random numbers ---------------------------------------- */
+/* ---- deterministic random numbers --------------------------------------- */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -48,7 +48,7 @@ static float nrand(float sd)
     return (float)(sd * sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
 }
 
-/* ---- a random model, its files -------------------------------------------- */
+/* ---- a random model, its files ------------------------------------------ */
 
 typedef struct {
     char name[128];
@@ -126,14 +126,18 @@ static void build(tmodel_t *m)
     for (int l = 0; l < m->n_layers; l++) {
         ref_layer_t *L = &m->layer[l];
         const char *p = "encoder.layer";
-        L->wq = add(m, H, H, 0.1f, 0, "%s.%d.attention.self.query.weight", p, l);
+        L->wq = add(m, H, H, 0.1f, 0, "%s.%d.attention.self.query.weight",
+                    p, l);
         L->bq = add(m, H, 0, 0.1f, 0, "%s.%d.attention.self.query.bias", p, l);
         L->wk = add(m, H, H, 0.1f, 0, "%s.%d.attention.self.key.weight", p, l);
         L->bk = add(m, H, 0, 0.1f, 0, "%s.%d.attention.self.key.bias", p, l);
-        L->wv = add(m, H, H, 0.1f, 0, "%s.%d.attention.self.value.weight", p, l);
+        L->wv = add(m, H, H, 0.1f, 0, "%s.%d.attention.self.value.weight",
+                    p, l);
         L->bv = add(m, H, 0, 0.1f, 0, "%s.%d.attention.self.value.bias", p, l);
-        L->wo = add(m, H, H, 0.1f, 0, "%s.%d.attention.output.dense.weight", p, l);
-        L->bo = add(m, H, 0, 0.1f, 0, "%s.%d.attention.output.dense.bias", p, l);
+        L->wo = add(m, H, H, 0.1f, 0, "%s.%d.attention.output.dense.weight",
+                    p, l);
+        L->bo = add(m, H, 0, 0.1f, 0, "%s.%d.attention.output.dense.bias",
+                    p, l);
         snprintf(base, sizeof base, "%s.%d.attention.output.LayerNorm", p, l);
         ln_params(m, &L->ln1g, &L->ln1b, base);
         L->wi = add(m, I, H, 0.1f, 0, "%s.%d.intermediate.dense.weight", p, l);
@@ -260,7 +264,7 @@ static sn__bert_t *load_model(const tmodel_t *m)
     return b;
 }
 
-/* ---- the naive reference, in double ---------------------------------------- */
+/* ---- the naive reference, in double ------------------------------------- */
 
 static void ref_ln(double *x, int n, const float *g, const float *b,
                    double eps)
@@ -385,7 +389,7 @@ static double max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-/* ---- (a) + (b): reference and batch independence ---------------------------- */
+/* ---- (a) + (b): reference and batch independence ------------------------ */
 
 static void check_model(tmodel_t *m, const int *lens, int n_seq,
                         const char *label)
@@ -428,7 +432,7 @@ static void check_model(tmodel_t *m, const int *lens, int n_seq,
     d_ref = max_diff(alone, ref, (size_t)T * m->H);
     d_batch = max_diff(alone, packed, (size_t)T * m->H);
     identical = !memcmp(alone, packed, (size_t)T * m->H * sizeof *alone);
-    printf("%-34s T=%4d  max|blas - naive| %.2e  max|alone - packed| %.2e%s\n",
+    printf("%-40s T=%4d  max|blas - naive| %.2e  max|alone - packed| %.2e%s\n",
            label, T, d_ref, d_batch, identical ? " (bit-identical)" : "");
     CHECK(d_ref <= 1e-4);
     CHECK(d_batch <= 1e-5);
@@ -442,43 +446,57 @@ static void check_model(tmodel_t *m, const int *lens, int n_seq,
     free_model(m);
 }
 
-static void test_reference(void)
+static void test_reference(const char *kernels)
 {
     static tmodel_t m; /* big: static */
     const int lens1[] = {1, 7, 16, 33, 5, 64, 2};
     const int lens2[] = {300, 3, 17};
+    char label[64];
+
+    /* the kernel set the contexts pick (bert.c caps it by this variable) */
+    if (kernels)
+        CHECK(setenv("SENSE_BERT_KERNELS", kernels, 1) == 0);
+    else
+        CHECK(unsetenv("SENSE_BERT_KERNELS") == 0);
+    kernels = kernels ? kernels : "best";
 
     /* BERT, exact GELU, sizes multiples of 16 */
     m = (tmodel_t){.model_type = "bert", .act = "gelu", .prefix = "",
                    .H = 64, .n_layers = 2, .heads = 4, .I = 128,
                    .vocab = 500, .n_pos = 80, .n_types = 2, .pad = 0,
                    .eps = 1e-12};
-    check_model(&m, lens1, 7, "bert gelu 64x2x4");
+    snprintf(label, sizeof label, "[%s] bert gelu 64x2x4", kernels);
+    check_model(&m, lens1, 7, label);
 
     /* XLM-R offsets, tanh GELU, odd sizes (tails everywhere) */
     m = (tmodel_t){.model_type = "xlm-roberta", .act = "gelu_new",
                    .prefix = "", .H = 40, .n_layers = 3, .heads = 5,
                    .I = 72, .vocab = 300, .n_pos = 68, .n_types = 1,
                    .pad = 1, .eps = 1e-5};
-    check_model(&m, lens1, 7, "xlm-roberta gelu_new 40x3x5");
+    snprintf(label, sizeof label, "[%s] xlm-r gelu_new 40x3x5", kernels);
+    check_model(&m, lens1, 7, label);
 
     /* "bert." prefix, gamma/beta, gelu_pytorch_tanh, a 300-token sequence
-     * (two attention blocks) */
+     * (several attention blocks, helper threads), head size 48 */
     m = (tmodel_t){.model_type = "bert", .act = "gelu_pytorch_tanh",
-                   .prefix = "bert.", .gamma_beta = 1, .H = 48,
-                   .n_layers = 1, .heads = 3, .I = 100, .vocab = 200,
+                   .prefix = "bert.", .gamma_beta = 1, .H = 96,
+                   .n_layers = 1, .heads = 2, .I = 100, .vocab = 200,
                    .n_pos = 320, .n_types = 2, .pad = 0, .eps = 1e-12};
-    check_model(&m, lens2, 3, "bert. gamma/beta tanh 48x1x3");
+    snprintf(label, sizeof label, "[%s] bert. gamma/beta tanh 96x1x2",
+             kernels);
+    check_model(&m, lens2, 3, label);
 
-    /* roberta prefix, exact GELU, XLM-R offsets with pad 1 */
+    /* roberta prefix, exact GELU, XLM-R offsets with pad 1, head size 80
+     * (more than one tile of columns) */
     m = (tmodel_t){.model_type = "roberta", .act = "gelu",
-                   .prefix = "roberta.", .H = 32, .n_layers = 2, .heads = 2,
-                   .I = 64, .vocab = 100, .n_pos = 40, .n_types = 1,
-                   .pad = 1, .eps = 1e-5};
-    check_model(&m, lens1, 5, "roberta. gelu 32x2x2");
+                   .prefix = "roberta.", .H = 160, .n_layers = 2,
+                   .heads = 2, .I = 64, .vocab = 100, .n_pos = 40,
+                   .n_types = 1, .pad = 1, .eps = 1e-5};
+    snprintf(label, sizeof label, "[%s] roberta. gelu 160x2x2", kernels);
+    check_model(&m, lens1, 5, label);
 }
 
-/* ---- (c) errors --------------------------------------------------------------- */
+/* ---- (c) errors --------------------------------------------------------- */
 
 static const char *good_cfg =
     "{\"model_type\": \"bert\", \"hidden_size\": 32, "
@@ -706,7 +724,7 @@ static void test_forward_errors(void)
     free_model(&m);
 }
 
-/* ---- (d) the fixtures ------------------------------------------------------------ */
+/* ---- (d) the fixtures --------------------------------------------------- */
 
 static void test_fixture(const char *name)
 {
@@ -778,7 +796,9 @@ static void test_fixture(const char *name)
 int main(void)
 {
     test_config_errors();
-    test_reference();
+    test_reference("base");
+    test_reference("avx2"); /* where the CPU has them; else the best */
+    test_reference(NULL);
     test_weight_errors();
     test_forward_errors();
     test_fixture("tiny-bert-uncased");
