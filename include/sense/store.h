@@ -1,0 +1,152 @@
+/*
+ * store.h -- documents, chunks, vectors and sense inventories: SQLite as the
+ * source of truth, faiss (through its C API) as the search accelerator.
+ *
+ * Ownership and threads:
+ *   - sn_store_open() returns a store the caller frees with sn_store_close(),
+ *     which saves the indexes. A store serializes its own calls with an
+ *     internal mutex: any thread may call it, one call runs at a time.
+ *     (The daemon calls it from worker threads only, never the loop.)
+ *   - Every write returns only after its SQLite transaction is durable
+ *     (WAL, synchronous=FULL): what a caller acknowledges is never lost.
+ *   - Results are owned by the caller: free them with the matching _free.
+ *   - Collections are bound to the model that filled them (model id and
+ *     dimension): writing or searching with another is SN_EMODEL.
+ *
+ * Errors: 0 or a negative code (SN_E*, -errno); the message goes to `err`.
+ * A full disk or read-only database is -ENOSPC / -EROFS / -EACCES with the
+ * store left consistent (the failed transaction rolled back).
+ */
+#ifndef SENSE_STORE_H
+#define SENSE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_store sn_store_t;
+
+typedef enum {
+    SN_INDEX_AUTO = 0, /* Flat below a measured size, HNSW above */
+    SN_INDEX_FLAT,
+    SN_INDEX_HNSW,
+} sn_index_kind_t;
+
+int sn_store_open(const char *db_path, sn_store_t **out, char *err,
+                  size_t err_len);
+void sn_store_close(sn_store_t *st); /* saves the indexes; NULL is a no-op */
+/* Save every collection's index now (atomically: write, fsync, rename). */
+int sn_store_save(sn_store_t *st, char *err, size_t err_len);
+
+/* Notes for a person, one line each without a newline: an index file that
+ * was stale, corrupt or missing and was caught up or rebuilt from the
+ * database, a schema migration, an index switched from Flat to HNSW. Lines
+ * from before a callback is set (sn_store_open's) are kept and delivered
+ * when it is. The callback runs on the calling thread with the store
+ * locked: it must not call the store. NULL discards. */
+typedef void (*sn_store_log_cb)(void *ud, const char *line);
+void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud);
+
+/* Create the collection if it does not exist; if it does, check it is bound
+ * to the same model_id and dim (else SN_EMODEL). */
+int sn_store_collection(sn_store_t *st, const char *name,
+                        const char *model_id, int dim, sn_index_kind_t kind,
+                        char *err, size_t err_len);
+
+/* A chunk of a document: its character span (code points) in the text and
+ * its vector (dim floats, L2-normalized). */
+typedef struct {
+    int32_t start, end;
+    const float *vec;
+} sn_chunk_in_t;
+
+typedef struct {
+    const char *id;        /* external id; NULL: the store makes one */
+    const char *text;      /* UTF-8, text_len bytes */
+    size_t text_len;
+    const char *meta_json; /* a JSON object as text, or NULL */
+    const sn_chunk_in_t *chunks;
+    int n_chunks;
+} sn_doc_in_t;
+
+/* Upsert n documents in ONE transaction (all or nothing): a document whose
+ * external id exists is replaced, chunks included. ids_out (if non-NULL)
+ * receives n malloc'd external ids (the generated ones too); free each. */
+int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
+                 const sn_doc_in_t *docs, int n, char **ids_out, char *err,
+                 size_t err_len);
+
+typedef struct {
+    char *id;
+    char *text;
+    char *meta_json; /* "{}" when none */
+    int64_t created, updated; /* unix seconds */
+    int n_chunks;
+} sn_doc_t;
+
+void sn_doc_free(sn_doc_t *d); /* frees members */
+
+/* Fetch by external ids; missing ids are left out: *n_out <= n. */
+int sn_store_get(sn_store_t *st, const char *collection,
+                 const char *const *ids, int n, sn_doc_t **out, int *n_out,
+                 char *err, size_t err_len);
+/* Delete by external ids (chunks and vectors too); *n_deleted counts the
+ * ids that existed. Durable on return; never returned by search again. */
+int sn_store_delete(sn_store_t *st, const char *collection,
+                    const char *const *ids, int n, int *n_deleted, char *err,
+                    size_t err_len);
+/* List external ids in insertion order, from offset, at most limit. */
+int sn_store_list(sn_store_t *st, const char *collection, int64_t offset,
+                  int limit, char ***ids_out, int *n_out, char *err,
+                  size_t err_len);
+
+typedef struct {
+    char *name;
+    char *model_id;
+    int dim;
+    sn_index_kind_t kind; /* as chosen (AUTO resolved) */
+    int64_t n_docs, n_chunks;
+} sn_collection_info_t;
+
+int sn_store_collections(sn_store_t *st, sn_collection_info_t **out,
+                         int *n_out, char *err, size_t err_len);
+void sn_collection_info_free(sn_collection_info_t *c, int n);
+
+typedef struct {
+    char *id;        /* the document's external id */
+    float score;     /* cosine */
+    char *text;      /* the chunk's text */
+    int chunk;       /* ordinal of the chunk in its document */
+    int32_t start, end;
+    char *meta_json;
+} sn_hit_t;
+
+void sn_hits_free(sn_hit_t *h, int n);
+
+/* Top-k chunks by cosine to `query` (dim floats, normalized). `filter_json`
+ * is NULL or a JSON object {key: value}: keep documents whose meta has
+ * each key equal to the value. */
+int sn_store_search(sn_store_t *st, const char *collection,
+                    const char *model_id, const float *query, int k,
+                    const char *filter_json, sn_hit_t **out, int *n_out,
+                    char *err, size_t err_len);
+
+/* ---- chunking (index/chunk.c) --------------------------------------------
+ * Split a text into spans that each tokenize to at most max_tokens tokens
+ * (specials included) with `tok`, on sentence boundaries where possible,
+ * else on word boundaries, else anywhere; consecutive chunks overlap by
+ * about `overlap` tokens. *spans_out is malloc'd pairs (start, end) in code
+ * points; an empty text gives one empty chunk. */
+typedef struct sn_tokenizer sn_tokenizer_t;
+int sn_chunk_text(const sn_tokenizer_t *tok, const char *text, size_t len,
+                  int max_tokens, int overlap, int32_t **spans_out,
+                  int *n_out, char *err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,566 @@
+/*
+ * ann.c -- one collection's approximate-nearest-neighbour index: a faiss
+ * index behind its C API, and the file it is saved to.
+ *
+ * The index is an accelerator, never the truth: SQLite holds every vector
+ * (chunks.vector) and store.c rebuilds or catches the index up from there.
+ * So this file only has to be fast and to never hand back a damaged index:
+ *
+ *   - vector ids are chunk rowids (AUTOINCREMENT, never reused), kept by an
+ *     IDMap wrapper: "IDMap,Flat" (exact; remove_ids works) or
+ *     "IDMap2,HNSW<M>,Flat" (approximate; faiss cannot remove from HNSW, so
+ *     a deletion only counts a tombstone and store.c filters hits against
+ *     SQLite). Inner product on L2-normalized vectors: the score is cosine.
+ *   - the file is a 64-byte header (see store_int.h) and faiss' own
+ *     serialization. The checksum covers the header and the payload and is
+ *     verified by streaming the file once before faiss parses a byte of it,
+ *     so a torn or bit-flipped file is refused instead of being trusted
+ *     with, say, a corrupted vector count. Saving is write temp, fsync,
+ *     rename, fsync the directory.
+ *
+ * Workload: single-query searches; adds of a few chunks per document; whole
+ * rebuilds rarely (first open, an AUTO collection crossing to HNSW, HNSW
+ * tombstones past SN__TOMBSTONE_REBUILD). Files up to a few hundred MB are
+ * read twice at open (checksum, then parse); the second read comes from the
+ * page cache.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+
+#include "embed_int.h"
+#include "store_int.h"
+
+#define ANN_MAGIC "SENSEIDX"
+#define ANN_FORMAT 1u
+#define ANN_KIND_FLAT 1u
+#define ANN_KIND_HNSW 2u
+#define ANN_IO_BLOCK (1u << 20)
+
+/* faiss' message for the call that just failed on this thread. */
+static const char *ferr(void)
+{
+    const char *m = faiss_get_last_error();
+    return m ? m : "unknown faiss error";
+}
+
+void sn__ann_threads(int n)
+{
+    omp_set_num_threads(n > 0 ? n : 1);
+}
+
+/* OMP_NUM_THREADS when set (the first number of a list), else every core.
+ * Read from the environment, not omp_get_max_threads(): the calling thread
+ * has usually set its own team size to 1 already. */
+int sn__ann_build_threads(void)
+{
+    const char *env = getenv("OMP_NUM_THREADS");
+    long n = env ? strtol(env, NULL, 10) : 0;
+    return n > 0 && n < 4096 ? (int)n : omp_get_num_procs();
+}
+
+/* ---- checksum --------------------------------------------------------------
+ * A 64-bit multiply-rotate hash over 8-byte words: each step is a bijection
+ * of the state, so any single corrupted word changes the result. Not
+ * cryptographic; it detects torn writes and bit rot. */
+
+typedef struct {
+    uint64_t h;
+} sum_t;
+
+static void sum_init(sum_t *s) { s->h = 0xcbf29ce484222325ull; }
+
+static void sum_update(sum_t *s, const uint8_t *p, size_t len)
+{
+    uint64_t h = s->h, w;
+    for (; len >= 8; p += 8, len -= 8) {
+        memcpy(&w, p, 8);
+        h = (((h << 23) | (h >> 41)) ^ w) * 0x9e3779b97f4a7c15ull;
+    }
+    for (; len; p++, len--) /* only ever the last call's tail */
+        h = (((h << 23) | (h >> 41)) ^ *p) * 0x9e3779b97f4a7c15ull;
+    s->h = h;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* ---- the index ------------------------------------------------------------ */
+
+/* efConstruction only matters while adding, efSearch while searching; both
+ * are set on every new or loaded HNSW index. */
+static int set_hnsw_params(FaissIndex *idx, char *err, size_t err_len)
+{
+    FaissParameterSpace *ps = NULL;
+    int rc = 0;
+
+    if (faiss_ParameterSpace_new(&ps) ||
+        faiss_ParameterSpace_set_index_parameter(
+            ps, idx, "efConstruction", SN__HNSW_EF_CONSTRUCTION) ||
+        faiss_ParameterSpace_set_index_parameter(ps, idx, "efSearch",
+                                                 SN__HNSW_EF_SEARCH))
+        rc = sn__err(err, err_len, -ENOMEM, "faiss: cannot set hnsw "
+                     "parameters: %s", ferr());
+    faiss_ParameterSpace_free(ps);
+    return rc;
+}
+
+int sn__ann_new(int dim, int hnsw, sn__ann_t **out, char *err,
+                size_t err_len)
+{
+    sn__ann_t *a = NULL;
+    char desc[64];
+    int rc;
+
+    *out = NULL;
+    if (dim <= 0 || dim > SN_STORE_MAX_DIM)
+        return sn__err(err, err_len, SN_EARG, "index: bad dimension %d", dim);
+    a = calloc(1, sizeof *a);
+    if (!a)
+        return sn__err(err, err_len, -ENOMEM, "index: out of memory");
+    if (hnsw)
+        snprintf(desc, sizeof desc, "IDMap2,HNSW%d,Flat", SN__HNSW_M);
+    else
+        snprintf(desc, sizeof desc, "IDMap,Flat");
+    if (faiss_index_factory(&a->index, dim, desc, METRIC_INNER_PRODUCT)) {
+        rc = sn__err(err, err_len, -ENOMEM, "faiss: cannot make '%s': %s",
+                     desc, ferr());
+        goto fail;
+    }
+    if (hnsw && (rc = set_hnsw_params(a->index, err, err_len)) < 0)
+        goto fail;
+    a->hnsw = hnsw;
+    a->dim = dim;
+    *out = a;
+    return 0;
+fail:
+    sn__ann_free(a);
+    return rc;
+}
+
+void sn__ann_free(sn__ann_t *a)
+{
+    if (!a)
+        return;
+    if (a->index)
+        faiss_Index_free(a->index);
+    free(a);
+}
+
+int64_t sn__ann_ntotal(const sn__ann_t *a)
+{
+    return a ? faiss_Index_ntotal(a->index) : 0;
+}
+
+int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
+                const int64_t *ids, char *err, size_t err_len)
+{
+    if (n <= 0)
+        return 0;
+    if (faiss_Index_add_with_ids(a->index, n, vecs, ids))
+        return sn__err(err, err_len, -ENOMEM, "faiss: add of %lld vectors "
+                       "failed: %s", (long long)n, ferr());
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] > a->max_rowid)
+            a->max_rowid = ids[i];
+    a->dirty = 1;
+    return 0;
+}
+
+int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
+                   size_t err_len)
+{
+    FaissIDSelectorBatch *sel = NULL;
+    size_t n_removed = 0;
+
+    if (n <= 0)
+        return 0;
+    a->dirty = 1;
+    if (a->hnsw) {
+        a->n_dead += n;
+        return 0;
+    }
+    if (faiss_IDSelectorBatch_new(&sel, (size_t)n, ids))
+        return sn__err(err, err_len, -ENOMEM, "faiss: %s", ferr());
+    int frc = faiss_Index_remove_ids(a->index, (const FaissIDSelector *)sel,
+                                     &n_removed);
+    if (frc)
+        sn__err(err, err_len, -EIO, "faiss: remove of %lld vectors failed: "
+                "%s", (long long)n, ferr());
+    faiss_IDSelector_free((FaissIDSelector *)sel);
+    return frc ? -EIO : 0;
+}
+
+int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k,
+                   float *scores, int64_t *labels, char *err,
+                   size_t err_len)
+{
+    if (faiss_Index_search(a->index, 1, q, k, scores, labels))
+        return sn__err(err, err_len, -ENOMEM, "faiss: search failed: %s",
+                       ferr());
+    return 0;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
+                char *err, size_t err_len)
+{
+    FaissIndexIDMap *m = faiss_IndexIDMap_cast(a->index);
+    idx_t *map = NULL;
+    size_t n = 0;
+    int64_t *ids;
+
+    *ids_out = NULL;
+    *n_out = 0;
+    if (!m)
+        return sn__err(err, err_len, SN_ECORRUPT, "index: not an id map");
+    faiss_IndexIDMap_id_map(m, &map, &n);
+    ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return sn__err(err, err_len, -ENOMEM, "index: out of memory");
+    if (n)
+        memcpy(ids, map, n * sizeof *ids);
+    qsort(ids, n, sizeof *ids, cmp_i64);
+    *ids_out = ids;
+    *n_out = (int64_t)n;
+    return 0;
+}
+
+/* ---- the file -------------------------------------------------------------- */
+
+static int fsync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    int fd, rc = 0;
+
+    if (!copy)
+        return -ENOMEM;
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        rc = -errno;
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t w = pwrite(fd, p, len, off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        len -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+/* Read exactly len bytes at off; -EIO on a short file. */
+static int read_all(int fd, uint8_t *p, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t r = pread(fd, p, len, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO;
+        p += r;
+        len -= (size_t)r;
+        off += r;
+    }
+    return 0;
+}
+
+/* Checksum of header[0..64) and the len payload bytes after the header. */
+static int sum_file(int fd, const uint8_t *hdr, uint64_t len, uint64_t *out)
+{
+    uint8_t *buf = malloc(ANN_IO_BLOCK);
+    uint64_t off = 0;
+    sum_t s;
+    int rc = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    sum_init(&s);
+    sum_update(&s, hdr, 64);
+    while (off < len) {
+        size_t n = len - off < ANN_IO_BLOCK ? (size_t)(len - off)
+                                            : ANN_IO_BLOCK;
+        if ((rc = read_all(fd, buf, n, (off_t)(SN__ANN_HEADER_LEN + off))))
+            break;
+        sum_update(&s, buf, n);
+        off += n;
+    }
+    free(buf);
+    *out = s.h;
+    return rc;
+}
+
+int sn__ann_save(const sn__ann_t *a, const char *path, int64_t collection,
+                 char *err, size_t err_len)
+{
+    uint8_t hdr[SN__ANN_HEADER_LEN] = {0};
+    char tmp[4096];
+    FILE *f = NULL;
+    int fd = -1, rc;
+    struct stat sb;
+    uint64_t sum;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
+                       path);
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sn__err(err, err_len, -errno, "cannot create '%s': %s", tmp,
+                       strerror(errno));
+    /* faiss writes through a FILE*; the header goes in last, with the
+     * checksum of what actually reached the file. */
+    int fd2 = dup(fd);
+    if (fd2 < 0 || !(f = fdopen(fd2, "wb"))) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", tmp, strerror(errno));
+        if (fd2 >= 0)
+            close(fd2);
+        goto fail;
+    }
+    if (fseeko(f, SN__ANN_HEADER_LEN, SEEK_SET) != 0) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (faiss_write_index(a->index, f)) {
+        /* faiss reports a failed fwrite without errno; a full disk is the
+         * usual cause, but say what faiss said. */
+        rc = sn__err(err, err_len, -EIO, "cannot write '%s': %s", tmp,
+                     ferr());
+        goto fail;
+    }
+    if (fflush(f) != 0 || ferror(f)) {
+        int e = errno ? errno : EIO;
+        rc = sn__err(err, err_len, -e, "cannot write '%s': %s", tmp,
+                     strerror(e));
+        goto fail;
+    }
+    fclose(f);
+    f = NULL;
+    if (fstat(fd, &sb) != 0 || sb.st_size < SN__ANN_HEADER_LEN) {
+        rc = sn__err(err, err_len, -EIO, "'%s': short file", tmp);
+        goto fail;
+    }
+    memcpy(hdr, ANN_MAGIC, 8);
+    put_u32(hdr + 8, ANN_FORMAT);
+    put_u32(hdr + 12, a->hnsw ? ANN_KIND_HNSW : ANN_KIND_FLAT);
+    put_u64(hdr + 16, (uint64_t)collection);
+    put_u32(hdr + 24, (uint32_t)a->dim);
+    put_u64(hdr + 32, (uint64_t)a->max_rowid);
+    put_u64(hdr + 40, (uint64_t)faiss_Index_ntotal(a->index));
+    put_u64(hdr + 48, (uint64_t)a->n_dead);
+    put_u64(hdr + 56, (uint64_t)sb.st_size - SN__ANN_HEADER_LEN);
+    if ((rc = sum_file(fd, hdr, (uint64_t)sb.st_size - SN__ANN_HEADER_LEN,
+                       &sum)) < 0) {
+        sn__err(err, err_len, rc, "cannot read back '%s': %s", tmp,
+                strerror(-rc));
+        goto fail;
+    }
+    put_u64(hdr + 64, sum);
+    if ((rc = write_all(fd, hdr, sizeof hdr, 0)) < 0 ||
+        (fsync(fd) != 0 && (rc = -errno))) {
+        sn__err(err, err_len, rc, "cannot write '%s': %s", tmp,
+                strerror(-rc));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = sn__err(err, err_len, -errno, "cannot write '%s': %s", tmp,
+                     strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = sn__err(err, err_len, -errno, "cannot rename '%s' to '%s': %s",
+                     tmp, path, strerror(errno));
+        goto fail;
+    }
+    if ((rc = fsync_dir_of(path)) < 0)
+        return sn__err(err, err_len, rc, "cannot sync the directory of "
+                       "'%s': %s", path, strerror(-rc));
+    return 0;
+fail:
+    if (f)
+        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return rc;
+}
+
+int sn__ann_load(const char *path, int64_t collection, int dim,
+                 sn__ann_t **out, char *err, size_t err_len)
+{
+    uint8_t hdr[SN__ANN_HEADER_LEN];
+    sn__ann_t *a = NULL;
+    FILE *f = NULL;
+    struct stat sb;
+    uint64_t payload_len, sum;
+    uint32_t kind;
+    int fd, rc;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sn__err(err, err_len, -errno, "'%s': %s", path,
+                       strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (sb.st_size < SN__ANN_HEADER_LEN ||
+        read_all(fd, hdr, sizeof hdr, 0) != 0) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': truncated header",
+                     path);
+        goto fail;
+    }
+    kind = get_u32(hdr + 12);
+    payload_len = get_u64(hdr + 56);
+    if (memcmp(hdr, ANN_MAGIC, 8) != 0) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': not a sense index "
+                     "file (bad magic)", path);
+        goto fail;
+    }
+    if (get_u32(hdr + 8) != ANN_FORMAT) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': format %u, expected "
+                     "%u", path, get_u32(hdr + 8), ANN_FORMAT);
+        goto fail;
+    }
+    if (kind != ANN_KIND_FLAT && kind != ANN_KIND_HNSW) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': unknown kind %u",
+                     path, kind);
+        goto fail;
+    }
+    if ((int64_t)get_u64(hdr + 16) != collection) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': belongs to collection "
+                     "%lld, not %lld", path, (long long)get_u64(hdr + 16),
+                     (long long)collection);
+        goto fail;
+    }
+    if (get_u32(hdr + 24) != (uint32_t)dim) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': dimension %u, "
+                     "expected %d", path, get_u32(hdr + 24), dim);
+        goto fail;
+    }
+    if (payload_len != (uint64_t)sb.st_size - SN__ANN_HEADER_LEN) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': payload length %llu, "
+                     "file holds %llu", path, (unsigned long long)payload_len,
+                     (unsigned long long)sb.st_size - SN__ANN_HEADER_LEN);
+        goto fail;
+    }
+    if ((rc = sum_file(fd, hdr, payload_len, &sum)) < 0) {
+        sn__err(err, err_len, rc, "'%s': %s", path, strerror(-rc));
+        goto fail;
+    }
+    if (sum != get_u64(hdr + 64)) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': checksum mismatch",
+                     path);
+        goto fail;
+    }
+    a = calloc(1, sizeof *a);
+    if (!a) {
+        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
+        goto fail;
+    }
+    int fd2 = dup(fd);
+    if (fd2 < 0 || !(f = fdopen(fd2, "rb"))) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
+        if (fd2 >= 0)
+            close(fd2);
+        goto fail;
+    }
+    if (fseeko(f, SN__ANN_HEADER_LEN, SEEK_SET) != 0) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (faiss_read_index(f, 0, &a->index)) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': faiss cannot read "
+                     "it: %s", path, ferr());
+        goto fail;
+    }
+    if (ftello(f) != sb.st_size) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': trailing bytes after "
+                     "the index", path);
+        goto fail;
+    }
+    if (faiss_Index_d(a->index) != dim ||
+        faiss_Index_metric_type(a->index) != METRIC_INNER_PRODUCT ||
+        !faiss_IndexIDMap_cast(a->index) ||
+        faiss_Index_ntotal(a->index) != (idx_t)get_u64(hdr + 40)) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': index does not match "
+                     "its header", path);
+        goto fail;
+    }
+    a->hnsw = kind == ANN_KIND_HNSW;
+    a->dim = dim;
+    a->max_rowid = (int64_t)get_u64(hdr + 32);
+    a->n_dead = a->hnsw ? (int64_t)get_u64(hdr + 48) : 0;
+    if (a->hnsw && (rc = set_hnsw_params(a->index, err, err_len)) < 0)
+        goto fail;
+    fclose(f);
+    close(fd);
+    *out = a;
+    return 0;
+fail:
+    if (f)
+        fclose(f);
+    close(fd);
+    sn__ann_free(a);
+    return rc;
+}

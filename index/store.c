@@ -1,0 +1,2060 @@
+/*
+ * store.c -- sn_store_*: documents, chunks and their vectors in SQLite, with
+ * one faiss index per collection as the search accelerator.
+ *
+ * Invariants:
+ *   - SQLite is the truth. Every write is one BEGIN IMMEDIATE transaction
+ *     (WAL, synchronous=FULL: durable when COMMIT returns). The in-memory
+ *     faiss index is touched only after COMMIT succeeds, so a failed write
+ *     (full disk, read-only file, I/O error) rolls back and leaves both
+ *     exactly as they were.
+ *   - A faiss vector id is a chunk rowid. Rowids are AUTOINCREMENT (never
+ *     reused), so an index from any point in the past can be caught up by
+ *     comparing its id set with the chunks table: ids missing from the
+ *     index are added, ids gone from the table are removed (Flat) or
+ *     counted as tombstones (HNSW). That is what happens when an index file
+ *     is loaded, so a stale file (a crash after writes the file did not see)
+ *     costs a catch-up, and a missing or corrupt one a rebuild, never data.
+ *   - Search results are always joined back to SQLite: a vector whose chunk
+ *     no longer exists is dropped there, so deleted documents never come
+ *     back, whatever the index kind or the state of its file.
+ *   - If faiss fails after a commit (out of memory), the collection's index
+ *     is marked stale and rebuilt from SQLite at its next use; the write,
+ *     already durable, still succeeds.
+ *   - One mutex serializes every call on a store.
+ *
+ * Indexes are loaded lazily, at a collection's first search or write, and
+ * saved (if changed) by sn_store_save() and sn_store_close() into
+ * <db>.idx/<collection id>.faiss (format in store_int.h). A read-only store
+ * never writes them.
+ *
+ * Threads: faiss parallelizes with OpenMP. Searches and per-document adds
+ * run with one OpenMP thread (the daemon runs requests concurrently on few
+ * cores; a single query gains little from more); rebuilds and catch-ups
+ * with $OMP_NUM_THREADS threads, every core when it is unset. The team size
+ * is set on the calling thread at each call (omp_set_num_threads is per
+ * thread), so the caller's own OpenMP use is not affected beyond that
+ * thread. Under ThreadSanitizer run with OMP_NUM_THREADS=1: libgomp is not
+ * instrumented, and faiss' parallel HNSW build shows up as races.
+ *
+ * Generated document ids are 16 lowercase hex characters from getrandom(2)
+ * (64 random bits), re-drawn in the unlikely case the collection already
+ * has one.
+ *
+ * Workload: a daemon answering single-query searches over collections of
+ * thousands to a few million chunks, with documents added a few at a time
+ * or in batches of hundreds.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <utf8proc.h>
+
+#include "embed_int.h"
+#include "store_int.h"
+
+#define MAX_PENDING_LOG 32
+#define MAX_FILTER_KEYS 32
+#define REBUILD_BATCH 16384
+#define NORM_TOLERANCE 1e-3
+
+/* The cached statements. ?2 is always the collection id. */
+enum {
+    Q_COLL_BY_NAME,
+    Q_COLL_INSERT,
+    Q_COLL_LIST,
+    Q_DOC_FIND,
+    Q_DOC_INSERT,
+    Q_DOC_UPDATE,
+    Q_DOC_DELETE,
+    Q_DOC_GET,
+    Q_DOC_LIST,
+    Q_CHUNK_IDS_OF_DOC,
+    Q_CHUNK_DELETE_OF_DOC,
+    Q_CHUNK_INSERT,
+    Q_CHUNK_COUNT,
+    Q_CHUNK_IDS,
+    Q_CHUNK_VECS,
+    Q_CHUNK_VEC,
+    Q_HIT,
+    N_QUERIES
+};
+
+/* Column list of a hit; the filter, if any, is appended to HIT_WHERE. */
+#define HIT_SELECT                                                           \
+    "SELECT d.ext_id, substr(d.text, c.span_start + 1, "                     \
+    "c.span_end - c.span_start), c.ordinal, c.span_start, c.span_end, "      \
+    "d.meta FROM chunks c JOIN documents d ON d.id = c.document "
+#define HIT_WHERE "WHERE c.id = ?1 AND c.collection = ?2"
+#define SCAN_SELECT                                                          \
+    "SELECT c.id, c.vector FROM chunks c JOIN documents d "                  \
+    "ON d.id = c.document WHERE c.collection = ?2"
+
+static const char *const SQL[N_QUERIES] = {
+    [Q_COLL_BY_NAME] = "SELECT id, model_id, dim, index_kind FROM collections "
+                       "WHERE name = ?1",
+    [Q_COLL_INSERT] = "INSERT INTO collections (name, model_id, dim, "
+                      "index_kind, created) VALUES (?1, ?3, ?4, ?5, ?6)",
+    [Q_COLL_LIST] = "SELECT c.id, c.name, c.model_id, c.dim, c.index_kind, "
+                    "(SELECT count(*) FROM documents d WHERE d.collection = "
+                    "c.id), (SELECT count(*) FROM chunks k WHERE k.collection "
+                    "= c.id) FROM collections c ORDER BY c.id",
+    [Q_DOC_FIND] = "SELECT id FROM documents WHERE collection = ?2 AND "
+                   "ext_id = ?1",
+    [Q_DOC_INSERT] = "INSERT INTO documents (ext_id, collection, text, meta, "
+                     "created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    [Q_DOC_UPDATE] = "UPDATE documents SET text = ?3, meta = ?4, updated = ?5 "
+                     "WHERE id = ?1",
+    [Q_DOC_DELETE] = "DELETE FROM documents WHERE id = ?1",
+    [Q_DOC_GET] = "SELECT d.ext_id, d.text, d.meta, d.created, d.updated, "
+                  "(SELECT count(*) FROM chunks c WHERE c.document = d.id) "
+                  "FROM documents d WHERE d.collection = ?2 AND d.ext_id = ?1",
+    [Q_DOC_LIST] = "SELECT ext_id FROM documents WHERE collection = ?2 "
+                   "ORDER BY id LIMIT ?3 OFFSET ?1",
+    [Q_CHUNK_IDS_OF_DOC] = "SELECT id FROM chunks WHERE document = ?1",
+    [Q_CHUNK_DELETE_OF_DOC] = "DELETE FROM chunks WHERE document = ?1",
+    [Q_CHUNK_INSERT] = "INSERT INTO chunks (document, collection, ordinal, "
+                       "span_start, span_end, vector) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_CHUNK_COUNT] = "SELECT count(*) FROM chunks WHERE collection = ?2",
+    [Q_CHUNK_IDS] = "SELECT id FROM chunks WHERE collection = ?2 ORDER BY id",
+    [Q_CHUNK_VECS] = "SELECT id, vector FROM chunks WHERE collection = ?2 "
+                     "ORDER BY id",
+    [Q_CHUNK_VEC] = "SELECT vector FROM chunks WHERE id = ?1 AND "
+                    "collection = ?2",
+    [Q_HIT] = HIT_SELECT HIT_WHERE,
+};
+
+typedef struct {
+    int64_t id;
+    char *name, *model_id;
+    int dim;
+    sn_index_kind_t kind; /* as created; AUTO stays AUTO */
+    sn__ann_t *ann;       /* NULL until first needed */
+    int stale;            /* ann out of step with SQLite: rebuild it */
+} coll_t;
+
+struct sn_store {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+    int readonly;
+    char *idx_dir; /* "<db>.idx"; NULL for an in-memory database */
+    coll_t **colls;
+    int n_colls, cap_colls;
+    sqlite3_stmt *q[N_QUERIES];
+    sn_store_log_cb log_cb;
+    void *log_ud;
+    char *pending[MAX_PENDING_LOG]; /* lines logged before a callback */
+    int n_pending, n_dropped;
+};
+
+/* ---- small helpers --------------------------------------------------------- */
+
+int sn__sqlite_code(sqlite3 *db, int rc)
+{
+    int sys = db ? sqlite3_system_errno(db) : 0;
+
+    switch (rc & 0xff) {
+    case SQLITE_OK: case SQLITE_ROW: case SQLITE_DONE: return 0;
+    case SQLITE_FULL: return -ENOSPC;
+    case SQLITE_READONLY: return -EROFS;
+    case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+    case SQLITE_CANTOPEN: return sys ? -sys : -ENOENT;
+    case SQLITE_IOERR:
+        if (rc == SQLITE_IOERR_NOMEM)
+            return -ENOMEM;
+        return sys ? -sys : -EIO;
+    case SQLITE_CORRUPT: case SQLITE_NOTADB: return SN_ECORRUPT;
+    case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+    case SQLITE_NOMEM: return -ENOMEM;
+    case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE:
+        return SN_EARG;
+    case SQLITE_TOOBIG: return SN_ETOOBIG;
+    default: return -EIO;
+    }
+}
+
+/* A failed SQLite call: map rc and copy the connection's message now, before
+ * anything else (a ROLLBACK) overwrites it. */
+static int db_fail(sn_store_t *st, int rc, char *err, size_t err_len,
+                   const char *what)
+{
+    int code = sn__sqlite_code(st->db, rc);
+    if (code == 0)
+        code = -EIO;
+    sn__err(err, err_len, code, "%s: %s", what, sqlite3_errmsg(st->db));
+    return code;
+}
+
+static void store_log(void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void store_log(void *ud, const char *fmt, ...)
+{
+    sn_store_t *st = ud;
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (st->log_cb) {
+        st->log_cb(st->log_ud, line);
+        return;
+    }
+    if (st->n_pending < MAX_PENDING_LOG &&
+        (st->pending[st->n_pending] = strdup(line)))
+        st->n_pending++;
+    else
+        st->n_dropped++;
+}
+
+void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->lock);
+    st->log_cb = cb;
+    st->log_ud = ud;
+    for (int i = 0; i < st->n_pending; i++) {
+        if (cb)
+            cb(ud, st->pending[i]);
+        free(st->pending[i]);
+    }
+    if (cb && st->n_dropped) {
+        char line[96];
+        snprintf(line, sizeof line, "%d earlier log lines dropped",
+                 st->n_dropped);
+        cb(ud, line);
+    }
+    st->n_pending = 0;
+    st->n_dropped = 0;
+    pthread_mutex_unlock(&st->lock);
+}
+
+sqlite3 *sn__store_db(sn_store_t *st) { return st ? st->db : NULL; }
+
+/* A cached statement, reset and unbound, with the collection in ?2 when
+ * the statement has one. */
+static int query(sn_store_t *st, int which, int64_t coll, sqlite3_stmt **out,
+                 char *err, size_t err_len)
+{
+    sqlite3_stmt *s = st->q[which];
+    int rc;
+
+    if (!s) {
+        rc = sqlite3_prepare_v3(st->db, SQL[which], -1,
+                                SQLITE_PREPARE_PERSISTENT, &st->q[which],
+                                NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(st, rc, err, err_len, "cannot prepare a query");
+        s = st->q[which];
+    } else {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+    if (sqlite3_bind_parameter_count(s) >= 2 &&
+        (rc = sqlite3_bind_int64(s, 2, coll)) != SQLITE_OK)
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    *out = s;
+    return 0;
+}
+
+static int exec(sn_store_t *st, const char *sql, char *err, size_t err_len)
+{
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(st, rc, err, err_len, sql);
+    return 0;
+}
+
+static void rollback(sn_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static char *dup_col(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    int len = sqlite3_column_bytes(s, col);
+    char *out = malloc((size_t)len + 1);
+    if (out) {
+        if (len)
+            memcpy(out, t, (size_t)len);
+        out[len] = '\0';
+    }
+    return out;
+}
+
+static const char *kind_name(sn_index_kind_t k)
+{
+    return k == SN_INDEX_FLAT ? "flat" : k == SN_INDEX_HNSW ? "hnsw" : "auto";
+}
+
+static sn_index_kind_t kind_parse(const char *s)
+{
+    return s && !strcmp(s, "flat")   ? SN_INDEX_FLAT
+           : s && !strcmp(s, "hnsw") ? SN_INDEX_HNSW
+                                     : SN_INDEX_AUTO;
+}
+
+/* Most vectors an AUTO collection keeps in Flat (see store_int.h). */
+static int64_t flat_max(int dim)
+{
+    int64_t n = (int64_t)SN__AUTO_FLAT_MAX_384 * 384 / dim;
+    return n > 0 ? n : 1;
+}
+
+/* Should a collection of n_live vectors be HNSW? `now`: what it is (1 HNSW,
+ * 0 Flat, -1 nothing yet); an AUTO HNSW goes back to Flat only below half
+ * the threshold, so a collection hovering at it does not flip-flop. */
+static int want_hnsw(const coll_t *c, int64_t n_live, int now)
+{
+    if (c->kind != SN_INDEX_AUTO)
+        return c->kind == SN_INDEX_HNSW;
+    if (now == 1)
+        return n_live >= flat_max(c->dim) / 2;
+    return n_live > flat_max(c->dim);
+}
+
+/* The code-point length of valid UTF-8 without NUL, or a negative code. */
+static int64_t utf8_len(const char *s, size_t len)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    int64_t n = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i),
+                                              &cp);
+        if (k <= 0)
+            return SN_EUTF8;
+        if (cp == 0)
+            return SN_EARG;
+        i += (size_t)k;
+        n++;
+    }
+    return n;
+}
+
+/* A name or id: 1..max bytes of UTF-8 without control characters. */
+static int check_name(const char *what, const char *s, size_t max, char *err,
+                      size_t err_len)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (!len || len > max)
+        return sn__err(err, err_len, SN_EARG, "%s must be 1 to %zu bytes",
+                       what, max);
+    if (utf8_len(s, len) < 0)
+        return sn__err(err, err_len, SN_EUTF8, "%s '%s' is not valid utf-8",
+                       what, s);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return sn__err(err, err_len, SN_EARG, "%s has control "
+                           "characters", what);
+    return 0;
+}
+
+/* Finite and of unit length (within NORM_TOLERANCE). */
+static int check_vec(const float *v, int dim, double *norm)
+{
+    double s = 0;
+    *norm = NAN;
+    for (int i = 0; i < dim; i++) {
+        if (!isfinite(v[i]))
+            return -1;
+        s += (double)v[i] * v[i];
+    }
+    *norm = sqrt(s);
+    return fabs(*norm - 1.0) <= NORM_TOLERANCE ? 0 : -1;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static int has_i64(const int64_t *sorted, int64_t n, int64_t v)
+{
+    return n > 0 && bsearch(&v, sorted, (size_t)n, sizeof v, cmp_i64);
+}
+
+/* A growable int64 array, for chunk ids. */
+typedef struct {
+    int64_t *v;
+    int64_t n, cap;
+} ids_t;
+
+static int ids_push(ids_t *a, int64_t x)
+{
+    if (a->n == a->cap) {
+        int64_t cap = a->cap ? a->cap * 2 : 64;
+        int64_t *v = realloc(a->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+/* ---- collections ------------------------------------------------------------ */
+
+static void coll_free(coll_t *c)
+{
+    if (!c)
+        return;
+    sn__ann_free(c->ann);
+    free(c->name);
+    free(c->model_id);
+    free(c);
+}
+
+static coll_t *coll_cached(sn_store_t *st, const char *name)
+{
+    for (int i = 0; i < st->n_colls; i++)
+        if (!strcmp(st->colls[i]->name, name))
+            return st->colls[i];
+    return NULL;
+}
+
+/* The collection called `name`, from the cache or the database; *out is
+ * NULL (and 0 returned) when there is none. */
+static int coll_find(sn_store_t *st, const char *name, coll_t **out,
+                     char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    coll_t *c;
+    int rc;
+
+    *out = coll_cached(st, name);
+    if (*out)
+        return 0;
+    if ((rc = query(st, Q_COLL_BY_NAME, 0, &s, err, err_len)) < 0)
+        return rc;
+    if ((rc = sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC)) != SQLITE_OK)
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return 0;
+    }
+    if (rc != SQLITE_ROW)
+        return db_fail(st, rc, err, err_len, "cannot read collections");
+    if (st->n_colls == st->cap_colls) {
+        int cap = st->cap_colls ? st->cap_colls * 2 : 8;
+        coll_t **v = realloc(st->colls, (size_t)cap * sizeof *v);
+        if (!v)
+            goto oom;
+        st->colls = v;
+        st->cap_colls = cap;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        goto oom;
+    c->id = sqlite3_column_int64(s, 0);
+    c->model_id = dup_col(s, 1);
+    c->dim = sqlite3_column_int(s, 2);
+    c->kind = kind_parse((const char *)sqlite3_column_text(s, 3));
+    c->name = strdup(name);
+    sqlite3_reset(s);
+    if (!c->model_id || !c->name) {
+        coll_free(c);
+        goto oom;
+    }
+    if (c->dim <= 0 || c->dim > SN_STORE_MAX_DIM) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "collection '%s' has "
+                     "dimension %d", name, c->dim);
+        coll_free(c);
+        return rc;
+    }
+    st->colls[st->n_colls++] = c;
+    *out = c;
+    return 0;
+oom:
+    sqlite3_reset(s);
+    return sn__err(err, err_len, -ENOMEM, "out of memory");
+}
+
+/* coll_find, but a missing collection is SN_ENOTFOUND, and when model_id
+ * is given it must be the collection's. */
+static int coll_get(sn_store_t *st, const char *name, const char *model_id,
+                    coll_t **out, char *err, size_t err_len)
+{
+    int rc;
+
+    if ((rc = check_name("collection name", name, SN_STORE_MAX_NAME, err,
+                         err_len)) < 0)
+        return rc;
+    if ((rc = coll_find(st, name, out, err, err_len)) < 0)
+        return rc;
+    if (!*out)
+        return sn__err(err, err_len, SN_ENOTFOUND, "no collection '%s'",
+                       name);
+    if (model_id && strcmp(model_id, (*out)->model_id) != 0)
+        return sn__err(err, err_len, SN_EMODEL, "collection '%s' was built "
+                       "with model '%s', not '%s'", name, (*out)->model_id,
+                       model_id);
+    return 0;
+}
+
+static int count_chunks(sn_store_t *st, const coll_t *c, int64_t *n,
+                        char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((rc = query(st, Q_CHUNK_COUNT, c->id, &s, err, err_len)) < 0)
+        return rc;
+    if ((rc = sqlite3_step(s)) != SQLITE_ROW)
+        return db_fail(st, rc, err, err_len, "cannot count chunks");
+    *n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return 0;
+}
+
+/* ---- keeping the index in step with SQLite ------------------------------------ */
+
+static int index_path(const sn_store_t *st, const coll_t *c, char *buf,
+                      size_t len)
+{
+    int n = snprintf(buf, len, "%s/%lld.faiss", st->idx_dir,
+                     (long long)c->id);
+    return n < 0 || (size_t)n >= len ? SN_ETOOBIG : 0;
+}
+
+/* A chunk's vector from the current row of s (column col), checked. */
+static int row_vec(sn_store_t *st, const coll_t *c, sqlite3_stmt *s, int col,
+                   int64_t id, const float **out, char *err, size_t err_len)
+{
+    int bytes = sqlite3_column_bytes(s, col);
+    const void *blob = sqlite3_column_blob(s, col);
+
+    (void)st;
+    if (bytes != c->dim * (int)sizeof(float) || !blob)
+        return sn__err(err, err_len, SN_ECORRUPT, "collection '%s': chunk "
+                       "%lld has a vector of %d bytes, expected %d", c->name,
+                       (long long)id, bytes, c->dim * (int)sizeof(float));
+    *out = blob;
+    return 0;
+}
+
+/* Build c's index from scratch out of SQLite (every core), replacing any. */
+static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
+{
+    sn__ann_t *ann = NULL;
+    sqlite3_stmt *s;
+    float *buf = NULL;
+    int64_t *ids = NULL, n = 0, n_live;
+    int rc;
+
+    if ((rc = count_chunks(st, c, &n_live, err, err_len)) < 0)
+        return rc;
+    rc = sn__ann_new(c->dim, want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1),
+                     &ann, err, err_len);
+    if (rc < 0)
+        return rc;
+    buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
+    ids = malloc((size_t)REBUILD_BATCH * sizeof *ids);
+    if (!buf || !ids) {
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = query(st, Q_CHUNK_VECS, c->id, &s, err, err_len)) < 0)
+        goto fail;
+    sn__ann_threads(sn__ann_build_threads());
+    for (;;) {
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            const float *v;
+            ids[n] = sqlite3_column_int64(s, 0);
+            if ((rc = row_vec(st, c, s, 1, ids[n], &v, err, err_len)) < 0)
+                break;
+            memcpy(buf + n * c->dim, v, (size_t)c->dim * sizeof *buf);
+            if (++n < REBUILD_BATCH)
+                continue;
+        } else if (step != SQLITE_DONE) {
+            rc = db_fail(st, step, err, err_len, "cannot read chunks");
+            break;
+        }
+        if ((rc = sn__ann_add(ann, n, buf, ids, err, err_len)) < 0)
+            break;
+        n = 0;
+        if (step == SQLITE_DONE)
+            break;
+    }
+    sn__ann_threads(1);
+    sqlite3_reset(s);
+    if (rc < 0)
+        goto fail;
+    ann->dirty = 1;
+    sn__ann_free(c->ann);
+    c->ann = ann;
+    c->stale = 0;
+    free(buf);
+    free(ids);
+    return 0;
+fail:
+    sn__ann_free(ann);
+    free(buf);
+    free(ids);
+    return rc;
+}
+
+/* Compare the ids in `ann` (just loaded) with the collection's chunks and
+ * fix the difference: add what the file missed, drop what was deleted.
+ * *index_failed tells a faiss failure (rebuild) from a SQLite one (report). */
+static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
+                    int *index_failed, char *err, size_t err_len)
+{
+    int64_t *have = NULL, n_have = 0, i = 0, n_buf = 0, n_gone;
+    ids_t extra = {0}, add = {0};
+    float *buf = NULL;
+    int64_t max_rowid;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    *index_failed = 0;
+    max_rowid = ann->max_rowid;
+    if ((rc = sn__ann_ids(ann, &have, &n_have, err, err_len)) < 0) {
+        *index_failed = 1;
+        return rc;
+    }
+    if ((rc = query(st, Q_CHUNK_IDS, c->id, &s, err, err_len)) < 0)
+        goto fail;
+    /* Merge the two sorted id lists. */
+    for (;;) {
+        int step = sqlite3_step(s);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            rc = db_fail(st, step, err, err_len, "cannot read chunks");
+            goto fail;
+        }
+        int64_t id = step == SQLITE_ROW ? sqlite3_column_int64(s, 0)
+                                        : INT64_MAX;
+        while (i < n_have && have[i] < id)
+            if (ids_push(&extra, have[i++]) < 0)
+                goto oom;
+        if (step == SQLITE_DONE)
+            break;
+        if (i < n_have && have[i] == id)
+            i++;
+        else if (ids_push(&add, id) < 0)
+            goto oom;
+    }
+    sqlite3_reset(s);
+    /* An HNSW file keeps its tombstones: extra counts them all, and those
+     * the file already knew about are not news. */
+    n_gone = extra.n - (ann->hnsw ? ann->n_dead : 0);
+    if (ann->hnsw) {
+        ann->n_dead = extra.n;
+        ann->dirty |= n_gone != 0;
+    } else if ((rc = sn__ann_remove(ann, extra.n, extra.v, err,
+                                    err_len)) < 0) {
+        *index_failed = 1;
+        goto fail;
+    }
+    if (add.n) {
+        int64_t cap = add.n < REBUILD_BATCH ? add.n : REBUILD_BATCH;
+        if (!(buf = malloc((size_t)cap * c->dim * sizeof *buf)))
+            goto oom;
+    }
+    sn__ann_threads(sn__ann_build_threads());
+    for (int64_t j = 0; j < add.n; j++) {
+        const float *v;
+        if ((rc = query(st, Q_CHUNK_VEC, c->id, &s, err, err_len)) < 0)
+            break;
+        sqlite3_bind_int64(s, 1, add.v[j]);
+        if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+            rc = db_fail(st, rc, err, err_len, "cannot read a chunk");
+            break;
+        }
+        rc = row_vec(st, c, s, 0, add.v[j], &v, err, err_len);
+        if (rc == 0)
+            memcpy(buf + n_buf * c->dim, v, (size_t)c->dim * sizeof *buf);
+        sqlite3_reset(s);
+        if (rc < 0)
+            break;
+        if (++n_buf == REBUILD_BATCH || j + 1 == add.n) {
+            rc = sn__ann_add(ann, n_buf, buf, add.v + j + 1 - n_buf, err,
+                             err_len);
+            n_buf = 0;
+            if (rc < 0) {
+                *index_failed = 1;
+                break;
+            }
+        }
+    }
+    sn__ann_threads(1);
+    if (rc < 0)
+        goto fail;
+    if (add.n || n_gone)
+        store_log(st, "collection '%s': index file was behind the database "
+                  "(it reflected chunks up to #%lld): added %lld vectors, "
+                  "dropped %lld deleted ones", c->name,
+                  (long long)max_rowid, (long long)add.n,
+                  (long long)n_gone);
+    rc = 0;
+    goto done;
+oom:
+    rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+fail:
+    sqlite3_reset(s);
+done:
+    free(have);
+    free(extra.v);
+    free(add.v);
+    free(buf);
+    return rc;
+}
+
+/* An AUTO collection that crossed the Flat threshold changes kind; an HNSW
+ * index with too many tombstones is rebuilt. A failed rebuild leaves the
+ * index stale (rebuilt at its next use). */
+static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
+                         size_t err_len)
+{
+    sn__ann_t *a = c->ann;
+    int64_t n_live;
+    int rc;
+
+    if (!a || c->stale)
+        return 0;
+    n_live = sn__ann_ntotal(a) - a->n_dead;
+    if (want_hnsw(c, n_live, a->hnsw) != a->hnsw)
+        store_log(st, "collection '%s': %lld vectors, rebuilding its index "
+                  "as %s", c->name, (long long)n_live,
+                  a->hnsw ? "flat" : "hnsw");
+    else if (a->hnsw && a->n_dead > 0 &&
+             a->n_dead > SN__TOMBSTONE_REBUILD * sn__ann_ntotal(a))
+        store_log(st, "collection '%s': %lld of %lld vectors deleted, "
+                  "rebuilding its index", c->name, (long long)a->n_dead,
+                  (long long)sn__ann_ntotal(a));
+    else
+        return 0;
+    if ((rc = rebuild(st, c, err, err_len)) < 0)
+        c->stale = 1;
+    return rc;
+}
+
+/* Make c->ann usable: load its file and catch it up, or rebuild it. */
+static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
+{
+    char path[4096], msg[512];
+    sn__ann_t *ann = NULL;
+    int64_t n_live;
+    int rc;
+
+    if (c->ann && !c->stale)
+        return 0;
+    if (c->stale) {
+        store_log(st, "collection '%s': rebuilding its index from the "
+                  "database after an earlier failure", c->name);
+        return rebuild(st, c, err, err_len);
+    }
+    if (st->idx_dir) {
+        if ((rc = index_path(st, c, path, sizeof path)) < 0)
+            return sn__err(err, err_len, rc, "'%s': path too long",
+                           st->idx_dir);
+        rc = sn__ann_load(path, c->id, c->dim, &ann, msg, sizeof msg);
+        if (rc == -ENOENT) {
+            if ((rc = count_chunks(st, c, &n_live, err, err_len)) < 0)
+                return rc;
+            if (n_live)
+                store_log(st, "collection '%s': no index file '%s'; building "
+                          "it from the database (%lld vectors)", c->name,
+                          path, (long long)n_live);
+        } else if (rc < 0) {
+            store_log(st, "collection '%s': index file unusable: %s; "
+                      "rebuilding it from the database", c->name, msg);
+        }
+    }
+    if (ann) {
+        int index_failed;
+        rc = catch_up(st, c, ann, &index_failed, err, err_len);
+        if (rc < 0 && !index_failed) {
+            sn__ann_free(ann); /* SQLite is failing: report that */
+            return rc;
+        }
+        if (rc < 0) {
+            store_log(st, "collection '%s': cannot catch the index file up "
+                      "(%s); rebuilding it from the database", c->name, err);
+            sn__ann_free(ann);
+            ann = NULL;
+        }
+    }
+    if (ann) {
+        c->ann = ann;
+        return maybe_rebuild(st, c, err, err_len);
+    }
+    return rebuild(st, c, err, err_len);
+}
+
+/* Apply a committed change to the in-memory index (if loaded): `added`
+ * chunk ids (ascending) with their vectors, `removed` ids (sorted here).
+ * An id in both (a document replaced twice in one call) never reached
+ * faiss and is skipped on both sides. Failure marks the index stale. */
+static void apply_change(sn_store_t *st, coll_t *c, const int64_t *added,
+                         const float *const *vecs, int64_t n_added,
+                         ids_t *removed)
+{
+    char err[512];
+    int64_t n = 0, n_rm = 0;
+    int64_t *ids = NULL;
+    float *buf = NULL;
+    int rc = 0;
+
+    if (!c->ann || c->stale)
+        return;
+    if (removed->n)
+        qsort(removed->v, (size_t)removed->n, sizeof *removed->v, cmp_i64);
+    if (n_added) {
+        ids = malloc((size_t)n_added * sizeof *ids);
+        buf = malloc((size_t)n_added * c->dim * sizeof *buf);
+        if (!ids || !buf) {
+            rc = sn__err(err, sizeof err, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (int64_t i = 0; i < n_added; i++) {
+            if (has_i64(removed->v, removed->n, added[i]))
+                continue;
+            ids[n] = added[i];
+            memcpy(buf + n * c->dim, vecs[i], (size_t)c->dim * sizeof *buf);
+            n++;
+        }
+    }
+    for (int64_t i = 0; i < removed->n; i++)
+        if (!n_added || !has_i64(added, n_added, removed->v[i]))
+            removed->v[n_rm++] = removed->v[i];
+    if ((rc = sn__ann_remove(c->ann, n_rm, removed->v, err, sizeof err)) < 0 ||
+        (rc = sn__ann_add(c->ann, n, buf, ids, err, sizeof err)) < 0)
+        goto fail;
+    free(ids);
+    free(buf);
+    if (maybe_rebuild(st, c, err, sizeof err) < 0)
+        store_log(st, "collection '%s': rebuild failed (%s); it will be "
+                  "retried at the next use", c->name, err);
+    return;
+fail:
+    c->stale = 1;
+    store_log(st, "collection '%s': index update failed after commit (%s); "
+              "it will be rebuilt from the database", c->name, err);
+    free(ids);
+    free(buf);
+}
+
+/* ---- open, close, save -------------------------------------------------------- */
+
+static int pragma_text(sn_store_t *st, const char *sql, char *out, size_t len,
+                       char *err, size_t err_len)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        snprintf(out, len, "%s",
+                 (const char *)sqlite3_column_text(s, 0)
+                     ? (const char *)sqlite3_column_text(s, 0)
+                     : "");
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        out[0] = '\0';
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        rc = db_fail(st, rc, err, err_len, sql);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int sn_store_open(const char *db_path, sn_store_t **out, char *err,
+                  size_t err_len)
+{
+    sn_store_t *st = NULL;
+    char mode[32];
+    const char *fname;
+    int rc;
+
+    if (!out)
+        return sn__err(err, err_len, SN_EARG, "sn_store_open: no out");
+    *out = NULL;
+    if (!db_path || !*db_path)
+        return sn__err(err, err_len, SN_EARG, "no database path");
+    st = calloc(1, sizeof *st);
+    if (!st)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    pthread_mutex_init(&st->lock, NULL);
+    rc = sqlite3_open_v2(db_path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc != SQLITE_OK) {
+        if (!st->db) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        int code = sn__sqlite_code(st->db, rc);
+        rc = sn__err(err, err_len, code, "cannot open '%s': %s", db_path,
+                     sqlite3_errmsg(st->db));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, 5000);
+    st->readonly = sqlite3_db_readonly(st->db, "main") == 1;
+    /* The first statement reads the header: a file that is not a database
+     * fails here. */
+    if ((rc = pragma_text(st, "PRAGMA user_version", mode, sizeof mode, err,
+                          err_len)) < 0)
+        goto fail_msg;
+    if (!st->readonly) {
+        if ((rc = pragma_text(st, "PRAGMA journal_mode = WAL", mode,
+                              sizeof mode, err, err_len)) < 0)
+            goto fail_msg;
+        if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)
+            store_log(st, "database '%s': journal mode is '%s', not wal",
+                      db_path, mode);
+    }
+    if ((rc = exec(st, "PRAGMA synchronous = FULL", err, err_len)) < 0)
+        goto fail_msg;
+    if ((rc = sn__schema_migrate(st->db, st->readonly, store_log, st, err,
+                                 err_len)) < 0)
+        goto fail_msg;
+    if ((rc = exec(st, "PRAGMA foreign_keys = ON", err, err_len)) < 0)
+        goto fail_msg;
+    fname = sqlite3_db_filename(st->db, "main");
+    if (fname && *fname) {
+        size_t len = strlen(fname) + sizeof ".idx";
+        if (!(st->idx_dir = malloc(len))) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(st->idx_dir, len, "%s.idx", fname);
+    }
+    *out = st;
+    return 0;
+fail_msg:
+    /* Prefix the failing step's message with the database. */
+    {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", err ? err : "");
+        sn__err(err, err_len, rc, "database '%s': %s", db_path, msg);
+    }
+fail:
+    if (st) {
+        st->log_cb = NULL;
+        sn_store_close(st); /* no collection loaded: saves nothing */
+    }
+    return rc;
+}
+
+static int save_coll(sn_store_t *st, coll_t *c, char *err, size_t err_len)
+{
+    char path[4096];
+    int rc;
+
+    if (!c->ann || !c->ann->dirty || c->stale || !st->idx_dir ||
+        st->readonly)
+        return 0;
+    if (mkdir(st->idx_dir, 0755) != 0 && errno != EEXIST)
+        return sn__err(err, err_len, -errno, "cannot create '%s': %s",
+                       st->idx_dir, strerror(errno));
+    if ((rc = index_path(st, c, path, sizeof path)) < 0)
+        return sn__err(err, err_len, rc, "'%s': path too long", st->idx_dir);
+    if ((rc = sn__ann_save(c->ann, path, c->id, err, err_len)) < 0)
+        return rc;
+    c->ann->dirty = 0;
+    return 0;
+}
+
+static int save_all(sn_store_t *st, char *err, size_t err_len)
+{
+    int first = 0;
+    for (int i = 0; i < st->n_colls; i++) {
+        char msg[512];
+        int rc = save_coll(st, st->colls[i], msg, sizeof msg);
+        if (rc < 0 && !first) {
+            first = rc;
+            sn__err(err, err_len, rc, "collection '%s': %s",
+                    st->colls[i]->name, msg);
+        }
+    }
+    return first;
+}
+
+int sn_store_save(sn_store_t *st, char *err, size_t err_len)
+{
+    int rc;
+    if (!st)
+        return sn__err(err, err_len, SN_EARG, "no store");
+    pthread_mutex_lock(&st->lock);
+    rc = save_all(st, err, err_len);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+void sn_store_close(sn_store_t *st)
+{
+    char err[512];
+
+    if (!st)
+        return;
+    if (st->db && save_all(st, err, sizeof err) < 0)
+        store_log(st, "index not saved (it will be rebuilt or caught up at "
+                  "the next open): %s", err);
+    for (int i = 0; i < N_QUERIES; i++)
+        sqlite3_finalize(st->q[i]);
+    sqlite3_close(st->db);
+    for (int i = 0; i < st->n_colls; i++)
+        coll_free(st->colls[i]);
+    free(st->colls);
+    for (int i = 0; i < st->n_pending; i++)
+        free(st->pending[i]);
+    free(st->idx_dir);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+/* ---- collections --------------------------------------------------------------- */
+
+int sn_store_collection(sn_store_t *st, const char *name,
+                        const char *model_id, int dim, sn_index_kind_t kind,
+                        char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    coll_t *c;
+    int rc;
+
+    if (!st)
+        return sn__err(err, err_len, SN_EARG, "no store");
+    pthread_mutex_lock(&st->lock);
+    if ((rc = check_name("collection name", name, SN_STORE_MAX_NAME, err,
+                         err_len)) < 0 ||
+        (rc = check_name("model id", model_id, SN_STORE_MAX_NAME, err,
+                         err_len)) < 0)
+        goto done;
+    if (dim <= 0 || dim > SN_STORE_MAX_DIM) {
+        rc = sn__err(err, err_len, SN_EARG, "collection '%s': dimension %d "
+                     "out of range (1 to %d)", name, dim, SN_STORE_MAX_DIM);
+        goto done;
+    }
+    if (kind != SN_INDEX_AUTO && kind != SN_INDEX_FLAT &&
+        kind != SN_INDEX_HNSW) {
+        rc = sn__err(err, err_len, SN_EARG, "collection '%s': unknown index "
+                     "kind %d", name, (int)kind);
+        goto done;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((rc = coll_find(st, name, &c, err, err_len)) < 0)
+            goto done;
+        if (c) {
+            /* Existing: the model must match; the kind asked for now is
+             * ignored (the collection keeps the one it was created with). */
+            if (strcmp(c->model_id, model_id) != 0)
+                rc = sn__err(err, err_len, SN_EMODEL, "collection '%s' was "
+                             "built with model '%s', not '%s'", name,
+                             c->model_id, model_id);
+            else if (c->dim != dim)
+                rc = sn__err(err, err_len, SN_EMODEL, "collection '%s' has "
+                             "dimension %d, not %d", name, c->dim, dim);
+            goto done;
+        }
+        if ((rc = query(st, Q_COLL_INSERT, 0, &s, err, err_len)) < 0)
+            goto done;
+        if ((rc = sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC)) ||
+            (rc = sqlite3_bind_text(s, 3, model_id, -1, SQLITE_STATIC)) ||
+            (rc = sqlite3_bind_int(s, 4, dim)) ||
+            (rc = sqlite3_bind_text(s, 5, kind_name(kind), -1,
+                                    SQLITE_STATIC)) ||
+            (rc = sqlite3_bind_int64(s, 6, (int64_t)time(NULL)))) {
+            rc = db_fail(st, rc, err, err_len, "cannot bind");
+            goto done;
+        }
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(s);
+            continue; /* now coll_find reads it back */
+        }
+        /* Another process may have created it meanwhile: look again. */
+        if ((rc & 0xff) == SQLITE_CONSTRAINT && attempt == 0) {
+            sqlite3_reset(s);
+            continue;
+        }
+        rc = db_fail(st, rc, err, err_len, "cannot create the collection");
+        sqlite3_reset(s);
+        goto done;
+    }
+    rc = sn__err(err, err_len, -EIO, "collection '%s' vanished", name);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc < 0 ? rc : 0;
+}
+
+int sn_store_collections(sn_store_t *st, sn_collection_info_t **out,
+                         int *n_out, char *err, size_t err_len)
+{
+    sn_collection_info_t *v = NULL;
+    int n = 0, cap = 0, rc = 0;
+    sqlite3_stmt *s;
+
+    if (!st || !out || !n_out)
+        return sn__err(err, err_len, SN_EARG, "sn_store_collections: bad "
+                       "arguments");
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->lock);
+    if ((rc = query(st, Q_COLL_LIST, 0, &s, err, err_len)) < 0)
+        goto done;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        sn_collection_info_t *ci;
+        coll_t tmp = {0}, *c;
+        if (n == cap) {
+            int ncap = cap ? cap * 2 : 8;
+            sn_collection_info_t *nv = realloc(v, (size_t)ncap * sizeof *nv);
+            if (!nv)
+                goto oom;
+            v = nv;
+            cap = ncap;
+        }
+        ci = &v[n];
+        memset(ci, 0, sizeof *ci);
+        n++;
+        ci->name = dup_col(s, 1);
+        ci->model_id = dup_col(s, 2);
+        ci->dim = sqlite3_column_int(s, 3);
+        ci->n_docs = sqlite3_column_int64(s, 5);
+        ci->n_chunks = sqlite3_column_int64(s, 6);
+        if (!ci->name || !ci->model_id)
+            goto oom;
+        c = coll_cached(st, ci->name);
+        if (c && c->ann && !c->stale) {
+            ci->kind = c->ann->hnsw ? SN_INDEX_HNSW : SN_INDEX_FLAT;
+        } else {
+            tmp.kind = kind_parse((const char *)sqlite3_column_text(s, 4));
+            tmp.dim = ci->dim > 0 ? ci->dim : 1;
+            ci->kind = want_hnsw(&tmp, ci->n_chunks, -1) ? SN_INDEX_HNSW
+                                                         : SN_INDEX_FLAT;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(st, rc, err, err_len, "cannot list collections");
+        sqlite3_reset(s);
+        goto fail;
+    }
+    sqlite3_reset(s);
+    *out = v;
+    *n_out = n;
+    rc = 0;
+    goto done;
+oom:
+    sqlite3_reset(s);
+    rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+fail:
+    sn_collection_info_free(v, n);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+void sn_collection_info_free(sn_collection_info_t *c, int n)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(c[i].name);
+        free(c[i].model_id);
+    }
+    free(c);
+}
+
+/* ---- writes ------------------------------------------------------------------------ */
+
+static int random_id(char out[17])
+{
+    uint8_t b[8];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t r = getrandom(b + got, sizeof b - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)r;
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+/* Everything about one input document that can be checked before the
+ * transaction: nothing fails inside it but SQLite. */
+static int check_doc(const coll_t *c, const sn_doc_in_t *d, int i, char *err,
+                     size_t err_len)
+{
+    char label[64];
+    int64_t n_cp;
+    int rc;
+
+    snprintf(label, sizeof label, "document %d", i);
+    if (d->id && (rc = check_name("document id", d->id, SN_STORE_MAX_ID, err,
+                                  err_len)) < 0)
+        return rc;
+    if (d->id)
+        snprintf(label, sizeof label, "document '%.40s'", d->id);
+    if (d->text_len > SN_STORE_MAX_TEXT)
+        return sn__err(err, err_len, SN_ETOOBIG, "%s: text of %zu bytes "
+                       "(limit %u)", label, d->text_len, SN_STORE_MAX_TEXT);
+    if (!d->text && d->text_len)
+        return sn__err(err, err_len, SN_EARG, "%s: no text", label);
+    n_cp = d->text_len ? utf8_len(d->text, d->text_len) : 0;
+    if (n_cp == SN_EUTF8)
+        return sn__err(err, err_len, SN_EUTF8, "%s: text is not valid utf-8",
+                       label);
+    if (n_cp < 0)
+        return sn__err(err, err_len, SN_EARG, "%s: text contains a NUL "
+                       "byte", label);
+    if (d->meta_json) {
+        size_t len = strlen(d->meta_json);
+        json_error_t jerr;
+        json_t *j;
+        if (len > SN_STORE_MAX_META)
+            return sn__err(err, err_len, SN_ETOOBIG, "%s: meta of %zu bytes "
+                           "(limit %u)", label, len, SN_STORE_MAX_META);
+        j = json_loadb(d->meta_json, len, 0, &jerr);
+        if (!j)
+            return sn__err(err, err_len, SN_EJSON, "%s: meta: %s", label,
+                           jerr.text);
+        rc = json_is_object(j);
+        json_decref(j);
+        if (!rc)
+            return sn__err(err, err_len, SN_EJSON, "%s: meta must be a json "
+                           "object", label);
+    }
+    if (d->n_chunks < 0 || d->n_chunks > SN_STORE_MAX_CHUNKS)
+        return sn__err(err, err_len, SN_EARG, "%s: %d chunks (limit %d)",
+                       label, d->n_chunks, SN_STORE_MAX_CHUNKS);
+    if (d->n_chunks && !d->chunks)
+        return sn__err(err, err_len, SN_EARG, "%s: no chunks", label);
+    for (int j = 0; j < d->n_chunks; j++) {
+        const sn_chunk_in_t *ch = &d->chunks[j];
+        double norm;
+        if (ch->start < 0 || ch->start > ch->end || ch->end > n_cp)
+            return sn__err(err, err_len, SN_EARG, "%s: chunk %d spans "
+                           "[%d, %d) outside the text's %lld characters",
+                           label, j, ch->start, ch->end, (long long)n_cp);
+        if (!ch->vec)
+            return sn__err(err, err_len, SN_EARG, "%s: chunk %d has no "
+                           "vector", label, j);
+        if (check_vec(ch->vec, c->dim, &norm) < 0)
+            return sn__err(err, err_len, SN_EARG, "%s: chunk %d: vector is "
+                           "not finite and L2-normalized (norm %g)", label,
+                           j, norm);
+    }
+    return 0;
+}
+
+/* The chunk ids of document doc_id, appended to out, then the chunks
+ * deleted. */
+static int drop_chunks(sn_store_t *st, const coll_t *c, int64_t doc_id,
+                       ids_t *out, char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((rc = query(st, Q_CHUNK_IDS_OF_DOC, c->id, &s, err, err_len)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, doc_id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (ids_push(out, sqlite3_column_int64(s, 0)) < 0) {
+            sqlite3_reset(s);
+            return sn__err(err, err_len, -ENOMEM, "out of memory");
+        }
+    if (rc != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot read chunks");
+    if ((rc = query(st, Q_CHUNK_DELETE_OF_DOC, c->id, &s, err, err_len)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, doc_id);
+    if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot delete chunks");
+    return 0;
+}
+
+/* The row id of document ext_id in c, or 0. */
+static int find_doc(sn_store_t *st, const coll_t *c, const char *ext_id,
+                    int64_t *doc_id, char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *doc_id = 0;
+    if ((rc = query(st, Q_DOC_FIND, c->id, &s, err, err_len)) < 0)
+        return rc;
+    if ((rc = sqlite3_bind_text(s, 1, ext_id, -1, SQLITE_STATIC)))
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *doc_id = sqlite3_column_int64(s, 0);
+    else if (rc != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot read documents");
+    sqlite3_reset(s);
+    return 0;
+}
+
+/* Insert or replace one document and its chunks (inside the transaction).
+ * The new chunk ids and their vectors are appended to added/vecs. */
+static int put_doc(sn_store_t *st, const coll_t *c, const sn_doc_in_t *d,
+                   const char *ext_id, int64_t now, int64_t *added,
+                   const float **vecs, int64_t *n_added, ids_t *removed,
+                   char *err, size_t err_len)
+{
+    const char *text = d->text ? d->text : "";
+    const char *meta = d->meta_json ? d->meta_json : "{}";
+    int64_t doc_id;
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((rc = find_doc(st, c, ext_id, &doc_id, err, err_len)) < 0)
+        return rc;
+    if (doc_id) {
+        if ((rc = drop_chunks(st, c, doc_id, removed, err, err_len)) < 0 ||
+            (rc = query(st, Q_DOC_UPDATE, c->id, &s, err, err_len)) < 0)
+            return rc;
+        rc = sqlite3_bind_int64(s, 1, doc_id);
+    } else {
+        if ((rc = query(st, Q_DOC_INSERT, c->id, &s, err, err_len)) < 0)
+            return rc;
+        rc = sqlite3_bind_text(s, 1, ext_id, -1, SQLITE_STATIC);
+    }
+    if (rc || (rc = sqlite3_bind_text(s, 3, text, (int)d->text_len,
+                                      SQLITE_STATIC)) ||
+        (rc = sqlite3_bind_text(s, 4, meta, -1, SQLITE_STATIC)) ||
+        (rc = sqlite3_bind_int64(s, 5, now)))
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot write the document");
+    if (!doc_id)
+        doc_id = sqlite3_last_insert_rowid(st->db);
+    for (int j = 0; j < d->n_chunks; j++) {
+        const sn_chunk_in_t *ch = &d->chunks[j];
+        if ((rc = query(st, Q_CHUNK_INSERT, c->id, &s, err, err_len)) < 0)
+            return rc;
+        if ((rc = sqlite3_bind_int64(s, 1, doc_id)) ||
+            (rc = sqlite3_bind_int(s, 3, j)) ||
+            (rc = sqlite3_bind_int(s, 4, ch->start)) ||
+            (rc = sqlite3_bind_int(s, 5, ch->end)) ||
+            (rc = sqlite3_bind_blob(s, 6, ch->vec,
+                                    c->dim * (int)sizeof(float),
+                                    SQLITE_STATIC)))
+            return db_fail(st, rc, err, err_len, "cannot bind");
+        if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+            return db_fail(st, rc, err, err_len, "cannot write a chunk");
+        added[*n_added] = sqlite3_last_insert_rowid(st->db);
+        vecs[*n_added] = ch->vec;
+        ++*n_added;
+    }
+    return 0;
+}
+
+int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
+                 const sn_doc_in_t *docs, int n, char **ids_out, char *err,
+                 size_t err_len)
+{
+    int64_t *added = NULL, n_added = 0, total = 0, now = (int64_t)time(NULL);
+    const float **vecs = NULL;
+    char **ids = NULL;
+    ids_t removed = {0};
+    coll_t *c;
+    int rc;
+
+    if (!st)
+        return sn__err(err, err_len, SN_EARG, "no store");
+    pthread_mutex_lock(&st->lock);
+    sn__ann_threads(1);
+    if ((rc = check_name("model id", model_id, SN_STORE_MAX_NAME, err,
+                         err_len)) < 0 ||
+        (rc = coll_get(st, collection, model_id, &c, err, err_len)) < 0)
+        goto done;
+    if (n < 0 || n > SN_STORE_MAX_BATCH || (n && !docs)) {
+        rc = sn__err(err, err_len, SN_EARG, "collection '%s': %d documents "
+                     "(limit %d)", collection, n, SN_STORE_MAX_BATCH);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((rc = check_doc(c, &docs[i], i, err, err_len)) < 0)
+            goto done;
+        total += docs[i].n_chunks;
+    }
+    ids = calloc((size_t)n + 1, sizeof *ids);
+    added = malloc((size_t)(total + 1) * sizeof *added);
+    vecs = malloc((size_t)(total + 1) * sizeof *vecs);
+    if (!ids || !added || !vecs) {
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto done;
+    }
+    /* A collection whose index is not loaded yet is not loaded for a write:
+     * its load catches up from SQLite. */
+    if ((rc = exec(st, "BEGIN IMMEDIATE", err, err_len)) < 0)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        if (docs[i].id) {
+            ids[i] = strdup(docs[i].id);
+        } else {
+            char gen[17];
+            int64_t taken = 1;
+            for (int tries = 0; taken && tries < 8; tries++) {
+                if ((rc = random_id(gen)) < 0) {
+                    sn__err(err, err_len, rc, "getrandom: %s", strerror(-rc));
+                    goto fail;
+                }
+                if ((rc = find_doc(st, c, gen, &taken, err, err_len)) < 0)
+                    goto fail;
+            }
+            if (taken) {
+                rc = sn__err(err, err_len, -EEXIST, "cannot draw an unused "
+                             "document id");
+                goto fail;
+            }
+            ids[i] = strdup(gen);
+        }
+        if (!ids[i]) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        if ((rc = put_doc(st, c, &docs[i], ids[i], now, added, vecs, &n_added,
+                          &removed, err, err_len)) < 0)
+            goto fail;
+    }
+    if ((rc = exec(st, "COMMIT", err, err_len)) < 0)
+        goto fail;
+    apply_change(st, c, added, vecs, n_added, &removed);
+    if (ids_out)
+        for (int i = 0; i < n; i++) {
+            ids_out[i] = ids[i];
+            ids[i] = NULL;
+        }
+    rc = 0;
+    goto done;
+fail:
+    rollback(st);
+    /* Say which collection, keeping SQLite's own words. */
+    {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", err ? err : "");
+        sn__err(err, err_len, rc, "cannot add to '%s': %s", collection, msg);
+    }
+done:
+    if (ids)
+        for (int i = 0; i < n; i++)
+            free(ids[i]);
+    free(ids);
+    free(added);
+    free(vecs);
+    free(removed.v);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int sn_store_delete(sn_store_t *st, const char *collection,
+                    const char *const *ids, int n, int *n_deleted, char *err,
+                    size_t err_len)
+{
+    ids_t removed = {0};
+    int n_del = 0, rc;
+    sqlite3_stmt *s;
+    coll_t *c;
+
+    if (n_deleted)
+        *n_deleted = 0;
+    if (!st)
+        return sn__err(err, err_len, SN_EARG, "no store");
+    pthread_mutex_lock(&st->lock);
+    sn__ann_threads(1);
+    if ((rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
+        goto done;
+    if (n < 0 || n > SN_STORE_MAX_BATCH || (n && !ids)) {
+        rc = sn__err(err, err_len, SN_EARG, "collection '%s': %d ids "
+                     "(limit %d)", collection, n, SN_STORE_MAX_BATCH);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        if ((rc = check_name("document id", ids[i], SN_STORE_MAX_ID, err,
+                             err_len)) < 0)
+            goto done;
+    if ((rc = exec(st, "BEGIN IMMEDIATE", err, err_len)) < 0)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        int64_t doc_id;
+        if ((rc = find_doc(st, c, ids[i], &doc_id, err, err_len)) < 0)
+            goto fail;
+        if (!doc_id)
+            continue;
+        if ((rc = drop_chunks(st, c, doc_id, &removed, err, err_len)) < 0 ||
+            (rc = query(st, Q_DOC_DELETE, c->id, &s, err, err_len)) < 0)
+            goto fail;
+        sqlite3_bind_int64(s, 1, doc_id);
+        if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
+            rc = db_fail(st, rc, err, err_len, "cannot delete the document");
+            goto fail;
+        }
+        n_del++;
+    }
+    if ((rc = exec(st, "COMMIT", err, err_len)) < 0)
+        goto fail;
+    apply_change(st, c, NULL, NULL, 0, &removed);
+    if (n_deleted)
+        *n_deleted = n_del;
+    rc = 0;
+    goto done;
+fail:
+    rollback(st);
+    {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", err ? err : "");
+        sn__err(err, err_len, rc, "cannot delete from '%s': %s", collection,
+                msg);
+    }
+done:
+    free(removed.v);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* ---- reads ------------------------------------------------------------------------- */
+
+void sn_doc_free(sn_doc_t *d)
+{
+    if (!d)
+        return;
+    free(d->id);
+    free(d->text);
+    free(d->meta_json);
+    memset(d, 0, sizeof *d);
+}
+
+int sn_store_get(sn_store_t *st, const char *collection,
+                 const char *const *ids, int n, sn_doc_t **out, int *n_out,
+                 char *err, size_t err_len)
+{
+    sn_doc_t *v = NULL;
+    int k = 0, rc;
+    sqlite3_stmt *s;
+    coll_t *c;
+
+    if (!st || !out || !n_out)
+        return sn__err(err, err_len, SN_EARG, "sn_store_get: bad arguments");
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->lock);
+    if ((rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
+        goto done;
+    if (n < 0 || n > SN_STORE_MAX_BATCH || (n && !ids)) {
+        rc = sn__err(err, err_len, SN_EARG, "collection '%s': %d ids "
+                     "(limit %d)", collection, n, SN_STORE_MAX_BATCH);
+        goto done;
+    }
+    if (n == 0)
+        goto done;
+    if (!(v = calloc((size_t)n, sizeof *v))) {
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!ids[i])
+            continue;
+        if ((rc = query(st, Q_DOC_GET, c->id, &s, err, err_len)) < 0)
+            goto fail;
+        if ((rc = sqlite3_bind_text(s, 1, ids[i], -1, SQLITE_STATIC))) {
+            rc = db_fail(st, rc, err, err_len, "cannot bind");
+            goto fail;
+        }
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+            continue;
+        if (rc != SQLITE_ROW) {
+            rc = db_fail(st, rc, err, err_len, "cannot read documents");
+            goto fail;
+        }
+        sn_doc_t *d = &v[k++];
+        d->id = dup_col(s, 0);
+        d->text = dup_col(s, 1);
+        d->meta_json = dup_col(s, 2);
+        d->created = sqlite3_column_int64(s, 3);
+        d->updated = sqlite3_column_int64(s, 4);
+        d->n_chunks = sqlite3_column_int(s, 5);
+        sqlite3_reset(s);
+        if (!d->id || !d->text || !d->meta_json) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    rc = 0;
+    if (k == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n_out = k;
+    goto done;
+fail:
+    for (int i = 0; i < k; i++)
+        sn_doc_free(&v[i]);
+    free(v);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int sn_store_list(sn_store_t *st, const char *collection, int64_t offset,
+                  int limit, char ***ids_out, int *n_out, char *err,
+                  size_t err_len)
+{
+    char **v = NULL;
+    int k = 0, cap = 0, rc;
+    sqlite3_stmt *s;
+    coll_t *c;
+
+    if (!st || !ids_out || !n_out)
+        return sn__err(err, err_len, SN_EARG, "sn_store_list: bad arguments");
+    *ids_out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->lock);
+    if ((rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
+        goto done;
+    if (offset < 0 || limit < 0) {
+        rc = sn__err(err, err_len, SN_EARG, "list: negative offset or limit");
+        goto done;
+    }
+    if ((rc = query(st, Q_DOC_LIST, c->id, &s, err, err_len)) < 0)
+        goto done;
+    sqlite3_bind_int64(s, 1, offset);
+    sqlite3_bind_int(s, 3, limit);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (k == cap) {
+            int ncap = cap ? cap * 2 : 64;
+            char **nv = realloc(v, (size_t)ncap * sizeof *nv);
+            if (!nv)
+                goto oom;
+            v = nv;
+            cap = ncap;
+        }
+        if (!(v[k] = dup_col(s, 0)))
+            goto oom;
+        k++;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(st, rc, err, err_len, "cannot list documents");
+        goto fail;
+    }
+    sqlite3_reset(s);
+    *ids_out = v;
+    *n_out = k;
+    rc = 0;
+    goto done;
+oom:
+    rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+fail:
+    sqlite3_reset(s);
+    for (int i = 0; i < k; i++)
+        free(v[i]);
+    free(v);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* ---- search -------------------------------------------------------------------------- */
+
+void sn_hits_free(sn_hit_t *h, int n)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(h[i].id);
+        free(h[i].text);
+        free(h[i].meta_json);
+    }
+    free(h);
+}
+
+/* A parsed filter: for each key, SQL over d.meta with its values bound
+ * from ?3 on (the path, then the value). */
+typedef struct {
+    json_t *root;
+    char *sql_hit, *sql_scan; /* NULL without a filter */
+} filter_t;
+
+static void filter_free(filter_t *f)
+{
+    json_decref(f->root);
+    free(f->sql_hit);
+    free(f->sql_scan);
+}
+
+static int filter_parse(const char *json, filter_t *f, char *err,
+                        size_t err_len)
+{
+    char cond[MAX_FILTER_KEYS * 160] = "";
+    size_t used = 0, n_keys = 0;
+    json_error_t jerr;
+    const char *key;
+    json_t *val;
+
+    memset(f, 0, sizeof *f);
+    if (!json)
+        return 0;
+    f->root = json_loads(json, 0, &jerr);
+    if (!f->root)
+        return sn__err(err, err_len, SN_EJSON, "filter: %s", jerr.text);
+    if (!json_is_object(f->root))
+        return sn__err(err, err_len, SN_EARG, "filter must be a json object");
+    if (json_object_size(f->root) > MAX_FILTER_KEYS)
+        return sn__err(err, err_len, SN_EARG, "filter has more than %d keys",
+                       MAX_FILTER_KEYS);
+    json_object_foreach(f->root, key, val) {
+        int p = 3 + 2 * (int)n_keys++;
+        const char *c;
+        for (c = key; *c; c++)
+            if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+                return sn__err(err, err_len, SN_EARG, "filter key '%s': "
+                               "quotes, backslashes and control characters "
+                               "are not supported", key);
+        if (!*key || c - key > 256)
+            return sn__err(err, err_len, SN_EARG, "filter key must be 1 to "
+                           "256 bytes");
+        switch (json_typeof(val)) {
+        case JSON_STRING:
+            used += (size_t)snprintf(cond + used, sizeof cond - used,
+                " AND json_type(d.meta, ?%d) = 'text'"
+                " AND json_extract(d.meta, ?%d) = ?%d", p, p, p + 1);
+            break;
+        case JSON_INTEGER: case JSON_REAL:
+            used += (size_t)snprintf(cond + used, sizeof cond - used,
+                " AND json_type(d.meta, ?%d) IN ('integer', 'real')"
+                " AND json_extract(d.meta, ?%d) = ?%d", p, p, p + 1);
+            break;
+        case JSON_TRUE: case JSON_FALSE: case JSON_NULL:
+            used += (size_t)snprintf(cond + used, sizeof cond - used,
+                " AND json_type(d.meta, ?%d) = '%s'", p,
+                json_is_true(val) ? "true" : json_is_false(val) ? "false"
+                                                                 : "null");
+            break;
+        default:
+            return sn__err(err, err_len, SN_EARG, "filter key '%s': only "
+                           "strings, numbers, booleans and null compare",
+                           key);
+        }
+    }
+    if (!n_keys)
+        return 0;
+    if (asprintf(&f->sql_hit, "%s%s%s", HIT_SELECT, HIT_WHERE, cond) < 0) {
+        f->sql_hit = NULL;
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    }
+    if (asprintf(&f->sql_scan, "%s%s", SCAN_SELECT, cond) < 0) {
+        f->sql_scan = NULL;
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int filter_bind(const filter_t *f, sqlite3_stmt *s)
+{
+    const char *key;
+    json_t *val;
+    int p = 3, rc = SQLITE_OK;
+
+    if (!f->sql_hit)
+        return SQLITE_OK;
+    json_object_foreach(f->root, key, val) {
+        char path[300];
+        snprintf(path, sizeof path, "$.\"%s\"", key);
+        if ((rc = sqlite3_bind_text(s, p, path, -1, SQLITE_TRANSIENT)))
+            return rc;
+        if (json_is_string(val))
+            rc = sqlite3_bind_text(s, p + 1, json_string_value(val),
+                                   (int)json_string_length(val),
+                                   SQLITE_STATIC);
+        else if (json_is_integer(val))
+            rc = sqlite3_bind_int64(s, p + 1, json_integer_value(val));
+        else if (json_is_real(val))
+            rc = sqlite3_bind_double(s, p + 1, json_real_value(val));
+        if (rc)
+            return rc;
+        p += 2;
+    }
+    return SQLITE_OK;
+}
+
+typedef struct {
+    sn_hit_t *v;
+    int n, k;
+} hits_t;
+
+static void hits_clear(hits_t *h)
+{
+    for (int i = 0; i < h->n; i++) {
+        free(h->v[i].id);
+        free(h->v[i].text);
+        free(h->v[i].meta_json);
+    }
+    h->n = 0;
+}
+
+/* Look chunk `id` up through `s` (the hit query, filter bound); append it
+ * to h when it exists and passes. */
+static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
+                    hits_t *h, char *err, size_t err_len)
+{
+    sn_hit_t *hit;
+    int rc;
+
+    sqlite3_reset(s);
+    if ((rc = sqlite3_bind_int64(s, 1, id)))
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return 0; /* deleted, or filtered out */
+    if (rc != SQLITE_ROW)
+        return db_fail(st, rc, err, err_len, "cannot read a hit");
+    hit = &h->v[h->n];
+    memset(hit, 0, sizeof *hit);
+    hit->id = dup_col(s, 0);
+    hit->text = dup_col(s, 1);
+    hit->chunk = sqlite3_column_int(s, 2);
+    hit->start = sqlite3_column_int(s, 3);
+    hit->end = sqlite3_column_int(s, 4);
+    hit->meta_json = dup_col(s, 5);
+    hit->score = score;
+    h->n++;
+    sqlite3_reset(s);
+    if (!hit->id || !hit->text || !hit->meta_json)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    return 0;
+}
+
+/* A min-heap of the best k (score, id) pairs, for the exact scan. */
+typedef struct {
+    float score;
+    int64_t id;
+} cand_t;
+
+static void heap_push(cand_t *hp, int *n, int k, cand_t c)
+{
+    int i;
+    if (*n == k) {
+        if (c.score <= hp[0].score)
+            return;
+        /* replace the root, sift down */
+        i = 0;
+        for (;;) {
+            int l = 2 * i + 1, r = l + 1, m = i;
+            float ms = c.score;
+            if (l < k && hp[l].score < ms)
+                m = l, ms = hp[l].score;
+            if (r < k && hp[r].score < ms)
+                m = r;
+            if (m == i)
+                break;
+            hp[i] = hp[m];
+            i = m;
+        }
+        hp[i] = c;
+        return;
+    }
+    i = (*n)++;
+    while (i > 0 && hp[(i - 1) / 2].score > c.score) {
+        hp[i] = hp[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    hp[i] = c;
+}
+
+static int cmp_cand_desc(const void *a, const void *b)
+{
+    float x = ((const cand_t *)a)->score, y = ((const cand_t *)b)->score;
+    return (x < y) - (x > y);
+}
+
+/* Exact top k over the chunks SQLite says pass the filter. For a filter
+ * too selective for over-fetching to find k. */
+static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
+                      sqlite3_stmt *hit_q, const float *q, hits_t *h,
+                      char *err, size_t err_len)
+{
+    cand_t *hp = malloc((size_t)h->k * sizeof *hp);
+    sqlite3_stmt *s = NULL;
+    int n = 0, rc;
+
+    hits_clear(h);
+    if (!hp)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    rc = sqlite3_prepare_v2(st->db, f->sql_scan ? f->sql_scan : SCAN_SELECT,
+                            -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(st, rc, err, err_len, "cannot prepare the scan");
+        goto fail;
+    }
+    if ((rc = sqlite3_bind_int64(s, 2, c->id)) || (rc = filter_bind(f, s))) {
+        rc = db_fail(st, rc, err, err_len, "cannot bind");
+        goto fail;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        const float *v;
+        double dot = 0;
+        if ((rc = row_vec(st, c, s, 1, id, &v, err, err_len)) < 0)
+            goto fail;
+        for (int i = 0; i < c->dim; i++)
+            dot += (double)q[i] * v[i];
+        heap_push(hp, &n, h->k, (cand_t){(float)dot, id});
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(st, rc, err, err_len, "cannot scan chunks");
+        goto fail;
+    }
+    qsort(hp, (size_t)n, sizeof *hp, cmp_cand_desc);
+    for (int i = 0; i < n; i++)
+        if ((rc = take_hit(st, hit_q, hp[i].id, hp[i].score, h, err,
+                           err_len)) < 0)
+            goto fail;
+    rc = 0;
+fail:
+    sqlite3_finalize(s);
+    free(hp);
+    return rc;
+}
+
+int sn_store_search(sn_store_t *st, const char *collection,
+                    const char *model_id, const float *query_vec, int k,
+                    const char *filter_json, sn_hit_t **out, int *n_out,
+                    char *err, size_t err_len)
+{
+    hits_t h = {0};
+    filter_t f = {0};
+    sqlite3_stmt *hit_q = NULL, *own_q = NULL;
+    int64_t *labels = NULL, ntotal, n_live, fetch;
+    float *scores = NULL;
+    double norm;
+    coll_t *c;
+    int rc;
+
+    if (!st || !out || !n_out)
+        return sn__err(err, err_len, SN_EARG, "sn_store_search: bad "
+                       "arguments");
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->lock);
+    sn__ann_threads(1);
+    if ((rc = check_name("model id", model_id, SN_STORE_MAX_NAME, err,
+                         err_len)) < 0 ||
+        (rc = coll_get(st, collection, model_id, &c, err, err_len)) < 0)
+        goto done;
+    if (k < 0 || k > SN_STORE_MAX_K) {
+        rc = sn__err(err, err_len, SN_EARG, "k = %d out of range (0 to %d)",
+                     k, SN_STORE_MAX_K);
+        goto done;
+    }
+    if (!query_vec || check_vec(query_vec, c->dim, &norm) < 0) {
+        rc = sn__err(err, err_len, SN_EARG, "search '%s': query vector is "
+                     "not finite and L2-normalized", collection);
+        goto done;
+    }
+    if ((rc = filter_parse(filter_json, &f, err, err_len)) < 0)
+        goto done;
+    if (k == 0)
+        goto done;
+    if ((rc = ensure_ann(st, c, err, err_len)) < 0)
+        goto done;
+    if (f.sql_hit) {
+        rc = sqlite3_prepare_v2(st->db, f.sql_hit, -1, &own_q, NULL);
+        if (rc != SQLITE_OK) {
+            rc = db_fail(st, rc, err, err_len, "cannot prepare the filter");
+            goto done;
+        }
+        hit_q = own_q;
+    } else if ((rc = query(st, Q_HIT, c->id, &hit_q, err, err_len)) < 0) {
+        goto done;
+    }
+    if ((rc = sqlite3_bind_int64(hit_q, 2, c->id)) ||
+        (rc = filter_bind(&f, hit_q))) {
+        rc = db_fail(st, rc, err, err_len, "cannot bind");
+        goto done;
+    }
+    h.k = k;
+    if (!(h.v = calloc((size_t)k, sizeof *h.v))) {
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto done;
+    }
+    ntotal = sn__ann_ntotal(c->ann);
+    n_live = ntotal - c->ann->n_dead;
+    /* Expected share of hits that survive: tombstones and the filter. */
+    fetch = f.sql_hit ? (int64_t)k * SN__FILTER_OVERFETCH : k;
+    if (c->ann->n_dead && n_live > 0)
+        fetch = fetch * ntotal / n_live + 1;
+    for (int round = 0; ntotal > 0 && n_live > 0; round++) {
+        int64_t kk = fetch < ntotal ? fetch : ntotal;
+        if (round > 0 && kk > SN__SEARCH_MAX_FETCH) {
+            rc = exact_scan(st, c, &f, hit_q, query_vec, &h, err, err_len);
+            if (rc < 0)
+                goto done;
+            break;
+        }
+        free(labels);
+        free(scores);
+        labels = malloc((size_t)kk * sizeof *labels);
+        scores = malloc((size_t)kk * sizeof *scores);
+        if (!labels || !scores) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto done;
+        }
+        if ((rc = sn__ann_search(c->ann, query_vec, kk, scores, labels, err,
+                                 err_len)) < 0)
+            goto done;
+        hits_clear(&h);
+        for (int64_t i = 0; i < kk && h.n < k; i++) {
+            if (labels[i] < 0)
+                continue;
+            if ((rc = take_hit(st, hit_q, labels[i], scores[i], &h, err,
+                               err_len)) < 0)
+                goto done;
+        }
+        if (h.n == k)
+            break;
+        if (kk == ntotal) {
+            /* Flat has given everything it has. A graph search need not
+             * reach every node even asked for all of them: scan. */
+            if (c->ann->hnsw &&
+                (rc = exact_scan(st, c, &f, hit_q, query_vec, &h, err,
+                                 err_len)) < 0)
+                goto done;
+            break;
+        }
+        fetch = kk * 4;
+    }
+    rc = 0;
+done:
+    if (rc < 0 || h.n == 0) {
+        sn_hits_free(h.v, h.n);
+    } else {
+        *out = h.v;
+        *n_out = h.n;
+    }
+    if (hit_q)
+        sqlite3_reset(hit_q);
+    sqlite3_finalize(own_q);
+    filter_free(&f);
+    free(labels);
+    free(scores);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}

@@ -1,0 +1,162 @@
+/*
+ * store_int.h -- internals shared by the files of index/ (and read by the
+ * store's own test and benchmark). Not installed.
+ *
+ * The tuning constants live here, next to how each was measured, so that
+ * bench/bench_search.c exercises exactly what the store does.
+ */
+#ifndef SENSE_STORE_INT_H
+#define SENSE_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <faiss/c_api/Index_c.h>
+#include <sqlite3.h>
+
+#include "sense/sense.h"
+#include "sense/store.h"
+
+/* ---- tuning --------------------------------------------------------------
+ *
+ * Measured with bench/bench_search on the development machine (2 shared
+ * cores, Debian 12's libfaiss.a 1.7.3: baseline x86-64, no AVX2 distance
+ * kernels), 384-d normalized clustered vectors (see bench_search.c), single
+ * queries on one OpenMP thread as the store runs them, k = 10. The numbers
+ * that decided each constant are quoted beside it; the full tables are in
+ * bench/README.md. The machine was shared: build times are +-20%.
+ */
+
+/* HNSW graph: "IDMap2,HNSW32,Flat", efConstruction 80, efSearch 128.
+ * At 100k vectors: recall@10 0.97 against Flat (0.974 and 0.970 in two
+ * runs), p50 2.4 ms (Flat 16 ms), build 85-105 s on 2 cores. efSearch 96
+ * gave 0.94-0.95 and 64 gave 0.88; efConstruction 40 built barely faster
+ * (96 s) and reached 0.958 at efSearch 128. At 10k: recall 0.998, p50
+ * 0.67 ms, build 3 s. */
+#define SN__HNSW_M 32
+#define SN__HNSW_EF_CONSTRUCTION 80
+#define SN__HNSW_EF_SEARCH 128
+
+/* SN_INDEX_AUTO keeps Flat up to this many vectors of dimension 384
+ * (scaled by 384 / dim for others: Flat's cost is n * dim), then rebuilds
+ * as HNSW. Flat costs 0.16 us per 384-d vector per query here. Measured
+ * p50, Flat / HNSW: 1k 0.16 / 0.20 ms, 2k 0.32 / 0.31, 5k 0.81 / 0.49,
+ * 6k 0.95 / 0.53, 7k 1.11 / 0.56, 8k 1.27 / 0.60, 10k 1.59 / 0.65. HNSW is
+ * as fast from ~2k, but Flat is exact, deletes in place and builds
+ * instantly, and below ~1 ms the difference is small next to encoding the
+ * query; the threshold is where Flat becomes twice as slow as HNSW. */
+#define SN__AUTO_FLAT_MAX_384 7000
+
+/* An HNSW index cannot remove vectors: deleted chunks stay in the graph as
+ * tombstones, filtered out against SQLite at search. Once they pass this
+ * share of the index, it is rebuilt from SQLite. */
+#define SN__TOMBSTONE_REBUILD 0.25
+
+/* Search over-fetches when hits may be dropped (tombstones, metadata
+ * filters): k * SN__FILTER_OVERFETCH with a filter, k * ntotal / n_live
+ * with tombstones, growing 4x per round. Past SN__SEARCH_MAX_FETCH
+ * candidates, or when an HNSW search of the whole index came back short,
+ * it falls back to an exact scan of the filtered rows in SQLite. */
+#define SN__FILTER_OVERFETCH 8
+#define SN__SEARCH_MAX_FETCH 4096
+
+/* ---- limits -------------------------------------------------------------- */
+
+#define SN_STORE_MAX_NAME 256          /* collection name, model id (bytes) */
+#define SN_STORE_MAX_ID 1024           /* external document id (bytes) */
+#define SN_STORE_MAX_DIM 65536
+#define SN_STORE_MAX_K 10000
+#define SN_STORE_MAX_META (1u << 20)   /* meta JSON (bytes) */
+#define SN_STORE_MAX_TEXT (64u << 20)  /* document text (bytes) */
+#define SN_STORE_MAX_CHUNKS 100000     /* chunks per document */
+#define SN_STORE_MAX_BATCH 100000      /* documents per call */
+
+/* ---- schema.c ------------------------------------------------------------ */
+
+#define SN__SCHEMA_VERSION 1
+
+typedef void (*sn__log_fn)(void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Bring the database to SN__SCHEMA_VERSION, one transaction per step. A
+ * read-only database that needs a step fails with -EROFS; one newer than
+ * this code with SN_ECORRUPT. */
+int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
+                       char *err, size_t err_len);
+
+/* Map a SQLite result code to ours: SQLITE_FULL -ENOSPC, SQLITE_READONLY
+ * -EROFS, SQLITE_PERM/AUTH/CANTOPEN(EACCES) -EACCES, SQLITE_IOERR the
+ * system errno or -EIO, SQLITE_CORRUPT/NOTADB SN_ECORRUPT, SQLITE_BUSY
+ * -EBUSY, SQLITE_NOMEM -ENOMEM, SQLITE_CONSTRAINT SN_EARG. */
+int sn__sqlite_code(sqlite3 *db, int rc);
+
+/* ---- ann.c: one collection's faiss index and its file -------------------- */
+
+typedef struct sn__ann {
+    FaissIndex *index;         /* IDMap,Flat or IDMap2,HNSW32,Flat */
+    int hnsw;                   /* no remove_ids: deletions are tombstones */
+    int dim;
+    int64_t n_dead;    /* vectors whose chunk is gone (HNSW only) */
+    int64_t max_rowid; /* highest chunk rowid ever added */
+    int dirty;         /* differs from its file */
+} sn__ann_t;
+
+int sn__ann_new(int dim, int hnsw, sn__ann_t **out, char *err,
+                size_t err_len);
+void sn__ann_free(sn__ann_t *a);
+int64_t sn__ann_ntotal(const sn__ann_t *a);
+/* Add n vectors (n x dim floats) under the given ids. */
+int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
+                const int64_t *ids, char *err, size_t err_len);
+/* Forget ids: removed from a Flat index, counted as tombstones in HNSW. */
+int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
+                   size_t err_len);
+/* Top k of one query: labels -1 past the end. */
+int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k,
+                   float *scores, int64_t *labels, char *err,
+                   size_t err_len);
+/* The ids in the index, sorted ascending (malloc'd). */
+int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
+                char *err, size_t err_len);
+
+/* The index file: a 72-byte header, then faiss' own serialization.
+ *
+ *   0  "SENSEIDX"      magic
+ *   8  u32 format      1
+ *  12  u32 kind        1 Flat, 2 HNSW
+ *  16  i64 collection  collections.id it belongs to
+ *  24  u32 dim
+ *  28  u32 reserved    0
+ *  32  i64 max_rowid   high-water mark: the highest chunk rowid added
+ *  40  i64 ntotal      vectors in the payload (tombstones included)
+ *  48  i64 n_dead      tombstones among them (HNSW)
+ *  56  u64 payload_len bytes after the header
+ *  64  u64 checksum    over bytes 0..64 and the payload
+ *
+ * All little-endian. The high-water mark and counts say what the file
+ * reflects (they go into the catch-up log line); what catch-up trusts is
+ * the id set itself, compared with SQLite's. Saving writes <path>.tmp,
+ * fsyncs it, renames it over <path> and fsyncs the directory: a crash
+ * leaves the old file or the new one, never a mix. */
+#define SN__ANN_HEADER_LEN 72
+int sn__ann_save(const sn__ann_t *a, const char *path, int64_t collection,
+                 char *err, size_t err_len);
+/* Load and check (magic, format, collection, dim, size, checksum, then
+ * faiss' own parse). Any mismatch is SN_ECORRUPT; a missing file -ENOENT. */
+int sn__ann_load(const char *path, int64_t collection, int dim,
+                 sn__ann_t **out, char *err, size_t err_len);
+
+/* Set faiss' OpenMP team size for the calling thread (store.c: 1 for
+ * searches and per-document adds, sn__ann_build_threads() for a rebuild or
+ * a catch-up). */
+void sn__ann_threads(int n);
+/* Threads for bulk builds: $OMP_NUM_THREADS if set, else every core. */
+int sn__ann_build_threads(void);
+
+/* ---- store.c: test hooks -------------------------------------------------- */
+
+/* The store's connection, for tests that need to provoke failures
+ * (PRAGMA max_page_count). Not for production use. */
+sqlite3 *sn__store_db(sn_store_t *st);
+
+#endif
