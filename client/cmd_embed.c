@@ -1,10 +1,14 @@
 /*
- * cmd_embed.c -- `sense embed`: encode texts in-process, without a daemon.
+ * cmd_embed.c -- `sense embed`: encode texts, in-process with --model (no
+ * daemon), else by sending `embed` requests to the daemon.
  *
  * Texts come from the arguments, else from stdin one per line, or with
  * --input jsonl one JSON string per line (so a text may hold newlines).
- * They are encoded in batches of SN_EMBED_BATCH texts and printed in input
- * order as they are done, so memory stays bounded on long inputs.
+ * They are encoded in batches of SN_EMBED_BATCH texts (one request each, to
+ * the daemon) and printed in input order as they are done, so memory stays
+ * bounded on long inputs. Both modes print the same formats; the daemon's
+ * replies are turned back into sn_embedding_t so that one printer serves
+ * both.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,14 +23,17 @@
 #define SN_EMBED_BATCH 32
 
 static const char embed_usage[] =
-    "usage: sense embed --model PATH [options] [TEXT...]\n"
+    "usage: sense embed [--model PATH] [options] [TEXT...]\n"
     "\n"
-    "Encode texts with a model folder (as SentenceTransformer.save() or a\n"
-    "Hugging Face clone leaves it), in this process. Without TEXT arguments,\n"
-    "texts are read from stdin, one per line.\n"
+    "Encode texts. With --model, in this process with that model folder (as\n"
+    "SentenceTransformer.save() or a Hugging Face clone leaves it); without\n"
+    "it, by the daemon with its model. Without TEXT arguments, texts are\n"
+    "read from stdin, one per line.\n"
     "\n"
     "options:\n"
-    "  --model PATH       model folder, or 'default' for the default model\n"
+    "  --model PATH       model folder, or 'default' for the default model;\n"
+    "                     encode in this process, no daemon\n"
+    "  --socket PATH      the daemon's socket (without --model)\n"
     "  --json             one JSON object per text: {\"text\", \"embedding\"}\n"
     "  --tokens           also list every token fed to the encoder with its\n"
     "                     id, piece, character offsets and last hidden state\n"
@@ -36,7 +43,7 @@ static const char embed_usage[] =
     "  --dimensions N     keep the first N dimensions, renormalized\n"
     "  -h, --help         this help\n"
     "\n"
-    "exit status: 0 ok, 1 error, 2 usage\n";
+    "exit status: 0 ok, 1 error, 2 usage, 3 cannot connect to the daemon\n";
 
 typedef struct {
     char **texts;
@@ -68,19 +75,28 @@ static void put_string(FILE *out, const char *s, size_t len)
     json_decref(j);
 }
 
+/* The piece of token t: from the daemon's reply (pieces) or the local
+ * model's tokenizer. */
+static const char *piece_of(const sn_model_t *model, const char *const *pieces,
+                            const sn_embedding_t *e, int t)
+{
+    if (pieces)
+        return pieces[t];
+    return sn_tokenizer_piece(sn_model_tokenizer(model), e->enc.ids[t]);
+}
+
 static void print_json(FILE *out, const sn_model_t *model,
-                       const sn_embedding_t *e, const char *text, size_t len,
-                       int tokens)
+                       const char *const *pieces, const sn_embedding_t *e,
+                       const char *text, size_t len, int tokens)
 {
     fputs("{\"text\":", out);
     put_string(out, text, len);
     fputs(",\"embedding\":", out);
     put_floats(out, e->sentence, e->dim);
     if (tokens) {
-        const sn_tokenizer_t *tok = sn_model_tokenizer(model);
         fputs(",\"tokens\":[", out);
         for (int t = 0; t < e->enc.n_tokens; t++) {
-            const char *piece = sn_tokenizer_piece(tok, e->enc.ids[t]);
+            const char *piece = piece_of(model, pieces, e, t);
             fprintf(out, "%s{\"id\":%d,\"token\":", t ? "," : "",
                     (int)e->enc.ids[t]);
             put_string(out, piece ? piece : "", piece ? strlen(piece) : 0);
@@ -95,8 +111,8 @@ static void print_json(FILE *out, const sn_model_t *model,
 }
 
 static void print_human(FILE *out, const sn_model_t *model,
-                        const sn_embedding_t *e, const char *text, size_t len,
-                        int tokens)
+                        const char *const *pieces, const sn_embedding_t *e,
+                        const char *text, size_t len, int tokens)
 {
     /* the first 48 bytes of the text, cut on a character boundary */
     size_t show = len;
@@ -114,9 +130,8 @@ static void print_human(FILE *out, const sn_model_t *model,
         fprintf(out, "%s%.4f", i ? ", " : "", e->sentence[i]);
     fputs(e->dim > 4 ? ", ...]\n" : "]\n", out);
     if (tokens) {
-        const sn_tokenizer_t *tok = sn_model_tokenizer(model);
         for (int t = 0; t < e->enc.n_tokens; t++) {
-            const char *piece = sn_tokenizer_piece(tok, e->enc.ids[t]);
+            const char *piece = piece_of(model, pieces, e, t);
             fprintf(out, "  %5d  %-16s %d..%d\n", (int)e->enc.ids[t],
                     piece ? piece : "?", (int)e->enc.start[t],
                     (int)e->enc.end[t]);
@@ -156,10 +171,10 @@ static int flush_batch(const sn_model_t *model, sn_ctx_t *ctx, batch_t *b,
     }
     for (int i = 0; i < n; i++) {
         if (json)
-            print_json(stdout, model, &out[i], b->texts[i], b->lens[i],
+            print_json(stdout, model, NULL, &out[i], b->texts[i], b->lens[i],
                        opts->want_tokens);
         else
-            print_human(stdout, model, &out[i], b->texts[i], b->lens[i],
+            print_human(stdout, model, NULL, &out[i], b->texts[i], b->lens[i],
                         opts->want_tokens);
         sn_embedding_free(&out[i]);
     }
@@ -172,6 +187,169 @@ static int flush_batch(const sn_model_t *model, sn_ctx_t *ctx, batch_t *b,
     return 0;
 }
 
+/* ---- by the daemon ------------------------------------------------------------ */
+
+static float *floats_of(json_t *a, int *n)
+{
+    size_t len = json_array_size(a);
+    float *v = malloc((len ? len : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        v[i] = (float)json_number_value(json_array_get(a, i));
+    *n = (int)len;
+    return v;
+}
+
+/* The daemon's tokens for one text -> e->enc, e->tokens and pieces. */
+static int tokens_of(json_t *list, sn_embedding_t *e, const char ***pieces)
+{
+    size_t nt = json_array_size(list);
+    e->enc.n_tokens = (int)nt;
+    e->enc.ids = calloc(nt ? nt : 1, sizeof *e->enc.ids);
+    e->enc.start = calloc(nt ? nt : 1, sizeof *e->enc.start);
+    e->enc.end = calloc(nt ? nt : 1, sizeof *e->enc.end);
+    *pieces = calloc(nt ? nt : 1, sizeof **pieces);
+    if (!e->enc.ids || !e->enc.start || !e->enc.end || !*pieces)
+        return -1;
+    e->hidden = (int)json_array_size(
+        json_object_get(json_array_get(list, 0), "embedding"));
+    e->tokens = malloc((nt * (size_t)e->hidden + 1) * sizeof *e->tokens);
+    if (!e->tokens)
+        return -1;
+    for (size_t t = 0; t < nt; t++) {
+        json_t *tk = json_array_get(list, t);
+        json_t *emb = json_object_get(tk, "embedding");
+        e->enc.ids[t] = (int32_t)json_integer_value(json_object_get(tk, "id"));
+        e->enc.start[t] =
+            (int32_t)json_integer_value(json_object_get(tk, "start"));
+        e->enc.end[t] = (int32_t)json_integer_value(json_object_get(tk, "end"));
+        (*pieces)[t] = json_string_value(json_object_get(tk, "token"));
+        if (!(*pieces)[t])
+            (*pieces)[t] = "";
+        if (json_array_size(emb) != (size_t)e->hidden)
+            return -1;
+        for (int j = 0; j < e->hidden; j++)
+            e->tokens[t * (size_t)e->hidden + (size_t)j] =
+                (float)json_number_value(json_array_get(emb, (size_t)j));
+    }
+    return 0;
+}
+
+/* Send texts [0, n) of the batch as one embed request; print the results. */
+static int daemon_embed(sn_cli_conn_t *conn, const char *prompt_name,
+                        batch_t *b, int n, const sn_embed_opts_t *opts,
+                        int json)
+{
+    json_t *req = json_object(), *texts = json_array(), *reply = NULL;
+    int rc = SN_EXIT_ERROR;
+
+    if (!req || !texts)
+        goto oom;
+    json_object_set_new(req, "op", json_string("embed"));
+    for (int i = 0; i < n; i++)
+        if (json_array_append_new(texts, json_stringn(b->texts[i],
+                                                      b->lens[i])))
+            goto oom;
+    json_object_set_new(req, "texts", texts);
+    texts = NULL;
+    if (opts->want_tokens)
+        json_object_set_new(req, "tokens", json_true());
+    if (prompt_name)
+        json_object_set_new(req, "prompt", json_string(prompt_name));
+    if (opts->dimensions)
+        json_object_set_new(req, "dimensions",
+                            json_integer(opts->dimensions));
+    if ((rc = sn_cli_call(conn, req, &reply, NULL, 0)))
+        goto out;
+    rc = SN_EXIT_ERROR;
+    json_t *embs = json_object_get(reply, "embeddings");
+    json_t *n_tok = json_object_get(reply, "n_tokens");
+    json_t *toks = json_object_get(reply, "tokens");
+    if (json_array_size(embs) != (size_t)n ||
+        json_array_size(n_tok) != (size_t)n ||
+        (opts->want_tokens && json_array_size(toks) != (size_t)n)) {
+        sn_cli_error("bad reply from the daemon: %d results expected", n);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        sn_embedding_t e = {0};
+        const char **pieces = NULL;
+        e.sentence = floats_of(json_array_get(embs, (size_t)i), &e.dim);
+        e.enc.n_tokens =
+            (int)json_integer_value(json_array_get(n_tok, (size_t)i));
+        if (!e.sentence || (opts->want_tokens &&
+                            tokens_of(json_array_get(toks, (size_t)i), &e,
+                                      &pieces))) {
+            sn_embedding_free(&e);
+            free(pieces);
+            sn_cli_error("bad reply from the daemon, or out of memory");
+            goto out;
+        }
+        if (json)
+            print_json(stdout, NULL, pieces, &e, b->texts[i], b->lens[i],
+                       opts->want_tokens);
+        else
+            print_human(stdout, NULL, pieces, &e, b->texts[i], b->lens[i],
+                        opts->want_tokens);
+        sn_embedding_free(&e);
+        free(pieces);
+    }
+    rc = 0;
+    goto out;
+oom:
+    sn_cli_error("out of memory");
+out:
+    json_decref(texts);
+    json_decref(req);
+    json_decref(reply);
+    return rc;
+}
+
+/* As flush_batch, by the daemon: texts are checked for UTF-8 here, so that
+ * the texts before a bad one are still encoded and printed. */
+static int flush_daemon(sn_cli_conn_t *conn, const char *prompt_name,
+                        batch_t *b, const sn_embed_opts_t *opts, int json,
+                        int first_index)
+{
+    int n = b->n, bad = -1, rc = 0;
+    size_t at = 0;
+    for (int i = 0; i < n && bad < 0; i++)
+        if (!sn_cli_utf8_valid(b->texts[i], b->lens[i], &at))
+            bad = i;
+    if (bad >= 0)
+        n = bad;
+    if (n > 0)
+        rc = daemon_embed(conn, prompt_name, b, n, opts, json);
+    batch_clear(b);
+    if (rc)
+        return rc;
+    if (bad >= 0) {
+        fflush(stdout);
+        sn_cli_error("input %d: invalid utf-8 at byte %zu",
+                     first_index + bad + 1, at);
+        return SN_EXIT_ERROR;
+    }
+    return 0;
+}
+
+/* One flush for both modes. */
+typedef struct {
+    const sn_model_t *model; /* in-process, or */
+    sn_ctx_t *ctx;
+    sn_cli_conn_t *conn;     /* the daemon */
+    const char *prompt_name;
+} embedder_t;
+
+static int flush(embedder_t *em, batch_t *b, const sn_embed_opts_t *opts,
+                 int json, int first_index)
+{
+    if (em->conn)
+        return flush_daemon(em->conn, em->prompt_name, b, opts, json,
+                            first_index);
+    return flush_batch(em->model, em->ctx, b, opts, json, first_index);
+}
+
 int sn_cmd_embed(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -181,6 +359,7 @@ int sn_cmd_embed(int argc, char **argv)
         {"input", required_argument, NULL, 'i'},
         {"prompt", required_argument, NULL, 'p'},
         {"dimensions", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -192,6 +371,7 @@ int sn_cmd_embed(int argc, char **argv)
     batch_t b = {texts, lens, 0};
     sn_model_t *model = NULL;
     sn_ctx_t *ctx = NULL;
+    embedder_t em = {0};
     char err[512];
     char *line = NULL;
     size_t line_cap = 0;
@@ -203,6 +383,7 @@ int sn_cmd_embed(int argc, char **argv)
         case 'j': json = 1; break;
         case 't': opts.want_tokens = 1; break;
         case 'i': input = optarg; break;
+        case 's': sn_cli_socket_opt = optarg; break;
         case 'p': prompt_name = optarg; break;
         case 'd': {
             char *end;
@@ -219,14 +400,17 @@ int sn_cmd_embed(int argc, char **argv)
         default: fputs(embed_usage, stderr); return SN_EXIT_USAGE;
         }
     }
-    if (!model_path) {
-        sn_cli_error("embed: --model is required (a folder, or 'default')");
-        return SN_EXIT_USAGE;
-    }
     if (strcmp(input, "lines") && strcmp(input, "jsonl")) {
         sn_cli_error("embed: --input must be 'lines' or 'jsonl', not '%s'",
                      input);
         return SN_EXIT_USAGE;
+    }
+    if (!model_path) {
+        /* by the daemon: it checks the prompt and the dimensions */
+        if ((status = sn_cli_connect(&em.conn)))
+            return status;
+        em.prompt_name = prompt_name;
+        goto run;
     }
     if (sn_model_load(model_path, &model, err, sizeof err)) {
         sn_cli_error("cannot load model: %s", err);
@@ -252,6 +436,9 @@ int sn_cmd_embed(int argc, char **argv)
         status = SN_EXIT_ERROR;
         goto done;
     }
+    em.model = model;
+    em.ctx = ctx;
+run:;
 
     int index = 0; /* index of the batch's first text */
     if (optind < argc) {
@@ -264,7 +451,7 @@ int sn_cmd_embed(int argc, char **argv)
                 break;
             }
             if (++b.n == SN_EMBED_BATCH) {
-                status = flush_batch(model, ctx, &b, &opts, json, index);
+                status = flush(&em, &b, &opts, json, index);
                 index += SN_EMBED_BATCH;
             }
         }
@@ -312,13 +499,13 @@ int sn_cmd_embed(int argc, char **argv)
                 break;
             }
             if (++b.n == SN_EMBED_BATCH) {
-                status = flush_batch(model, ctx, &b, &opts, json, index);
+                status = flush(&em, &b, &opts, json, index);
                 index += SN_EMBED_BATCH;
             }
         }
     }
     if (!status)
-        status = flush_batch(model, ctx, &b, &opts, json, index);
+        status = flush(&em, &b, &opts, json, index);
     batch_clear(&b);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         sn_cli_error("cannot write output: %s", strerror(errno));
@@ -326,6 +513,7 @@ int sn_cmd_embed(int argc, char **argv)
     }
 done:
     free(line);
+    sn_cli_close(em.conn);
     sn_ctx_free(ctx);
     sn_model_free(model);
     return status;

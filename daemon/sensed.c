@@ -1,57 +1,310 @@
 /*
- * sensed.c -- main() of the sense daemon.
+ * sensed.c -- main() of the sense daemon: options, default paths, the model,
+ * the store, then the server (server.c) until SIGTERM/SIGINT, then the
+ * store is closed, which saves its indexes.
  *
- * This build parses the daemon's options and loads and checks the model, so
- * a model folder can be validated ahead of time (`sensed --model PATH
- * --check`). The socket server, the store and the scheduler are not in this
- * build yet: without --check it says so and exits 1 rather than pretending
- * to serve.
+ * Default paths (the client, client/conn.c, resolves the socket the same
+ * way):
+ *   socket   $SENSE_SOCKET, else $XDG_RUNTIME_DIR/sense.sock, else
+ *            /tmp/sense-$UID/sense.sock (the folder made 0700 and checked to
+ *            be ours: /tmp is shared)
+ *   db       $SENSE_DATA/sense.db, else $XDG_DATA_HOME/sense/sense.db, else
+ *            ~/.local/share/sense/sense.db (folders made 0700)
+ *
+ * Threads: --threads N encoder workers (default 1); each worker's BLAS
+ * calls get cores / N threads (openblas_set_num_threads before the workers'
+ * contexts are made), so workers x BLAS threads never exceeds the cores.
+ *
+ * Exit status: 0 after a clean shutdown, 1 on a start-up failure (the
+ * message says what), 2 on bad usage.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "sense/sense.h"
+#include <cblas.h>
+
+#include "daemon.h"
 
 static const char usage[] =
-    "usage: sensed [--model PATH|default] [--check] [--help] [--version]\n"
+    "usage: sensed [options]\n"
     "\n"
-    "  --model PATH   model folder, or 'default' (the default model)\n"
-    "  --check        load and validate the model, print a summary, exit\n";
+    "Serve embeddings and similarity search over a Unix socket\n"
+    "(newline-delimited JSON; see docs/protocol.md).\n"
+    "\n"
+    "options:\n"
+    "  --socket PATH        the socket (default $SENSE_SOCKET, else\n"
+    "                       $XDG_RUNTIME_DIR/sense.sock, else\n"
+    "                       /tmp/sense-$UID/sense.sock)\n"
+    "  --socket-group NAME  make the socket 0660 for group NAME (default:\n"
+    "                       0600, owner only)\n"
+    "  --db PATH            the database (default $SENSE_DATA/sense.db, else\n"
+    "                       $XDG_DATA_HOME/sense/sense.db, else\n"
+    "                       ~/.local/share/sense/sense.db)\n"
+    "  --model PATH         model folder, or 'default' (the default model)\n"
+    "  --threads N          encoder worker threads (default 1; BLAS gets\n"
+    "                       cores / N threads each)\n"
+    "  --max-line BYTES     longest request line (default 16M; K, M, G\n"
+    "                       suffixes)\n"
+    "  --max-connections N  concurrent connections (default 512)\n"
+    "  --batch-tokens N     tokens per encoder batch (default 4096)\n"
+    "  --batch-wait-us N    how long a batch waits to fill (default 2000)\n"
+    "  --log-level LEVEL    error, warn, info (default) or debug\n"
+    "  --check              load and validate the model, print a summary,\n"
+    "                       exit\n"
+    "  -h, --help           this help\n"
+    "  --version            print the version\n"
+    "\n"
+    "SIGTERM or SIGINT: stop accepting, finish the requests already read,\n"
+    "save the indexes, exit 0.\n";
+
+/* mkdir -p with mode 0700 for the missing parts of dir. */
+static int mkdirs(const char *dir)
+{
+    char buf[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) && errno != EEXIST)
+            return -errno;
+        buf[i] = c;
+    }
+    return 0;
+}
+
+static int parent_dirs(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    if ((size_t)(slash - path) >= sizeof dir)
+        return -ENAMETOOLONG;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    return mkdirs(dir);
+}
+
+static int default_db(char *buf, size_t len)
+{
+    const char *v;
+    int n;
+    if ((v = getenv("SENSE_DATA")) && *v)
+        n = snprintf(buf, len, "%s/sense.db", v);
+    else if ((v = getenv("XDG_DATA_HOME")) && *v)
+        n = snprintf(buf, len, "%s/sense/sense.db", v);
+    else if ((v = getenv("HOME")) && *v)
+        n = snprintf(buf, len, "%s/.local/share/sense/sense.db", v);
+    else
+        return -ENOENT;
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The socket's default; for /tmp/sense-$UID, the folder is made 0700 and
+ * must be ours, a real folder, and closed to others. */
+static int default_socket(char *buf, size_t len, char *err, size_t err_len)
+{
+    const char *v;
+    int n;
+    if ((v = getenv("SENSE_SOCKET")) && *v) {
+        n = snprintf(buf, len, "%s", v);
+    } else if ((v = getenv("XDG_RUNTIME_DIR")) && *v) {
+        n = snprintf(buf, len, "%s/sense.sock", v);
+    } else {
+        char dir[64];
+        struct stat st;
+        snprintf(dir, sizeof dir, "/tmp/sense-%u", (unsigned)getuid());
+        if (mkdir(dir, 0700) && errno != EEXIST)
+            return sn__derr(err, err_len, -errno, "cannot create '%s': %s",
+                            dir, strerror(errno));
+        if (lstat(dir, &st))
+            return sn__derr(err, err_len, -errno, "'%s': %s", dir,
+                            strerror(errno));
+        if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+            (st.st_mode & 077))
+            return sn__derr(err, err_len, -EPERM,
+                            "'%s' is not a private folder of this user; "
+                            "use --socket", dir);
+        n = snprintf(buf, len, "%s/sense.sock", dir);
+    }
+    if (n < 0 || (size_t)n >= len)
+        return sn__derr(err, err_len, -ENAMETOOLONG, "socket path too long");
+    return 0;
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': v <<= 20; end++; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    default: break;
+    }
+    if (*end || v < 64 || v > (1ull << 31))
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
+    enum { O_SOCKET = 256, O_GROUP, O_DB, O_MODEL, O_THREADS, O_MAXLINE,
+           O_MAXCONN, O_BTOK, O_BWAIT, O_LOG, O_CHECK, O_VERSION };
     static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"check", no_argument, NULL, 'c'},
+        {"socket", required_argument, NULL, O_SOCKET},
+        {"socket-group", required_argument, NULL, O_GROUP},
+        {"db", required_argument, NULL, O_DB},
+        {"model", required_argument, NULL, O_MODEL},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"max-line", required_argument, NULL, O_MAXLINE},
+        {"max-connections", required_argument, NULL, O_MAXCONN},
+        {"batch-tokens", required_argument, NULL, O_BTOK},
+        {"batch-wait-us", required_argument, NULL, O_BWAIT},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"check", no_argument, NULL, O_CHECK},
         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
-    const char *model_path = "default";
-    int check = 0, c;
-    char err[512];
+    const char *model_path = "default", *socket_path = NULL, *db_path = NULL;
+    char socket_buf[4096], db_buf[4096], err[1024];
+    sn__server_opts_t o = {0};
+    sn_model_t *model = NULL;
+    sn_store_t *store = NULL;
+    int check = 0, c, rc, status = 1;
 
+    o.max_line = SN_MAX_LINE_DEFAULT;
+    o.sched.n_workers = 1;
+    o.sched.batch_tokens = 4096;
+    o.sched.window_us = 2000;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int bad = 0;
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'c': check = 1; break;
+        case O_SOCKET: socket_path = optarg; break;
+        case O_GROUP: o.socket_group = optarg; break;
+        case O_DB: db_path = optarg; break;
+        case O_MODEL: model_path = optarg; break;
+        case O_THREADS:
+            bad = parse_int(optarg, 1, 64, &o.sched.n_workers);
+            break;
+        case O_MAXLINE: bad = parse_size(optarg, &o.max_line); break;
+        case O_MAXCONN:
+            bad = parse_int(optarg, 1, 1 << 20, &o.n_conns_max);
+            break;
+        case O_BTOK:
+            bad = parse_int(optarg, 1, 1 << 20, &o.sched.batch_tokens);
+            break;
+        case O_BWAIT:
+            bad = parse_int(optarg, 0, 1000000, &o.sched.window_us);
+            break;
+        case O_LOG: {
+            int lv = sn__log_parse_level(optarg);
+            if (lv < 0)
+                bad = 1;
+            else
+                sn__log_level = (sn__log_level_t)lv;
+            break;
+        }
+        case O_CHECK: check = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        case 'v': printf("sensed %s\n", SN_VERSION); return 0;
+        case O_VERSION: printf("sensed %s\n", SN_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
+        if (bad) {
+            fprintf(stderr, "sensed: %s: bad value '%s'\n",
+                    argv[optind - 1], optarg);
+            return 2;
+        }
     }
-    sn_model_t *model = NULL;
-    if (sn_model_load(model_path, &model, err, sizeof err)) {
-        fprintf(stderr, "sensed: cannot load model: %s\n", err);
-        return 1;
+    if (optind < argc) {
+        fprintf(stderr, "sensed: unexpected argument '%s'\n", argv[optind]);
+        fputs(usage, stderr);
+        return 2;
     }
-    fprintf(stderr, "sensed: model %s: dim %d, max %d tokens\n",
-            sn_model_name(model), sn_model_dim(model),
-            sn_model_max_tokens(model));
+    signal(SIGPIPE, SIG_IGN);
+
+    /* BLAS threads per worker, before any encoder context exists */
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int blas = (int)(n_cpu > 0 ? n_cpu : 1) / o.sched.n_workers;
+    openblas_set_num_threads(blas > 0 ? blas : 1);
+
+    if ((rc = sn_model_load(model_path, &model, err, sizeof err))) {
+        sn__log_error("cannot load model '%s': %s", model_path, err);
+        goto out;
+    }
+    sn__log_info("model %s: dim %d, max %d tokens", sn_model_name(model),
+                 sn_model_dim(model), sn_model_max_tokens(model));
+    if (check) {
+        fprintf(stderr, "sensed: model %s: dim %d, max %d tokens\n",
+                sn_model_name(model), sn_model_dim(model),
+                sn_model_max_tokens(model));
+        status = 0;
+        goto out;
+    }
+    if (!socket_path) {
+        if (default_socket(socket_buf, sizeof socket_buf, err, sizeof err)) {
+            sn__log_error("%s", err);
+            goto out;
+        }
+        socket_path = socket_buf;
+    }
+    if (!db_path) {
+        if ((rc = default_db(db_buf, sizeof db_buf))) {
+            sn__log_error("no default database path (set HOME or use --db)");
+            goto out;
+        }
+        db_path = db_buf;
+    }
+    if ((rc = parent_dirs(db_path))) {
+        sn__log_error("cannot create the folder of '%s': %s", db_path,
+                      strerror(-rc));
+        goto out;
+    }
+    if ((rc = sn_store_open(db_path, &store, err, sizeof err))) {
+        sn__log_error("cannot open database '%s': %s", db_path, err);
+        goto out;
+    }
+    sn__log_info("database '%s'", db_path);
+    o.socket_path = socket_path;
+    if ((rc = sn__server_run(&o, model, store, err, sizeof err))) {
+        sn__log_error("%s", err);
+        goto out;
+    }
+    status = 0;
+out:
+    if (store) {
+        sn_store_close(store);
+        sn__log_info("database closed, indexes saved");
+    }
     sn_model_free(model);
-    if (check)
-        return 0;
-    fprintf(stderr, "sensed: the socket server is not in this build yet\n");
-    return 1;
+    if (!check)
+        sn__log_info("exit %d", status);
+    return status;
 }

@@ -220,8 +220,9 @@ int main(void)
     /* errors and usage */
     CHECK_EQ(run("embed --model /nonexistent hello", "", 0), 1);
     check_stderr("sense: cannot load model: ");
-    CHECK_EQ(run("embed hello", "", 0), 2);
-    check_stderr("--model is required");
+    /* without --model, embed asks the daemon: none listens there */
+    CHECK_EQ(run("--socket /nonexistent/sense.sock embed hello", "", 0), 3);
+    check_stderr("sense: cannot connect to '/nonexistent/sense.sock'");
     CHECK_EQ(run("embed --bogus", "", 0), 2);
     snprintf(args, sizeof args, "embed --model '%s' --prompt nope hi", model);
     CHECK_EQ(run(args, "", 0), 2);

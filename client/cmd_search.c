@@ -1,0 +1,168 @@
+/*
+ * cmd_search.c -- `sense search QUERY`: the chunks nearest in meaning.
+ *
+ * The words of QUERY are joined with spaces. --filter KEY=VALUE (repeatable)
+ * keeps documents whose meta has KEY equal to VALUE; VALUE is read as JSON
+ * when it is a number, true, false, null or a quoted string, else taken as
+ * a string.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+static const char search_usage[] =
+    "usage: sense search [options] QUERY...\n"
+    "\n"
+    "Search a collection for the chunks nearest in meaning to QUERY.\n"
+    "\n"
+    "options:\n"
+    "  -k N               how many results (default 10, at most 1000)\n"
+    "  --filter KEY=VALUE only documents whose meta has KEY equal to VALUE\n"
+    "                     (repeatable; VALUE is JSON if it parses as a\n"
+    "                     number, true, false, null or \"string\", else a\n"
+    "                     string)\n"
+    "  --collection NAME  the collection (default 'default')\n"
+    "  --json             print the daemon's reply line\n"
+    "  --socket PATH      the daemon's socket\n"
+    "  -h, --help         this help\n"
+    "\n"
+    "exit status: 0 ok, 1 error, 2 usage, 3 cannot connect to the daemon\n";
+
+/* Print s on one line, newlines as spaces, at most max bytes (cut on a
+ * character boundary). */
+static void put_line(const char *s, size_t max)
+{
+    size_t len = strlen(s), show = len;
+    if (show > max) {
+        show = max;
+        while (show > 0 && ((unsigned char)s[show] & 0xC0) == 0x80)
+            show--;
+    }
+    for (size_t i = 0; i < show; i++)
+        putchar(s[i] == '\n' || s[i] == '\r' || s[i] == '\t' ? ' ' : s[i]);
+    if (show < len)
+        fputs("...", stdout);
+    putchar('\n');
+}
+
+int sn_cmd_search(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"collection", required_argument, NULL, 'c'},
+        {"filter", required_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},
+        {"socket", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *collection = "default", *raw = NULL;
+    json_t *filter = json_object(), *req = NULL, *reply = NULL;
+    sn_cli_conn_t *conn = NULL;
+    char *query = NULL;
+    int json = 0, k = 10, c, rc = SN_EXIT_USAGE;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hk:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': collection = optarg; break;
+        case 'k': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 1000) {
+                sn_cli_error("-k: '%s' is not in 1..1000", optarg);
+                goto out;
+            }
+            k = (int)v;
+            break;
+        }
+        case 'f': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                sn_cli_error("--filter: '%s' is not KEY=VALUE", optarg);
+                goto out;
+            }
+            *eq = '\0';
+            json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+            if (!v || json_is_object(v) || json_is_array(v)) {
+                json_decref(v);
+                v = json_string(eq + 1);
+            }
+            if (!v) {
+                sn_cli_error("--filter: '%s' is not utf-8", eq + 1);
+                goto out;
+            }
+            json_object_set_new(filter, optarg, v);
+            break;
+        }
+        case 'j': json = 1; break;
+        case 's': sn_cli_socket_opt = optarg; break;
+        case 'h':
+            fputs(search_usage, stdout);
+            rc = SN_EXIT_OK;
+            goto out;
+        default: fputs(search_usage, stderr); goto out;
+        }
+    }
+    if (optind >= argc) {
+        sn_cli_error("search: what query?");
+        fputs(search_usage, stderr);
+        goto out;
+    }
+    size_t qlen = 0;
+    for (int i = optind; i < argc; i++)
+        qlen += strlen(argv[i]) + 1;
+    query = malloc(qlen + 1);
+    if (!query) {
+        rc = SN_EXIT_ERROR;
+        goto out;
+    }
+    query[0] = '\0';
+    for (int i = optind; i < argc; i++) {
+        if (i > optind)
+            strcat(query, " ");
+        strcat(query, argv[i]);
+    }
+    if (!sn_cli_utf8_valid(query, strlen(query), NULL)) {
+        sn_cli_error("search: the query is not utf-8");
+        rc = SN_EXIT_ERROR;
+        goto out;
+    }
+    if ((rc = sn_cli_connect(&conn)))
+        goto out;
+    req = json_object();
+    json_object_set_new(req, "op", json_string("search"));
+    json_object_set_new(req, "collection", json_string(collection));
+    json_object_set_new(req, "query", json_string(query));
+    json_object_set_new(req, "k", json_integer(k));
+    if (json_object_size(filter))
+        json_object_set(req, "filter", filter);
+    rc = sn_cli_call(conn, req, &reply, &raw, 0);
+    if (json && raw)
+        printf("%s\n", raw);
+    if (rc || json)
+        goto out;
+    json_t *results = json_object_get(reply, "results"), *r;
+    size_t i;
+    if (!json_array_size(results))
+        printf("no results\n");
+    json_array_foreach(results, i, r) {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        const char *text = json_string_value(json_object_get(r, "text"));
+        printf("%2zu. %.4f  %s  (chunk %lld, chars %lld-%lld)\n    ", i + 1,
+               json_number_value(json_object_get(r, "score")),
+               id ? id : "?",
+               (long long)json_integer_value(json_object_get(r, "chunk")),
+               (long long)json_integer_value(json_object_get(r, "start")),
+               (long long)json_integer_value(json_object_get(r, "end")));
+        put_line(text ? text : "", 200);
+    }
+out:
+    json_decref(filter);
+    json_decref(req);
+    json_decref(reply);
+    free(query);
+    sn_cli_close(conn);
+    return rc;
+}

@@ -1,0 +1,257 @@
+/*
+ * conn.c -- the client's end of the daemon's socket: find it, connect with
+ * a message a person can act on, send one request line, read one reply
+ * line. Blocking I/O: the commands are sequential, one request in flight.
+ *
+ * Replies are read into a growable buffer bounded by SN_CLI_MAX_REPLY; a
+ * connection that closes before a whole reply line is an error.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+
+const char *sn_cli_socket_opt;
+
+struct sn_cli_conn {
+    int fd;
+    char path[4096];
+    long long next_id;
+    char *buf;            /* buf[start..len): received, not yet returned */
+    size_t start, len, cap;
+};
+
+void sn_cli_socket_path(char *buf, size_t len)
+{
+    const char *v;
+    if (sn_cli_socket_opt)
+        snprintf(buf, len, "%s", sn_cli_socket_opt);
+    else if ((v = getenv("SENSE_SOCKET")) && *v)
+        snprintf(buf, len, "%s", v);
+    else if ((v = getenv("XDG_RUNTIME_DIR")) && *v)
+        snprintf(buf, len, "%s/sense.sock", v);
+    else
+        snprintf(buf, len, "/tmp/sense-%u/sense.sock", (unsigned)getuid());
+}
+
+static const char *reason(int e)
+{
+    switch (e) {
+    case ENOENT: return "no such file";
+    case ECONNREFUSED: return "connection refused (no daemon is listening)";
+    case EACCES: return "permission denied";
+    case ENOTDIR: return "not a folder on the way";
+    case ENOTSOCK: return "not a socket";
+    case ENAMETOOLONG: return "path too long";
+    default: return strerror(e);
+    }
+}
+
+int sn_cli_connect(sn_cli_conn_t **out)
+{
+    char path[4096];
+    struct sockaddr_un sa;
+    sn_cli_conn_t *c = NULL;
+    int e;
+
+    *out = NULL;
+    sn_cli_socket_path(path, sizeof path);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        e = ENAMETOOLONG;
+        goto fail;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        e = ENOMEM;
+        goto fail;
+    }
+    snprintf(c->path, sizeof c->path, "%s", path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        e = errno;
+        goto fail;
+    }
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa)) {
+        e = errno;
+        close(c->fd);
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    free(c);
+    sn_cli_error("cannot connect to '%s': %s", path, reason(e));
+    if (sn_cli_socket_opt || getenv("SENSE_SOCKET"))
+        sn_cli_error("start it with: sensed --socket '%s'", path);
+    else
+        sn_cli_error("start it with: sensed");
+    return SN_EXIT_CONNECT;
+}
+
+void sn_cli_close(sn_cli_conn_t *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    free(c->buf);
+    free(c);
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* One line from the socket, without its newline, NUL-terminated. */
+static int read_line(sn_cli_conn_t *c, char **line, size_t *len)
+{
+    size_t scan = c->start;
+    for (;;) {
+        char *nl = c->len > scan ? memchr(c->buf + scan, '\n', c->len - scan)
+                                 : NULL;
+        if (nl) {
+            *nl = '\0';
+            *line = c->buf + c->start;
+            *len = (size_t)(nl - *line);
+            c->start = (size_t)(nl - c->buf) + 1;
+            return 0;
+        }
+        scan = c->len;
+        if (c->start > 0) { /* compact */
+            memmove(c->buf, c->buf + c->start, c->len - c->start);
+            c->len -= c->start;
+            scan -= c->start;
+            c->start = 0;
+        }
+        if (c->len >= SN_CLI_MAX_REPLY)
+            return -EFBIG;
+        if (c->cap - c->len < 65536) {
+            size_t cap = c->cap ? c->cap * 2 : 65536;
+            char *p = realloc(c->buf, cap + 1);
+            if (!p)
+                return -ENOMEM;
+            c->buf = p;
+            c->cap = cap;
+        }
+        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EPIPE;
+        c->len += (size_t)n;
+    }
+}
+
+void sn_cli_print_error(json_t *reply)
+{
+    json_t *e = json_object_get(reply, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    sn_cli_error("%s (%s)", msg ? msg : "error", code ? code : "?");
+}
+
+int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
+                const char **raw, int quiet)
+{
+    char *text = NULL, *line = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    int rc;
+
+    *reply = NULL;
+    json_object_set_new(req, "id", json_integer(++c->next_id));
+    text = json_dumps(req, JSON_COMPACT);
+    if (!text) {
+        sn_cli_error("out of memory");
+        return SN_EXIT_ERROR;
+    }
+    size_t tlen = strlen(text);
+    text[tlen] = '\n'; /* json_dumps left room: its NUL */
+    rc = write_all(c->fd, text, tlen + 1);
+    free(text);
+    if (rc) {
+        sn_cli_error("cannot send to '%s': %s", c->path, strerror(-rc));
+        return SN_EXIT_ERROR;
+    }
+    if ((rc = read_line(c, &line, &len))) {
+        if (rc == -EPIPE)
+            sn_cli_error("'%s' closed the connection before replying",
+                         c->path);
+        else
+            sn_cli_error("cannot read from '%s': %s", c->path,
+                         strerror(-rc));
+        return SN_EXIT_ERROR;
+    }
+    *reply = json_loadb(line, len, 0, &jerr);
+    if (!*reply || !json_is_object(*reply)) {
+        sn_cli_error("bad reply from the daemon: %s",
+                     *reply ? "not an object" : jerr.text);
+        json_decref(*reply);
+        *reply = NULL;
+        return SN_EXIT_ERROR;
+    }
+    if (raw)
+        *raw = line;
+    if (!json_is_true(json_object_get(*reply, "ok"))) {
+        if (!quiet)
+            sn_cli_print_error(*reply);
+        return SN_EXIT_ERROR;
+    }
+    return 0;
+}
+
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2 || c > 0xF4)
+        return 0;
+    size_t need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0) ||
+        (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return need;
+}
+
+int sn_cli_utf8_valid(const char *s, size_t len, size_t *bad)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(u + i, len - i);
+        if (!k) {
+            if (bad)
+                *bad = i;
+            return 0;
+        }
+        i += k;
+    }
+    return 1;
+}

@@ -1,0 +1,342 @@
+/*
+ * daemon.h -- internals shared by the files of daemon/ (sensed). Not
+ * installed. Names here are sn__ (two underscores): visible across files,
+ * not public.
+ *
+ * The data path of one request:
+ *
+ *   server.c   the loop thread reads a line from a connection, appends a
+ *              request to the connection's FIFO and parses it (proto.c,
+ *              inline for small lines, on the libuv threadpool for big ones)
+ *   ops.c      turns the parsed request into work: an embedding job for the
+ *              scheduler, a task for the storage lane, or an immediate reply
+ *   sched.c    encoder workers batch texts from all connections into
+ *              sn_model_embed() calls; one storage thread runs store calls in
+ *              per-connection request order
+ *   ops.c      the worker that finishes the work formats the reply line
+ *   server.c   the reply comes back to the loop through a uv_async_t; replies
+ *              are written in request order
+ *
+ * Threads: only the loop thread touches sockets, libuv handles and the
+ * connection structs' loop-side fields. Workers see a request's own fields
+ * (parsed input, job, reply buffer) and nothing else until they hand it back
+ * with sn__server_done().
+ */
+#ifndef SENSE_DAEMON_H
+#define SENSE_DAEMON_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "sense/sense.h"
+#include "sense/store.h"
+
+/* ---- limits (the protocol's, documented in docs/protocol.md) ------------- */
+
+#define SN_MAX_LINE_DEFAULT (16u << 20) /* request line, --max-line */
+#define SN_MAX_TEXTS 1024          /* texts per embed request */
+#define SN_MAX_DOCS 1024           /* documents per add request */
+#define SN_MAX_CHUNKS 65536        /* chunks per add request, all docs */
+#define SN_MAX_IDS 10000           /* ids per get / delete request */
+#define SN_MAX_K 1000              /* search results */
+#define SN_MAX_NAME 256            /* collection, prompt and document ids */
+#define SN_MAX_REPLY (256u << 20)  /* a reply line */
+
+/* ---- log.c: one line per event on stderr ---------------------------------- */
+
+typedef enum {
+    SN__LOG_ERROR = 0,
+    SN__LOG_WARN,
+    SN__LOG_INFO,
+    SN__LOG_DEBUG,
+} sn__log_level_t;
+
+extern sn__log_level_t sn__log_level;
+
+/* "error" | "warn" | "info" | "debug" -> level; -1 when unknown. */
+int sn__log_parse_level(const char *name);
+/* Thread-safe: each call writes one whole line with a single write(2). */
+void sn__log(sn__log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define sn__log_error(...) sn__log(SN__LOG_ERROR, __VA_ARGS__)
+#define sn__log_warn(...) sn__log(SN__LOG_WARN, __VA_ARGS__)
+#define sn__log_info(...) sn__log(SN__LOG_INFO, __VA_ARGS__)
+#define sn__log_debug(...)                                                   \
+    do {                                                                     \
+        if (sn__log_level >= SN__LOG_DEBUG)                                  \
+            sn__log(SN__LOG_DEBUG, __VA_ARGS__);                             \
+    } while (0)
+
+/* ---- proto.c: the wire format, pure (no I/O, no globals) ------------------ */
+
+/* A growable byte buffer with a maximum fixed at init. Appends past the
+ * maximum or failing allocation set `err` (SN_ETOOBIG / -ENOMEM) and are
+ * dropped; the caller checks err once at the end. */
+typedef struct {
+    char *data;
+    size_t len, cap, max;
+    int err;
+} sn__buf_t;
+
+void sn__buf_init(sn__buf_t *b, size_t max);
+void sn__buf_free(sn__buf_t *b); /* frees data, keeps max */
+void sn__buf_put(sn__buf_t *b, const void *p, size_t len);
+void sn__buf_puts(sn__buf_t *b, const char *s);
+void sn__buf_printf(sn__buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* A JSON string literal; invalid UTF-8 bytes become U+FFFD. */
+void sn__buf_json_str(sn__buf_t *b, const char *s, size_t len);
+/* A JSON array of floats (%.9g: exact for float; NaN/inf as null). */
+void sn__buf_floats(sn__buf_t *b, const float *v, int n);
+
+/* Error codes of the protocol: X(enum suffix, wire name). */
+#define SN__PERR_MAP(X)                                                      \
+    X(OK, "ok")                                                              \
+    X(BAD_JSON, "bad_json")                                                  \
+    X(BAD_UTF8, "bad_utf8")                                                  \
+    X(BAD_REQUEST, "bad_request")                                            \
+    X(UNKNOWN_OP, "unknown_op")                                              \
+    X(LINE_TOO_LONG, "line_too_long")                                        \
+    X(TOO_MANY, "too_many")                                                  \
+    X(TOO_LARGE, "too_large")                                                \
+    X(MODEL_MISMATCH, "model_mismatch")                                      \
+    X(NOT_FOUND, "not_found")                                                \
+    X(STORAGE_FULL, "storage_full")                                          \
+    X(READ_ONLY, "read_only")                                                \
+    X(UNAVAILABLE, "unavailable")                                            \
+    X(SHUTTING_DOWN, "shutting_down")                                        \
+    X(INTERNAL, "internal")
+
+typedef enum {
+#define SN__PERR_ENUM(name, str) SN__P_##name,
+    SN__PERR_MAP(SN__PERR_ENUM)
+#undef SN__PERR_ENUM
+} sn__perr_t;
+
+const char *sn__perr_name(sn__perr_t code);
+/* The protocol code for a library error (SN_E*, -errno). */
+sn__perr_t sn__perr_of(int rc);
+
+typedef enum {
+    SN__OP_EMBED = 0,
+    SN__OP_ADD,
+    SN__OP_SEARCH,
+    SN__OP_GET,
+    SN__OP_DELETE,
+    SN__OP_STATS,
+} sn__op_t;
+
+const char *sn__op_name(sn__op_t op);
+
+typedef struct {
+    const char *id;      /* NULL: the store makes one */
+    const char *text;
+    size_t text_len;
+    char *meta_json;     /* owned; NULL when absent */
+} sn__doc_req_t;
+
+/* A parsed request. Strings point into `root` (the parsed JSON), which the
+ * request owns with everything else here; sn__request_free() frees it all.
+ * Which fields are set depends on `op`. */
+typedef struct {
+    json_t *root;
+    char *id_json;        /* the request's id, as compact JSON; "null" */
+    sn__op_t op;
+    int has_op;           /* op was recognized */
+    const char *collection;
+    /* embed */
+    const char **texts;
+    size_t *lens;
+    int n_texts;
+    int want_tokens;
+    const char *prompt;   /* a prompt *name*; NULL when absent */
+    int has_prompt;
+    int dimensions;       /* 0: the model's */
+    /* add */
+    sn__doc_req_t *docs;
+    int n_docs;
+    /* search */
+    const char *query;
+    size_t query_len;
+    int k;
+    char *filter_json;    /* owned; NULL when absent */
+    /* get, delete */
+    const char **ids;
+    int n_ids;
+} sn__request_t;
+
+/* Parse one request line (without its newline). Returns 0, or a protocol
+ * error code with a message in msg. req->id_json is set whenever the line
+ * was a JSON object with an id, even on failure, so that the error reply can
+ * echo it. Free with sn__request_free() either way. */
+sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
+                           char *msg, size_t msg_len);
+void sn__request_free(sn__request_t *req);
+
+/* Is buf[0..len) valid UTF-8 (RFC 3629: no overlongs, no surrogates)? On
+ * failure *bad is the offset of the first bad byte. */
+int sn__utf8_valid(const char *buf, size_t len, size_t *bad);
+
+/* Reply lines. A success reply is begin + fields + end; an error reply is
+ * one call. id_json NULL means null. */
+void sn__proto_reply_begin(sn__buf_t *b, const char *id_json);
+void sn__proto_reply_end(sn__buf_t *b);
+void sn__proto_reply_error(sn__buf_t *b, const char *id_json,
+                           sn__perr_t code, const char *msg);
+
+/* ---- sched.c: encoder workers and the storage lane ------------------------ */
+
+typedef struct sn__job sn__job_t;
+typedef void (*sn__job_cb)(sn__job_t *job);
+
+/* An embedding job: n texts with one set of options. The scheduler batches
+ * its texts with other jobs' and calls `done` once, on the worker thread that
+ * finished the last text (or at once for n == 0). `prepare`, if set, runs
+ * first on a worker and may fill texts/lens/n or set rc (chunking an add). */
+struct sn__job {
+    const char *const *texts;
+    const size_t *lens;
+    int n;
+    sn_embed_opts_t opts;   /* opts.prompt: a model prompt text (stable) */
+    sn__job_cb prepare;
+    sn__job_cb done;
+    void *data;             /* the caller's */
+    /* results, valid in done(): out[n] (sched allocates, caller frees with
+     * sn__job_free_out), rc and err for the first failed text */
+    sn_embedding_t *out;
+    int rc;
+    char err[512];
+    /* private to sched */
+    void *items;
+    int n_left;
+    int64_t t_enq;
+    sn__job_t *next;
+};
+
+void sn__job_free_out(sn__job_t *job);
+
+typedef struct sn__sched sn__sched_t;
+
+typedef struct {
+    int n_workers;
+    int batch_tokens;   /* estimated tokens per forward batch */
+    int window_us;      /* how long a worker waits to fill a batch */
+} sn__sched_opts_t;
+
+int sn__sched_start(const sn_model_t *model, const sn__sched_opts_t *opts,
+                    sn__sched_t **out, char *err, size_t err_len);
+/* Thread-safe. */
+void sn__sched_submit(sn__sched_t *s, sn__job_t *job);
+/* Texts and jobs waiting for a worker. Thread-safe. */
+int sn__sched_depth(sn__sched_t *s);
+/* Let the workers finish what is queued, then join them. */
+void sn__sched_stop(sn__sched_t *s);
+
+/* The storage lane: one thread running tasks in submission order, except
+ * that tasks carrying an order ticket run in ticket order within their
+ * sn__order_t (one per connection), so a connection's storage ops take
+ * effect in request order whichever finished embedding first. */
+typedef struct {
+    uint64_t next;     /* the lane thread's only: next ticket to run */
+    uint64_t issued;   /* the loop thread's only: tickets handed out */
+} sn__order_t;
+
+typedef struct sn__task sn__task_t;
+struct sn__task {
+    void (*run)(sn__task_t *task);
+    sn__order_t *order; /* NULL: unordered */
+    uint64_t ticket;
+    sn__task_t *next;   /* private to the lane */
+};
+
+typedef struct sn__lane sn__lane_t;
+
+int sn__lane_start(sn__lane_t **out, char *err, size_t err_len);
+void sn__lane_submit(sn__lane_t *l, sn__task_t *task); /* thread-safe */
+int sn__lane_depth(sn__lane_t *l);                     /* thread-safe */
+void sn__lane_stop(sn__lane_t *l); /* runs what is queued, then joins */
+
+int64_t sn__now_ns(void); /* CLOCK_MONOTONIC */
+
+/* ---- server.c / ops.c ------------------------------------------------------ */
+
+typedef struct sn__server sn__server_t;
+typedef struct sn__conn sn__conn_t;
+typedef struct sn__req sn__req_t;
+
+typedef struct {
+    const char *socket_path;
+    const char *socket_group; /* NULL: mode 0600 */
+    size_t max_line;
+    int n_conns_max;
+    sn__sched_opts_t sched;
+} sn__server_opts_t;
+
+/* What ops.c needs from the server, shared with the workers. Immutable
+ * after start except the counters, which are atomics. */
+typedef struct {
+    const sn_model_t *model;
+    const char *model_id;    /* what collections are bound to */
+    sn_store_t *store;
+    sn__sched_t *sched;
+    sn__lane_t *lane;
+    sn__server_t *srv;
+    int64_t t_start_ns;
+    int n_workers;
+    int n_conns;             /* atomic; written by the loop */
+    int64_t n_requests;      /* atomic */
+} sn__ops_ctx_t;
+
+/* One request, from its line to its reply. Owned by its connection's FIFO
+ * on the loop thread; while `on_worker` it belongs to whichever thread holds
+ * its work, and comes back through sn__server_done(). */
+struct sn__req {
+    sn__req_t *next;          /* the connection's FIFO */
+    sn__req_t *done_next;     /* the server's list of returned requests */
+    sn__conn_t *conn;
+    sn__ops_ctx_t *ops;
+    uint64_t seq;             /* per connection, for the logs */
+    int64_t t0_ns;
+    int done;                 /* reply is ready */
+    int on_worker;
+    int late;                 /* read after shutdown began */
+    char *line;               /* owned until parsed */
+    size_t line_len;
+    sn__request_t p;
+    sn__buf_t reply;
+    sn__perr_t code;          /* the reply's error, or SN__P_OK */
+    /* the work */
+    sn__job_t job;
+    sn__task_t task;
+    char **texts_own;         /* add: chunk texts point into docs */
+    size_t *lens_own;
+    int *doc_chunks;          /* add: chunks per doc */
+    int32_t *spans;           /* add: (start, end) code points per chunk */
+    size_t stats_bytes;       /* the line's bytes, counted in the server */
+};
+
+/* ops.c: start the work for a parsed request (loop thread). Returns 0 when
+ * the reply is ready (req->reply), or 1 when the request went to a worker:
+ * then the caller must not touch it until it comes back through
+ * sn__server_done(). `order` is the connection's. */
+int sn__ops_dispatch(sn__req_t *req, sn__order_t *order);
+/* Frees what ops attached to the request (not the request). */
+void sn__ops_release(sn__req_t *req);
+/* A worker hands a finished request back to the loop. Thread-safe. */
+void sn__server_done(sn__server_t *srv, sn__req_t *req);
+
+/* Run the daemon until SIGTERM/SIGINT: bind, serve, drain, save. The model
+ * and store stay the caller's. Returns 0 or a negative code. */
+int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
+                   sn_store_t *store, char *err, size_t err_len);
+
+/* Error message helper, like embed's: snprintf into err, return code. */
+int sn__derr(char *err, size_t err_len, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,618 @@
+/*
+ * ops.c -- what each op of the protocol does, between a parsed request and
+ * its reply line.
+ *
+ *   embed    encoder workers: embed the texts, format the reply
+ *   add      a worker chunks the documents (sn_chunk_text, to the model's
+ *            max tokens less the prompt's), the encoder embeds the chunks,
+ *            the storage lane binds the collection and adds them in one
+ *            transaction; the reply leaves only after COMMIT
+ *   search   the encoder embeds the query, the lane searches
+ *   get, delete, stats
+ *            the lane
+ *
+ * Threads: sn__ops_dispatch() runs on the loop thread and only reads the
+ * model; everything else here runs on a worker or the lane and touches
+ * nothing but its own request, the model (immutable) and the store (which
+ * serializes itself). Each path ends in exactly one sn__server_done(), with
+ * req->reply holding a whole reply line.
+ *
+ * Requests that touch storage get an order ticket at dispatch, in request
+ * order, and always pass through the lane, failed or not (see sched.c), so
+ * that add, delete, get and search of one connection take effect in the
+ * order they were sent.
+ *
+ * Prompts: embed uses `prompt` when given. add defaults to the model's
+ * "document" or else "passage" prompt and search to its "query" prompt
+ * when the model has them (e5, bge, ...); "prompt": "" turns that off.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+#define SN_CHUNK_OVERLAP_MAX 32 /* tokens shared by consecutive chunks */
+
+#define REQ_OF_JOB(j) ((sn__req_t *)((char *)(j)-offsetof(sn__req_t, job)))
+#define REQ_OF_TASK(t) ((sn__req_t *)((char *)(t)-offsetof(sn__req_t, task)))
+
+static void reply_error(sn__req_t *req, sn__perr_t code, const char *msg)
+{
+    sn__buf_free(&req->reply);
+    sn__buf_init(&req->reply, (size_t)-1);
+    req->code = code;
+    sn__proto_reply_error(&req->reply, req->p.id_json, code, msg);
+}
+
+/* A reply that overflowed its buffer becomes an error reply. */
+static void reply_check(sn__req_t *req)
+{
+    if (!req->reply.err)
+        return;
+    if (req->reply.err == SN_ETOOBIG) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the reply would exceed %u MiB; ask for "
+                 "less per request", SN_MAX_REPLY >> 20);
+        reply_error(req, SN__P_TOO_LARGE, msg);
+    } else {
+        reply_error(req, SN__P_INTERNAL, "out of memory");
+    }
+}
+
+static void finish(sn__req_t *req)
+{
+    reply_check(req);
+    sn__server_done(req->ops->srv, req);
+}
+
+static void l2_normalize(float *v, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += (double)v[i] * v[i];
+    if (s <= 0)
+        return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (int i = 0; i < n; i++)
+        v[i] *= inv;
+}
+
+/* The prompt text for a request: its explicit prompt name, else the op's
+ * default names in turn. Returns 0, or -1 with msg set. */
+static int resolve_prompt(sn__req_t *req, const char *const *defaults,
+                          const char **out, char *msg, size_t msg_len)
+{
+    const sn_model_t *m = req->ops->model;
+    *out = NULL;
+    if (req->p.has_prompt) {
+        if (!*req->p.prompt)
+            return 0;
+        *out = sn_model_prompt(m, req->p.prompt);
+        if (!*out) {
+            snprintf(msg, msg_len, "model has no prompt named '%s'",
+                     req->p.prompt);
+            return -1;
+        }
+        return 0;
+    }
+    for (int i = 0; defaults && defaults[i] && !*out; i++)
+        *out = sn_model_prompt(m, defaults[i]);
+    return 0;
+}
+
+/* ---- embed ------------------------------------------------------------------ */
+
+static void embed_done(sn__job_t *job)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    const sn_tokenizer_t *tok = sn_model_tokenizer(req->ops->model);
+    sn__buf_t *b = &req->reply;
+
+    if (job->rc) {
+        reply_error(req, sn__perr_of(job->rc), job->err);
+        goto out;
+    }
+    int dim = job->n ? job->out[0].dim : (job->opts.dimensions
+                                               ? job->opts.dimensions
+                                               : sn_model_dim(req->ops->model));
+    sn__proto_reply_begin(b, req->p.id_json);
+    sn__buf_printf(b, ",\"dim\":%d,\"n_tokens\":[", dim);
+    for (int i = 0; i < job->n; i++)
+        sn__buf_printf(b, i ? ",%d" : "%d", job->out[i].enc.n_tokens);
+    sn__buf_puts(b, "],\"embeddings\":[");
+    for (int i = 0; i < job->n && !b->err; i++) {
+        if (i)
+            sn__buf_put(b, ",", 1);
+        sn__buf_floats(b, job->out[i].sentence, job->out[i].dim);
+    }
+    sn__buf_put(b, "]", 1);
+    if (job->opts.want_tokens) {
+        sn__buf_puts(b, ",\"tokens\":[");
+        for (int i = 0; i < job->n && !b->err; i++) {
+            const sn_embedding_t *e = &job->out[i];
+            sn__buf_puts(b, i ? ",[" : "[");
+            for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
+                const char *piece = sn_tokenizer_piece(tok, e->enc.ids[t]);
+                sn__buf_printf(b, "%s{\"id\":%d,\"token\":", t ? "," : "",
+                               (int)e->enc.ids[t]);
+                sn__buf_json_str(b, piece ? piece : "",
+                                 piece ? strlen(piece) : 0);
+                sn__buf_printf(b, ",\"start\":%d,\"end\":%d,\"embedding\":",
+                               (int)e->enc.start[t], (int)e->enc.end[t]);
+                sn__buf_floats(b, e->tokens + (size_t)t * e->hidden,
+                               e->hidden);
+                sn__buf_put(b, "}", 1);
+            }
+            sn__buf_put(b, "]", 1);
+        }
+        sn__buf_put(b, "]", 1);
+    }
+    sn__proto_reply_end(b);
+out:
+    sn__job_free_out(job);
+    finish(req);
+}
+
+/* ---- add -------------------------------------------------------------------- */
+
+/* Byte offset of code point `cp` in s[0..len), walking from a cursor
+ * (cur_cp, cur_byte) that only moves forward; restarts when cp is behind. */
+static size_t cp_to_byte(const char *s, size_t len, int32_t cp,
+                         int32_t *cur_cp, size_t *cur_byte)
+{
+    if (cp < *cur_cp) {
+        *cur_cp = 0;
+        *cur_byte = 0;
+    }
+    while (*cur_cp < cp && *cur_byte < len) {
+        (*cur_byte)++;
+        while (*cur_byte < len && ((unsigned char)s[*cur_byte] & 0xC0) == 0x80)
+            (*cur_byte)++;
+        (*cur_cp)++;
+    }
+    return *cur_byte;
+}
+
+/* Tokens the prompt adds to a text (its tokens less the specials). */
+static int prompt_tokens(const sn_model_t *m, const char *prompt)
+{
+    const sn_tokenizer_t *tok = sn_model_tokenizer(m);
+    sn_encoding_t e0 = {0}, e1 = {0};
+    char err[256];
+    int n = 0;
+    if (!prompt || !*prompt)
+        return 0;
+    if (!sn_tokenizer_encode(tok, "", 0, 0, &e0, err, sizeof err) &&
+        !sn_tokenizer_encode(tok, prompt, strlen(prompt), 0, &e1, err,
+                             sizeof err))
+        n = e1.n_tokens - e0.n_tokens;
+    sn_encoding_free(&e0);
+    sn_encoding_free(&e1);
+    return n > 0 ? n : 0;
+}
+
+/* On a worker: split every document into chunks; the job's texts become the
+ * chunks, pointing into the documents' texts. */
+static void add_prepare(sn__job_t *job)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    const sn_model_t *m = req->ops->model;
+    const sn__request_t *p = &req->p;
+    int32_t **spans = NULL;
+    int *n_spans = NULL, total = 0;
+    int max_tokens = sn_model_max_tokens(m) - prompt_tokens(m,
+                                                            job->opts.prompt);
+    int overlap = max_tokens / 8;
+    char err[256];
+
+    if (overlap > SN_CHUNK_OVERLAP_MAX)
+        overlap = SN_CHUNK_OVERLAP_MAX;
+    if (max_tokens < 3) {
+        job->rc = SN_EMODEL;
+        snprintf(job->err, sizeof job->err, "the prompt leaves no room for "
+                 "text in the model's %d tokens", sn_model_max_tokens(m));
+        return;
+    }
+    spans = calloc((size_t)(p->n_docs ? p->n_docs : 1), sizeof *spans);
+    n_spans = calloc((size_t)(p->n_docs ? p->n_docs : 1), sizeof *n_spans);
+    req->doc_chunks = calloc((size_t)(p->n_docs ? p->n_docs : 1),
+                             sizeof *req->doc_chunks);
+    if (!spans || !n_spans || !req->doc_chunks)
+        goto oom;
+    for (int d = 0; d < p->n_docs; d++) {
+        int rc = sn_chunk_text(sn_model_tokenizer(m), p->docs[d].text,
+                               p->docs[d].text_len, max_tokens, overlap,
+                               &spans[d], &n_spans[d], err, sizeof err);
+        if (rc) {
+            job->rc = rc;
+            snprintf(job->err, sizeof job->err, "docs[%d]: %.400s", d, err);
+            goto out;
+        }
+        if (n_spans[d] < 1 || n_spans[d] > SN_MAX_CHUNKS - total) {
+            job->rc = SN_ETOOBIG;
+            snprintf(job->err, sizeof job->err,
+                     "the documents make more than %d chunks; send fewer "
+                     "per request", SN_MAX_CHUNKS);
+            goto out;
+        }
+        req->doc_chunks[d] = n_spans[d];
+        total += n_spans[d];
+    }
+    req->texts_own = calloc((size_t)(total ? total : 1),
+                            sizeof *req->texts_own);
+    req->lens_own = calloc((size_t)(total ? total : 1), sizeof *req->lens_own);
+    req->spans = calloc((size_t)(total ? total : 1) * 2, sizeof *req->spans);
+    if (!req->texts_own || !req->lens_own || !req->spans)
+        goto oom;
+    int k = 0;
+    for (int d = 0; d < p->n_docs; d++) {
+        const char *s = p->docs[d].text;
+        size_t len = p->docs[d].text_len, b0 = 0, b1 = 0;
+        int32_t c0 = 0, c1 = 0;
+        for (int i = 0; i < n_spans[d]; i++, k++) {
+            int32_t start = spans[d][2 * i], end = spans[d][2 * i + 1];
+            if (end < start)
+                end = start;
+            size_t bs = cp_to_byte(s, len, start, &c0, &b0);
+            size_t be = cp_to_byte(s, len, end, &c1, &b1);
+            req->texts_own[k] = (char *)s + bs;
+            req->lens_own[k] = be - bs;
+            req->spans[2 * k] = start;
+            req->spans[2 * k + 1] = end;
+        }
+    }
+    job->texts = (const char *const *)req->texts_own;
+    job->lens = req->lens_own;
+    job->n = total;
+    goto out;
+oom:
+    job->rc = -ENOMEM;
+    snprintf(job->err, sizeof job->err, "out of memory");
+out:
+    for (int d = 0; spans && d < p->n_docs; d++)
+        free(spans[d]);
+    free(spans);
+    free(n_spans);
+}
+
+static void to_lane(sn__job_t *job)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    sn__lane_submit(req->ops->lane, &req->task);
+}
+
+static void add_store(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__ops_ctx_t *ops = req->ops;
+    sn__job_t *job = &req->job;
+    const sn__request_t *p = &req->p;
+    sn_doc_in_t *docs = NULL;
+    sn_chunk_in_t *chunks = NULL;
+    char **ids = NULL, err[512] = "";
+    int rc, dim = sn_model_dim(ops->model);
+
+    if (job->rc) {
+        reply_error(req, sn__perr_of(job->rc), job->err);
+        goto out;
+    }
+    docs = calloc((size_t)(p->n_docs ? p->n_docs : 1), sizeof *docs);
+    chunks = calloc((size_t)(job->n ? job->n : 1), sizeof *chunks);
+    ids = calloc((size_t)(p->n_docs ? p->n_docs : 1), sizeof *ids);
+    if (!docs || !chunks || !ids) {
+        reply_error(req, SN__P_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < job->n; k++) {
+        /* the store wants unit vectors; not every model normalizes */
+        l2_normalize(job->out[k].sentence, job->out[k].dim);
+        chunks[k].start = req->spans[2 * k];
+        chunks[k].end = req->spans[2 * k + 1];
+        chunks[k].vec = job->out[k].sentence;
+    }
+    for (int d = 0, k = 0; d < p->n_docs; d++) {
+        docs[d].id = p->docs[d].id;
+        docs[d].text = p->docs[d].text;
+        docs[d].text_len = p->docs[d].text_len;
+        docs[d].meta_json = p->docs[d].meta_json;
+        docs[d].chunks = chunks + k;
+        docs[d].n_chunks = req->doc_chunks[d];
+        k += req->doc_chunks[d];
+    }
+    rc = sn_store_collection(ops->store, p->collection, ops->model_id, dim,
+                             SN_INDEX_AUTO, err, sizeof err);
+    if (!rc && p->n_docs)
+        rc = sn_store_add(ops->store, p->collection, ops->model_id, docs,
+                          p->n_docs, ids, err, sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+        goto out;
+    }
+    sn__buf_t *b = &req->reply;
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_puts(b, ",\"ids\":[");
+    for (int d = 0; d < p->n_docs; d++) {
+        if (d)
+            sn__buf_put(b, ",", 1);
+        sn__buf_json_str(b, ids[d] ? ids[d] : "", ids[d] ? strlen(ids[d]) : 0);
+    }
+    sn__buf_puts(b, "],\"chunks\":[");
+    for (int d = 0; d < p->n_docs; d++)
+        sn__buf_printf(b, d ? ",%d" : "%d", req->doc_chunks[d]);
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+out:
+    for (int d = 0; ids && d < p->n_docs; d++)
+        free(ids[d]);
+    free(ids);
+    free(docs);
+    free(chunks);
+    sn__job_free_out(job);
+    finish(req);
+}
+
+/* ---- search ----------------------------------------------------------------- */
+
+static void search_store(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__ops_ctx_t *ops = req->ops;
+    sn__job_t *job = &req->job;
+    const sn__request_t *p = &req->p;
+    sn_hit_t *hits = NULL;
+    int n_hits = 0, rc;
+    char err[512] = "";
+
+    if (job->rc) {
+        reply_error(req, sn__perr_of(job->rc), job->err);
+        goto out;
+    }
+    l2_normalize(job->out[0].sentence, job->out[0].dim);
+    rc = sn_store_search(ops->store, p->collection, ops->model_id,
+                         job->out[0].sentence, p->k, p->filter_json, &hits,
+                         &n_hits, err, sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+        goto out;
+    }
+    sn__buf_t *b = &req->reply;
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_puts(b, ",\"results\":[");
+    for (int i = 0; i < n_hits; i++) {
+        const sn_hit_t *h = &hits[i];
+        sn__buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
+        sn__buf_json_str(b, h->id ? h->id : "", h->id ? strlen(h->id) : 0);
+        sn__buf_printf(b, ",\"score\":%.6g,\"text\":",
+                       isfinite(h->score) ? (double)h->score : 0.0);
+        sn__buf_json_str(b, h->text ? h->text : "",
+                         h->text ? strlen(h->text) : 0);
+        sn__buf_printf(b, ",\"chunk\":%d,\"start\":%d,\"end\":%d,\"meta\":",
+                       h->chunk, (int)h->start, (int)h->end);
+        sn__buf_puts(b, h->meta_json && *h->meta_json ? h->meta_json : "{}");
+        sn__buf_put(b, "}", 1);
+    }
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+out:
+    sn_hits_free(hits, n_hits);
+    sn__job_free_out(job);
+    finish(req);
+}
+
+/* ---- get, delete, stats ------------------------------------------------------ */
+
+static void get_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    const sn__request_t *p = &req->p;
+    sn_doc_t *docs = NULL;
+    int n = 0, rc;
+    char err[512] = "";
+
+    rc = sn_store_get(req->ops->store, p->collection, p->ids, p->n_ids, &docs,
+                      &n, err, sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+        goto out;
+    }
+    sn__buf_t *b = &req->reply;
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_puts(b, ",\"docs\":[");
+    for (int i = 0; i < n; i++) {
+        const sn_doc_t *d = &docs[i];
+        sn__buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
+        sn__buf_json_str(b, d->id ? d->id : "", d->id ? strlen(d->id) : 0);
+        sn__buf_puts(b, ",\"text\":");
+        sn__buf_json_str(b, d->text ? d->text : "",
+                         d->text ? strlen(d->text) : 0);
+        sn__buf_puts(b, ",\"meta\":");
+        sn__buf_puts(b, d->meta_json && *d->meta_json ? d->meta_json : "{}");
+        sn__buf_printf(b, ",\"created\":%lld,\"updated\":%lld,\"chunks\":%d}",
+                       (long long)d->created, (long long)d->updated,
+                       d->n_chunks);
+    }
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+out:
+    for (int i = 0; i < n; i++)
+        sn_doc_free(&docs[i]);
+    free(docs);
+    finish(req);
+}
+
+static void delete_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    const sn__request_t *p = &req->p;
+    int n_deleted = 0;
+    char err[512] = "";
+    int rc = sn_store_delete(req->ops->store, p->collection, p->ids,
+                             p->n_ids, &n_deleted, err, sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+    } else {
+        sn__proto_reply_begin(&req->reply, p->id_json);
+        sn__buf_printf(&req->reply, ",\"deleted\":%d", n_deleted);
+        sn__proto_reply_end(&req->reply);
+    }
+    finish(req);
+}
+
+static const char *kind_name(sn_index_kind_t k)
+{
+    switch (k) {
+    case SN_INDEX_FLAT: return "flat";
+    case SN_INDEX_HNSW: return "hnsw";
+    default: return "auto";
+    }
+}
+
+static void stats_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__ops_ctx_t *ops = req->ops;
+    sn_collection_info_t *cols = NULL;
+    int n_cols = 0;
+    char err[512] = "";
+    int rc = sn_store_collections(ops->store, &cols, &n_cols, err,
+                                  sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+        finish(req);
+        return;
+    }
+    sn__buf_t *b = &req->reply;
+    const char *name = sn_model_name(ops->model);
+    sn__proto_reply_begin(b, req->p.id_json);
+    sn__buf_puts(b, ",\"model\":");
+    sn__buf_json_str(b, name, strlen(name));
+    sn__buf_puts(b, ",\"model_id\":");
+    sn__buf_json_str(b, ops->model_id, strlen(ops->model_id));
+    sn__buf_printf(b, ",\"dim\":%d,\"max_tokens\":%d,\"version\":\"%s\"",
+                   sn_model_dim(ops->model), sn_model_max_tokens(ops->model),
+                   SN_VERSION);
+    sn__buf_printf(b, ",\"uptime\":%.3f",
+                   (double)(sn__now_ns() - ops->t_start_ns) / 1e9);
+    sn__buf_printf(b, ",\"queue\":{\"embed\":%d,\"storage\":%d}",
+                   sn__sched_depth(ops->sched), sn__lane_depth(ops->lane));
+    sn__buf_printf(b, ",\"workers\":%d,\"connections\":%d,\"requests\":%lld",
+                   ops->n_workers,
+                   __atomic_load_n(&ops->n_conns, __ATOMIC_RELAXED),
+                   (long long)__atomic_load_n(&ops->n_requests,
+                                              __ATOMIC_RELAXED));
+    sn__buf_puts(b, ",\"collections\":[");
+    for (int i = 0; i < n_cols; i++) {
+        const sn_collection_info_t *c = &cols[i];
+        sn__buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        sn__buf_json_str(b, c->name ? c->name : "",
+                         c->name ? strlen(c->name) : 0);
+        sn__buf_puts(b, ",\"model\":");
+        sn__buf_json_str(b, c->model_id ? c->model_id : "",
+                         c->model_id ? strlen(c->model_id) : 0);
+        sn__buf_printf(b, ",\"dim\":%d,\"index\":\"%s\",\"docs\":%lld,"
+                       "\"chunks\":%lld}", c->dim, kind_name(c->kind),
+                       (long long)c->n_docs, (long long)c->n_chunks);
+    }
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+    sn_collection_info_free(cols, n_cols);
+    finish(req);
+}
+
+/* ---- dispatch (loop thread) ---------------------------------------------------- */
+
+static void ticket(sn__req_t *req, sn__order_t *order)
+{
+    req->task.order = order;
+    req->task.ticket = order->issued++;
+}
+
+int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
+{
+    static const char *const doc_prompts[] = {"document", "passage", NULL};
+    static const char *const query_prompts[] = {"query", NULL};
+    sn__ops_ctx_t *ops = req->ops;
+    sn__request_t *p = &req->p;
+    sn__job_t *job = &req->job;
+    char msg[512];
+    const char *prompt = NULL;
+
+    __atomic_add_fetch(&ops->n_requests, 1, __ATOMIC_RELAXED);
+    memset(job, 0, sizeof *job);
+    memset(&req->task, 0, sizeof req->task);
+    switch (p->op) {
+    case SN__OP_EMBED:
+        if (resolve_prompt(req, NULL, &prompt, msg, sizeof msg))
+            goto bad;
+        if (p->dimensions > sn_model_dim(ops->model)) {
+            snprintf(msg, sizeof msg, "'dimensions' %d exceeds the model's %d",
+                     p->dimensions, sn_model_dim(ops->model));
+            goto bad;
+        }
+        job->texts = p->texts;
+        job->lens = p->lens;
+        job->n = p->n_texts;
+        job->opts.prompt = prompt;
+        job->opts.dimensions = p->dimensions;
+        job->opts.want_tokens = p->want_tokens;
+        job->done = embed_done;
+        sn__sched_submit(ops->sched, job);
+        return 1;
+    case SN__OP_ADD:
+        if (resolve_prompt(req, doc_prompts, &prompt, msg, sizeof msg))
+            goto bad;
+        job->opts.prompt = prompt;
+        job->prepare = add_prepare;
+        job->done = to_lane;
+        ticket(req, order);
+        req->task.run = add_store;
+        sn__sched_submit(ops->sched, job);
+        return 1;
+    case SN__OP_SEARCH:
+        if (resolve_prompt(req, query_prompts, &prompt, msg, sizeof msg))
+            goto bad;
+        job->texts = &p->query;
+        job->lens = &p->query_len;
+        job->n = 1;
+        job->opts.prompt = prompt;
+        job->done = to_lane;
+        ticket(req, order);
+        req->task.run = search_store;
+        sn__sched_submit(ops->sched, job);
+        return 1;
+    case SN__OP_GET:
+    case SN__OP_DELETE:
+        ticket(req, order);
+        req->task.run = p->op == SN__OP_GET ? get_run : delete_run;
+        sn__lane_submit(ops->lane, &req->task);
+        return 1;
+    case SN__OP_STATS:
+        req->task.run = stats_run;
+        sn__lane_submit(ops->lane, &req->task);
+        return 1;
+    }
+    snprintf(msg, sizeof msg, "unknown op");
+    reply_error(req, SN__P_UNKNOWN_OP, msg);
+    return 0;
+bad:
+    reply_error(req, SN__P_BAD_REQUEST, msg);
+    return 0;
+}
+
+void sn__ops_release(sn__req_t *req)
+{
+    sn__job_free_out(&req->job);
+    free(req->job.items);
+    req->job.items = NULL;
+    free(req->texts_own);
+    free(req->lens_own);
+    free(req->doc_chunks);
+    free(req->spans);
+    req->texts_own = NULL;
+    req->lens_own = NULL;
+    req->doc_chunks = NULL;
+    req->spans = NULL;
+}

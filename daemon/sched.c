@@ -1,0 +1,540 @@
+/*
+ * sched.c -- where the daemon's CPU and storage work runs.
+ *
+ * The encoder workers (sn__sched_*): N threads, each with its own sn_ctx_t,
+ * share one queue of texts. A job (an embed request's texts, an add
+ * request's chunks, a search query) puts its texts on the queue; a worker
+ * that finds texts waiting lets the queue fill for a short window (the
+ * oldest text's enqueue time + window_us, 2 ms by default) unless a batch's
+ * worth of estimated tokens is already there, then takes texts that share
+ * the head's options (prompt, dimensions, token states) up to the token
+ * budget, across jobs and connections, and encodes them in one
+ * sn_model_embed() call. sn_model_embed() packs texts without padding, so a
+ * text's vector does not depend on the batch it landed in. When a batch
+ * fails (a text the tokenizer refuses), its texts are retried one by one so
+ * that only the bad text's job fails. A job's `done` runs once, on the
+ * worker that finished its last text. Jobs with a `prepare` step (chunking
+ * a document) run it on a worker before their texts are queued, ahead of
+ * queued texts.
+ *
+ * The storage lane (sn__lane_*): one thread, because SQLite writes are
+ * serialized anyway and the store's calls hold its mutex. Tasks run in
+ * submission order, except that tasks of one sn__order_t (a connection) run
+ * in ticket order: a task whose ticket is not due waits in `held` until the
+ * earlier ones have run. Every ticket that is issued must reach the lane
+ * (ops.c routes failed requests through it too), or later ones would wait
+ * forever. The lane advances a ticket before running its task, because a
+ * task's completion may free its connection, order included.
+ *
+ * Tuned for: a few cores, requests of 1..1000 short texts, and latency of a
+ * lone request close to one forward pass plus the window.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon.h"
+
+#define SN_SCHED_MAX_WORKERS 64
+#define SN_SCHED_MAX_BATCH 256 /* texts per forward call */
+
+typedef struct item {
+    sn__job_t *job;
+    int i_text;
+    int est;           /* estimated tokens */
+    struct item *next;
+} item_t;
+
+typedef struct {
+    sn__sched_t *s;
+    sn_ctx_t *ctx;
+    item_t *batch[SN_SCHED_MAX_BATCH];
+    const char *texts[SN_SCHED_MAX_BATCH];
+    size_t lens[SN_SCHED_MAX_BATCH];
+    sn_embedding_t out[SN_SCHED_MAX_BATCH];
+    int n_batch;
+} worker_t;
+
+struct sn__sched {
+    const sn_model_t *model;
+    sn__sched_opts_t o;
+    int max_tokens;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    item_t *head, *tail;
+    int n_items;
+    long queued_tokens;
+    sn__job_t *prep_head, *prep_tail;
+    int n_prep;
+    int stop;
+    int n_threads;
+    pthread_t th[SN_SCHED_MAX_WORKERS];
+    worker_t w[SN_SCHED_MAX_WORKERS];
+};
+
+void sn__job_free_out(sn__job_t *job)
+{
+    if (!job->out)
+        return;
+    for (int i = 0; i < job->n; i++)
+        sn_embedding_free(&job->out[i]);
+    free(job->out);
+    job->out = NULL;
+}
+
+static int same_opts(const sn_embed_opts_t *a, const sn_embed_opts_t *b)
+{
+    return a->prompt == b->prompt && a->dimensions == b->dimensions &&
+           a->want_tokens == b->want_tokens;
+}
+
+/* Put the job's texts on the queue (mu held). */
+static void enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
+{
+    job->items = items;
+    job->n_left = job->n;
+    job->t_enq = sn__now_ns();
+    for (int i = 0; i < job->n; i++) {
+        item_t *it = &items[i];
+        size_t est = 2 + job->lens[i] / 3;
+        it->job = job;
+        it->i_text = i;
+        it->est = est > (size_t)s->max_tokens ? s->max_tokens : (int)est;
+        it->next = NULL;
+        if (s->tail)
+            s->tail->next = it;
+        else
+            s->head = it;
+        s->tail = it;
+        s->n_items++;
+        s->queued_tokens += it->est;
+    }
+    pthread_cond_broadcast(&s->cv);
+}
+
+/* Allocate results and queue the texts; a job that cannot start is done
+ * at once (on the calling thread). */
+static void enqueue(sn__sched_t *s, sn__job_t *job)
+{
+    item_t *items = NULL;
+    if (job->rc || job->n == 0)
+        goto done;
+    job->out = calloc((size_t)job->n, sizeof *job->out);
+    items = malloc((size_t)job->n * sizeof *items);
+    if (!job->out || !items) {
+        free(items);
+        job->rc = -ENOMEM;
+        snprintf(job->err, sizeof job->err, "out of memory");
+        goto done;
+    }
+    pthread_mutex_lock(&s->mu);
+    enqueue_locked(s, job, items);
+    pthread_mutex_unlock(&s->mu);
+    return;
+done:
+    job->done(job);
+}
+
+void sn__sched_submit(sn__sched_t *s, sn__job_t *job)
+{
+    job->rc = 0;
+    job->err[0] = '\0';
+    job->out = NULL;
+    job->items = NULL;
+    if (job->prepare) {
+        pthread_mutex_lock(&s->mu);
+        job->next = NULL;
+        if (s->prep_tail)
+            s->prep_tail->next = job;
+        else
+            s->prep_head = job;
+        s->prep_tail = job;
+        s->n_prep++;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    enqueue(s, job);
+}
+
+int sn__sched_depth(sn__sched_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->n_items + s->n_prep;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* Take a batch from the queue (mu held): texts sharing the head's options,
+ * up to the token budget, at least one. */
+static void take_batch(sn__sched_t *s, worker_t *w)
+{
+    item_t **pp = &s->head, *prev = NULL;
+    const sn_embed_opts_t *key = &s->head->job->opts;
+    long tokens = 0;
+    w->n_batch = 0;
+    while (*pp && w->n_batch < SN_SCHED_MAX_BATCH) {
+        item_t *it = *pp;
+        if (!same_opts(&it->job->opts, key)) {
+            prev = it;
+            pp = &it->next;
+            continue;
+        }
+        if (w->n_batch > 0 && tokens + it->est > s->o.batch_tokens)
+            break;
+        tokens += it->est;
+        *pp = it->next;
+        if (s->tail == it)
+            s->tail = prev;
+        s->n_items--;
+        s->queued_tokens -= it->est;
+        w->batch[w->n_batch++] = it;
+    }
+}
+
+static void record_failure(sn__sched_t *s, sn__job_t *job, int i_text,
+                           int rc, const char *err)
+{
+    /* "text 0: invalid utf-8 ..." from a one-text call: drop the prefix,
+     * the job knows which text it was */
+    const char *msg = err;
+    if (!strncmp(msg, "text ", 5)) {
+        const char *colon = strchr(msg, ':');
+        if (colon && colon[1] == ' ')
+            msg = colon + 2;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!job->rc) {
+        job->rc = rc;
+        snprintf(job->err, sizeof job->err, "text %d: %.400s", i_text, msg);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void run_batch(sn__sched_t *s, worker_t *w)
+{
+    char err[512];
+    int n = w->n_batch, rc;
+    const sn_embed_opts_t *opts = &w->batch[0]->job->opts;
+    sn__job_t *finished[SN_SCHED_MAX_BATCH];
+    int n_finished = 0, n_jobs = 0;
+    int64_t t0 = sn__now_ns();
+
+    for (int i = 0; i < n; i++) {
+        w->texts[i] = w->batch[i]->job->texts[w->batch[i]->i_text];
+        w->lens[i] = w->batch[i]->job->lens[w->batch[i]->i_text];
+    }
+    rc = sn_model_embed(s->model, w->ctx, w->texts, w->lens, n, opts, w->out,
+                        err, sizeof err);
+    if (rc) {
+        /* one by one: only the bad texts' jobs fail */
+        for (int i = 0; i < n; i++) {
+            rc = sn_model_embed(s->model, w->ctx, &w->texts[i], &w->lens[i],
+                                1, opts, &w->out[i], err, sizeof err);
+            if (rc) {
+                memset(&w->out[i], 0, sizeof w->out[i]);
+                record_failure(s, w->batch[i]->job, w->batch[i]->i_text, rc,
+                               err);
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        w->batch[i]->job->out[w->batch[i]->i_text] = w->out[i];
+        n_jobs += i == 0 || w->batch[i]->job != w->batch[i - 1]->job;
+    }
+    sn__log_debug("worker %d: batch of %d texts (%d jobs), %.1f ms",
+                  (int)(w - s->w), n, n_jobs,
+                  (double)(sn__now_ns() - t0) / 1e6);
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < n; i++) {
+        sn__job_t *job = w->batch[i]->job;
+        if (--job->n_left == 0)
+            finished[n_finished++] = job;
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n_finished; i++) {
+        free(finished[i]->items);
+        finished[i]->items = NULL;
+        finished[i]->done(finished[i]);
+    }
+}
+
+static void deadline_ts(int64_t ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    sn__sched_t *s = w->s;
+    int64_t window = (int64_t)s->o.window_us * 1000;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (s->prep_head) {
+            sn__job_t *job = s->prep_head;
+            s->prep_head = job->next;
+            if (!s->prep_head)
+                s->prep_tail = NULL;
+            s->n_prep--;
+            pthread_mutex_unlock(&s->mu);
+            job->prepare(job);
+            enqueue(s, job);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (!s->head) {
+            if (s->stop)
+                break;
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        /* let the batch fill: until the budget or the window's end */
+        int64_t deadline = s->head->job->t_enq + window;
+        while (s->head && !s->stop && !s->prep_head &&
+               s->queued_tokens < s->o.batch_tokens &&
+               s->n_items < SN_SCHED_MAX_BATCH && sn__now_ns() < deadline) {
+            struct timespec ts;
+            deadline_ts(deadline, &ts);
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+        if (!s->head)
+            continue;
+        take_batch(s, w);
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, w);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int sn__sched_start(const sn_model_t *model, const sn__sched_opts_t *opts,
+                    sn__sched_t **out, char *err, size_t err_len)
+{
+    sn__sched_t *s = calloc(1, sizeof *s);
+    pthread_condattr_t ca;
+    int rc = 0, mu_ok = 0, cv_ok = 0;
+
+    *out = NULL;
+    if (!s)
+        return sn__derr(err, err_len, -ENOMEM, "out of memory");
+    s->model = model;
+    s->o = *opts;
+    if (s->o.n_workers < 1)
+        s->o.n_workers = 1;
+    if (s->o.n_workers > SN_SCHED_MAX_WORKERS)
+        s->o.n_workers = SN_SCHED_MAX_WORKERS;
+    if (s->o.batch_tokens < 1)
+        s->o.batch_tokens = 1;
+    if (s->o.window_us < 0)
+        s->o.window_us = 0;
+    s->max_tokens = sn_model_max_tokens(model);
+    if (s->max_tokens < 1)
+        s->max_tokens = 512;
+    if (pthread_mutex_init(&s->mu, NULL)) {
+        rc = sn__derr(err, err_len, -EAGAIN, "cannot create a mutex");
+        goto fail;
+    }
+    mu_ok = 1;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&s->cv, &ca)) {
+        pthread_condattr_destroy(&ca);
+        rc = sn__derr(err, err_len, -EAGAIN, "cannot create a condition");
+        goto fail;
+    }
+    pthread_condattr_destroy(&ca);
+    cv_ok = 1;
+    for (int i = 0; i < s->o.n_workers; i++) {
+        s->w[i].s = s;
+        s->w[i].ctx = sn_ctx_new(model);
+        if (!s->w[i].ctx) {
+            rc = sn__derr(err, err_len, -ENOMEM,
+                          "out of memory for encoder context %d", i);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < s->o.n_workers; i++) {
+        int e = pthread_create(&s->th[i], NULL, worker_main, &s->w[i]);
+        if (e) {
+            rc = sn__derr(err, err_len, -e, "cannot start worker %d: %s", i,
+                          strerror(e));
+            goto fail;
+        }
+        s->n_threads++;
+    }
+    *out = s;
+    return 0;
+fail:
+    if (s->n_threads) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < s->n_threads; i++)
+            pthread_join(s->th[i], NULL);
+    }
+    for (int i = 0; i < s->o.n_workers; i++)
+        sn_ctx_free(s->w[i].ctx);
+    if (cv_ok)
+        pthread_cond_destroy(&s->cv);
+    if (mu_ok)
+        pthread_mutex_destroy(&s->mu);
+    free(s);
+    return rc;
+}
+
+void sn__sched_stop(sn__sched_t *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_threads; i++)
+        pthread_join(s->th[i], NULL);
+    for (int i = 0; i < s->o.n_workers; i++)
+        sn_ctx_free(s->w[i].ctx);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ---- the storage lane -------------------------------------------------------- */
+
+struct sn__lane {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sn__task_t *head, *tail;
+    int n;
+    int stop;
+    pthread_t th;
+    sn__task_t *held; /* the lane thread's only: tickets not yet due */
+};
+
+static void lane_run(sn__task_t *t)
+{
+    if (t->order)
+        t->order->next++; /* before run: run may free the order */
+    t->run(t);
+}
+
+/* Run every held task that is now due. A held task keeps its connection
+ * (and so its order) alive until it runs. */
+static void lane_run_held(sn__lane_t *l)
+{
+    int progress = 1;
+    while (progress) {
+        progress = 0;
+        for (sn__task_t **pp = &l->held; *pp;) {
+            sn__task_t *t = *pp;
+            if (t->order->next == t->ticket) {
+                *pp = t->next;
+                lane_run(t);
+                progress = 1;
+            } else {
+                pp = &t->next;
+            }
+        }
+    }
+}
+
+static void *lane_main(void *arg)
+{
+    sn__lane_t *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        if (!l->head) {
+            if (l->stop)
+                break;
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        sn__task_t *t = l->head;
+        l->head = t->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->n--;
+        pthread_mutex_unlock(&l->mu);
+        if (t->order && t->order->next != t->ticket) {
+            t->next = l->held;
+            l->held = t;
+        } else {
+            lane_run(t);
+            if (l->held)
+                lane_run_held(l);
+        }
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+int sn__lane_start(sn__lane_t **out, char *err, size_t err_len)
+{
+    sn__lane_t *l = calloc(1, sizeof *l);
+    int e;
+    *out = NULL;
+    if (!l)
+        return sn__derr(err, err_len, -ENOMEM, "out of memory");
+    if (pthread_mutex_init(&l->mu, NULL)) {
+        free(l);
+        return sn__derr(err, err_len, -EAGAIN, "cannot create a mutex");
+    }
+    if (pthread_cond_init(&l->cv, NULL)) {
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+        return sn__derr(err, err_len, -EAGAIN, "cannot create a condition");
+    }
+    if ((e = pthread_create(&l->th, NULL, lane_main, l))) {
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+        return sn__derr(err, err_len, -e, "cannot start the storage thread: "
+                        "%s", strerror(e));
+    }
+    *out = l;
+    return 0;
+}
+
+void sn__lane_submit(sn__lane_t *l, sn__task_t *task)
+{
+    pthread_mutex_lock(&l->mu);
+    task->next = NULL;
+    if (l->tail)
+        l->tail->next = task;
+    else
+        l->head = task;
+    l->tail = task;
+    l->n++;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+int sn__lane_depth(sn__lane_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int n = l->n;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+void sn__lane_stop(sn__lane_t *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->th, NULL);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
