@@ -8,6 +8,9 @@
  * This header holds what every module shares: the error codes and their
  * names. The modules have headers of their own:
  *   sense/embed.h   tokenizers, model loading, the encoder forward pass
+ *   sense/store.h   documents, chunks and vectors: SQLite + faiss
+ * The daemon (daemon/) serves both over a Unix socket; its wire protocol is
+ * docs/protocol.md. The data path: embed -> index -> daemon -> client.
  *
  * Conventions, everywhere: a function that can fail returns int, 0 on
  * success or a negative code (-errno for system errors, SN_E* for ours).
