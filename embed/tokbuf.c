@@ -170,3 +170,12 @@ void sn__toks_free(sn__toks_t *t)
     free(t->v);
     memset(t, 0, sizeof *t);
 }
+
+int sn__is_white_space(uint32_t c)
+{
+    if (c < 0x80)
+        return c == ' ' || (c >= 0x09 && c <= 0x0d);
+    return c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202f || c == 0x205f || c == 0x3000;
+}

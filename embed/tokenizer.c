@@ -821,15 +821,6 @@ static int splits_push(splits_t *s, int32_t start, int32_t end, int added)
     return 0;
 }
 
-static int is_white_space(uint32_t c)
-{
-    if (c < 0x80)
-        return c == ' ' || (c >= 0x09 && c <= 0x0d);
-    return c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
-           c == 0x202f || c == 0x205f || c == 0x3000;
-}
-
 /* The regex \w of Rust's regex crate, closely enough: letters, marks,
  * decimal and letter numbers, connector punctuation, joiners. */
 static int is_word_char(uint32_t c)
@@ -913,12 +904,12 @@ static int find_matches(const tok_full_t *t, int p, const uint32_t *cps,
         }
         if (a->lstrip) {
             int ns = start;
-            while (ns > lo && is_white_space(cps[ns - 1]))
+            while (ns > lo && sn__is_white_space(cps[ns - 1]))
                 ns--;
             start = ns > start_offset ? ns : start_offset;
         }
         if (a->rstrip)
-            while (stop < hi && is_white_space(cps[stop]))
+            while (stop < hi && sn__is_white_space(cps[stop]))
                 stop++;
         if (start_offset < start &&
             (rc = splits_push(out, start_offset, start, -1)))

@@ -65,6 +65,10 @@ typedef struct {
 int sn__toks_push(sn__toks_t *t, int32_t id, int32_t start, int32_t end);
 void sn__toks_free(sn__toks_t *t);
 
+/* Rust's char::is_whitespace (the Unicode White_Space property), which the
+ * Hugging Face normalizers and pre-tokenizers ask. */
+int sn__is_white_space(uint32_t c);
+
 struct sn_tokenizer {
     sn__tok_kind_t kind;
     sn__vocab_t vocab;

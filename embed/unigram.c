@@ -160,14 +160,6 @@ static int utf8_decode(const char *s, size_t len, uint32_t *cps, int max)
     return n;
 }
 
-/* Rust's char::is_whitespace (the White_Space property). */
-static int is_white(uint32_t c)
-{
-    return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 ||
-           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
 /* ---- the trie ----------------------------------------------------------- */
 
 static uint32_t edge_hash(const ug_model_t *m, uint64_t key)
@@ -816,10 +808,10 @@ static void strip_apply(const ug_norm_t *st, sn__ntext_t *t)
 {
     int a = 0, b = t->n;
     if (st->strip_left)
-        while (a < b && is_white(t->cp[a]))
+        while (a < b && sn__is_white_space(t->cp[a]))
             a++;
     if (st->strip_right)
-        while (b > a && is_white(t->cp[b - 1]))
+        while (b > a && sn__is_white_space(t->cp[b - 1]))
             b--;
     if (a > 0) {
         memmove(t->cp, t->cp + a, (size_t)(b - a) * sizeof *t->cp);
@@ -1354,10 +1346,10 @@ int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
     for (int i = 0; i < cur->n;) {
         int a = i, b = cur->n;
         if (m->ws_split) {
-            while (a < cur->n && is_white(cur->cp[a]))
+            while (a < cur->n && sn__is_white_space(cur->cp[a]))
                 a++;
             b = a;
-            while (b < cur->n && !is_white(cur->cp[b]))
+            while (b < cur->n && !sn__is_white_space(cur->cp[b]))
                 b++;
             if (a == b)
                 break;

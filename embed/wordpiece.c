@@ -146,16 +146,6 @@ static int in_ranges(const cp_range_t *r, size_t n, uint32_t c)
 
 /* ---- Unicode predicates, as HF's Rust code answers them ----------------- */
 
-/* Rust's char::is_whitespace: the White_Space property. */
-static int is_white_space(uint32_t c)
-{
-    if (c < 0x80)
-        return c == ' ' || (c >= 0x09 && c <= 0x0d);
-    return c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
-           c == 0x202f || c == 0x205f || c == 0x3000;
-}
-
 /* The general category as unicode_categories 0.1.1 (Unicode 8.0) has it,
  * for the categories the BERT code asks about. */
 static utf8proc_category_t category_u8(uint32_t c)
@@ -197,7 +187,7 @@ static int is_control(uint32_t c)
 /* bert.rs is_whitespace. */
 static int is_bert_whitespace(uint32_t c)
 {
-    return c == '\t' || c == '\n' || c == '\r' || is_white_space(c);
+    return c == '\t' || c == '\n' || c == '\r' || sn__is_white_space(c);
 }
 
 /* pre_tokenizers/bert.rs is_bert_punc: ASCII punctuation or P*. */
@@ -558,7 +548,7 @@ static int pretokenize(const sn_tokenizer_t *tok, wp_scratch_t *s,
 
     for (int i = 0; i < t->n; i++) {
         uint32_t c = t->cp[i];
-        if (is_white_space(c)) {
+        if (sn__is_white_space(c)) {
             if ((rc = flush_word(tok, s, out)))
                 return rc;
             continue;
