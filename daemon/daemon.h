@@ -11,7 +11,9 @@
  *   ops.c      turns the parsed request into work: an embedding job for the
  *              scheduler, a task for the storage lane, or an immediate reply
  *   sched.c    encoder workers batch texts from all connections into
- *              sn_model_embed() calls; one storage thread runs store calls in
+ *              sn_model_embed() calls, or run a job that calls the model
+ *              itself (word senses) with their own encoder context; one
+ *              storage thread runs store and inventory calls in
  *              per-connection request order
  *   ops.c      the worker that finishes the work formats the reply line
  *   server.c   the reply comes back to the loop through a uv_async_t; replies
@@ -34,6 +36,7 @@
 
 #include "sense/sense.h"
 #include "sense/store.h"
+#include "sense/wsd.h"
 
 /* ---- limits (the protocol's, documented in docs/protocol.md) ------------- */
 
@@ -45,6 +48,10 @@
 #define SN_MAX_K 1000              /* search results */
 #define SN_MAX_NAME 256            /* collection, prompt and document ids */
 #define SN_MAX_REPLY (256u << 20)  /* a reply line */
+#define SN_MAX_SENSES 1024         /* senses per sense.add request */
+/* exemplars per sense.add request: SN_WSD_MAX_BATCH (sense/wsd.h) */
+#define SN_LIST_DEFAULT 1000       /* lemmas per sense.list, by default */
+#define SN_MAX_LIST 100000         /* lemmas per sense.list */
 
 /* ---- log.c: one line per event on stderr ---------------------------------- */
 
@@ -129,6 +136,10 @@ typedef enum {
     SN__OP_GET,
     SN__OP_DELETE,
     SN__OP_STATS,
+    SN__OP_SENSE_ADD,
+    SN__OP_SENSE_WHICH,
+    SN__OP_SENSE_LIST,
+    SN__OP_SENSE_REMOVE,
 } sn__op_t;
 
 const char *sn__op_name(sn__op_t op);
@@ -139,6 +150,14 @@ typedef struct {
     size_t text_len;
     char *meta_json;     /* owned; NULL when absent */
 } sn__doc_req_t;
+
+/* Where a sense.add exemplar came from, for messages: senses[i_sense]
+ * (-1: the request's own lemma and sense) and its examples[i_example]
+ * (-1: a sense given by its gloss alone). */
+typedef struct {
+    int i_sense;
+    int i_example;
+} sn__ex_origin_t;
 
 /* A parsed request. Strings point into `root` (the parsed JSON), which the
  * request owns with everything else here; sn__request_free() frees it all.
@@ -168,6 +187,21 @@ typedef struct {
     /* get, delete */
     const char **ids;
     int n_ids;
+    /* sense.add: one entry per exemplar, all senses flattened (examples
+     * with start -1 are to be located); sense.list, sense.remove: lemma,
+     * sense */
+    const char *lemma;    /* NULL when absent */
+    const char *sense;
+    sn_wsd_example_t *examples; /* n_examples, with origin[n_examples] */
+    sn__ex_origin_t *origin;
+    int n_examples;
+    int n_senses;         /* senses named in a sense.add */
+    /* sense.which: text (query, query_len) and word, or a span */
+    const char *word;     /* NULL when absent */
+    int32_t start, end;   /* -1 when absent */
+    /* sense.list */
+    int offset, limit;
+    int want_examples;
 } sn__request_t;
 
 /* Parse one request line (without its newline). Returns 0, or a protocol
@@ -193,17 +227,23 @@ void sn__proto_reply_error(sn__buf_t *b, const char *id_json,
 
 typedef struct sn__job sn__job_t;
 typedef void (*sn__job_cb)(sn__job_t *job);
+typedef void (*sn__job_run_cb)(sn__job_t *job, sn_ctx_t *ctx);
 
 /* An embedding job: n texts with one set of options. The scheduler batches
  * its texts with other jobs' and calls `done` once, on the worker thread that
  * finished the last text (or at once for n == 0). `prepare`, if set, runs
- * first on a worker and may fill texts/lens/n or set rc (chunking an add). */
+ * first on a worker and may fill texts/lens/n or set rc (chunking an add).
+ * `run`, if set, makes a job that calls the model itself (sn_wsd_which,
+ * sn_wsd_add): it is called once on a worker with that worker's encoder
+ * context, in the place of texts, then `done`; it is queued with the
+ * prepare steps, ahead of queued texts. */
 struct sn__job {
     const char *const *texts;
     const size_t *lens;
     int n;
     sn_embed_opts_t opts;   /* opts.prompt: a model prompt text (stable) */
     sn__job_cb prepare;
+    sn__job_run_cb run;
     sn__job_cb done;
     void *data;             /* the caller's */
     /* results, valid in done(): out[n] (sched allocates, caller frees with
@@ -240,7 +280,14 @@ void sn__sched_stop(sn__sched_t *s);
 /* The storage lane: one thread running tasks in submission order, except
  * that tasks carrying an order ticket run in ticket order within their
  * sn__order_t (one per connection), so a connection's storage ops take
- * effect in request order whichever finished embedding first. */
+ * effect in request order whichever finished embedding first.
+ *
+ * A task with keep_turn set holds its connection's turn after it runs: its
+ * run() handed the work on (to an encoder worker) and the connection's
+ * later tickets wait until the task is submitted again with keep_turn
+ * cleared (and the run that finishes it). That serializes a connection's
+ * word-sense ops, whose reads and writes happen on encoder workers, with
+ * its other storage ops. */
 typedef struct {
     uint64_t next;     /* the lane thread's only: next ticket to run */
     uint64_t issued;   /* the loop thread's only: tickets handed out */
@@ -251,6 +298,7 @@ struct sn__task {
     void (*run)(sn__task_t *task);
     sn__order_t *order; /* NULL: unordered */
     uint64_t ticket;
+    int keep_turn;      /* with order: run() does not end the turn */
     sn__task_t *next;   /* private to the lane */
 };
 
@@ -281,8 +329,10 @@ typedef struct {
  * after start except the counters, which are atomics. */
 typedef struct {
     const sn_model_t *model;
-    const char *model_id;    /* what collections are bound to */
+    const char *model_id;    /* what collections and senses are bound to */
     sn_store_t *store;
+    sn_senses_t *senses;     /* the sense inventory (serializes itself) */
+    const sn_wsd_morph_t *morph; /* the inventory's, for locating lemmas */
     sn__sched_t *sched;
     sn__lane_t *lane;
     sn__server_t *srv;
@@ -330,10 +380,12 @@ void sn__ops_release(sn__req_t *req);
 /* A worker hands a finished request back to the loop. Thread-safe. */
 void sn__server_done(sn__server_t *srv, sn__req_t *req);
 
-/* Run the daemon until SIGTERM/SIGINT: bind, serve, drain, save. The model
- * and store stay the caller's. Returns 0 or a negative code. */
+/* Run the daemon until SIGTERM/SIGINT: bind, serve, drain, save. The model,
+ * store, inventory and morph table stay the caller's (morph may be NULL:
+ * the built-in list). Returns 0 or a negative code. */
 int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
-                   sn_store_t *store, char *err, size_t err_len);
+                   sn_store_t *store, sn_senses_t *senses,
+                   const sn_wsd_morph_t *morph, char *err, size_t err_len);
 
 /* Error message helper, like embed's: snprintf into err, return code. */
 int sn__derr(char *err, size_t err_len, int code, const char *fmt, ...)

@@ -15,7 +15,9 @@
  * that only the bad text's job fails. A job's `done` runs once, on the
  * worker that finished its last text. Jobs with a `prepare` step (chunking
  * a document) run it on a worker before their texts are queued, ahead of
- * queued texts.
+ * queued texts. Jobs with a `run` step (word senses: the library encodes
+ * and scores by itself) share that queue: a worker calls run() with its
+ * own sn_ctx_t, then done(); they have no texts to batch.
  *
  * The storage lane (sn__lane_*): one thread, because SQLite writes are
  * serialized anyway and the store's calls hold its mutex. Tasks run in
@@ -24,7 +26,9 @@
  * earlier ones have run. Every ticket that is issued must reach the lane
  * (ops.c routes failed requests through it too), or later ones would wait
  * forever. The lane advances a ticket before running its task, because a
- * task's completion may free its connection, order included.
+ * task's completion may free its connection, order included -- except for a
+ * task with keep_turn, whose request is not complete when run() returns:
+ * its turn ends when it is submitted again without keep_turn.
  *
  * Tuned for: a few cores, requests of 1..1000 short texts, and latency of a
  * lone request close to one forward pass plus the window.
@@ -143,7 +147,7 @@ void sn__sched_submit(sn__sched_t *s, sn__job_t *job)
     job->err[0] = '\0';
     job->out = NULL;
     job->items = NULL;
-    if (job->prepare) {
+    if (job->prepare || job->run) {
         pthread_mutex_lock(&s->mu);
         job->next = NULL;
         if (s->prep_tail)
@@ -282,8 +286,13 @@ static void *worker_main(void *arg)
                 s->prep_tail = NULL;
             s->n_prep--;
             pthread_mutex_unlock(&s->mu);
-            job->prepare(job);
-            enqueue(s, job);
+            if (job->run) {
+                job->run(job, w->ctx);
+                job->done(job);
+            } else {
+                job->prepare(job);
+                enqueue(s, job);
+            }
             pthread_mutex_lock(&s->mu);
             continue;
         }
@@ -420,7 +429,7 @@ struct sn__lane {
 
 static void lane_run(sn__task_t *t)
 {
-    if (t->order)
+    if (t->order && !t->keep_turn)
         t->order->next++; /* before run: run may free the order */
     t->run(t);
 }
