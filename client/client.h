@@ -3,8 +3,9 @@
  *
  * sense.c parses the global options and dispatches to one file per command
  * (cmd_embed.c, cmd_add.c, cmd_search.c, cmd_get.c, cmd_delete.c,
- * cmd_stats.c); conn.c is the daemon's socket, spoken as
- * newline-delimited JSON (docs/protocol.md).
+ * cmd_stats.c, cmd_which.c, and cmd_senses.c with its subcommands, of which
+ * import-wordnet is cmd_wordnet.c); conn.c is the daemon's socket, spoken
+ * as newline-delimited JSON (docs/protocol.md).
  *
  * Exit codes, for every command: 0 ok, 1 error (an error reply, a model that
  * fails to load, bad input text), 2 usage, 3 cannot connect to the daemon.
@@ -30,6 +31,10 @@ int sn_cmd_search(int argc, char **argv);
 int sn_cmd_get(int argc, char **argv);
 int sn_cmd_delete(int argc, char **argv);
 int sn_cmd_stats(int argc, char **argv);
+int sn_cmd_which(int argc, char **argv);
+int sn_cmd_senses(int argc, char **argv);
+/* `sense senses import-wordnet`: argv[0] is the subcommand's name. */
+int sn_cmd_import_wordnet(int argc, char **argv);
 
 /* Print "sense: <msg>\n" to stderr. */
 void sn_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

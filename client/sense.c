@@ -20,6 +20,8 @@ static const char usage[] =
     "  get       documents by id\n"
     "  delete    remove documents by id\n"
     "  stats     the daemon's model, queues and collections\n"
+    "  which     which sense of a word a text means\n"
+    "  senses    the sense inventory: add, list, rm, import-wordnet\n"
     "\n"
     "options:\n"
     "  --socket PATH   the daemon's socket (default $SENSE_SOCKET, else\n"
@@ -28,8 +30,8 @@ static const char usage[] =
     "                  `sensed`\n"
     "\n"
     "Each command takes --help. The commands that talk to the daemon take\n"
-    "--json (print the daemon's raw reply lines) and --collection NAME\n"
-    "(default 'default').\n"
+    "--json (print the daemon's raw reply lines); those on documents take\n"
+    "--collection NAME (default 'default').\n"
     "\n"
     "exit status: 0 ok, 1 error, 2 usage, 3 cannot connect to the daemon\n";
 
@@ -52,6 +54,7 @@ int main(int argc, char **argv)
         {"embed", sn_cmd_embed}, {"add", sn_cmd_add},
         {"search", sn_cmd_search}, {"get", sn_cmd_get},
         {"delete", sn_cmd_delete}, {"stats", sn_cmd_stats},
+        {"which", sn_cmd_which}, {"senses", sn_cmd_senses},
     };
     int i = 1;
 

@@ -10,6 +10,13 @@
  *   search   the encoder embeds the query, the lane searches
  *   get, delete, stats
  *            the lane
+ *   sense.add, sense.which
+ *            word senses through the library, which encodes by itself
+ *            (sn_wsd_add, sn_wsd_which): the lane starts them at the
+ *            request's turn, an encoder worker runs them with its own
+ *            sn_ctx_t, and they return through the lane to end the turn
+ *   sense.list, sense.remove
+ *            the lane
  *
  * Threads: sn__ops_dispatch() runs on the loop thread and only reads the
  * model; everything else here runs on a worker or the lane and touches
@@ -20,7 +27,11 @@
  * Requests that touch storage get an order ticket at dispatch, in request
  * order, and always pass through the lane, failed or not (see sched.c), so
  * that add, delete, get and search of one connection take effect in the
- * order they were sent.
+ * order they were sent. The sense ops take tickets too; sense.add and
+ * sense.which hold their connection's turn while on the worker (keep_turn),
+ * because their reads and writes happen there: a connection's sense ops are
+ * therefore serialized with each other and with its storage ops, while
+ * other connections' run in parallel on the other workers.
  *
  * Prompts: embed uses `prompt` when given. add defaults to the model's
  * "document" or else "passage" prompt and search to its "query" prompt
@@ -522,6 +533,270 @@ static void stats_run(sn__task_t *task)
     finish(req);
 }
 
+/* ---- word senses ------------------------------------------------------------- */
+
+/* Lane, at the request's turn: hand the work to an encoder worker and keep
+ * the turn (task.keep_turn). */
+static void sense_start(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__sched_submit(req->ops->sched, &req->job);
+}
+
+/* Lane: the reply is ready; the turn ends (lane_run advanced it). */
+static void sense_finish(sn__task_t *task)
+{
+    finish(REQ_OF_TASK(task));
+}
+
+/* Worker, after run: back to the lane to end the turn. */
+static void sense_back(sn__job_t *job)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    req->task.keep_turn = 0;
+    req->task.run = sense_finish;
+    sn__lane_submit(req->ops->lane, &req->task);
+}
+
+/* Code points of valid UTF-8 (the parser checked it). */
+static int64_t cp_count(const char *s, size_t len)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* "senses[2].examples[1]: ", for a message about one exemplar. */
+static void origin_str(const sn__ex_origin_t *o, char *buf, size_t len)
+{
+    if (o->i_sense < 0 && o->i_example < 0)
+        buf[0] = '\0';
+    else if (o->i_sense < 0)
+        snprintf(buf, len, "examples[%d]: ", o->i_example);
+    else if (o->i_example < 0)
+        snprintf(buf, len, "senses[%d]: ", o->i_sense);
+    else
+        snprintf(buf, len, "senses[%d].examples[%d]: ", o->i_sense,
+                 o->i_example);
+}
+
+/* Worker: locate each lemma in its example (so that a miss is named by
+ * where it is in the request), then embed and store them all in one
+ * transaction. */
+static void sense_add_run(sn__job_t *job, sn_ctx_t *ctx)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    sn__ops_ctx_t *ops = req->ops;
+    sn__request_t *p = &req->p;
+    char err[512], sub[256], where[80], folded[SN_WSD_MAX_WORD];
+    int rc;
+
+    for (int i = 0; i < p->n_examples; i++) {
+        sn_wsd_example_t *e = &p->examples[i];
+        origin_str(&p->origin[i], where, sizeof where);
+        if ((rc = sn_wsd_casefold(e->lemma, folded, sizeof folded, sub,
+                                  sizeof sub)) < 0) {
+            snprintf(err, sizeof err, "%slemma: %s", where, sub);
+            reply_error(req, SN__P_BAD_REQUEST, err);
+            return;
+        }
+        if (!e->example)
+            continue;
+        if (e->start < 0) {
+            rc = sn_wsd_find_word_ex(ops->morph, e->example, e->example_len,
+                                     e->lemma, &e->start, &e->end, sub,
+                                     sizeof sub);
+            if (rc < 0) {
+                if (rc == SN_ENOTFOUND)
+                    snprintf(err, sizeof err, "%sthe example does not "
+                             "contain '%s' (or an inflection of it)", where,
+                             folded);
+                else
+                    snprintf(err, sizeof err, "%s%s", where, sub);
+                reply_error(req, rc == SN_ENOTFOUND ? SN__P_BAD_REQUEST
+                                                    : sn__perr_of(rc), err);
+                return;
+            }
+        } else {
+            int64_t n_cp = cp_count(e->example, e->example_len);
+            if (e->end > n_cp) {
+                snprintf(err, sizeof err, "%sspan [%d, %d) is not inside the "
+                         "example's %lld characters", where, (int)e->start,
+                         (int)e->end, (long long)n_cp);
+                reply_error(req, SN__P_BAD_REQUEST, err);
+                return;
+            }
+        }
+    }
+    rc = sn_wsd_add(ops->senses, ops->model, ctx, p->examples, p->n_examples,
+                    err, sizeof err);
+    if (rc) {
+        /* an example is bad input, not a missing resource */
+        reply_error(req, rc == SN_ENOTFOUND ? SN__P_BAD_REQUEST
+                                            : sn__perr_of(rc), err);
+        return;
+    }
+    sn__proto_reply_begin(&req->reply, p->id_json);
+    sn__buf_printf(&req->reply, ",\"added\":%d", p->n_examples);
+    sn__proto_reply_end(&req->reply);
+}
+
+static void put_str(sn__buf_t *b, const char *s)
+{
+    if (s)
+        sn__buf_json_str(b, s, strlen(s));
+    else
+        sn__buf_puts(b, "null");
+}
+
+static double finite_or_0(float x)
+{
+    return isfinite(x) ? (double)x : 0.0;
+}
+
+/* Worker: which sense of the word the text means. */
+static void sense_which_run(sn__job_t *job, sn_ctx_t *ctx)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    sn__ops_ctx_t *ops = req->ops;
+    const sn__request_t *p = &req->p;
+    sn_wsd_query_t q = {p->query, p->query_len, p->word, p->start, p->end};
+    sn_wsd_result_t r;
+    char err[512];
+    int rc = sn_wsd_which(ops->senses, ops->model, ctx, &q, &r, err,
+                          sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+        return;
+    }
+    sn__buf_t *b = &req->reply;
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_puts(b, ",\"lemma\":");
+    put_str(b, r.lemma);
+    sn__buf_printf(b, ",\"start\":%d,\"end\":%d,\"sense\":", (int)r.start,
+                   (int)r.end);
+    put_str(b, r.sense);
+    sn__buf_printf(b, ",\"score\":%.6g,\"margin\":%.6g,\"candidates\":[",
+                   finite_or_0(r.score), finite_or_0(r.margin));
+    for (int i = 0; i < r.n_cands; i++) {
+        sn__buf_puts(b, i ? ",{\"sense\":" : "{\"sense\":");
+        put_str(b, r.cands[i].sense);
+        sn__buf_puts(b, ",\"gloss\":");
+        put_str(b, r.cands[i].gloss);
+        sn__buf_printf(b, ",\"score\":%.6g}", finite_or_0(r.cands[i].score));
+    }
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+    sn_wsd_result_free(&r);
+}
+
+/* Lane: a lemma's senses (with their examples on request), or the lemmas
+ * with an inventory, a page at a time, and the totals. */
+static void sense_list_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__ops_ctx_t *ops = req->ops;
+    const sn__request_t *p = &req->p;
+    sn__buf_t *b = &req->reply;
+    sn_sense_info_t *senses = NULL;
+    sn_lemma_info_t *lemmas = NULL;
+    sn_sense_example_t *ex = NULL;
+    sn_senses_count_t total;
+    int n = 0, n_ex = 0, rc;
+    char err[512] = "", folded[SN_WSD_MAX_WORD];
+
+    if (p->lemma) {
+        if ((rc = sn_wsd_casefold(p->lemma, folded, sizeof folded, err,
+                                  sizeof err)) < 0 ||
+            (rc = sn_senses_list(ops->senses, ops->model_id, folded, &senses,
+                                 &n, err, sizeof err)) < 0)
+            goto fail;
+        sn__proto_reply_begin(b, p->id_json);
+        sn__buf_puts(b, ",\"model\":");
+        put_str(b, ops->model_id);
+        sn__buf_puts(b, ",\"lemma\":");
+        put_str(b, folded);
+        sn__buf_puts(b, ",\"senses\":[");
+        for (int i = 0; i < n && !b->err; i++) {
+            sn__buf_puts(b, i ? ",{\"sense\":" : "{\"sense\":");
+            put_str(b, senses[i].sense);
+            sn__buf_puts(b, ",\"gloss\":");
+            put_str(b, senses[i].gloss);
+            sn__buf_printf(b, ",\"n_examples\":%d", senses[i].n_examples);
+            if (p->want_examples) {
+                if ((rc = sn_senses_examples(ops->senses, ops->model_id,
+                                             folded, senses[i].sense, &ex,
+                                             &n_ex, err, sizeof err)) < 0)
+                    goto fail;
+                sn__buf_puts(b, ",\"examples\":[");
+                for (int k = 0; k < n_ex; k++) {
+                    sn__buf_printf(b, "%s{\"id\":%lld,\"text\":",
+                                   k ? "," : "", (long long)ex[k].id);
+                    put_str(b, ex[k].example);
+                    sn__buf_printf(b, ",\"start\":%d,\"end\":%d}",
+                                   (int)ex[k].start, (int)ex[k].end);
+                }
+                sn__buf_put(b, "]", 1);
+                sn_sense_examples_free(ex, n_ex);
+                ex = NULL;
+                n_ex = 0;
+            }
+            sn__buf_put(b, "}", 1);
+        }
+        sn__buf_put(b, "]", 1);
+        sn__proto_reply_end(b);
+        goto out;
+    }
+    if ((rc = sn_senses_lemmas(ops->senses, ops->model_id, p->offset,
+                               p->limit, &lemmas, &n, err, sizeof err)) < 0 ||
+        (rc = sn_senses_count(ops->senses, ops->model_id, &total, err,
+                              sizeof err)) < 0)
+        goto fail;
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_puts(b, ",\"model\":");
+    put_str(b, ops->model_id);
+    sn__buf_puts(b, ",\"lemmas\":[");
+    for (int i = 0; i < n; i++) {
+        sn__buf_puts(b, i ? ",{\"lemma\":" : "{\"lemma\":");
+        put_str(b, lemmas[i].lemma);
+        sn__buf_printf(b, ",\"n_senses\":%d,\"n_examples\":%d}",
+                       lemmas[i].n_senses, lemmas[i].n_examples);
+    }
+    sn__buf_printf(b, "],\"total\":{\"lemmas\":%lld,\"senses\":%lld,"
+                   "\"examples\":%lld}", (long long)total.n_lemmas,
+                   (long long)total.n_senses, (long long)total.n_examples);
+    sn__proto_reply_end(b);
+    goto out;
+fail:
+    reply_error(req, sn__perr_of(rc), err);
+out:
+    sn_sense_examples_free(ex, n_ex);
+    if (senses)
+        sn_sense_info_free(senses, n);
+    if (lemmas)
+        sn_lemma_info_free(lemmas, n);
+    finish(req);
+}
+
+static void sense_remove_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    const sn__request_t *p = &req->p;
+    int n_removed = 0;
+    char err[512] = "";
+    int rc = sn_senses_remove(req->ops->senses, req->ops->model_id, p->lemma,
+                              p->sense, &n_removed, err, sizeof err);
+    if (rc) {
+        reply_error(req, sn__perr_of(rc), err);
+    } else {
+        sn__proto_reply_begin(&req->reply, p->id_json);
+        sn__buf_printf(&req->reply, ",\"removed\":%d", n_removed);
+        sn__proto_reply_end(&req->reply);
+    }
+    finish(req);
+}
+
 /* ---- dispatch (loop thread) ---------------------------------------------------- */
 
 static void ticket(sn__req_t *req, sn__order_t *order)
@@ -591,6 +866,23 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         return 1;
     case SN__OP_STATS:
         req->task.run = stats_run;
+        sn__lane_submit(ops->lane, &req->task);
+        return 1;
+    case SN__OP_SENSE_ADD:
+    case SN__OP_SENSE_WHICH:
+        job->run = p->op == SN__OP_SENSE_ADD ? sense_add_run
+                                             : sense_which_run;
+        job->done = sense_back;
+        ticket(req, order);
+        req->task.keep_turn = 1;
+        req->task.run = sense_start;
+        sn__lane_submit(ops->lane, &req->task);
+        return 1;
+    case SN__OP_SENSE_LIST:
+    case SN__OP_SENSE_REMOVE:
+        ticket(req, order);
+        req->task.run = p->op == SN__OP_SENSE_LIST ? sense_list_run
+                                                   : sense_remove_run;
         sn__lane_submit(ops->lane, &req->task);
         return 1;
     }

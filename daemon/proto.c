@@ -6,9 +6,11 @@
  * Parsing checks, in order: UTF-8 (strict: no overlongs, no surrogates),
  * JSON (jansson, duplicate keys rejected, \u0000 allowed in strings and
  * carried by length), a top-level object, "op", then each field of the op:
- * type, presence, count limits (SN_MAX_TEXTS, ...) and string limits. Model-
- * dependent checks (does the prompt exist, is `dimensions` <= the model's)
- * belong to ops.c. Unknown fields are ignored, for forward compatibility.
+ * type, presence, count limits (SN_MAX_TEXTS, ...) and string limits.
+ * Model-dependent checks (does the prompt exist, is `dimensions` <= the
+ * model's) belong to ops.c, and so do the sense ops' (casefolding a lemma,
+ * finding it in its examples: the library's, on a worker). Unknown fields
+ * are ignored, for forward compatibility.
  *
  * Invariants: a parsed request's strings point into its JSON tree, which it
  * owns; every failure path leaves the request freeable by
@@ -245,8 +247,9 @@ sn__perr_t sn__perr_of(int rc)
     }
 }
 
-static const char *const op_names[] = {"embed", "add", "search",
-                                       "get", "delete", "stats"};
+static const char *const op_names[] = {
+    "embed", "add", "search", "get", "delete", "stats",
+    "sense.add", "sense.which", "sense.list", "sense.remove"};
 
 const char *sn__op_name(sn__op_t op)
 {
@@ -527,6 +530,241 @@ static sn__perr_t parse_ids(sn__request_t *req, char *msg, size_t msg_len)
     return SN__P_OK;
 }
 
+/* ---- word senses ---------------------------------------------------------- */
+
+/* A lemma or sense name: a non-empty string without control characters
+ * (the library checks the rest: casefolding, UTF-8). */
+static sn__perr_t get_name(json_t *obj, const char *key, int required,
+                           size_t max, const char **out, char *msg,
+                           size_t msg_len)
+{
+    sn__perr_t rc = get_str(obj, key, required, 1, 1, max, out, NULL, msg,
+                            msg_len);
+    if (rc)
+        return rc;
+    for (const unsigned char *p = (const unsigned char *)*out; p && *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "'%s' must not contain control characters", key);
+    return SN__P_OK;
+}
+
+/* Prefix msg with where ("senses[3]: "), when it fits. */
+static sn__perr_t prefixed(sn__perr_t rc, const char *where, char *msg,
+                           size_t msg_len)
+{
+    size_t kl = strlen(where), ml = msg && msg_len ? strlen(msg) : 0;
+    if (rc && *where && kl + ml + 1 <= msg_len) {
+        memmove(msg + kl, msg, ml + 1);
+        memcpy(msg, where, kl);
+    }
+    return rc;
+}
+
+/* One sense of a sense.add: {lemma, sense, gloss?, examples?} read from
+ * obj, its exemplars appended to req->examples (sized by the caller).
+ * i_sense -1: the request itself. */
+static sn__perr_t parse_one_sense(sn__request_t *req, json_t *obj,
+                                  int i_sense, char *msg, size_t msg_len)
+{
+    char where[48] = "";
+    const char *lemma, *sense, *gloss;
+    sn__perr_t rc;
+
+    if (i_sense >= 0)
+        snprintf(where, sizeof where, "senses[%d]: ", i_sense);
+    if ((rc = get_name(obj, "lemma", 1, SN_WSD_MAX_WORD - 1, &lemma, msg,
+                       msg_len)) ||
+        (rc = get_name(obj, "sense", 1, SN_WSD_MAX_NAME, &sense, msg,
+                       msg_len)) ||
+        (rc = get_str(obj, "gloss", 0, 1, 1, SN_WSD_MAX_GLOSS, &gloss, NULL,
+                      msg, msg_len)))
+        return prefixed(rc, where, msg, msg_len);
+    json_t *a = json_object_get(obj, "examples");
+    if (a && !json_is_array(a))
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "%s'examples' must be an array", where);
+    size_t count = json_array_size(a);
+    if (count == 0 && !gloss)
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "%s%s: give at least one example, or a gloss", where,
+                    a ? "'examples' is empty" : "missing 'examples'");
+    if (count > (size_t)SN_WSD_MAX_BATCH - (size_t)req->n_examples)
+        return fail(msg, msg_len, SN__P_TOO_MANY,
+                    "more than %d examples in one request", SN_WSD_MAX_BATCH);
+    if (count == 0) {
+        /* known by its gloss alone: the gloss is its exemplar */
+        int k = req->n_examples++;
+        req->examples[k] = (sn_wsd_example_t){lemma, sense, gloss, NULL, 0,
+                                              -1, -1};
+        req->origin[k] = (sn__ex_origin_t){i_sense, -1};
+        return SN__P_OK;
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *e = json_array_get(a, i), *t = e;
+        int start = -1, end = -1;
+        if (json_is_object(e)) {
+            t = json_object_get(e, "text");
+            if (!t)
+                return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                            "%sexamples[%zu]: missing 'text'", where, i);
+            if (!json_object_get(e, "start") != !json_object_get(e, "end"))
+                return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                            "%sexamples[%zu]: give both 'start' and 'end', "
+                            "or neither", where, i);
+            char sub[96];
+            snprintf(sub, sizeof sub, "%sexamples[%zu]: ", where, i);
+            if ((rc = get_int(e, "start", 0, INT32_MAX - 1, SN__P_BAD_REQUEST,
+                              &start, msg, msg_len)) ||
+                (rc = get_int(e, "end", 1, INT32_MAX, SN__P_BAD_REQUEST, &end,
+                              msg, msg_len)))
+                return prefixed(rc, sub, msg, msg_len);
+            if (start >= 0 && end <= start)
+                return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                            "%sexamples[%zu]: 'end' must be greater than "
+                            "'start'", where, i);
+        }
+        if (!json_is_string(t))
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "%sexamples[%zu] must be a string or {\"text\", "
+                        "\"start\", \"end\"}", where, i);
+        size_t len = json_string_length(t);
+        if (len == 0)
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "%sexamples[%zu] is empty", where, i);
+        if (len > SN_WSD_MAX_EXAMPLE)
+            return fail(msg, msg_len, SN__P_TOO_LARGE,
+                        "%sexamples[%zu] is longer than %d bytes", where, i,
+                        SN_WSD_MAX_EXAMPLE);
+        int k = req->n_examples++;
+        req->examples[k] = (sn_wsd_example_t){lemma, sense, gloss,
+                                              json_string_value(t), len,
+                                              start, end};
+        req->origin[k] = (sn__ex_origin_t){i_sense, (int)i};
+    }
+    return SN__P_OK;
+}
+
+/* Exemplars a sense object will add: its examples, or 1 for a sense given
+ * by its gloss alone (and for a malformed one, which parse_one_sense
+ * refuses). */
+static size_t count_examples(json_t *obj)
+{
+    size_t n = json_array_size(json_object_get(obj, "examples"));
+    return n ? n : 1;
+}
+
+static sn__perr_t parse_sense_add(sn__request_t *req, char *msg,
+                                  size_t msg_len)
+{
+    json_t *senses = json_object_get(req->root, "senses");
+    size_t total = 0, count = 1;
+
+    if (senses) {
+        if (json_object_get(req->root, "lemma") ||
+            json_object_get(req->root, "examples"))
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "give 'senses', or 'lemma', 'sense' and "
+                        "'examples', not both");
+        if (!json_is_array(senses))
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "'senses' must be an array of objects");
+        count = json_array_size(senses);
+        if (count == 0)
+            return fail(msg, msg_len, SN__P_BAD_REQUEST, "'senses' is empty");
+        if (count > SN_MAX_SENSES)
+            return fail(msg, msg_len, SN__P_TOO_MANY,
+                        "'senses' has %zu entries; at most %d per request",
+                        count, SN_MAX_SENSES);
+        for (size_t i = 0; i < count; i++) {
+            json_t *o = json_array_get(senses, i);
+            if (!json_is_object(o))
+                return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                            "senses[%zu] must be an object", i);
+            total += count_examples(o);
+        }
+    } else {
+        total = count_examples(req->root);
+    }
+    if (total > SN_WSD_MAX_BATCH)
+        return fail(msg, msg_len, SN__P_TOO_MANY,
+                    "%zu examples in one request; at most %d", total,
+                    SN_WSD_MAX_BATCH);
+    req->examples = calloc(total, sizeof *req->examples);
+    req->origin = calloc(total, sizeof *req->origin);
+    if (!req->examples || !req->origin)
+        return fail(msg, msg_len, SN__P_INTERNAL, "out of memory");
+    req->n_senses = (int)count;
+    if (!senses)
+        return parse_one_sense(req, req->root, -1, msg, msg_len);
+    for (size_t i = 0; i < count; i++) {
+        sn__perr_t rc = parse_one_sense(req, json_array_get(senses, i),
+                                        (int)i, msg, msg_len);
+        if (rc)
+            return rc;
+    }
+    return SN__P_OK;
+}
+
+static sn__perr_t parse_sense_which(sn__request_t *req, char *msg,
+                                    size_t msg_len)
+{
+    sn__perr_t rc;
+    int start = -1, end = -1;
+    json_t *js = json_object_get(req->root, "start");
+    json_t *je = json_object_get(req->root, "end");
+    if ((rc = get_str(req->root, "text", 1, 0, 0, SN_WSD_MAX_TEXT,
+                      &req->query, &req->query_len, msg, msg_len)) ||
+        (rc = get_name(req->root, "word", 0, SN_WSD_MAX_WORD - 1,
+                       &req->word, msg, msg_len)) ||
+        (rc = get_int(req->root, "start", 0, INT32_MAX - 1,
+                      SN__P_BAD_REQUEST, &start, msg, msg_len)) ||
+        (rc = get_int(req->root, "end", 1, INT32_MAX, SN__P_BAD_REQUEST, &end,
+                      msg, msg_len)))
+        return rc;
+    if (!js != !je)
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "give both 'start' and 'end', or neither");
+    if (!req->word && !js)
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "missing 'word' (or 'start' and 'end')");
+    if (js && end <= start)
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "'end' must be greater than 'start'");
+    req->start = start;
+    req->end = end;
+    return SN__P_OK;
+}
+
+static sn__perr_t parse_sense_list(sn__request_t *req, char *msg,
+                                   size_t msg_len)
+{
+    sn__perr_t rc;
+    req->limit = SN_LIST_DEFAULT;
+    if ((rc = get_name(req->root, "lemma", 0, SN_WSD_MAX_WORD - 1,
+                       &req->lemma, msg, msg_len)) ||
+        (rc = get_int(req->root, "offset", 0, INT32_MAX, SN__P_BAD_REQUEST,
+                      &req->offset, msg, msg_len)) ||
+        (rc = get_int(req->root, "limit", 1, SN_MAX_LIST, SN__P_TOO_MANY,
+                      &req->limit, msg, msg_len)) ||
+        (rc = get_bool(req->root, "examples", &req->want_examples, msg,
+                       msg_len)))
+        return rc;
+    return SN__P_OK;
+}
+
+static sn__perr_t parse_sense_remove(sn__request_t *req, char *msg,
+                                     size_t msg_len)
+{
+    sn__perr_t rc;
+    if ((rc = get_name(req->root, "lemma", 1, SN_WSD_MAX_WORD - 1,
+                       &req->lemma, msg, msg_len)) ||
+        (rc = get_name(req->root, "sense", 0, SN_WSD_MAX_NAME,
+                       &req->sense, msg, msg_len)))
+        return rc;
+    return SN__P_OK;
+}
+
 sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
                            char *msg, size_t msg_len)
 {
@@ -579,6 +817,10 @@ sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
     case SN__OP_GET:
     case SN__OP_DELETE: return parse_ids(req, msg, msg_len);
     case SN__OP_STATS: return SN__P_OK;
+    case SN__OP_SENSE_ADD: return parse_sense_add(req, msg, msg_len);
+    case SN__OP_SENSE_WHICH: return parse_sense_which(req, msg, msg_len);
+    case SN__OP_SENSE_LIST: return parse_sense_list(req, msg, msg_len);
+    case SN__OP_SENSE_REMOVE: return parse_sense_remove(req, msg, msg_len);
     }
     return fail(msg, msg_len, SN__P_UNKNOWN_OP, "unknown op");
 }
@@ -593,6 +835,8 @@ void sn__request_free(sn__request_t *req)
     free(req->texts);
     free(req->lens);
     free(req->ids);
+    free(req->examples);
+    free(req->origin);
     free(req->filter_json);
     free(req->id_json);
     json_decref(req->root);

@@ -1,7 +1,10 @@
 /*
  * sensed.c -- main() of the sense daemon: options, default paths, the model,
- * the store, then the server (server.c) until SIGTERM/SIGINT, then the
- * store is closed, which saves its indexes.
+ * the store and the sense inventory (a second SQLite connection to the same
+ * file, with a morph table that has WordNet's exception lists when
+ * SN_WORDNET_DIR is installed), then the server (server.c) until
+ * SIGTERM/SIGINT, then the inventory is closed (before its morph table) and
+ * the store, which saves its indexes.
  *
  * Default paths (the client, client/conn.c, resolves the socket the same
  * way):
@@ -30,12 +33,13 @@
 #include <cblas.h>
 
 #include "daemon.h"
+#include "sense/wordnet.h"
 
 static const char usage[] =
     "usage: sensed [options]\n"
     "\n"
-    "Serve embeddings and similarity search over a Unix socket\n"
-    "(newline-delimited JSON; see docs/protocol.md).\n"
+    "Serve embeddings, similarity search and word senses over a Unix\n"
+    "socket (newline-delimited JSON; see docs/protocol.md).\n"
     "\n"
     "options:\n"
     "  --socket PATH        the socket (default $SENSE_SOCKET, else\n"
@@ -198,6 +202,8 @@ int main(int argc, char **argv)
     sn__server_opts_t o = {0};
     sn_model_t *model = NULL;
     sn_store_t *store = NULL;
+    sn_senses_t *senses = NULL;
+    sn_wsd_morph_t *morph = NULL;
     int check = 0, c, rc, status = 1;
 
     o.max_line = SN_MAX_LINE_DEFAULT;
@@ -292,13 +298,38 @@ int main(int argc, char **argv)
         goto out;
     }
     sn__log_info("database '%s'", db_path);
+    if ((rc = sn_wsd_morph_new(&morph, err, sizeof err))) {
+        sn__log_error("cannot make the morph table: %s", err);
+        goto out;
+    }
+    struct stat wst;
+    if (!stat(SN_WORDNET_DIR, &wst) && S_ISDIR(wst.st_mode)) {
+        int n_files = 0;
+        /* not fatal: words are still found, fewer irregular forms */
+        if (sn_wsd_morph_load_wordnet(morph, SN_WORDNET_DIR, &n_files, err,
+                                      sizeof err))
+            sn__log_warn("WordNet's exception lists: %s; going on with "
+                         "those read", err);
+        sn__log_info("morph table: %zu irregular forms (%d WordNet lists "
+                     "from '%s')", sn_wsd_morph_size(morph), n_files,
+                     SN_WORDNET_DIR);
+    }
+    if ((rc = sn_senses_open(db_path, &senses, err, sizeof err))) {
+        sn__log_error("cannot open the sense inventory in '%s': %s", db_path,
+                      err);
+        goto out;
+    }
+    sn_senses_set_morph(senses, morph);
     o.socket_path = socket_path;
-    if ((rc = sn__server_run(&o, model, store, err, sizeof err))) {
+    if ((rc = sn__server_run(&o, model, store, senses, morph, err,
+                             sizeof err))) {
         sn__log_error("%s", err);
         goto out;
     }
     status = 0;
 out:
+    sn_senses_close(senses); /* before the morph table it borrows */
+    sn_wsd_morph_free(morph);
     if (store) {
         sn_store_close(store);
         sn__log_info("database closed, indexes saved");

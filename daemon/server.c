@@ -857,7 +857,8 @@ static void on_walk_close(uv_handle_t *h, void *arg)
 }
 
 int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
-                   sn_store_t *store, char *err, size_t err_len)
+                   sn_store_t *store, sn_senses_t *senses,
+                   const sn_wsd_morph_t *morph, char *err, size_t err_len)
 {
     sn__server_t *srv = calloc(1, sizeof *srv);
     int rc = 0, lock_fd = -1, loop_ok = 0, mu_ok = 0;
@@ -872,6 +873,8 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->ops.model = model;
     srv->ops.model_id = sn_model_name(model);
     srv->ops.store = store;
+    srv->ops.senses = senses;
+    srv->ops.morph = morph;
     srv->ops.srv = srv;
     srv->ops.t_start_ns = sn__now_ns();
     srv->ops.n_workers = opts->sched.n_workers;

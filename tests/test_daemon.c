@@ -806,9 +806,14 @@ int main(void)
     bad(c, "{\"id\":5,\"op\":42}", "bad_request", "5");
     bad(c, "{\"id\":8}", "bad_request", "8");
     bad(c, "{\"id\":\"u\",\"op\":\"nope\"}", "unknown_op", "\"u\"");
-    bad(c, "{\"id\":6,\"op\":\"sense.add\"}", "unknown_op", "6");
-    bad(c, "{\"id\":7,\"op\":\"sense.which\",\"word\":\"bat\"}", "unknown_op",
-        "7");
+    /* the word-sense ops check their fields (tests/test_daemon_senses.c
+     * covers them with the default model) */
+    bad(c, "{\"id\":6,\"op\":\"sense.add\"}", "bad_request", "6");
+    bad(c, "{\"id\":7,\"op\":\"sense.which\",\"word\":\"bat\"}",
+        "bad_request", "7");
+    bad(c, "{\"id\":7,\"op\":\"sense.which\",\"text\":\"a bat\","
+           "\"word\":\"bat\"}", "not_found", "7");
+    bad(c, "{\"id\":7,\"op\":\"sense.remove\"}", "bad_request", "7");
     bad(c, "{\"id\":{\"b\":[1,2.5],\"a\":null},\"op\":\"nope\"}", "unknown_op",
         "{\"a\":null,\"b\":[1,2.5]}");
     bad(c, "{\"id\":9,\"op\":\"embed\"}", "bad_request", "9");

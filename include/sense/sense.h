@@ -9,7 +9,10 @@
  * names. The modules have headers of their own:
  *   sense/embed.h   tokenizers, model loading, the encoder forward pass
  *   sense/store.h   documents, chunks and vectors: SQLite + faiss
- * The daemon (daemon/) serves both over a Unix socket; its wire protocol is
+ *   sense/wsd.h     word senses: locating a word, its vector, the sense
+ *                   inventory (in the store's database), choosing a sense
+ *   sense/wordnet.h WordNet 3.0 as a sense inventory: parsing, importing
+ * The daemon (daemon/) serves them over a Unix socket; its wire protocol is
  * docs/protocol.md. The data path: embed -> index -> daemon -> client.
  *
  * Conventions, everywhere: a function that can fail returns int, 0 on
