@@ -1288,14 +1288,16 @@ int sn_wsd_which(sn_senses_t *s, const sn_model_t *model, sn_ctx_t *ctx,
                      "examples to compare with", bases[lemma]);
         goto fail;
     }
-    /* where it is */
+    /* where it is: the word as asked first ("Pythons" in "Pythons are
+     * snakes but I code Python" is the plural), then any form of its
+     * lemma */
     if (start < 0) {
         char sub[256];
-        rc = sn_wsd_find_word_ex(morph, q->text, q->len, bases[lemma], &start,
-                                 &end, sub, sizeof sub);
+        rc = sn_wsd_find_word_ex(morph, q->text, q->len, word, &start, &end,
+                                 sub, sizeof sub);
         if (rc == SN_ENOTFOUND && strcmp(word, bases[lemma]) != 0)
-            rc = sn_wsd_find_word_ex(morph, q->text, q->len, word, &start,
-                                     &end, sub, sizeof sub);
+            rc = sn_wsd_find_word_ex(morph, q->text, q->len, bases[lemma],
+                                     &start, &end, sub, sizeof sub);
         if (rc == SN_ENOTFOUND) {
             rc = sn__err(err, err_len, SN_ENOTFOUND, "word '%s' not found in "
                          "text", q->word ? q->word : word);

@@ -743,6 +743,18 @@ static void test_model(void)
     CHECK_OK(sn_wsd_which(s, m, ctx, &q, &r, err, sizeof err), err);
     CHECK_STREQ(r.lemma, "mouse");
     sn_wsd_result_free(&r);
+    /* the form asked for is found before another form of its lemma */
+    const char *qp = "Pythons are snakes but I code Python";
+    q = (sn_wsd_query_t){qp, strlen(qp), "Pythons", -1, -1};
+    CHECK_OK(sn_wsd_which(s, m, ctx, &q, &r, err, sizeof err), err);
+    CHECK_STREQ(r.lemma, "python");
+    CHECK_EQ(r.start, 0);
+    CHECK_EQ(r.end, 7);
+    sn_wsd_result_free(&r);
+    q = (sn_wsd_query_t){qp, strlen(qp), "python", -1, -1};
+    CHECK_OK(sn_wsd_which(s, m, ctx, &q, &r, err, sizeof err), err);
+    CHECK_EQ(r.start, 30); /* the exact form wins over the plural */
+    sn_wsd_result_free(&r);
     /* a document: the word's own sentence decides */
     char doc[8192] = "";
     for (int i = 0; i < 40; i++)
