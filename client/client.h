@@ -18,6 +18,8 @@
 
 #include <jansson.h>
 
+#include "sense/sense.h" /* sn_utf8_valid, error codes */
+
 enum { SN_EXIT_OK = 0, SN_EXIT_ERROR = 1, SN_EXIT_USAGE = 2,
        SN_EXIT_CONNECT = 3 };
 
@@ -63,9 +65,6 @@ void sn_cli_close(sn_cli_conn_t *c); /* NULL is a no-op */
  * for an error reply (unless quiet) or a broken connection. */
 int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
                 const char **raw, int quiet);
-
-/* Strict UTF-8 check; on failure *bad is the offset of the first bad byte. */
-int sn_cli_utf8_valid(const char *s, size_t len, size_t *bad);
 
 /* Print a reply's error as "sense: MESSAGE (CODE)". */
 void sn_cli_print_error(json_t *reply);

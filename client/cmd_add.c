@@ -243,7 +243,7 @@ static int add_file(adder_t *a, const char *path)
         rc = SN_EXIT_ERROR;
         goto out;
     }
-    if (!sn_cli_utf8_valid(buf, len, &bad)) {
+    if (!sn_utf8_valid(buf, len, &bad)) {
         if (a->tty)
             fputs("\r\033[K", stderr);
         sn_cli_error("skipping '%s': not utf-8 text (byte %zu)", path, bad);

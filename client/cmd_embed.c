@@ -315,7 +315,7 @@ static int flush_daemon(sn_cli_conn_t *conn, const char *prompt_name,
     int n = b->n, bad = -1, rc = 0;
     size_t at = 0;
     for (int i = 0; i < n && bad < 0; i++)
-        if (!sn_cli_utf8_valid(b->texts[i], b->lens[i], &at))
+        if (!sn_utf8_valid(b->texts[i], b->lens[i], &at))
             bad = i;
     if (bad >= 0)
         n = bad;

@@ -124,7 +124,7 @@ int sn_cmd_search(int argc, char **argv)
             strcat(query, " ");
         strcat(query, argv[i]);
     }
-    if (!sn_cli_utf8_valid(query, strlen(query), NULL)) {
+    if (!sn_utf8_valid(query, strlen(query), NULL)) {
         sn_cli_error("search: the query is not utf-8");
         rc = SN_EXIT_ERROR;
         goto out;

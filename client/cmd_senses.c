@@ -423,11 +423,11 @@ static int cmd_add(int argc, char **argv)
         return SN_EXIT_USAGE;
     }
     for (int i = optind; i < argc; i++)
-        if (!sn_cli_utf8_valid(argv[i], strlen(argv[i]), NULL)) {
+        if (!sn_utf8_valid(argv[i], strlen(argv[i]), NULL)) {
             sn_cli_error("senses add: '%s' is not utf-8", argv[i]);
             return SN_EXIT_USAGE;
         }
-    if (gloss && !sn_cli_utf8_valid(gloss, strlen(gloss), NULL)) {
+    if (gloss && !sn_utf8_valid(gloss, strlen(gloss), NULL)) {
         sn_cli_error("senses add: the gloss is not utf-8");
         return SN_EXIT_USAGE;
     }
@@ -663,7 +663,7 @@ static int cmd_list(int argc, char **argv)
         return SN_EXIT_USAGE;
     }
     if (optind < argc &&
-        !sn_cli_utf8_valid(argv[optind], strlen(argv[optind]), NULL)) {
+        !sn_utf8_valid(argv[optind], strlen(argv[optind]), NULL)) {
         sn_cli_error("senses list: '%s' is not utf-8", argv[optind]);
         return SN_EXIT_USAGE;
     }
@@ -710,8 +710,8 @@ static int cmd_rm(int argc, char **argv)
     }
     lemma = argv[optind];
     sense = argc - optind == 2 ? argv[optind + 1] : NULL;
-    if (!sn_cli_utf8_valid(lemma, strlen(lemma), NULL) ||
-        (sense && !sn_cli_utf8_valid(sense, strlen(sense), NULL))) {
+    if (!sn_utf8_valid(lemma, strlen(lemma), NULL) ||
+        (sense && !sn_utf8_valid(sense, strlen(sense), NULL))) {
         sn_cli_error("senses rm: the lemma and sense must be utf-8");
         return SN_EXIT_USAGE;
     }

@@ -112,7 +112,7 @@ int sn_cmd_which(int argc, char **argv)
         return SN_EXIT_USAGE;
     }
     word = argv[optind];
-    if (!*word || !sn_cli_utf8_valid(word, strlen(word), NULL)) {
+    if (!*word || !sn_utf8_valid(word, strlen(word), NULL)) {
         sn_cli_error("which: the word must be non-empty utf-8");
         return SN_EXIT_USAGE;
     }
@@ -134,7 +134,7 @@ int sn_cmd_which(int argc, char **argv)
             strcat(text, argv[i]);
         }
     }
-    if (!sn_cli_utf8_valid(text, strlen(text), NULL)) {
+    if (!sn_utf8_valid(text, strlen(text), NULL)) {
         sn_cli_error("which: the text is not utf-8");
         rc = SN_EXIT_ERROR;
         goto out;

@@ -222,36 +222,3 @@ int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
     return 0;
 }
 
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c < 0xC2 || c > 0xF4)
-        return 0;
-    size_t need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0) ||
-        (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return need;
-}
-
-int sn_cli_utf8_valid(const char *s, size_t len, size_t *bad)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        size_t k = utf8_seq(u + i, len - i);
-        if (!k) {
-            if (bad)
-                *bad = i;
-            return 0;
-        }
-        i += k;
-    }
-    return 1;
-}

@@ -214,7 +214,6 @@ void sn__request_free(sn__request_t *req);
 
 /* Is buf[0..len) valid UTF-8 (RFC 3629: no overlongs, no surrogates)? On
  * failure *bad is the offset of the first bad byte. */
-int sn__utf8_valid(const char *buf, size_t len, size_t *bad);
 
 /* Reply lines. A success reply is begin + fields + end; an error reply is
  * one call. id_json NULL means null. */

@@ -101,57 +101,6 @@ void sn__buf_printf(sn__buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c < 0xC2 || c > 0xF4)
-        return 0;
-    size_t need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if (c == 0xE0 && s[1] < 0xA0)
-        return 0; /* overlong */
-    if (c == 0xED && s[1] >= 0xA0)
-        return 0; /* surrogate */
-    if (c == 0xF0 && s[1] < 0x90)
-        return 0; /* overlong */
-    if (c == 0xF4 && s[1] >= 0x90)
-        return 0; /* past U+10FFFF */
-    return need;
-}
-
-int sn__utf8_valid(const char *buf, size_t len, size_t *bad)
-{
-    const unsigned char *s = (const unsigned char *)buf;
-    size_t i = 0;
-    while (i < len) {
-        /* ASCII runs, 8 bytes at a time */
-        while (i + 8 <= len) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (w & 0x8080808080808080ull)
-                break;
-            i += 8;
-        }
-        if (i >= len)
-            break;
-        size_t k = utf8_seq(s + i, len - i);
-        if (!k) {
-            if (bad)
-                *bad = i;
-            return 0;
-        }
-        i += k;
-    }
-    return 1;
-}
-
 void sn__buf_json_str(sn__buf_t *b, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -165,7 +114,7 @@ void sn__buf_json_str(sn__buf_t *b, const char *str, size_t len)
             continue;
         }
         if (c >= 0x80) {
-            size_t k = utf8_seq(s + i, len - i);
+            size_t k = sn_utf8_seq(s + i, len - i);
             if (k) {
                 i += k;
                 continue;
@@ -774,7 +723,7 @@ sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
     memset(req, 0, sizeof *req);
     if (msg && msg_len)
         msg[0] = '\0';
-    if (!sn__utf8_valid(line, len, &bad))
+    if (!sn_utf8_valid(line, len, &bad))
         return fail(msg, msg_len, SN__P_BAD_UTF8,
                     "invalid utf-8 at byte %zu", bad);
     req->root = json_loadb(line, len,

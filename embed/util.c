@@ -1,6 +1,9 @@
 /*
  * util.c -- small helpers shared by embed/: error formatting, whole-file
- * reads with a size cap, path joining.
+ * reads with a size cap, path joining; and the project's one strict UTF-8
+ * validator (sense.h), used by the daemon's wire parser and the client.
+ * It skips ASCII 8 bytes at a time: request lines of megabytes are mostly
+ * ASCII.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -84,4 +87,55 @@ int sn__file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
+size_t sn_utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2 || c > 0xF4)
+        return 0;
+    size_t need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if (c == 0xE0 && s[1] < 0xA0)
+        return 0; /* overlong */
+    if (c == 0xED && s[1] >= 0xA0)
+        return 0; /* surrogate */
+    if (c == 0xF0 && s[1] < 0x90)
+        return 0; /* overlong */
+    if (c == 0xF4 && s[1] >= 0x90)
+        return 0; /* past U+10FFFF */
+    return need;
+}
+
+int sn_utf8_valid(const char *buf, size_t len, size_t *bad)
+{
+    const unsigned char *s = (const unsigned char *)buf;
+    size_t i = 0;
+    while (i < len) {
+        /* ASCII runs, 8 bytes at a time */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
+        size_t k = sn_utf8_seq(s + i, len - i);
+        if (!k) {
+            if (bad)
+                *bad = i;
+            return 0;
+        }
+        i += k;
+    }
+    return 1;
 }

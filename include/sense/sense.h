@@ -53,6 +53,13 @@ const char *sn_strerror(int code);
 /* The symbolic name of `code`, e.g. "ECORRUPT" or "ENOENT". Never NULL. */
 const char *sn_err_name(int code);
 
+/* UTF-8, strictly: overlong forms, surrogates and code points past
+ * U+10FFFF are invalid. sn_utf8_seq: the length (1-4) of the valid sequence
+ * at s[0..n), n >= 1, or 0. sn_utf8_valid: 1 if buf[0..len) is valid, else
+ * 0 with *bad (if non-NULL) the offset of the first invalid byte. */
+size_t sn_utf8_seq(const unsigned char *s, size_t n);
+int sn_utf8_valid(const char *buf, size_t len, size_t *bad);
+
 #ifdef __cplusplus
 }
 #endif

@@ -116,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!j || !json_is_string(j))
         die("json_str output does not load", &b);
     size_t bad;
-    if (sn__utf8_valid(line, size, &bad) &&
+    if (sn_utf8_valid(line, size, &bad) &&
         (json_string_length(j) != size || memcmp(json_string_value(j), line,
                                                  size)))
         die("valid utf-8 not kept as is", &b);
