@@ -79,18 +79,6 @@ static void finish(sn__req_t *req)
     sn__server_done(req->ops->srv, req);
 }
 
-static void l2_normalize(float *v, int n)
-{
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += (double)v[i] * v[i];
-    if (s <= 0)
-        return;
-    float inv = (float)(1.0 / sqrt(s));
-    for (int i = 0; i < n; i++)
-        v[i] *= inv;
-}
-
 /* The prompt text for a request: its explicit prompt name, else the op's
  * default names in turn. Returns 0, or -1 with msg set. */
 static int resolve_prompt(sn__req_t *req, const char *const *defaults,
@@ -319,7 +307,7 @@ static void add_store(sn__task_t *task)
     }
     for (int k = 0; k < job->n; k++) {
         /* the store wants unit vectors; not every model normalizes */
-        l2_normalize(job->out[k].sentence, job->out[k].dim);
+        sn_vec_normalize(job->out[k].sentence, job->out[k].dim);
         chunks[k].start = req->spans[2 * k];
         chunks[k].end = req->spans[2 * k + 1];
         chunks[k].vec = job->out[k].sentence;
@@ -381,7 +369,7 @@ static void search_store(sn__task_t *task)
         reply_error(req, sn__perr_of(job->rc), job->err);
         goto out;
     }
-    l2_normalize(job->out[0].sentence, job->out[0].dim);
+    sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
     rc = sn_store_search(ops->store, p->collection, ops->model_id,
                          job->out[0].sentence, p->k, p->filter_json, &hits,
                          &n_hits, err, sizeof err);

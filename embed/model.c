@@ -527,7 +527,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t sz)
     return 0;
 }
 
-static void l2_normalize(float *v, int n)
+void sn_vec_normalize(float *v, int n)
 {
     double ss = 0;
     for (int i = 0; i < n; i++)
@@ -684,7 +684,7 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
         } else {
             pool(m->pool, h, mask, n_tok, m->hidden, full);
             if (m->normalize)
-                l2_normalize(full, m->hidden);
+                sn_vec_normalize(full, m->hidden);
         }
         e->dim = dim;
         e->sentence = malloc((size_t)dim * sizeof *e->sentence);
@@ -692,7 +692,7 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
             return sn__err(err, err_len, -ENOMEM, "out of memory");
         memcpy(e->sentence, full, (size_t)dim * sizeof *e->sentence);
         if (dim < m->dim)
-            l2_normalize(e->sentence, dim);
+            sn_vec_normalize(e->sentence, dim);
         e->hidden = m->hidden;
         if (opts && opts->want_tokens) {
             size_t sz = (size_t)n_tok * m->hidden * sizeof *e->tokens;

@@ -126,6 +126,10 @@ typedef struct {
 
 void sn_embedding_free(sn_embedding_t *e); /* frees members, zeroes *e */
 
+/* Scale v[0..n) to unit L2 norm, as torch.nn.functional.normalize does
+ * (dividing by max(norm, 1e-12)): a zero vector stays zero. */
+void sn_vec_normalize(float *v, int n);
+
 /* Encode `n` texts in one batched forward pass. out[0..n) are filled; on
  * failure none of them hold anything that needs freeing. A text's result
  * never depends on what else is in the batch. */
