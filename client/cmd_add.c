@@ -34,6 +34,9 @@ static const char add_usage[] =
     "\n"
     "options:\n"
     "  --collection NAME  the collection (default 'default')\n"
+    "  --index KIND       the index of a collection this creates: auto\n"
+    "                     (default: exact search while small, HNSW past\n"
+    "                     a measured size), flat (exact) or hnsw\n"
     "  --batch N          documents per request (default 64)\n"
     "  --json             print the daemon's reply lines\n"
     "  --socket PATH      the daemon's socket\n"
@@ -45,6 +48,7 @@ static const char add_usage[] =
 typedef struct {
     sn_cli_conn_t *conn;
     const char *collection;
+    const char *index;  /* NULL: the daemon's default */
     int json;
     int batch_max;
     json_t *docs;       /* the batch being filled */
@@ -88,6 +92,8 @@ static int send_batch(adder_t *a)
     }
     json_object_set_new(req, "op", json_string("add"));
     json_object_set_new(req, "collection", json_string(a->collection));
+    if (a->index)
+        json_object_set_new(req, "index", json_string(a->index));
     json_object_set(req, "docs", a->docs);
     rc = sn_cli_call(a->conn, req, &reply, &raw, 0);
     json_decref(req);
@@ -272,6 +278,7 @@ int sn_cmd_add(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"collection", required_argument, NULL, 'c'},
+        {"index", required_argument, NULL, 'i'},
         {"batch", required_argument, NULL, 'b'},
         {"json", no_argument, NULL, 'j'},
         {"socket", required_argument, NULL, 's'},
@@ -287,6 +294,15 @@ int sn_cmd_add(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': a.collection = optarg; break;
+        case 'i':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "flat") &&
+                strcmp(optarg, "hnsw")) {
+                sn_cli_error("--index: '%s' is not auto, flat or hnsw",
+                             optarg);
+                return SN_EXIT_USAGE;
+            }
+            a.index = optarg;
+            break;
         case 'b': {
             char *end;
             long v = strtol(optarg, &end, 10);

@@ -179,6 +179,7 @@ typedef struct {
     /* add */
     sn__doc_req_t *docs;
     int n_docs;
+    int index_kind;       /* sn_index_kind_t for a new collection: "index" */
     /* search */
     const char *query;
     size_t query_len;

@@ -322,7 +322,7 @@ static void add_store(sn__task_t *task)
         k += req->doc_chunks[d];
     }
     rc = sn_store_collection(ops->store, p->collection, ops->model_id, dim,
-                             SN_INDEX_AUTO, err, sizeof err);
+                             (sn_index_kind_t)p->index_kind, err, sizeof err);
     if (!rc && p->n_docs)
         rc = sn_store_add(ops->store, p->collection, ops->model_id, docs,
                           p->n_docs, ids, err, sizeof err);

@@ -385,9 +385,23 @@ static sn__perr_t parse_embed(sn__request_t *req, char *msg, size_t msg_len)
 static sn__perr_t parse_add(sn__request_t *req, char *msg, size_t msg_len)
 {
     sn__perr_t rc;
+    const char *kind = NULL;
     if ((rc = get_collection(req, msg, msg_len)) ||
-        (rc = get_prompt(req, msg, msg_len)))
+        (rc = get_prompt(req, msg, msg_len)) ||
+        (rc = get_str(req->root, "index", 0, 1, 1, SN_MAX_NAME, &kind, NULL,
+                      msg, msg_len)))
         return rc;
+    /* the index kind of a collection this add creates; an existing
+     * collection keeps the kind it was created with */
+    if (!kind || !strcmp(kind, "auto"))
+        req->index_kind = SN_INDEX_AUTO;
+    else if (!strcmp(kind, "flat"))
+        req->index_kind = SN_INDEX_FLAT;
+    else if (!strcmp(kind, "hnsw"))
+        req->index_kind = SN_INDEX_HNSW;
+    else
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "'index' must be \"auto\", \"flat\" or \"hnsw\"");
     json_t *a = json_object_get(req->root, "docs");
     if (!a)
         return fail(msg, msg_len, SN__P_BAD_REQUEST, "missing 'docs'");

@@ -1371,6 +1371,46 @@ int main(void)
         CHECK(json_is_number(json_object_get(r, "uptime")));
         CHECK(json_is_object(json_object_get(r, "queue")));
         json_decref(r);
+        /* the index kind is chosen per collection when it is created */
+        bad(c, "{\"id\":9,\"op\":\"add\",\"collection\":\"k\","
+               "\"index\":\"ivf\",\"docs\":[{\"text\":\"x\"}]}",
+            "bad_request", "9");
+        r = cl_call(c, "{\"op\":\"add\",\"collection\":\"exact\","
+                       "\"index\":\"flat\",\"docs\":[{\"id\":\"e\","
+                       "\"text\":\"Cranes lift steel beams.\"}]}");
+        check_ok(r, "add flat");
+        json_decref(r);
+        const char *hdocs = "{\"id\":\"h1\",\"text\":\"A crane waded in the "
+                            "marsh.\"}\n{\"id\":\"h2\",\"text\":\"The "
+                            "tower crane swung its load.\"}\n";
+        snprintf(args, sizeof args, "--socket '%s' add --collection graph "
+                 "--index hnsw -", sock_path);
+        CHECK_EQ(run_cli(args, hdocs), 0);
+        snprintf(args, sizeof args, "--socket '%s' add --index ivf -",
+                 sock_path);
+        CHECK_EQ(run_cli(args, hdocs), 2);
+        check_cli_err("--index: 'ivf'");
+        r = op_search(c, "graph", "A crane waded in the marsh.", 1);
+        CHECK_STREQ(json_string_value(json_object_get(
+                        json_array_get(json_object_get(r, "results"), 0),
+                        "id")), "h1");
+        json_decref(r);
+        r = cl_call(c, "{\"op\":\"stats\"}");
+        check_ok(r, "stats");
+        int kinds = 0;
+        json_array_foreach(json_object_get(r, "collections"), i, col) {
+            const char *name = json_string_value(json_object_get(col, "name"));
+            const char *kind = json_string_value(json_object_get(col, "index"));
+            if (!strcmp(name, "exact")) {
+                CHECK_STREQ(kind, "flat");
+                kinds++;
+            } else if (!strcmp(name, "graph")) {
+                CHECK_STREQ(kind, "hnsw");
+                kinds++;
+            }
+        }
+        CHECK_EQ(kinds, 2);
+        json_decref(r);
         /* search a collection that does not exist */
         r = cl_call(c, "{\"id\":1,\"op\":\"search\",\"collection\":\"nope\","
                        "\"query\":\"x\"}");
