@@ -12,9 +12,10 @@
  * at batch 32 x 128 (M = 4096).
  *
  * Usage: bench_encode [runs]   (default 10). The environment applies as
- * usual: OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE (OpenBLAS 0.3.21 runs its
- * AVX2 "Haswell" kernels on AVX-512 AMD CPUs; SkylakeX is ~2x faster
- * there), OPENBLAS_THREAD_TIMEOUT (4 stops its idle threads spinning on
+ * usual: OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE (left unset, OpenBLAS
+ * 0.3.21 picks its AVX-512 "Cooperlake" kernels on this machine's CPU; an
+ * environment forcing "Haswell" gets the AVX2 ones, about half as fast),
+ * OPENBLAS_THREAD_TIMEOUT (4 stops its idle threads spinning on
  * sched_yield, which steals a core from bert.c's own helpers), and
  * SENSE_BERT_KERNELS=base|avx2|avx512 (caps bert.c's own kernels).
  */
@@ -267,7 +268,7 @@ int main(int argc, char **argv)
     if (__builtin_cpu_supports("avx512f") &&
         !strcmp(openblas_get_corename(), "Haswell"))
         printf("note: this CPU has AVX-512 but OpenBLAS runs its AVX2 "
-               "kernels; try OPENBLAS_CORETYPE=SkylakeX\n");
+               "kernels (is OPENBLAS_CORETYPE set?)\n");
 #endif
     printf("\n");
     printf("cblas_sgemm roofline, M = 4096 rows (batch 32 x 128):\n");
