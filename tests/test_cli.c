@@ -12,24 +12,11 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "testutil.h"
 
 static char tmp[64];
 static char model[512];
 static char out_path[128], err_path[128], in_path[128];
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    CHECK(buf && fread(buf, 1, (size_t)n, fp) == (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
 
 /* Run `sense ARGS` with `input` (len bytes) on stdin; returns exit code. */
 static int run(const char *args, const char *input, size_t len)

@@ -40,6 +40,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "testutil.h"
 #include "sense/sense.h"
 #include "sense/wordnet.h"
 
@@ -50,47 +51,6 @@ static char tmp[64], sock_path[100], db_path[128];
 static char out_path[128], err_path[128], in_path[128];
 static int n_logs;
 static char log_path[160];
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double t_phase;
-static void phase(const char *name)
-{
-    double t = now_s();
-    if (t_phase > 0)
-        printf("  (%.2f s)\n", t - t_phase);
-    if (name)
-        printf("%s", name);
-    fflush(stdout);
-    t_phase = t;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    CHECK(buf && fread(buf, 1, (size_t)n, fp) == (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
-
-static int file_has(const char *path, const char *sub)
-{
-    char *s = slurp(path);
-    int has = strstr(s, sub) != NULL;
-    free(s);
-    return has;
-}
 
 /* ---- the daemon ---------------------------------------------------------------- */
 
