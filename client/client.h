@@ -66,6 +66,22 @@ void sn_cli_close(sn_cli_conn_t *c); /* NULL is a no-op */
 int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
                 const char **raw, int quiet);
 
+/* `sense get|delete [--collection NAME] [--json] [--socket PATH] ID...`:
+ * parse those options, send {"op": op, "collection", "ids"} and wait for
+ * the reply; with --json print its raw line. Returns the exit status, with
+ * out->reply (owned by the caller, NULL on failure) for the command to
+ * print. */
+typedef struct {
+    const char *collection;
+    int json;
+    char **ids; /* into argv */
+    int n_ids;
+    json_t *reply;
+} sn_cli_ids_t;
+
+int sn_cli_ids_call(int argc, char **argv, const char *op,
+                    const char *usage, sn_cli_ids_t *out);
+
 /* Print a reply's error as "sense: MESSAGE (CODE)". */
 void sn_cli_print_error(json_t *reply);
 
