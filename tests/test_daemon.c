@@ -1501,7 +1501,7 @@ int main(void)
     phase("stale socket replaced, restart keeps data (2 workers)");
     pid = daemon_start(model, "--threads", "2", NULL);
     CHECK(file_has(log_path, "replaced stale socket"));
-    CHECK(file_has(log_path, "2 encoder workers"));
+    CHECK(file_gets(log_path, "2 encoder workers", 10));
     c = cl_open();
     r = cl_call(c, "{\"op\":\"get\",\"collection\":\"term\",\"ids\":[\"term-0\","
                    "\"term-99\"]}");

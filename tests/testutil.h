@@ -57,4 +57,20 @@ static inline int file_has(const char *path, const char *sub)
     return has;
 }
 
+/* file_has, waiting up to `seconds` for another process to write it (a
+ * daemon accepts connections a moment before it logs that it listens). */
+static inline int file_gets(const char *path, const char *sub,
+                            double seconds)
+{
+    double t_end = now_s() + seconds;
+    for (;;) {
+        if (file_has(path, sub))
+            return 1;
+        if (now_s() > t_end)
+            return 0;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 #endif
