@@ -47,22 +47,9 @@ static char out_path[128], err_path[128], in_path[128];
 static int n_logs;
 static char log_path[160];
 
-/* ---- the daemon ---------------------------------------------------------------- */
+#include "rawclient.h" /* uses sock_path and TIMEOUT_MS */
 
-static int try_connect(void)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+/* ---- the daemon ---------------------------------------------------------------- */
 
 /* Daemons alive, killed at exit: a failing CHECK must not leave them
  * running (nor holding the test's output open). */
@@ -185,116 +172,9 @@ static int daemon_stop(pid_t pid, int sig)
 
 /* ---- raw clients ------------------------------------------------------------------ */
 
-typedef struct {
-    int fd;
-    char *buf;
-    size_t start, len, cap;
-} client_t;
-
-static client_t *cl_open(void)
-{
-    client_t *c = calloc(1, sizeof *c);
-    CHECK(c != NULL);
-    c->fd = try_connect();
-    CHECK(c->fd >= 0);
-    return c;
-}
-
-static void cl_close(client_t *c)
-{
-    close(c->fd);
-    free(c->buf);
-    free(c);
-}
-
 /* Write everything; returns 0 or -errno (EPIPE when the daemon closed). */
-static int cl_send(client_t *c, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static void cl_sendz(client_t *c, const char *s)
-{
-    CHECK_EQ(cl_send(c, s, strlen(s)), 0);
-}
-
 /* The next line (malloc'd, without newline), or NULL at EOF. */
-static char *cl_line(client_t *c)
-{
-    size_t scan = c->start;
-    for (;;) {
-        char *nl = c->len > scan ? memchr(c->buf + scan, '\n', c->len - scan)
-                                 : NULL;
-        if (nl) {
-            size_t n = (size_t)(nl - (c->buf + c->start));
-            char *line = malloc(n + 1);
-            CHECK(line != NULL);
-            memcpy(line, c->buf + c->start, n);
-            line[n] = '\0';
-            c->start += n + 1;
-            return line;
-        }
-        scan = c->len;
-        if (c->cap - c->len < 65536) {
-            c->cap = c->cap ? c->cap * 2 : 131072;
-            c->buf = realloc(c->buf, c->cap);
-            CHECK(c->buf != NULL);
-        }
-        struct pollfd pfd = {c->fd, POLLIN, 0};
-        int r = poll(&pfd, 1, TIMEOUT_MS);
-        if (r == 0) {
-            fprintf(stderr, "no reply within %d ms\n", TIMEOUT_MS);
-            exit(1);
-        }
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == ECONNRESET)
-            return NULL;
-        CHECK(n >= 0);
-        if (n == 0)
-            return NULL;
-        c->len += (size_t)n;
-    }
-}
-
-static json_t *parse(const char *line)
-{
-    json_error_t jerr;
-    json_t *j = json_loads(line, 0, &jerr);
-    if (!j) {
-        fprintf(stderr, "bad reply line: %s: %.200s\n", jerr.text, line);
-        exit(1);
-    }
-    return j;
-}
-
 /* Send one request line and return the parsed reply. */
-static json_t *cl_call(client_t *c, const char *req)
-{
-    cl_sendz(c, req);
-    cl_sendz(c, "\n");
-    char *line = cl_line(c);
-    if (!line) {
-        fprintf(stderr, "connection closed instead of a reply to %.200s\n",
-                req);
-        exit(1);
-    }
-    json_t *j = parse(line);
-    free(line);
-    return j;
-}
-
 static void check_ok(json_t *r, const char *what)
 {
     if (!json_is_true(json_object_get(r, "ok"))) {

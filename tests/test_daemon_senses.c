@@ -52,6 +52,8 @@ static char out_path[128], err_path[128], in_path[128];
 static int n_logs;
 static char log_path[160];
 
+#include "rawclient.h" /* uses sock_path and TIMEOUT_MS */
+
 /* ---- the daemon ---------------------------------------------------------------- */
 
 static pid_t live[4];
@@ -73,21 +75,6 @@ static void track(pid_t pid, int add)
             live[i] = add ? pid : 0;
             return;
         }
-}
-
-static int try_connect(void)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 /* sensed with the default model and two encoder workers, on the test's
@@ -147,89 +134,7 @@ static int daemon_stop(pid_t pid, int sig)
 
 /* ---- raw clients ------------------------------------------------------------------ */
 
-typedef struct {
-    int fd;
-    char *buf;
-    size_t start, len, cap;
-} client_t;
-
-static client_t *cl_open(void)
-{
-    client_t *c = calloc(1, sizeof *c);
-    CHECK(c != NULL);
-    c->fd = try_connect();
-    CHECK(c->fd >= 0);
-    return c;
-}
-
-static void cl_close(client_t *c)
-{
-    close(c->fd);
-    free(c->buf);
-    free(c);
-}
-
-static void cl_sendz(client_t *c, const char *s)
-{
-    size_t len = strlen(s);
-    while (len) {
-        ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        CHECK(n > 0);
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
 /* The next reply line, parsed. */
-static json_t *cl_reply(client_t *c)
-{
-    size_t scan = c->start;
-    for (;;) {
-        char *nl = c->len > scan ? memchr(c->buf + scan, '\n', c->len - scan)
-                                 : NULL;
-        if (nl) {
-            json_error_t jerr;
-            json_t *j = json_loadb(c->buf + c->start,
-                                   (size_t)(nl - (c->buf + c->start)), 0,
-                                   &jerr);
-            if (!j) {
-                fprintf(stderr, "bad reply line: %s\n", jerr.text);
-                exit(1);
-            }
-            c->start = (size_t)(nl - c->buf) + 1;
-            return j;
-        }
-        scan = c->len;
-        if (c->cap - c->len < 65536) {
-            c->cap = c->cap ? c->cap * 2 : 131072;
-            c->buf = realloc(c->buf, c->cap);
-            CHECK(c->buf != NULL);
-        }
-        struct pollfd pfd = {c->fd, POLLIN, 0};
-        if (poll(&pfd, 1, TIMEOUT_MS) == 0) {
-            fprintf(stderr, "no reply within %d ms\n", TIMEOUT_MS);
-            exit(1);
-        }
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "connection closed instead of a reply\n");
-            exit(1);
-        }
-        c->len += (size_t)n;
-    }
-}
-
-static json_t *cl_call(client_t *c, const char *req)
-{
-    cl_sendz(c, req);
-    cl_sendz(c, "\n");
-    return cl_reply(c);
-}
-
 static void check_ok(json_t *r, const char *what)
 {
     if (!json_is_true(json_object_get(r, "ok"))) {
