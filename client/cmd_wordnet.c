@@ -49,46 +49,6 @@ static const char import_usage[] =
     "\n"
     "exit status: 0 ok, 1 error, 2 usage\n";
 
-/* sensed's default database path (daemon/sensed.c). */
-static int default_db(char *buf, size_t len)
-{
-    const char *v;
-    int n;
-    if ((v = getenv("SENSE_DATA")) && *v)
-        n = snprintf(buf, len, "%s/sense.db", v);
-    else if ((v = getenv("XDG_DATA_HOME")) && *v)
-        n = snprintf(buf, len, "%s/sense/sense.db", v);
-    else if ((v = getenv("HOME")) && *v)
-        n = snprintf(buf, len, "%s/.local/share/sense/sense.db", v);
-    else
-        return -ENOENT;
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-/* mkdir -p, mode 0700, for the folders above path (as sensed does). */
-static int parent_dirs(const char *path)
-{
-    char buf[4096];
-    const char *slash = strrchr(path, '/');
-    size_t len = slash ? (size_t)(slash - path) : 0;
-    if (len == 0)
-        return 0;
-    if (len >= sizeof buf)
-        return -ENAMETOOLONG;
-    memcpy(buf, path, len);
-    buf[len] = '\0';
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0700) && errno != EEXIST)
-            return -errno;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -170,7 +130,7 @@ int sn_cmd_import_wordnet(int argc, char **argv)
         return SN_EXIT_USAGE;
     }
     if (!db) {
-        if (default_db(db_buf, sizeof db_buf)) {
+        if (sn_data_path("sense.db", db_buf, sizeof db_buf)) {
             sn_cli_error("import-wordnet: no default database path (set HOME "
                          "or use --db)");
             return SN_EXIT_USAGE;
@@ -201,7 +161,7 @@ int sn_cmd_import_wordnet(int argc, char **argv)
         sn_cli_error("out of memory for the encoder");
         goto out;
     }
-    int e = parent_dirs(db);
+    int e = sn_mkdir_parents(db);
     if (e) {
         sn_cli_error("cannot create the folder of '%s': %s", db, strerror(-e));
         goto out;

@@ -67,54 +67,6 @@ static const char usage[] =
     "SIGTERM or SIGINT: stop accepting, finish the requests already read,\n"
     "save the indexes, exit 0.\n";
 
-/* mkdir -p with mode 0700 for the missing parts of dir. */
-static int mkdirs(const char *dir)
-{
-    char buf[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof buf)
-        return -ENAMETOOLONG;
-    memcpy(buf, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0700) && errno != EEXIST)
-            return -errno;
-        buf[i] = c;
-    }
-    return 0;
-}
-
-static int parent_dirs(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash || slash == path)
-        return 0;
-    if ((size_t)(slash - path) >= sizeof dir)
-        return -ENAMETOOLONG;
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';
-    return mkdirs(dir);
-}
-
-static int default_db(char *buf, size_t len)
-{
-    const char *v;
-    int n;
-    if ((v = getenv("SENSE_DATA")) && *v)
-        n = snprintf(buf, len, "%s/sense.db", v);
-    else if ((v = getenv("XDG_DATA_HOME")) && *v)
-        n = snprintf(buf, len, "%s/sense/sense.db", v);
-    else if ((v = getenv("HOME")) && *v)
-        n = snprintf(buf, len, "%s/.local/share/sense/sense.db", v);
-    else
-        return -ENOENT;
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
 /* The socket's default; for /tmp/sense-$UID, the folder is made 0700 and
  * must be ours, a real folder, and closed to others. */
 static int default_socket(char *buf, size_t len, char *err, size_t err_len)
@@ -282,13 +234,13 @@ int main(int argc, char **argv)
         socket_path = socket_buf;
     }
     if (!db_path) {
-        if ((rc = default_db(db_buf, sizeof db_buf))) {
+        if ((rc = sn_data_path("sense.db", db_buf, sizeof db_buf))) {
             sn__log_error("no default database path (set HOME or use --db)");
             goto out;
         }
         db_path = db_buf;
     }
-    if ((rc = parent_dirs(db_path))) {
+    if ((rc = sn_mkdir_parents(db_path))) {
         sn__log_error("cannot create the folder of '%s': %s", db_path,
                       strerror(-rc));
         goto out;

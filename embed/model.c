@@ -317,17 +317,9 @@ static int parse_prompts(sn_model_t *m, const char *dir, char *err,
 int sn_model_default_path(char *buf, size_t len)
 {
     const char *env = getenv("SENSE_DEFAULT_MODEL");
-    int n;
-    if (env && *env)
-        n = snprintf(buf, len, "%s", env);
-    else if ((env = getenv("SENSE_DATA")) && *env)
-        n = snprintf(buf, len, "%s/models/use-lite", env);
-    else if ((env = getenv("XDG_DATA_HOME")) && *env)
-        n = snprintf(buf, len, "%s/sense/models/use-lite", env);
-    else if ((env = getenv("HOME")) && *env)
-        n = snprintf(buf, len, "%s/.local/share/sense/models/use-lite", env);
-    else
-        return SN_ENOTFOUND;
+    if (!env || !*env)
+        return sn_data_path("models/use-lite", buf, len);
+    int n = snprintf(buf, len, "%s", env);
     return n < 0 || (size_t)n >= len ? SN_ETOOBIG : 0;
 }
 

@@ -83,6 +83,44 @@ int sn__path_join(char *buf, size_t buf_len, const char *dir,
     return 0;
 }
 
+int sn_data_path(const char *name, char *buf, size_t len)
+{
+    const char *v;
+    int n;
+    if ((v = getenv("SENSE_DATA")) && *v)
+        n = snprintf(buf, len, "%s/%s", v, name);
+    else if ((v = getenv("XDG_DATA_HOME")) && *v)
+        n = snprintf(buf, len, "%s/sense/%s", v, name);
+    else if ((v = getenv("HOME")) && *v)
+        n = snprintf(buf, len, "%s/.local/share/sense/%s", v, name);
+    else
+        return SN_ENOTFOUND;
+    return n < 0 || (size_t)n >= len ? SN_ETOOBIG : 0;
+}
+
+int sn_mkdir_parents(const char *path)
+{
+    char buf[4096];
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    if (len == 0)
+        return 0;
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len);
+    buf[len] = '\0';
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) && errno != EEXIST)
+            return -errno;
+        buf[i] = c;
+    }
+    return 0;
+}
+
 int sn__file_exists(const char *path)
 {
     struct stat st;

@@ -60,6 +60,15 @@ const char *sn_err_name(int code);
 size_t sn_utf8_seq(const unsigned char *s, size_t n);
 int sn_utf8_valid(const char *buf, size_t len, size_t *bad);
 
+/* Where sense keeps its data: `name` under $SENSE_DATA, else
+ * $XDG_DATA_HOME/sense, else ~/.local/share/sense (the database
+ * "sense.db", the default model "models/use-lite"). SN_ENOTFOUND when none
+ * of them is set, SN_ETOOBIG when buf is too small. */
+int sn_data_path(const char *name, char *buf, size_t len);
+/* mkdir -p, mode 0700, for the folders above the file `path`. 0 or -errno
+ * (-ENAMETOOLONG past 4095 bytes). */
+int sn_mkdir_parents(const char *path);
+
 #ifdef __cplusplus
 }
 #endif
