@@ -46,6 +46,7 @@
 #define SN_MAX_CHUNKS 65536        /* chunks per add request, all docs */
 #define SN_MAX_IDS 10000           /* ids per get / delete request */
 #define SN_MAX_K 1000              /* search results */
+#define SN_MAX_DIM 65536           /* floats in a search's query vector */
 #define SN_MAX_NAME 256            /* collection, prompt and document ids */
 #define SN_MAX_REPLY (256u << 20)  /* a reply line */
 #define SN_MAX_SENSES 1024         /* senses per sense.add request */
@@ -183,6 +184,8 @@ typedef struct {
     /* search */
     const char *query;
     size_t query_len;
+    float *vector;        /* owned; search by vector instead of query */
+    int n_vector;
     int k;
     char *filter_json;    /* owned; NULL when absent */
     /* get, delete */

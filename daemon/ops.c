@@ -7,7 +7,8 @@
  *            max tokens less the prompt's), the encoder embeds the chunks,
  *            the storage lane binds the collection and adds them in one
  *            transaction; the reply leaves only after COMMIT
- *   search   the encoder embeds the query, the lane searches
+ *   search   the encoder embeds the query, the lane searches; a search by
+ *            the caller's own vector goes straight to the lane
  *   get, delete, stats
  *            the lane
  *   sense.add, sense.which
@@ -355,27 +356,28 @@ out:
 
 /* ---- search ----------------------------------------------------------------- */
 
-static void search_store(sn__task_t *task)
+/* Search the store with vec (normalized) and format the reply: a text's
+ * vector (model_id: ours) or the caller's own (model_id NULL: any
+ * collection of its dimension). */
+static void search_reply(sn__req_t *req, const char *model_id,
+                         const float *vec, int dim)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
-    sn__ops_ctx_t *ops = req->ops;
-    sn__job_t *job = &req->job;
     const sn__request_t *p = &req->p;
     sn_hit_t *hits = NULL;
     int n_hits = 0, rc;
     char err[512] = "";
 
-    if (job->rc) {
-        reply_error(req, sn__perr_of(job->rc), job->err);
-        goto out;
-    }
-    sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
-    rc = sn_store_search(ops->store, p->collection, ops->model_id,
-                         job->out[0].sentence, p->k, p->filter_json, &hits,
-                         &n_hits, err, sizeof err);
+    if (model_id)
+        rc = sn_store_search(req->ops->store, p->collection, model_id, vec,
+                             p->k, p->filter_json, &hits, &n_hits, err,
+                             sizeof err);
+    else
+        rc = sn_store_search_vec(req->ops->store, p->collection, vec, dim,
+                                 p->k, p->filter_json, &hits, &n_hits, err,
+                                 sizeof err);
     if (rc) {
         reply_error(req, sn__perr_of(rc), err);
-        goto out;
+        return;
     }
     sn__buf_t *b = &req->reply;
     sn__proto_reply_begin(b, p->id_json);
@@ -395,9 +397,32 @@ static void search_store(sn__task_t *task)
     }
     sn__buf_put(b, "]", 1);
     sn__proto_reply_end(b);
-out:
     sn_hits_free(hits, n_hits);
+}
+
+/* The lane's half of a text search: the encoder embedded the query. */
+static void search_store(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__job_t *job = &req->job;
+
+    if (job->rc) {
+        reply_error(req, sn__perr_of(job->rc), job->err);
+    } else {
+        sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
+        search_reply(req, req->ops->model_id, job->out[0].sentence,
+                     job->out[0].dim);
+    }
     sn__job_free_out(job);
+    finish(req);
+}
+
+/* A search by the caller's vector: no encoding, straight to the lane. */
+static void search_vector_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+
+    search_reply(req, NULL, req->p.vector, req->p.n_vector);
     finish(req);
 }
 
@@ -835,6 +860,13 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         sn__sched_submit(ops->sched, job);
         return 1;
     case SN__OP_SEARCH:
+        if (p->vector) {
+            sn_vec_normalize(p->vector, p->n_vector);
+            ticket(req, order);
+            req->task.run = search_vector_run;
+            sn__lane_submit(ops->lane, &req->task);
+            return 1;
+        }
         if (resolve_prompt(req, query_prompts, &prompt, msg, sizeof msg))
             goto bad;
         job->texts = &p->query;

@@ -450,17 +450,60 @@ static sn__perr_t parse_add(sn__request_t *req, char *msg, size_t msg_len)
     return SN__P_OK;
 }
 
+/* "vector": a non-empty array of at most SN_MAX_DIM finite numbers, not
+ * all zero (the daemon normalizes it). */
+static sn__perr_t get_vector(sn__request_t *req, json_t *a, char *msg,
+                             size_t msg_len)
+{
+    size_t n = json_array_size(a), i;
+    double ss = 0;
+    json_t *v;
+
+    if (!json_is_array(a) || n == 0)
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "'vector' must be a non-empty array of numbers");
+    if (n > SN_MAX_DIM)
+        return fail(msg, msg_len, SN__P_TOO_MANY,
+                    "'vector' has %zu numbers, at most %d", n, SN_MAX_DIM);
+    if (!(req->vector = malloc(n * sizeof *req->vector)))
+        return fail(msg, msg_len, SN__P_INTERNAL, "out of memory");
+    json_array_foreach(a, i, v) {
+        double x = json_number_value(v);
+        if (!json_is_number(v) || !isfinite(x) || !isfinite((float)x))
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "vector[%zu] is not a finite float", i);
+        req->vector[i] = (float)x;
+        ss += x * x;
+    }
+    if (!(ss > 0) || !isfinite(ss))
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "'vector' has no direction (all zeros) or overflows");
+    req->n_vector = (int)n;
+    return SN__P_OK;
+}
+
 static sn__perr_t parse_search(sn__request_t *req, char *msg, size_t msg_len)
 {
     sn__perr_t rc;
+    json_t *vec = json_object_get(req->root, "vector");
     req->k = 10;
     if ((rc = get_collection(req, msg, msg_len)) ||
         (rc = get_prompt(req, msg, msg_len)) ||
-        (rc = get_str(req->root, "query", 1, 0, 0, SIZE_MAX, &req->query,
+        (rc = get_str(req->root, "query", !vec, 0, 0, SIZE_MAX, &req->query,
                       &req->query_len, msg, msg_len)) ||
         (rc = get_int(req->root, "k", 1, SN_MAX_K, SN__P_TOO_MANY, &req->k,
                       msg, msg_len)))
         return rc;
+    if (vec) {
+        if (req->query)
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "give 'query' or 'vector', not both");
+        if (req->has_prompt)
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "'prompt' applies to 'query', not to 'vector'");
+        if ((rc = get_vector(req, vec, msg, msg_len)))
+            return rc;
+    }
     json_t *f = json_object_get(req->root, "filter");
     if (f && !json_is_null(f)) {
         const char *key;
@@ -801,6 +844,7 @@ void sn__request_free(sn__request_t *req)
     free(req->examples);
     free(req->origin);
     free(req->filter_json);
+    free(req->vector);
     free(req->id_json);
     json_decref(req->root);
     memset(req, 0, sizeof *req);

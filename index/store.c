@@ -1934,10 +1934,12 @@ fail:
     return rc;
 }
 
-int sn_store_search(sn_store_t *st, const char *collection,
-                    const char *model_id, const float *query_vec, int k,
-                    const char *filter_json, sn_hit_t **out, int *n_out,
-                    char *err, size_t err_len)
+/* sn_store_search and sn_store_search_vec: a collection bound to model_id,
+ * or (model_id NULL) any collection whose dimension is dim. */
+static int search(sn_store_t *st, const char *collection,
+                  const char *model_id, const float *query_vec, int dim,
+                  int k, const char *filter_json, sn_hit_t **out, int *n_out,
+                  char *err, size_t err_len)
 {
     hits_t h = {0};
     filter_t f = {0};
@@ -1955,10 +1957,16 @@ int sn_store_search(sn_store_t *st, const char *collection,
     *n_out = 0;
     pthread_mutex_lock(&st->lock);
     sn__ann_threads(1);
-    if ((rc = check_name("model id", model_id, SN_STORE_MAX_NAME, err,
-                         err_len)) < 0 ||
+    if ((model_id && (rc = check_name("model id", model_id,
+                                      SN_STORE_MAX_NAME, err, err_len)) < 0) ||
         (rc = coll_get(st, collection, model_id, &c, err, err_len)) < 0)
         goto done;
+    if (!model_id && dim != c->dim) {
+        rc = sn__err(err, err_len, SN_EMODEL, "collection '%s' holds "
+                     "vectors of %d dimensions, the query has %d",
+                     collection, c->dim, dim);
+        goto done;
+    }
     if (k < 0 || k > SN_STORE_MAX_K) {
         rc = sn__err(err, err_len, SN_EARG, "k = %d out of range (0 to %d)",
                      k, SN_STORE_MAX_K);
@@ -2057,4 +2065,30 @@ done:
     free(scores);
     pthread_mutex_unlock(&st->lock);
     return rc;
+}
+
+int sn_store_search(sn_store_t *st, const char *collection,
+                    const char *model_id, const float *query_vec, int k,
+                    const char *filter_json, sn_hit_t **out, int *n_out,
+                    char *err, size_t err_len)
+{
+    if (!model_id) {
+        if (out)
+            *out = NULL;
+        if (n_out)
+            *n_out = 0;
+        return sn__err(err, err_len, SN_EARG, "sn_store_search: no model "
+                       "id (sn_store_search_vec searches by dimension)");
+    }
+    return search(st, collection, model_id, query_vec, -1, k, filter_json,
+                  out, n_out, err, err_len);
+}
+
+int sn_store_search_vec(sn_store_t *st, const char *collection,
+                        const float *query_vec, int dim, int k,
+                        const char *filter_json, sn_hit_t **out, int *n_out,
+                        char *err, size_t err_len)
+{
+    return search(st, collection, NULL, query_vec, dim, k, filter_json, out,
+                  n_out, err, err_len);
 }

@@ -1302,6 +1302,60 @@ int main(void)
             json_decref(rs[i]);
     }
 
+    /* ---- search by the caller's own vector ---------------------------------------- */
+    phase("search by vector");
+    {
+        json_t *r = cl_call(c, "{\"id\":1,\"op\":\"embed\",\"texts\":"
+                               "[\"second version\"]}");
+        check_ok(r, "embed for a vector search");
+        json_t *e = json_array_get(json_object_get(r, "embeddings"), 0);
+        size_t dim = json_array_size(e);
+        CHECK(dim > 1);
+        /* scaled by 3: the daemon normalizes what it is given */
+        json_t *v = json_array(), *v_short = json_array();
+        for (size_t i = 0; i < dim; i++) {
+            double x = json_number_value(json_array_get(e, i)) * 3;
+            json_array_append_new(v, json_real(x));
+            if (i + 1 < dim)
+                json_array_append_new(v_short, json_real(x));
+        }
+        json_t *q = json_pack("{s:i,s:s,s:s,s:O,s:i}", "id", 2, "op", "search",
+                              "collection", "ord", "vector", v, "k", 1);
+        char *line = json_dumps(q, JSON_COMPACT);
+        json_t *s2 = cl_call(c, line);
+        check_ok(s2, "search by vector");
+        json_t *hit = json_array_get(json_object_get(s2, "results"), 0);
+        CHECK_STREQ(json_string_value(json_object_get(hit, "id")), "x");
+        CHECK(json_number_value(json_object_get(hit, "score")) > 0.9999);
+        free(line);
+        json_decref(s2);
+        json_object_set(q, "vector", v_short);
+        line = json_dumps(q, JSON_COMPACT);
+        bad(c, line, "model_mismatch", "2");
+        free(line);
+        json_object_set(q, "query", json_string("second version"));
+        json_object_set(q, "vector", v);
+        line = json_dumps(q, JSON_COMPACT);
+        bad(c, line, "bad_request", "2");
+        free(line);
+        json_decref(q);
+        json_decref(v);
+        json_decref(v_short);
+        json_decref(r);
+        bad(c, "{\"id\":3,\"op\":\"search\",\"collection\":\"ord\","
+               "\"vector\":[]}", "bad_request", "3");
+        bad(c, "{\"id\":4,\"op\":\"search\",\"collection\":\"ord\","
+               "\"vector\":[0,0,0]}", "bad_request", "4");
+        bad(c, "{\"id\":5,\"op\":\"search\",\"collection\":\"ord\","
+               "\"vector\":[1,\"2\"]}", "bad_request", "5");
+        bad(c, "{\"id\":6,\"op\":\"search\",\"collection\":\"ord\","
+               "\"vector\":[1e39]}", "bad_request", "6");
+        bad(c, "{\"id\":7,\"op\":\"search\",\"collection\":\"ord\","
+               "\"vector\":[1],\"prompt\":\"\"}", "bad_request", "7");
+        bad(c, "{\"id\":8,\"op\":\"search\",\"collection\":\"nope\","
+               "\"vector\":[1]}", "not_found", "8");
+    }
+
     /* ---- SIGTERM: in-flight work finishes, index saved, exit 0 ---------------------- */
     phase("SIGTERM with work in flight");
     {

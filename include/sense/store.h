@@ -133,6 +133,12 @@ int sn_store_search(sn_store_t *st, const char *collection,
                     const char *model_id, const float *query, int k,
                     const char *filter_json, sn_hit_t **out, int *n_out,
                     char *err, size_t err_len);
+/* The same with a vector the caller made itself, whichever the model:
+ * only its dimension must be the collection's (else SN_EMODEL). */
+int sn_store_search_vec(sn_store_t *st, const char *collection,
+                        const float *query, int dim, int k,
+                        const char *filter_json, sn_hit_t **out, int *n_out,
+                        char *err, size_t err_len);
 
 /* ---- chunking (index/chunk.c) --------------------------------------------
  * Split a text into spans that each tokenize to at most max_tokens tokens
