@@ -42,6 +42,7 @@
 #include <faiss/c_api/error_c.h>
 
 #include "../index/store_int.h"
+#include "synth.h"
 
 #define K 10
 #define MAX_LIST 16
@@ -58,81 +59,6 @@ static void die(const char *what, const char *err)
     fprintf(stderr, "bench_search: %s%s%s\n", what, err ? ": " : "",
             err ? err : "");
     exit(1);
-}
-
-/* ---- data ------------------------------------------------------------------ */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static double urand(void) /* (0, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return ((double)(rng_state >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-
-static float grand(void)
-{
-    return (float)(sqrt(-2.0 * log(urand())) * cos(2.0 * M_PI * urand()));
-}
-
-static void normalize(float *v, int d)
-{
-    double s = 0;
-    for (int i = 0; i < d; i++)
-        s += (double)v[i] * v[i];
-    s = s > 0 ? 1.0 / sqrt(s) : 0;
-    for (int i = 0; i < d; i++)
-        v[i] = (float)(v[i] * s);
-}
-
-#define LATENT 48
-#define SPREAD 2.0f
-#define NOISE 0.1f
-
-/* n database vectors then nq queries, one (n + nq) x d array. */
-static float *make_data(int64_t n, int nq, int d, int uniform)
-{
-    int64_t total = n + nq;
-    float *x = malloc((size_t)total * d * sizeof *x);
-    float *proj = NULL, *centres = NULL;
-    int n_centres = n / 100 > 10 ? (int)(n / 100) : 10;
-
-    if (!x)
-        die("out of memory", NULL);
-    if (!uniform) {
-        proj = malloc((size_t)d * LATENT * sizeof *proj);
-        centres = malloc((size_t)n_centres * LATENT * sizeof *centres);
-        if (!proj || !centres)
-            die("out of memory", NULL);
-        for (int i = 0; i < d * LATENT; i++)
-            proj[i] = grand() / sqrtf(LATENT);
-        for (int i = 0; i < n_centres * LATENT; i++)
-            centres[i] = grand();
-    }
-    for (int64_t i = 0; i < total; i++) {
-        float *v = x + i * d;
-        if (uniform) {
-            for (int j = 0; j < d; j++)
-                v[j] = grand();
-        } else {
-            float z[LATENT];
-            const float *c = centres + (int64_t)(urand() * n_centres) * LATENT;
-            for (int j = 0; j < LATENT; j++)
-                z[j] = c[j] + SPREAD * grand();
-            for (int a = 0; a < d; a++) {
-                float acc = 0;
-                for (int j = 0; j < LATENT; j++)
-                    acc += proj[a * LATENT + j] * z[j];
-                v[a] = acc + NOISE * grand();
-            }
-        }
-        normalize(v, d);
-    }
-    free(proj);
-    free(centres);
-    return x;
 }
 
 /* ---- measuring -------------------------------------------------------------- */

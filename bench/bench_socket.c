@@ -18,20 +18,24 @@
  *            `embed` of the same texts in the same requests: documents/s
  *            and the ratio (the cost of chunking, storage and the durable
  *            SQLite commit on top of encoding).
- *   search   (--search) for each --search-sizes N: stops the daemon, puts N
- *            synthetic normalized vectors (clustered, as bench_search.c's
- *            default data, but simpler: n/100 random unit centres plus
- *            Gaussian noise) into two collections of the daemon's database
- *            through the store API, "vec_flat" (Flat) and "vec_hnsw" (HNSW,
- *            the store's parameters); then
- *              store   sn_store_search in-process, the vector part alone,
- *                      from 1, 8 and 32 threads (the store runs one call at
- *                      a time), queries/s, p50, p99, and recall@10 of HNSW
- *                      against Flat;
- *              socket  the daemon restarted on that database, `search`
- *                      requests with short query texts (~8 tokens, so the
- *                      daemon embeds each query) from 1, 8 and 32 clients:
- *                      queries/s, p50, p99 end to end.
+ *   search   (--search) for each --search-sizes N: stops the daemon, makes
+ *            N synthetic clustered normalized --dim vectors and the
+ *            queries (bench/synth.h, bench_search.c's data), finds each
+ *            query's exact top 10 by brute force (sgemm, apart from
+ *            faiss), and writes the vectors into two collections of the
+ *            daemon's database through the store API: Flat and HNSW (the
+ *            store's parameters). Then, one query at a time:
+ *              in-process  sn_store_search_vec on one thread: the store
+ *                      alone (the first search loads or builds the index;
+ *                      timed apart);
+ *              socket  the daemon restarted on that database (it loads
+ *                      the saved indexes), `search` requests with the
+ *                      query `vector` from 1, 8 and 32 clients (one
+ *                      request in flight each);
+ *            queries/s, p50, p99 and recall@10 against the exact top 10,
+ *            from the replies' ids. Flat runs max(100, Q x 10k / N) of
+ *            the Q queries. A text query costs one `embed` more (see the
+ *            encode rows).
  *
  * Texts are built from a fixed word list, each text different, and sized
  * with the model's own tokenizer; the token counts printed are the model's.
@@ -41,9 +45,9 @@
  * Usage: bench_socket [--sensed PATH] [--model PATH|default]
  *                     [--threads N] [--reps R] [--docs N] [--no-encode]
  *                     [--no-ingest] [--search] [--search-sizes N,N,...]
- *                     [--queries Q]
+ *                     [--queries Q] [--dim D]
  * Defaults: reps 3 (seconds of work per encode cell, roughly), docs 2000,
- * search sizes 10000, queries 1000 per cell (store) and 300 (socket);
+ * search sizes 10000, 1000 queries, 384 dimensions;
  * --threads is sensed's encoder worker count (default: the daemon's, 1).
  * The daemon's log goes to a file in the temporary folder, printed on
  * failure. Run on a quiet machine; 2 cores are easily disturbed.
@@ -66,8 +70,11 @@
 
 #include <jansson.h>
 
+#include <cblas.h>
+
 #include "sense/embed.h"
 #include "sense/store.h"
+#include "synth.h"
 
 #define MAX_CLIENTS 32
 #define MAX_SIZES 8
@@ -118,13 +125,6 @@ static uint64_t rnd(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
-}
-
-static double gauss(void)
-{
-    double u = ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
-    double v = ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
 static long vm_rss_kb(pid_t pid)
@@ -414,16 +414,6 @@ static char *add_req(char **texts, int i0, int n, const char *coll,
     return json_line(req, len);
 }
 
-static char *search_req(const char *coll, const char *query, size_t *len)
-{
-    json_t *req = json_object();
-    json_object_set_new(req, "op", json_string("search"));
-    json_object_set_new(req, "collection", json_string(coll));
-    json_object_set_new(req, "query", json_string(query));
-    json_object_set_new(req, "k", json_integer(K));
-    return json_line(req, len);
-}
-
 /* ---- concurrent clients -------------------------------------------------- */
 
 /* Each client sends its own list of prepared request lines, one at a time,
@@ -627,21 +617,6 @@ static void bench_ingest(const sn_model_t *m, int n_docs)
 
 /* ---- search ------------------------------------------------------------- */
 
-static float *make_vectors(int n, int dim, int n_centres, const float *cent)
-{
-    float *v = malloc((size_t)n * dim * sizeof *v);
-    if (!v)
-        die("out of memory", NULL);
-    for (int i = 0; i < n; i++) {
-        const float *c = cent + (size_t)(rnd() % (uint64_t)n_centres) * dim;
-        float *x = v + (size_t)i * dim;
-        for (int d = 0; d < dim; d++)
-            x[d] = c[d] + (float)(0.7 * gauss() / sqrt((double)dim));
-        sn_vec_normalize(x, dim);
-    }
-    return v;
-}
-
 static void fill_store(const char *coll, sn_index_kind_t kind,
                        const char *model_id, int dim, const float *v, int n)
 {
@@ -680,7 +655,7 @@ static void fill_store(const char *coll, sn_index_kind_t kind,
             die("sn_store_add", err);
     }
     sn_store_close(st);
-    printf("  %-8s %d vectors stored and indexed in %.1f s\n", coll, n,
+    printf("  %-10s %d vectors written to SQLite in %.1f s\n", coll, n,
            now() - t);
     free(docs);
     free(ch);
@@ -688,169 +663,247 @@ static void fill_store(const char *coll, sn_index_kind_t kind,
     free(txt);
 }
 
+/* The exact top K of each query by brute force (sgemm over blocks of the
+ * database, a sorted insert per score): the recall reference, computed
+ * apart from faiss. */
+static void exact_topk(const float *v, int n, const float *q, int nq,
+                       int dim, int (*truth)[K])
+{
+    enum { B = 4096 };
+    float *s = malloc((size_t)nq * B * sizeof *s);
+    float(*best)[K] = malloc((size_t)nq * sizeof *best);
+    double t = now();
+
+    if (!s || !best)
+        die("out of memory", NULL);
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < K; j++) {
+            best[i][j] = -INFINITY;
+            truth[i][j] = -1;
+        }
+    for (int b0 = 0; b0 < n; b0 += B) {
+        int nb = n - b0 < B ? n - b0 : B;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nb, dim,
+                    1.0f, q, dim, v + (size_t)b0 * dim, dim, 0.0f, s, nb);
+        for (int i = 0; i < nq; i++) {
+            const float *row = s + (size_t)i * nb;
+            for (int j = 0; j < nb; j++) {
+                float x = row[j];
+                int p = K - 1;
+                if (!(x > best[i][p]))
+                    continue;
+                for (; p > 0 && best[i][p - 1] < x; p--) {
+                    best[i][p] = best[i][p - 1];
+                    truth[i][p] = truth[i][p - 1];
+                }
+                best[i][p] = x;
+                truth[i][p] = b0 + j;
+            }
+        }
+    }
+    printf("  exact top-%d of %d queries by brute force: %.1f s\n", K, nq,
+           now() - t);
+    free(s);
+    free(best);
+}
+
+static double recall_of(int (*got)[K], int (*truth)[K], int nq)
+{
+    long hit = 0;
+    for (int i = 0; i < nq; i++)
+        for (int a = 0; a < K; a++)
+            for (int b = 0; b < K; b++)
+                hit += got[i][a] >= 0 && got[i][a] == truth[i][b];
+    return (double)hit / ((double)nq * K);
+}
+
 typedef struct {
     sn_store_t *st;
-    const char *coll, *model_id;
+    const char *coll;
     const float *q;
-    int dim, n, i0, stride;
+    int dim, n;
     double *lat;
-    int (*hits)[K]; /* parsed "v123" ids, or NULL */
+    int (*hits)[K];
 } sq_t;
 
-static void *store_client(void *arg)
+/* In-process: sn_store_search_vec one query at a time. */
+static void store_queries(sq_t *s)
 {
-    sq_t *s = arg;
     char err[512];
-    for (int i = s->i0; i < s->n; i += s->stride) {
+    for (int i = 0; i < s->n; i++) {
         sn_hit_t *h;
         int nh;
         double t = now();
-        if (sn_store_search(s->st, s->coll, s->model_id,
-                            s->q + (size_t)i * s->dim, K, NULL, &h, &nh, err,
-                            sizeof err) < 0)
-            die("sn_store_search", err);
+        if (sn_store_search_vec(s->st, s->coll, s->q + (size_t)i * s->dim,
+                                s->dim, K, NULL, &h, &nh, err,
+                                sizeof err) < 0)
+            die("sn_store_search_vec", err);
         s->lat[i] = now() - t;
-        for (int j = 0; j < K && s->hits; j++)
+        for (int j = 0; j < K; j++)
             s->hits[i][j] = j < nh ? atoi(h[j].id + 1) : -1;
         sn_hits_free(h, nh);
     }
+}
+
+/* Over the socket: client j of n_cli sends requests j, j + n_cli, ...,
+ * one in flight, and reads the hits' ids ("v123") from each reply. */
+typedef struct {
+    char **reqs;
+    size_t *lens;
+    int j, n_cli, n;
+    double *lat;
+    int (*hits)[K];
+} sc_t;
+
+static void *socket_client(void *arg)
+{
+    sc_t *s = arg;
+    conn_t c;
+    conn_open(&c);
+    for (int i = s->j; i < s->n; i += s->n_cli) {
+        double t = now();
+        conn_call(&c, s->reqs[i], s->lens[i]);
+        s->lat[i] = now() - t;
+        const char *p = c.buf;
+        for (int h = 0; h < K; h++) {
+            p = p ? strstr(p, "{\"id\":\"v") : NULL;
+            s->hits[i][h] = p ? atoi(p + 8) : -1;
+            if (p)
+                p += 8;
+        }
+    }
+    conn_close(&c);
     return NULL;
 }
 
 static void report(const char *what, int n_cli, double wall, double *lat,
-                   int n, const char *extra)
+                   int n, double recall)
 {
     qsort(lat, (size_t)n, sizeof *lat, cmp_double);
-    printf("  %-24s %4d %10.0f %9.3f %9.3f %s\n", what, n_cli, n / wall,
-           lat[n / 2] * 1e3, lat[(int)(n * 0.99)] * 1e3, extra);
+    printf("  %-30s %4d %6d %10.0f %9.3f %9.3f %9.4f\n", what, n_cli, n,
+           n / wall, lat[n / 2] * 1e3, lat[(int)(n * 0.99)] * 1e3, recall);
     fflush(stdout);
 }
 
-static void bench_search(const sn_model_t *m, const int *sizes, int n_sizes,
-                         int n_q)
+/* A search request for vector x, as a client would send it. */
+static char *vector_req(const char *coll, const float *x, int dim,
+                        size_t *len)
+{
+    size_t cap = 128 + (size_t)dim * 18, n;
+    char *r = malloc(cap);
+    if (!r)
+        die("out of memory", NULL);
+    n = (size_t)snprintf(r, cap, "{\"op\":\"search\",\"collection\":\"%s\","
+                         "\"k\":%d,\"vector\":[", coll, K);
+    for (int d = 0; d < dim; d++)
+        n += (size_t)snprintf(r + n, cap - n, d ? ",%.9g" : "%.9g",
+                              (double)x[d]);
+    n += (size_t)snprintf(r + n, cap - n, "]}\n");
+    *len = n;
+    return r;
+}
+
+static void bench_search(const int *sizes, int n_sizes, int n_q, int dim)
 {
     static const int clients[] = {1, 8, 32};
-    char model_id[512];
-    int dim;
+    static const char *const kinds[2] = {"flat", "hnsw"};
+    char model_id[64];
 
+    snprintf(model_id, sizeof model_id, "synthetic-%d", dim);
     for (int si = 0; si < n_sizes; si++) {
-        int n = sizes[si], n_c = n / 100 > 1 ? n / 100 : 1;
-        float *cent, *v, *q;
+        int n = sizes[si];
+        float *x, *q;
         int(*truth)[K] = malloc((size_t)n_q * sizeof *truth);
         int(*got)[K] = malloc((size_t)n_q * sizeof *got);
-        double *lat = malloc((size_t)n_q * sizeof *lat);
-        sn_store_t *st;
+        double *lat = malloc((size_t)n_q * sizeof *lat), t;
         char err[512], coll[2][32];
-        long n_tok;
-        char **qt;
-        const char *kinds[2] = {"flat", "hnsw"};
+        sn_store_t *st;
 
         if (!truth || !got || !lat)
             die("out of memory", NULL);
-        /* the daemon names the model; its database gets the vectors */
-        daemon_stop();
-        daemon_start(model_id, sizeof model_id, &dim);
-        daemon_stop();
-        cent = malloc((size_t)n_c * dim * sizeof *cent);
-        if (!cent)
-            die("out of memory", NULL);
-        for (int i = 0; i < n_c; i++) { /* random unit centres */
-            for (int d = 0; d < dim; d++)
-                cent[(size_t)i * dim + d] = (float)gauss();
-            sn_vec_normalize(cent + (size_t)i * dim, dim);
-        }
-        v = make_vectors(n, dim, n_c, cent);
-        q = make_vectors(n_q, dim, n_c, cent);
-        printf("\nsearch: %d synthetic vectors, %d-d, %d clusters, k = %d, "
-               "%d queries\n",
-               n, dim, n_c, K, n_q);
+        printf("\nsearch: %d synthetic clustered %d-d vectors (bench/synth.h)"
+               ", k = %d, %d queries (Flat: fewer when large)\n", n, dim, K,
+               n_q);
+        daemon_stop(); /* the vectors go into the daemon's database */
+        t = now();
+        x = make_data(n, n_q, dim, 0);
+        q = x + (size_t)n * dim;
+        printf("  data made in %.1f s\n", now() - t);
+        exact_topk(x, n, q, n_q, dim, truth);
         for (int k = 0; k < 2; k++) {
             snprintf(coll[k], sizeof coll[k], "vec_%s_%d", kinds[k], n);
             fill_store(coll[k], k ? SN_INDEX_HNSW : SN_INDEX_FLAT, model_id,
-                       dim, v, n);
+                       dim, x, n);
         }
+
+        /* in-process: the store alone, one query at a time, one thread */
         if (sn_store_open(g_db, &st, err, sizeof err) < 0)
             die("sn_store_open", err);
-        printf("  %-24s %4s %10s %9s %9s\n", "store API (vectors only)",
-               "thr", "queries/s", "p50 ms", "p99 ms");
-        for (int k = 0; k < 2; k++)
-            for (size_t ci = 0; ci < 3; ci++) {
-                sq_t s[MAX_CLIENTS];
-                pthread_t th[MAX_CLIENTS];
-                int nc = clients[ci];
-                double t;
-                char what[64], extra[64] = "";
-                if (ci == 0) { /* the first search loads the index */
-                    sn_hit_t *h;
-                    int nh;
-                    double t1 = now();
-                    if (sn_store_search(st, coll[k], model_id, q, K, NULL,
-                                        &h, &nh, err, sizeof err) < 0)
-                        die("sn_store_search", err);
-                    sn_hits_free(h, nh);
-                    printf("  %-24s first search (opens the index): %.2f "
-                           "s\n",
-                           kinds[k], now() - t1);
-                }
-                for (int j = 0; j < nc; j++)
-                    s[j] = (sq_t){st,    coll[k], model_id, q,
-                                  dim,   n_q,     j,        nc,
-                                  lat,   k ? got : truth};
-                t = now();
-                for (int j = 0; j < nc; j++)
-                    pthread_create(&th[j], NULL, store_client, &s[j]);
-                for (int j = 0; j < nc; j++)
-                    pthread_join(th[j], NULL);
-                t = now() - t;
-                if (k == 1 && ci == 0) {
-                    long hit = 0;
-                    for (int i = 0; i < n_q; i++)
-                        for (int a = 0; a < K; a++)
-                            for (int b = 0; b < K; b++)
-                                hit += got[i][a] >= 0 &&
-                                       got[i][a] == truth[i][b];
-                    snprintf(extra, sizeof extra, "recall@10 %.4f",
-                             (double)hit / ((double)n_q * K));
-                }
-                snprintf(what, sizeof what, "%s", kinds[k]);
-                report(what, nc, t, lat, n_q, extra);
-            }
-        sn_store_close(st);
+        printf("  %-30s %4s %6s %10s %9s %9s %9s\n", "path, index", "cli",
+               "n", "queries/s", "p50 ms", "p99 ms", "recall@10");
+        for (int k = 0; k < 2; k++) {
+            int nq = k ? n_q : (int)fmin(n_q, fmax(100, n_q * 1e4 / n));
+            sq_t s = {st, coll[k], q, dim, nq, lat, got};
+            sn_hit_t *h;
+            int nh;
+            t = now();
+            if (sn_store_search_vec(st, coll[k], q, dim, K, NULL, &h, &nh,
+                                    err, sizeof err) < 0)
+                die("sn_store_search_vec", err);
+            sn_hits_free(h, nh);
+            printf("  %-30s first search (loads or builds the index): "
+                   "%.1f s\n", kinds[k], now() - t);
+            t = now();
+            store_queries(&s);
+            t = now() - t;
+            char what[64];
+            snprintf(what, sizeof what, "in-process store, %s", kinds[k]);
+            report(what, 1, t, lat, nq, recall_of(got, truth, nq));
+        }
+        sn_store_close(st); /* saves the indexes the daemon will load */
 
-        /* end to end: the daemon embeds each query text, then searches */
-        printf("  startup on this db: %.2f s to first stats reply\n",
-               daemon_start(NULL, 0, NULL));
-        qt = make_texts(sn_model_tokenizer(m), sn_model_max_tokens(m),
-                        n_q / 3, 8, &n_tok);
-        printf("  %-24s %4s %10s %9s %9s  (queries of %.0f tokens)\n",
-               "socket search (e2e)", "cli", "queries/s", "p50 ms", "p99 ms",
-               (double)n_tok / (n_q / 3));
-        for (int k = 0; k < 2; k++)
-            for (size_t ci = 0; ci < 3; ci++) {
-                int nr = n_q / 3;
-                char **reqs = malloc((size_t)nr * sizeof *reqs);
-                size_t *rl = malloc((size_t)nr * sizeof *rl);
-                double t;
-                if (!reqs || !rl)
-                    die("out of memory", NULL);
-                for (int i = 0; i < nr; i++)
-                    reqs[i] = search_req(coll[k], qt[i], &rl[i]);
-                run_clients(reqs, rl, clients[ci], clients[ci], NULL);
-                t = run_clients(reqs, rl, nr, clients[ci], lat);
-                report(kinds[k], clients[ci], t, lat, nr, "");
-                for (int i = 0; i < nr; i++)
-                    free(reqs[i]);
-                free(reqs);
-                free(rl);
+        /* over the socket: the daemon restarted on that database */
+        printf("  daemon restarted on this database: %.2f s to the first "
+               "stats reply\n", daemon_start(NULL, 0, NULL));
+        for (int k = 0; k < 2; k++) {
+            int nq = k ? n_q : (int)fmin(n_q, fmax(100, n_q * 1e4 / n));
+            char **reqs = malloc((size_t)nq * sizeof *reqs);
+            size_t *rl = malloc((size_t)nq * sizeof *rl);
+            if (!reqs || !rl)
+                die("out of memory", NULL);
+            for (int i = 0; i < nq; i++)
+                reqs[i] = vector_req(coll[k], q + (size_t)i * dim, dim,
+                                     &rl[i]);
+            for (size_t ci = 0; ci < sizeof clients / sizeof *clients;
+                 ci++) {
+                int nc = clients[ci];
+                sc_t sc[MAX_CLIENTS];
+                pthread_t th[MAX_CLIENTS];
+                char what[64];
+                for (int pass = 0; pass < 2; pass++) { /* warm, then timed */
+                    t = now();
+                    for (int j = 0; j < nc; j++) {
+                        sc[j] = (sc_t){reqs, rl, j, nc,
+                                       pass ? nq : nc, lat, got};
+                        if (pthread_create(&th[j], NULL, socket_client,
+                                           &sc[j]))
+                            die("pthread_create", NULL);
+                    }
+                    for (int j = 0; j < nc; j++)
+                        pthread_join(th[j], NULL);
+                    t = now() - t;
+                }
+                snprintf(what, sizeof what, "socket, %s", kinds[k]);
+                report(what, nc, t, lat, nq, recall_of(got, truth, nq));
             }
+            for (int i = 0; i < nq; i++)
+                free(reqs[i]);
+            free(reqs);
+            free(rl);
+        }
         printf("  daemon VmRSS with both collections: %.1f MiB\n",
                vm_rss_kb(g_pid) / 1024.0);
-        for (int i = 0; i < n_q / 3; i++)
-            free(qt[i]);
-        free(qt);
-        free(cent);
-        free(v);
-        free(q);
+        free(x);
         free(truth);
         free(got);
         free(lat);
@@ -863,7 +916,7 @@ int main(int argc, char **argv)
 {
     static char sensed_buf[4096];
     int reps = 3, n_docs = 2000, do_encode = 1, do_ingest = 1, do_search = 0,
-        n_q = 1000, sizes[MAX_SIZES] = {10000}, n_sizes = 1;
+        n_q = 1000, sizes[MAX_SIZES] = {10000}, n_sizes = 1, dim = 384;
     char err[512];
     sn_model_t *m;
     double t;
@@ -882,6 +935,8 @@ int main(int argc, char **argv)
             n_docs = atoi(argv[++i]);
         else if (!strcmp(a, "--queries") && v)
             n_q = atoi(argv[++i]);
+        else if (!strcmp(a, "--dim") && v)
+            dim = atoi(argv[++i]);
         else if (!strcmp(a, "--no-encode"))
             do_encode = 0;
         else if (!strcmp(a, "--no-ingest"))
@@ -901,12 +956,13 @@ int main(int argc, char **argv)
                     "usage: bench_socket [--sensed PATH] [--model PATH|"
                     "default] [--threads N] [--reps R] [--docs "
                     "N] [--no-encode] [--no-ingest] [--search] "
-                    "[--search-sizes N,N,...] [--queries Q]\n");
+                    "[--search-sizes N,N,...] [--queries Q] [--dim D]\n");
             return 2;
         }
     }
-    if (reps < 1 || n_docs < 1 || n_q < 30)
-        die("--reps >= 1, --docs >= 1, --queries >= 30", NULL);
+    if (reps < 1 || n_docs < 1 || n_q < 100 || dim < 1 || dim > 4096)
+        die("--reps >= 1, --docs >= 1, --queries >= 100, --dim 1 to 4096",
+            NULL);
     if (!g_sensed) {
         const char *slash = strrchr(argv[0], '/');
         snprintf(sensed_buf, sizeof sensed_buf, "%.*ssensed",
@@ -946,7 +1002,7 @@ int main(int argc, char **argv)
                vm_rss_kb(g_pid) / 1024.0);
     }
     if (do_search)
-        bench_search(m, sizes, n_sizes, n_q);
+        bench_search(sizes, n_sizes, n_q, dim);
     daemon_stop();
     sn_model_free(m);
     {

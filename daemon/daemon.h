@@ -46,6 +46,7 @@
 #define SN_MAX_CHUNKS 65536        /* chunks per add request, all docs */
 #define SN_MAX_IDS 10000           /* ids per get / delete request */
 #define SN_MAX_K 1000              /* search results */
+#define SN_MAX_READERS 8           /* search threads (one per core)   */
 #define SN_MAX_DIM 65536           /* floats in a search's query vector */
 #define SN_MAX_NAME 256            /* collection, prompt and document ids */
 #define SN_MAX_REPLY (256u << 20)  /* a reply line */
@@ -338,6 +339,11 @@ typedef struct {
     const sn_wsd_morph_t *morph; /* the inventory's, for locating lemmas */
     sn__sched_t *sched;
     sn__lane_t *lane;
+    /* searches: threads that run them in parallel (the store lets them;
+     * see ops.c), each a lane used without tickets */
+    sn__lane_t *readers[SN_MAX_READERS];
+    int n_readers;
+    unsigned next_reader;    /* atomic; round robin */
     sn__server_t *srv;
     int64_t t_start_ns;
     int n_workers;
@@ -366,6 +372,7 @@ struct sn__req {
     /* the work */
     sn__job_t job;
     sn__task_t task;
+    sn__task_t read;         /* a search, on a reader */
     char **texts_own;         /* add: chunk texts point into docs */
     size_t *lens_own;
     int *doc_chunks;          /* add: chunks per doc */

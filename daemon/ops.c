@@ -7,8 +7,11 @@
  *            max tokens less the prompt's), the encoder embeds the chunks,
  *            the storage lane binds the collection and adds them in one
  *            transaction; the reply leaves only after COMMIT
- *   search   the encoder embeds the query, the lane searches; a search by
- *            the caller's own vector goes straight to the lane
+ *   search   the encoder embeds the query (a search by the caller's own
+ *            vector skips that); at the request's turn the lane hands it
+ *            to a reader thread, which searches the store in parallel
+ *            with other connections' searches (the store runs faiss
+ *            unlocked), and it returns through the lane to end the turn
  *   get, delete, stats
  *            the lane
  *   sense.add, sense.which
@@ -400,30 +403,45 @@ static void search_reply(sn__req_t *req, const char *model_id,
     sn_hits_free(hits, n_hits);
 }
 
-/* The lane's half of a text search: the encoder embedded the query. */
-static void search_store(sn__task_t *task)
+/* Back on the lane: the turn ends (the lane advanced it), the reply goes. */
+static void search_finish(sn__task_t *task)
 {
     sn__req_t *req = REQ_OF_TASK(task);
+    sn__job_free_out(&req->job);
+    finish(req);
+}
+
+/* On a reader: search with the query's vector (the encoder's, or the
+ * caller's), then back to the lane. */
+static void search_read(sn__task_t *read)
+{
+    sn__req_t *req = (sn__req_t *)((char *)read - offsetof(sn__req_t, read));
     sn__job_t *job = &req->job;
 
-    if (job->rc) {
+    if (req->p.vector) {
+        search_reply(req, NULL, req->p.vector, req->p.n_vector);
+    } else if (job->rc) {
         reply_error(req, sn__perr_of(job->rc), job->err);
     } else {
         sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
         search_reply(req, req->ops->model_id, job->out[0].sentence,
                      job->out[0].dim);
     }
-    sn__job_free_out(job);
-    finish(req);
+    req->task.keep_turn = 0;
+    req->task.run = search_finish;
+    sn__lane_submit(req->ops->lane, &req->task);
 }
 
-/* A search by the caller's vector: no encoding, straight to the lane. */
-static void search_vector_run(sn__task_t *task)
+/* On the lane, at the request's turn (which it keeps): to a reader. */
+static void search_turn(sn__task_t *task)
 {
     sn__req_t *req = REQ_OF_TASK(task);
+    sn__ops_ctx_t *ops = req->ops;
+    unsigned i = __atomic_fetch_add(&ops->next_reader, 1, __ATOMIC_RELAXED);
 
-    search_reply(req, NULL, req->p.vector, req->p.n_vector);
-    finish(req);
+    memset(&req->read, 0, sizeof req->read);
+    req->read.run = search_read;
+    sn__lane_submit(ops->readers[i % (unsigned)ops->n_readers], &req->read);
 }
 
 /* ---- get, delete, stats ------------------------------------------------------ */
@@ -863,7 +881,8 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         if (p->vector) {
             sn_vec_normalize(p->vector, p->n_vector);
             ticket(req, order);
-            req->task.run = search_vector_run;
+            req->task.keep_turn = 1;
+            req->task.run = search_turn;
             sn__lane_submit(ops->lane, &req->task);
             return 1;
         }
@@ -875,7 +894,8 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         job->opts.prompt = prompt;
         job->done = to_lane;
         ticket(req, order);
-        req->task.run = search_store;
+        req->task.keep_turn = 1;
+        req->task.run = search_turn;
         sn__sched_submit(ops->sched, job);
         return 1;
     case SN__OP_GET:

@@ -778,6 +778,36 @@ static int server_listen(sn__server_t *srv, char *err, size_t err_len)
     return 0;
 }
 
+/* ---- search threads ------------------------------------------------------------------ */
+
+/* One per core (at most SN_MAX_READERS): searches are short and run
+ * faiss on one OpenMP thread each, so one per core uses them all. */
+static int readers_start(sn__server_t *srv, char *err, size_t err_len)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int rc;
+
+    if (n < 1)
+        n = 1;
+    if (n > SN_MAX_READERS)
+        n = SN_MAX_READERS;
+    for (int i = 0; i < n; i++) {
+        if ((rc = sn__lane_start(&srv->ops.readers[i], err, err_len)))
+            return rc;
+        srv->ops.n_readers = i + 1;
+    }
+    return 0;
+}
+
+static void readers_stop(sn__server_t *srv)
+{
+    for (int i = 0; i < srv->ops.n_readers; i++) {
+        sn__lane_stop(srv->ops.readers[i]);
+        srv->ops.readers[i] = NULL;
+    }
+    srv->ops.n_readers = 0;
+}
+
 /* ---- shutdown ----------------------------------------------------------------------- */
 
 static void server_maybe_finish(sn__server_t *srv)
@@ -789,6 +819,7 @@ static void server_maybe_finish(sn__server_t *srv)
     uv_timer_stop(&srv->drain);
     sn__sched_stop(srv->ops.sched);
     srv->ops.sched = NULL;
+    readers_stop(srv); /* idle: every connection, so every request, is done */
     sn__lane_stop(srv->ops.lane);
     srv->ops.lane = NULL;
     uv_close((uv_handle_t *)&srv->async, NULL);
@@ -903,7 +934,8 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
         goto fail;
     if ((rc = sn__sched_start(model, &opts->sched, &srv->ops.sched, err,
                               err_len)) ||
-        (rc = sn__lane_start(&srv->ops.lane, err, err_len)))
+        (rc = sn__lane_start(&srv->ops.lane, err, err_len)) ||
+        (rc = readers_start(srv, err, err_len)))
         goto fail;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
@@ -924,6 +956,7 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     goto out;
 fail:
     sn__sched_stop(srv->ops.sched);
+    readers_stop(srv);
     sn__lane_stop(srv->ops.lane);
     if (loop_ok) {
         uv_walk(&srv->loop, on_walk_close, NULL);

@@ -140,6 +140,10 @@ typedef struct {
     sn_index_kind_t kind; /* as created; AUTO stays AUTO */
     sn__ann_t *ann;       /* NULL until first needed */
     int stale;            /* ann out of step with SQLite: rebuild it */
+    /* Searches run faiss with the store unlocked, holding this for
+     * reading (taken under the store's lock); whatever changes or
+     * replaces ann takes it for writing, also under the store's lock. */
+    pthread_rwlock_t ann_rw;
 } coll_t;
 
 struct sn_store {
@@ -417,6 +421,7 @@ static void coll_free(coll_t *c)
     if (!c)
         return;
     sn__ann_free(c->ann);
+    pthread_rwlock_destroy(&c->ann_rw);
     free(c->name);
     free(c->model_id);
     free(c);
@@ -464,6 +469,10 @@ static int coll_find(sn_store_t *st, const char *name, coll_t **out,
     c = calloc(1, sizeof *c);
     if (!c)
         goto oom;
+    if (pthread_rwlock_init(&c->ann_rw, NULL)) {
+        free(c);
+        goto oom;
+    }
     c->id = sqlite3_column_int64(s, 0);
     c->model_id = dup_col(s, 1);
     c->dim = sqlite3_column_int(s, 2);
@@ -600,8 +609,10 @@ static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     if (rc < 0)
         goto fail;
     ann->dirty = 1;
+    pthread_rwlock_wrlock(&c->ann_rw);
     sn__ann_free(c->ann);
     c->ann = ann;
+    pthread_rwlock_unlock(&c->ann_rw);
     c->stale = 0;
     free(buf);
     free(ids);
@@ -795,7 +806,9 @@ static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
         }
     }
     if (ann) {
+        pthread_rwlock_wrlock(&c->ann_rw);
         c->ann = ann;
+        pthread_rwlock_unlock(&c->ann_rw);
         return maybe_rebuild(st, c, err, err_len);
     }
     return rebuild(st, c, err, err_len);
@@ -837,8 +850,11 @@ static void apply_change(sn_store_t *st, coll_t *c, const int64_t *added,
     for (int64_t i = 0; i < removed->n; i++)
         if (!n_added || !has_i64(added, n_added, removed->v[i]))
             removed->v[n_rm++] = removed->v[i];
-    if ((rc = sn__ann_remove(c->ann, n_rm, removed->v, err, sizeof err)) < 0 ||
-        (rc = sn__ann_add(c->ann, n, buf, ids, err, sizeof err)) < 0)
+    pthread_rwlock_wrlock(&c->ann_rw);
+    if ((rc = sn__ann_remove(c->ann, n_rm, removed->v, err, sizeof err)) >= 0)
+        rc = sn__ann_add(c->ann, n, buf, ids, err, sizeof err);
+    pthread_rwlock_unlock(&c->ann_rw);
+    if (rc < 0)
         goto fail;
     free(ids);
     free(buf);
@@ -1934,6 +1950,34 @@ fail:
     return rc;
 }
 
+/* The statement that joins a hit back to SQLite, bound for c and the
+ * filter: the filter's own (prepared once per search) or the cached one,
+ * which other threads use while a search runs faiss unlocked, so it is
+ * bound again after every such phase. Called with the store locked. */
+static int hit_stmt(sn_store_t *st, coll_t *c, const filter_t *f,
+                    sqlite3_stmt **own_q, sqlite3_stmt **hit_q, char *err,
+                    size_t err_len)
+{
+    int rc;
+
+    if (f->sql_hit && *own_q) {
+        *hit_q = *own_q;
+        return 0;
+    }
+    if (f->sql_hit) {
+        rc = sqlite3_prepare_v2(st->db, f->sql_hit, -1, own_q, NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(st, rc, err, err_len, "cannot prepare the filter");
+        *hit_q = *own_q;
+    } else if ((rc = query(st, Q_HIT, c->id, hit_q, err, err_len)) < 0) {
+        return rc;
+    }
+    if ((rc = sqlite3_bind_int64(*hit_q, 2, c->id)) ||
+        (rc = filter_bind(f, *hit_q)))
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    return 0;
+}
+
 /* sn_store_search and sn_store_search_vec: a collection bound to model_id,
  * or (model_id NULL) any collection whose dimension is dim. */
 static int search(sn_store_t *st, const char *collection,
@@ -1983,21 +2027,6 @@ static int search(sn_store_t *st, const char *collection,
         goto done;
     if ((rc = ensure_ann(st, c, err, err_len)) < 0)
         goto done;
-    if (f.sql_hit) {
-        rc = sqlite3_prepare_v2(st->db, f.sql_hit, -1, &own_q, NULL);
-        if (rc != SQLITE_OK) {
-            rc = db_fail(st, rc, err, err_len, "cannot prepare the filter");
-            goto done;
-        }
-        hit_q = own_q;
-    } else if ((rc = query(st, Q_HIT, c->id, &hit_q, err, err_len)) < 0) {
-        goto done;
-    }
-    if ((rc = sqlite3_bind_int64(hit_q, 2, c->id)) ||
-        (rc = filter_bind(&f, hit_q))) {
-        rc = db_fail(st, rc, err, err_len, "cannot bind");
-        goto done;
-    }
     h.k = k;
     if (!(h.v = calloc((size_t)k, sizeof *h.v))) {
         rc = sn__err(err, err_len, -ENOMEM, "out of memory");
@@ -2025,8 +2054,17 @@ static int search(sn_store_t *st, const char *collection,
             rc = sn__err(err, err_len, -ENOMEM, "out of memory");
             goto done;
         }
-        if ((rc = sn__ann_search(c->ann, query_vec, kk, scores, labels, err,
-                                 err_len)) < 0)
+        /* faiss with the store unlocked: searches run in parallel, and
+         * writers wait for them on ann_rw (held across the unlock, so
+         * c->ann stays; c itself lives as long as the store) */
+        pthread_rwlock_rdlock(&c->ann_rw);
+        pthread_mutex_unlock(&st->lock);
+        rc = sn__ann_search(c->ann, query_vec, kk, scores, labels, err,
+                            err_len);
+        pthread_rwlock_unlock(&c->ann_rw);
+        pthread_mutex_lock(&st->lock);
+        if (rc < 0 || (rc = hit_stmt(st, c, &f, &own_q, &hit_q, err,
+                                     err_len)) < 0)
             goto done;
         hits_clear(&h);
         for (int64_t i = 0; i < kk && h.n < k; i++) {

@@ -1012,6 +1012,94 @@ static void test_threads(void)
     free(v);
 }
 
+/* Searches run faiss with the store unlocked (index/store.c): readers
+ * in parallel with a writer that adds, replaces and deletes (Flat removes
+ * in place; HNSW tombstones, then rebuilds). Each reader's anchor documents
+ * are never touched, so each must stay its own top hit throughout. */
+typedef struct {
+    sn_store_t *st;
+    const char *coll;
+    const float *v;
+    int first, n, bad;
+} rw_t;
+
+enum { RW_D = 32, RW_N = 1500, RW_ANCHORS = 60 };
+
+static void *rw_reader(void *arg)
+{
+    rw_t *r = arg;
+    char e[512], want[16];
+    for (int i = 0; i < r->n; i++) {
+        int a = r->first + i % RW_ANCHORS;
+        sn_hit_t *h;
+        int n;
+        snprintf(want, sizeof want, "d%d", a);
+        if (sn_store_search(r->st, r->coll, "m", r->v + (size_t)a * RW_D, 3,
+                            NULL, &h, &n, e, sizeof e) < 0 ||
+            n < 1 || strcmp(h[0].id, want) != 0)
+            r->bad++;
+        if (n >= 0)
+            sn_hits_free(h, n);
+    }
+    return NULL;
+}
+
+static void *rw_writer(void *arg)
+{
+    rw_t *w = arg;
+    char e[512], id[32];
+    for (int i = 0; i < w->n; i++) {
+        /* churn the documents past the anchors: replace, add, delete */
+        int k = RW_ANCHORS * 3 + (i * 7) % (RW_N - RW_ANCHORS * 3);
+        snprintf(id, sizeof id, i % 3 == 2 ? "d%d" : "w%d", k);
+        if (i % 3 == 1) {
+            const char *ids[1] = {id};
+            int nd;
+            snprintf(id, sizeof id, "d%d", k);
+            if (sn_store_delete(w->st, w->coll, ids, 1, &nd, e, sizeof e) < 0)
+                w->bad++;
+            continue;
+        }
+        /* ten at a time, so faiss changes much while readers search */
+        char ids[10][48];
+        sn_chunk_in_t ch[10];
+        sn_doc_in_t d[10];
+        for (int j = 0; j < 10; j++) {
+            snprintf(ids[j], sizeof ids[j], "%s_%d", id, j);
+            ch[j] = (sn_chunk_in_t){
+                0, 1, w->v + (size_t)(RW_N + (i + j) % 50) * RW_D};
+            d[j] = (sn_doc_in_t){ids[j], "x", 1, NULL, &ch[j], 1};
+        }
+        if (sn_store_add(w->st, w->coll, "m", d, 10, NULL, e, sizeof e) < 0)
+            w->bad++;
+    }
+    return NULL;
+}
+
+static void test_readers_writer(sn_index_kind_t kind, const char *name)
+{
+    enum { R = 3 };
+    float *v = clustered_vecs(RW_N + 50, RW_D);
+    sn_store_t *st = open_db(name);
+    pthread_t th[R + 1];
+    rw_t r[R + 1];
+
+    CHECK_OK(sn_store_collection(st, name, "m", RW_D, kind, err, sizeof err),
+             err);
+    add_n(st, name, "m", 0, RW_N, v, RW_D);
+    for (int i = 0; i <= R; i++) {
+        r[i] = (rw_t){st, name, v, i * RW_ANCHORS, i < R ? 400 : 600, 0};
+        CHECK(pthread_create(&th[i], NULL, i < R ? rw_reader : rw_writer,
+                             &r[i]) == 0);
+    }
+    for (int i = 0; i <= R; i++) {
+        CHECK(pthread_join(th[i], NULL) == 0);
+        CHECK_EQ(r[i].bad, 0);
+    }
+    sn_store_close(st);
+    free(v);
+}
+
 /* ---- recall ---------------------------------------------------------------------------- */
 
 static void test_recall(void)
@@ -1160,6 +1248,8 @@ int main(void)
     test_disk_full();
     test_readonly();
     test_threads();
+    test_readers_writer(SN_INDEX_FLAT, "rwflat");
+    test_readers_writer(SN_INDEX_HNSW, "rwhnsw");
     test_recall();
     /* every dot-product kernel this CPU has (index/faiss_c.cpp) */
     static const char *const kernels[] = {"base", "avx2", NULL};
