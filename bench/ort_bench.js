@@ -31,14 +31,18 @@
  *   cmake --build build --target bench_minilm
  *   node bench/ort_bench.js [--c build/bench_minilm] [--model DIR]
  *        [--rounds 3] [--seconds 1] [--threads N] [--tol 1e-4]
- *        [--batches 1,8,32] [--lens 16,128] [--json FILE]
+ *        [--batches 1,8,32] [--lens 16,128] [--json FILE] [--onnx FILE]
  * --model defaults to minilm-ort/ beside the bench_minilm binary (inside
  * the build folder, ignored by git). --threads (default: the number of
  * cores) sets ORT's intra-op threads; the C side uses OpenBLAS's threads
  * (OPENBLAS_NUM_THREADS, else every core). The environment reaches the C
  * process unchanged (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT, ...).
  * SENSE_BENCH_PYTHON overrides /usr/bin/python3; SENSE_BENCH_NODE_MODULES
- * another folder for the npm packages.
+ * another folder for the npm packages. --onnx runs ORT on another ONNX file
+ * of the same weights (e.g. one optimized offline with ORT's Python
+ * transformers optimizer) instead of DIR/model.onnx; the agreement check
+ * still guards it. The op types of the graph ORT runs after its own
+ * optimizations are printed (from a throwaway session that saves it).
  */
 'use strict';
 const { performance } = require('perf_hooks');
@@ -53,7 +57,7 @@ const ORT_PKG = 'onnxruntime-node';
 function usage() {
   console.error('usage: node bench/ort_bench.js [--c BENCH_MINILM] ' +
                 '[--model DIR] [--rounds N] [--seconds S] [--threads N] ' +
-                '[--tol T] [--batches 1,8,32] [--lens 16,128] [--json FILE]');
+                '[--tol T] [--batches 1,8,32] [--lens 16,128] [--json FILE] [--onnx FILE]');
   process.exit(2);
 }
 
@@ -61,7 +65,7 @@ function parseArgs(argv) {
   const a = {
     c: 'build/bench_minilm', model: null, rounds: 3, seconds: 1.0,
     threads: os.cpus().length, tol: 1e-4, batches: [1, 8, 32],
-    lens: [16, 128], json: null,
+    lens: [16, 128], json: null, onnx: null,
   };
   const list = (s) => s.split(',').map((x) => parseInt(x, 10));
   for (let i = 2; i < argv.length; i++) {
@@ -77,6 +81,7 @@ function parseArgs(argv) {
     else if (k === '--batches') a.batches = list(v);
     else if (k === '--lens') a.lens = list(v);
     else if (k === '--json') a.json = v;
+    else if (k === '--onnx') a.onnx = v;
     else usage();
   }
   if (!(a.rounds >= 1) || !(a.seconds > 0) || !(a.threads >= 1) ||
@@ -209,6 +214,45 @@ function maxDiff(lens, H, x, y, yPadded) {
   return d;
 }
 
+/* Op types of an ONNX file, "domain.Op" -> count: a protobuf walk of
+ * ModelProto.graph (field 7) -> GraphProto.node (1) -> NodeProto.op_type
+ * (4) and domain (7); enough to show which fusions ORT made. */
+function onnxOpCensus(file) {
+  const b = fs.readFileSync(file);
+  const varint = (p) => {
+    let v = 0, m = 1, x;
+    do { x = b[p.i++]; v += (x & 0x7f) * m; m *= 128; } while (x & 0x80);
+    return v;
+  };
+  /* calls f(field, start, end) for each length-delimited field */
+  const walk = (start, end, f) => {
+    const p = { i: start };
+    while (p.i < end) {
+      const key = varint(p), type = key % 8, field = Math.floor(key / 8);
+      if (type === 0) varint(p);
+      else if (type === 1) p.i += 8;
+      else if (type === 5) p.i += 4;
+      else if (type === 2) { const n = varint(p); f(field, p.i, p.i + n); p.i += n; }
+      else throw new Error(`${file}: unsupported protobuf wire type ${type}`);
+    }
+  };
+  const count = {};
+  walk(0, b.length, (f, s0, e0) => {
+    if (f !== 7) return;
+    walk(s0, e0, (g, s1, e1) => {
+      if (g !== 1) return;
+      let op = '', dom = '';
+      walk(s1, e1, (h, s2, e2) => {
+        if (h === 4) op = b.toString('utf8', s2, e2);
+        else if (h === 7) dom = b.toString('utf8', s2, e2);
+      });
+      const k = (dom && dom !== 'ai.onnx' ? dom + '.' : '') + op;
+      count[k] = (count[k] || 0) + 1;
+    });
+  });
+  return count;
+}
+
 function median(a) {
   const s = [...a].sort((x, y) => x - y), n = s.length;
   return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
@@ -248,9 +292,9 @@ async function main() {
       graphOptimizationLevel: 'all', enableCpuMemArena: true,
       enableMemPattern: true,
     };
+    const onnx = a.onnx || path.join(a.model, 'model.onnx');
     let t0 = performance.now();
-    const sess = await ort.InferenceSession.create(
-        path.join(a.model, 'model.onnx'), opts);
+    const sess = await ort.InferenceSession.create(onnx, opts);
     const ortLoad = (performance.now() - t0) / 1000;
     console.log(`model: ${info.model} (H ${H}, ${NL} layers, ` +
                 `${info.heads} heads, I ${I}, vocab ${info.vocab}), ` +
@@ -264,6 +308,16 @@ async function main() {
                 `optimizations ${opts.graphOptimizationLevel}, memory ` +
                 `arena on, memory pattern on, thread spinning default (on); ` +
                 `session created in ${ortLoad.toFixed(2)} s`);
+    {
+      const optFile = path.join(tmp, 'optimized.onnx');
+      await ort.InferenceSession.create(onnx, { ...opts, logSeverityLevel: 3,
+                                               optimizedModelFilePath: optFile });
+      const ops = onnxOpCensus(optFile);
+      fs.rmSync(optFile);
+      console.log(`ORT graph after optimization (${path.basename(onnx)}): ` +
+                  Object.entries(ops).sort((x, y) => y[1] - x[1])
+                      .map(([k, n]) => `${n} ${k}`).join(', '));
+    }
     console.log(`cores: ${os.cpus().length}, load average ` +
                 `${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
