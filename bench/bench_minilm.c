@@ -297,16 +297,22 @@ done:
 static void cmd_info(const sn__bert_t *m, const char *name)
 {
     const sn__bert_hparams_t *hp = sn__bert_hparams(m);
+    int avx512 = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+    avx512 = __builtin_cpu_supports("avx512f") != 0;
+#endif
 
     printf("{\"ok\":true,\"model\":\"%s\",\"hidden\":%d,\"layers\":%d,"
            "\"heads\":%d,\"inter\":%d,\"vocab\":%d,\"positions\":%d,"
            "\"openblas_core\":\"%s\",\"openblas_threads\":%d,"
-           "\"bert_kernels\":\"%s\"}\n",
+           "\"bert_kernels\":\"%s\",\"cpu_avx512\":%s}\n",
            name, hp->n_hidden, hp->n_layers, hp->n_heads, hp->n_inter,
            hp->n_vocab, hp->n_pos, openblas_get_corename(),
            openblas_get_num_threads(),
            getenv("SENSE_BERT_KERNELS") ? getenv("SENSE_BERT_KERNELS")
-                                        : "best for this CPU");
+                                        : "best for this CPU",
+           avx512 ? "true" : "false");
     fflush(stdout);
 }
 
