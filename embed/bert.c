@@ -80,10 +80,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <cblas.h>
 #include <jansson.h>
 
 #include "embed_int.h"
+#include "gemm.h"
 
 #define SN_BERT_MAX_TOKENS 16384      /* tokens (rows) per forward call */
 #define SN_BERT_MAX_CONFIG (1u << 20) /* bytes of config.json */
@@ -361,11 +364,15 @@ fail:
 /* ---- weights ------------------------------------------------------------ */
 
 struct sn__bert_layer {
-    const float *qkv_w, *qkv_b; /* fused [3H, H], [3H]: q | k | v */
-    const float *o_w, *o_b;     /* attention output [H, H], [H] */
+    sn__gemm_w_t qkv;           /* packed fused [3H, H]: q | k | v */
+    const float *qkv_b;         /* fused [3H] */
+    sn__gemm_w_t o;             /* packed attention output [H, H] */
+    const float *o_b;           /* [H] */
     const float *ln1_g, *ln1_b;
-    const float *i_w, *i_b;     /* intermediate [I, H], [I] */
-    const float *f_w, *f_b;     /* output [H, I], [H] */
+    sn__gemm_w_t i;             /* packed intermediate [I, H] */
+    const float *i_b;           /* [I] */
+    sn__gemm_w_t f;             /* packed output [H, I] */
+    const float *f_b;           /* [H] */
     const float *ln2_g, *ln2_b;
 };
 
@@ -376,7 +383,7 @@ struct sn__bert {
     const float *word, *pos, *type; /* [vocab, H], [n_pos, H], [types, H] */
     const float *emb_ln_g, *emb_ln_b;
     struct sn__bert_layer *layers;
-    float *fused; /* the fused QKV weights and biases of all layers */
+    float *fused; /* the fused QKV biases of all layers */
 };
 
 /* Bind prefix + printf(fmt, ...) as an f32 tensor of shape [d0] (d1 == 0)
@@ -427,16 +434,52 @@ static int bind_ln(sn__bert_t *m, const float **g, const float **b,
     return bind(m, b, H, 0, err, err_len, "%s.%s", base, bn);
 }
 
-/* Bind every tensor; build the fused QKV copies. */
+/* Drop the resident pages of a weight view that has been packed, when it
+ * lies in the read-only file mapping (a converted f16/bf16 copy does not):
+ * MADV_DONTNEED on a private read-only file mapping only unmaps clean page
+ * cache, which the kernel could re-read; nothing reads the view again. Only
+ * whole pages inside the tensor go; a failure costs memory, not results. */
+static void release_view(const sn__bert_t *m, const float *p, size_t n)
+{
+    const uintptr_t map = (uintptr_t)m->st->map, end = map + m->st->map_len;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p, hi = lo + n * sizeof *p;
+
+    if (!m->st->map || lo < map || hi > end || pg == 0 || (pg & (pg - 1)))
+        return;
+    lo = (lo + pg - 1) & ~(pg - 1);
+    hi &= ~(pg - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* Pack the view src [n_out, n_in] into w, then release the view. */
+static int pack(sn__bert_t *m, sn__gemm_w_t *w, const float *src, int n_out,
+                int n_in, const char *what, int l, const char *path,
+                char *err, size_t err_len)
+{
+    int rc = sn__gemm_pack(w, src, n_out, n_in, 1);
+
+    if (rc)
+        return sn__err(err, err_len, rc == -ENOMEM ? rc : SN_EMODEL,
+                       "'%s': layer %d: cannot pack %s (%d x %d)", path, l,
+                       what, n_out, n_in);
+    release_view(m, src, (size_t)n_out * n_in);
+    return 0;
+}
+
+/* Bind every tensor; pack the four dense weights of each layer (Q, K and V
+ * fused into one [3H, H] matrix) for embed/gemm.c. */
 static int bind_all(sn__bert_t *m, const char *path, char *err,
                     size_t err_len)
 {
     static const char *const prefixes[] = {"", "bert.", "roberta."};
     const sn__bert_hparams_t *hp = &m->hp;
     const int64_t H = hp->n_hidden, FF = hp->n_inter;
-    const size_t per = (size_t)3 * H * H + (size_t)3 * H;
+    const size_t per = (size_t)3 * H;
     char ign[5][48];
     const char *ignore[8];
+    float *qkv = NULL;
     size_t p;
     int rc, l;
 
@@ -466,49 +509,65 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
 
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
     m->fused = malloc(per * (size_t)hp->n_layers * sizeof *m->fused);
-    if (!m->layers || !m->fused)
-        return sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
+    qkv = malloc((size_t)3 * H * H * sizeof *qkv);
+    if (!m->layers || !m->fused || !qkv) {
+        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
+        goto fail;
+    }
 
     for (l = 0; l < hp->n_layers; l++) {
         struct sn__bert_layer *L = &m->layers[l];
-        const float *q, *k, *v, *qb, *kb, *vb;
-        float *w = m->fused + per * (size_t)l, *b = w + 3 * H * H;
+        const float *q, *k, *v, *qb, *kb, *vb, *o_w, *i_w, *f_w;
+        float *b = m->fused + per * (size_t)l;
         char base[64];
 
 #define LB(dst, d0, d1, what)                                                \
     if ((rc = bind(m, dst, d0, d1, err, err_len, "encoder.layer.%d.%s", l,  \
                    what)))                                                   \
-        return rc;
+        goto fail;
         LB(&q, H, H, "attention.self.query.weight");
         LB(&qb, H, 0, "attention.self.query.bias");
         LB(&k, H, H, "attention.self.key.weight");
         LB(&kb, H, 0, "attention.self.key.bias");
         LB(&v, H, H, "attention.self.value.weight");
         LB(&vb, H, 0, "attention.self.value.bias");
-        LB(&L->o_w, H, H, "attention.output.dense.weight");
+        LB(&o_w, H, H, "attention.output.dense.weight");
         LB(&L->o_b, H, 0, "attention.output.dense.bias");
-        LB(&L->i_w, FF, H, "intermediate.dense.weight");
+        LB(&i_w, FF, H, "intermediate.dense.weight");
         LB(&L->i_b, FF, 0, "intermediate.dense.bias");
-        LB(&L->f_w, H, FF, "output.dense.weight");
+        LB(&f_w, H, FF, "output.dense.weight");
         LB(&L->f_b, H, 0, "output.dense.bias");
 #undef LB
         snprintf(base, sizeof base,
                  "encoder.layer.%d.attention.output.LayerNorm", l);
         if ((rc = bind_ln(m, &L->ln1_g, &L->ln1_b, base, err, err_len)))
-            return rc;
+            goto fail;
         snprintf(base, sizeof base, "encoder.layer.%d.output.LayerNorm", l);
         if ((rc = bind_ln(m, &L->ln2_g, &L->ln2_b, base, err, err_len)))
-            return rc;
+            goto fail;
 
-        memcpy(w, q, (size_t)(H * H) * sizeof *w);
-        memcpy(w + H * H, k, (size_t)(H * H) * sizeof *w);
-        memcpy(w + 2 * H * H, v, (size_t)(H * H) * sizeof *w);
+        memcpy(qkv, q, (size_t)(H * H) * sizeof *qkv);
+        memcpy(qkv + H * H, k, (size_t)(H * H) * sizeof *qkv);
+        memcpy(qkv + 2 * H * H, v, (size_t)(H * H) * sizeof *qkv);
         memcpy(b, qb, (size_t)H * sizeof *b);
         memcpy(b + H, kb, (size_t)H * sizeof *b);
         memcpy(b + 2 * H, vb, (size_t)H * sizeof *b);
-        L->qkv_w = w;
         L->qkv_b = b;
+        if ((rc = pack(m, &L->qkv, qkv, (int)(3 * H), (int)H, "query/key/"
+                       "value", l, path, err, err_len)) ||
+            (rc = pack(m, &L->o, o_w, (int)H, (int)H, "attention output",
+                       l, path, err, err_len)) ||
+            (rc = pack(m, &L->i, i_w, (int)FF, (int)H, "intermediate", l,
+                       path, err, err_len)) ||
+            (rc = pack(m, &L->f, f_w, (int)H, (int)FF, "output", l, path,
+                       err, err_len)))
+            goto fail;
+        release_view(m, q, (size_t)(H * H));
+        release_view(m, k, (size_t)(H * H));
+        release_view(m, v, (size_t)(H * H));
     }
+    free(qkv);
+    qkv = NULL;
 
     /* What a checkpoint may carry besides the encoder: the pooler, the
      * position_ids / token_type_ids buffers, and the pre-training heads of
@@ -524,6 +583,9 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
     ignore[4] = "lm_head.";
     ignore[5] = NULL;
     return sn__st_check_unused(m->st, ignore, err, err_len);
+fail:
+    free(qkv);
+    return rc;
 }
 
 int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
@@ -570,6 +632,12 @@ void sn__bert_free(sn__bert_t *m)
     if (!m)
         return;
     sn__st_close(m->st);
+    for (int l = 0; m->layers && l < m->hp.n_layers; l++) {
+        sn__gemm_free(&m->layers[l].qkv);
+        sn__gemm_free(&m->layers[l].o);
+        sn__gemm_free(&m->layers[l].i);
+        sn__gemm_free(&m->layers[l].f);
+    }
     free(m->layers);
     free(m->fused);
     free(m);
@@ -600,6 +668,9 @@ typedef struct {
     int fill_cols;
     int n_items;           /* attention phase: n_att_seq x heads items */
     int next;              /* next item (atomic) */
+    const sn__gemm_w_t *gw; /* gemm phase: g_c[rows, n] += g_a[rows, k] W */
+    const float *g_a;
+    float *g_c;
 } job_t;
 
 typedef struct {
@@ -610,6 +681,7 @@ typedef struct {
 struct sn__bert_ctx {
     const sn__bert_t *m;
     const kernels_t *k;
+    int gemm_level; /* embed/gemm.c's kernels, capped like k */
     float *arena; /* all the buffers below, 64-byte aligned */
     int cap;      /* rows the buffers hold */
     int cap_len;  /* longest sequence the attention scratch holds */
@@ -640,6 +712,11 @@ static void job_run(sn__bert_ctx_t *c, int tid, int n_threads)
     int r1 = (int)((long long)j->rows * (tid + 1) / n_threads);
     int n = r1 - r0;
 
+    if (j->gw) { /* the parts split W's panels: disjoint columns of C */
+        sn__gemm_acc(c->gemm_level, j->gw, j->g_a, (size_t)j->gw->k, j->g_c,
+                     (size_t)j->gw->n, j->rows, tid, n_threads);
+        return;
+    }
     if (n > 0) {
         if (j->ln)
             c->k->ln(j->ln + (size_t)r0 * H, j->ln_g, j->ln_b, n, H,
@@ -725,6 +802,7 @@ sn__bert_ctx_t *sn__bert_ctx_new(const sn__bert_t *m)
         return NULL;
     c->m = m;
     c->k = kernels_pick();
+    c->gemm_level = sn__gemm_level();
     c->n_threads = 1;
     if (want > n_cpu)
         want = (int)n_cpu;
@@ -834,13 +912,19 @@ static int ctx_reserve(sn__bert_ctx_t *c, int n_tok, int max_len)
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* y[T, n_out] += x[T, n_in] W^T, W [n_out, n_in]; y holds the bias (and
- * the residual) already, so OpenBLAS skips its C-scaling pass. */
-static void linear_acc(const float *x, const float *w, float *y, int T,
-                       int n_out, int n_in)
+/* y[T, n_out] += x[T, n_in] W^T, W packed [n_out, n_in]; y holds the bias
+ * (and the residual) already. Split over the helpers by W's panels. */
+static void linear_acc(sn__bert_ctx_t *c, const float *x,
+                       const sn__gemm_w_t *w, float *y, int T)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n_out, n_in,
-                1.0f, x, n_in, w, n_in, 1.0f, y, n_out);
+    job_t *j = &c->job;
+
+    memset(j, 0, sizeof *j);
+    j->rows = T;
+    j->gw = w;
+    j->g_a = x;
+    j->g_c = y;
+    job_go(c, 2.0 * T * w->n * w->k);
 }
 
 int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
@@ -923,7 +1007,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         const struct sn__bert_layer *L = &m->layers[l];
 
         /* qkv = bias + x Wqkv^T; attention; x += attention-output bias */
-        linear_acc(c->x, L->qkv_w, c->qkv, T, 3 * H, H);
+        linear_acc(c, c->x, &L->qkv, c->qkv, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->add = c->x;
@@ -932,7 +1016,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         job_go(c, att_work);
 
         /* x = LN(x + att Wo^T); ffn = intermediate bias */
-        linear_acc(c->att, L->o_w, c->x, T, H, H);
+        linear_acc(c, c->att, &L->o, c->x, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->ln = c->x;
@@ -944,7 +1028,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         job_go(c, (double)T * (4 * H + FF));
 
         /* ffn = GELU(ffn + x Wi^T); x += output bias */
-        linear_acc(c->x, L->i_w, c->ffn, T, FF, H);
+        linear_acc(c, c->x, &L->i, c->ffn, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->gelu = c->ffn;
@@ -953,7 +1037,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         job_go(c, (double)T * 16 * FF);
 
         /* x = LN(x + ffn Wf^T); qkv = the next layer's bias */
-        linear_acc(c->ffn, L->f_w, c->x, T, H, FF);
+        linear_acc(c, c->ffn, &L->f, c->x, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->ln = c->x;
