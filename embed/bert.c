@@ -5,14 +5,18 @@
  * Model. Hyper-parameters (sn__bert_hparams_t) plus explicit per-layer
  * tensor pointers, each bound by name with its expected shape; a missing
  * tensor, a wrong shape or an unused tensor fails the load naming it.
- * Weights are zero-copy views into the read-only mmap of model.safetensors,
- * except Q, K and V, copied at load into one fused [3H, H] matrix (and [3H]
- * bias) per layer so that the projection is one sgemm with N = 3H. The
- * model is immutable after load and may be shared by threads; each thread
- * brings its own context.
+ * Embeddings and LayerNorm weights are zero-copy views into the read-only
+ * mmap of model.safetensors. The four dense weights of each layer are
+ * packed at load for embed/gemm.c (32-column k-major panels), Q, K and V
+ * fused into one [3H, H] matrix (and [3H] bias) so that the projection is
+ * one product with N = 3H; once packed, the mmap'd pages of those tensors
+ * are dropped with madvise(MADV_DONTNEED) (whole pages inside the tensor,
+ * only when the view lies in the mapping), so the packed copy replaces
+ * them in memory rather than doubling them. The model is immutable after
+ * load and may be shared by threads; each thread brings its own context.
  *
- * Layout. Row-major fp32. Linear weights keep PyTorch's [out, in], so
- * y = x W^T + b is cblas_sgemm(NoTrans, Trans). The n_seq sequences of a
+ * Layout. Row-major fp32. Linear weights keep PyTorch's [out, in]:
+ * y = x W^T + b, packed from W [out, in]. The n_seq sequences of a
  * call lie back to back, T = sum(lens) rows, with no padding: no FLOP is
  * spent on padding. Context scratch (rows of T):
  *   x    [T, H]   the residual stream
@@ -22,20 +26,21 @@
  *   ffn  [T, I]   FFN activations
  *   per thread: kt [d, Lp], vp [L, dp], s [SN_BERT_ATT_ROWS, Lp] for the
  *                 attention of one (sequence, head); Lp, dp rounded to 16
- * Each sgemm accumulates (beta = 1) into a buffer that already holds its
+ * Each product accumulates (C += A W) into a buffer that already holds its
  * bias (and, for the two residual projections, the residual x + bias), so
- * OpenBLAS skips its C-scaling pass and no separate bias pass is needed:
+ * no separate bias or residual pass is needed:
  *   qkv = b_qkv + x Wqkv^T; att = attention(qkv); x = LN(x + b_o + att Wo^T);
  *   ffn = GELU(b_i + x Wi^T); x = LN(x + b_f + ffn Wf^T)
  * The fills and adds ride along with the previous step's LayerNorm/GELU.
  *
- * Threads. OpenBLAS runs the sgemms on its threads. Everything else runs
- * on the context's own helpers (as many threads as OpenBLAS uses), 4
- * fork-joins per layer, skipped when the step is too small to pay for the
- * wake-up (SN_BERT_PAR_MIN). OpenBLAS's idle threads spin on sched_yield
- * for a while after each call and so compete with the helpers;
- * OPENBLAS_THREAD_TIMEOUT=4 in the environment makes them sleep at once
- * (~10% faster here). A context must not cross fork().
+ * Threads. Everything runs on the context's own helpers: as many threads
+ * as OpenBLAS is allowed (openblas_get_num_threads(), which the daemon sets
+ * to cores / workers), capped at the cores. 8 fork-joins per layer: the 4
+ * products, split by W's panels (each thread writes its own columns), and
+ * the 4 row-wise/attention steps; each is run inline when too small to pay
+ * for the wake-up (SN_BERT_PAR_MIN). The forward pass makes no OpenBLAS
+ * call, so no OpenBLAS thread spins beside the helpers. A context must not
+ * cross fork().
  *
  * Invariants.
  *   - Every input is checked before any work: ids in [0, vocab), each
@@ -44,23 +49,25 @@
  *     whatever the input.
  *   - The context's buffers only grow (up to SN_BERT_MAX_TOKENS rows), so a
  *     steady workload allocates nothing per call.
- *   - Row-wise steps and attention give bit-identical results whatever
- *     the batch and the thread split: each row, and each (sequence, head),
- *     runs the same code whichever thread takes it, and vector tails run
- *     the vector code on a padded copy. The sgemms are the exception:
- *     OpenBLAS rounds a row differently depending on M and on its place in
- *     the matrix (its Haswell kernels; its SkylakeX ones only for M = 1),
- *     so a sequence alone and in a batch differ by ~1e-6
- *     (tests/test_bert.c bounds it by 1e-5).
+ *   - Every step gives bit-identical results whatever the batch and the
+ *     thread split: each row, and each (sequence, head), runs the same code
+ *     whichever thread takes it, and vector tails run the vector code on a
+ *     padded copy; embed/gemm.c computes each element as one FMA chain in
+ *     k order whatever M and the row's place. So a sequence alone and in a
+ *     batch give the same bits (tests/test_bert.c checks it at every
+ *     kernel level; with OpenBLAS's sgemm they differed by ~1e-6).
  *
  * Tuned for: small sentence encoders (MiniLM-L6: H 384, 6 layers, 12 heads,
  * I 1536) on a few cores, batches of 1 to 64 sequences of 16 to 256 tokens.
- * ~95% of the FLOPs, and ~85% of the time, are the four dense sgemms per
- * layer; so the speed is OpenBLAS's, and OpenBLAS 0.3.21 picks its AVX2
- * (Haswell) kernels on AVX-512 AMD Zen 4/5, half the speed of its SkylakeX
- * ones (OPENBLAS_CORETYPE=SkylakeX; see bench/bench_encode.c). Attention
- * (~5% of FLOPs) is a hand-vectorised kernel: per (sequence, head) sgemm
- * calls cost more in call overhead and single-threading than they compute.
+ * ~95% of the FLOPs, and ~75% of the time (perf, batch 32 x 128), are the
+ * four dense products per layer, on embed/gemm.c's own AVX-512 / AVX2
+ * kernels: they no longer depend on which OpenBLAS kernels the environment
+ * picks (OpenBLAS 0.3.21 runs its AVX2 "Haswell" kernels on AVX-512 Zen
+ * 4/5 under OPENBLAS_CORETYPE=Haswell, half the speed of its SkylakeX
+ * ones), and run at about 2x the former and about the latter (see
+ * bench/bench_encode.c). Attention (~5% of FLOPs, ~12% of the time) is a
+ * hand-vectorised kernel: per (sequence, head) sgemm calls cost more in
+ * call overhead and single-threading than they compute.
  * The element-wise steps are vectorised by hand (GCC/Clang vector
  * extensions, compiled for AVX-512, AVX2 and the baseline, picked at run
  * time; SENSE_BERT_KERNELS=base|avx2 caps the choice): glibc's scalar erff
@@ -100,7 +107,7 @@
 #define SN_BERT_NAME_MAX 256 /* bytes of a tensor name */
 
 /* ---- kernels -----------------------------------------------------------
- * Everything but the sgemms: LayerNorm, GELU, bias adds, attention. They
+ * Everything but the dense products (embed/gemm.c): LayerNorm, GELU, bias adds, attention. They
  * are written once with GCC/Clang vector extensions at the end of this
  * file (the #else branch of SN_BERT_PASS), and compiled once per target by
  * including this file into itself, each time with its own vector width:
@@ -649,12 +656,13 @@ const sn__bert_hparams_t *sn__bert_hparams(const sn__bert_t *m)
 }
 
 /* ---- context: scratch and a small thread pool ---------------------------
- * OpenBLAS runs the sgemms on its threads; everything else (attention,
- * LayerNorm, GELU, bias fills) is split over the context's own helper
- * threads, as many as OpenBLAS uses, in one fork-join "job" per step:
- * 4 per layer. Rows are split evenly; attention (sequence, head) items are
- * handed out through an atomic counter. Each row and each item runs the
- * same code whatever thread takes it, so the split never changes a bit. */
+ * Every step (the dense products, attention, LayerNorm, GELU, bias fills)
+ * is split over the context's own helper threads, as many as OpenBLAS is
+ * allowed, in one fork-join "job" per step: 8 per layer. Products are
+ * split by W's panels; rows are split evenly; attention (sequence, head)
+ * items are handed out through an atomic counter. Each element, row and
+ * item runs the same code whatever thread takes it, so the split never
+ * changes a bit. */
 
 typedef struct {
     int rows;              /* row phase: rows [0, rows), split evenly */

