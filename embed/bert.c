@@ -5,14 +5,18 @@
  * Model. Hyper-parameters (sn__bert_hparams_t) plus explicit per-layer
  * tensor pointers, each bound by name with its expected shape; a missing
  * tensor, a wrong shape or an unused tensor fails the load naming it.
- * Weights are zero-copy views into the read-only mmap of model.safetensors,
- * except Q, K and V, copied at load into one fused [3H, H] matrix (and [3H]
- * bias) per layer so that the projection is one sgemm with N = 3H. The
- * model is immutable after load and may be shared by threads; each thread
- * brings its own context.
+ * Embeddings and LayerNorm weights are zero-copy views into the read-only
+ * mmap of model.safetensors. The four dense weights of each layer are
+ * packed at load for embed/gemm.c (32-column k-major panels), Q, K and V
+ * fused into one [3H, H] matrix (and [3H] bias) so that the projection is
+ * one product with N = 3H; once packed, the mmap'd pages of those tensors
+ * are dropped with madvise(MADV_DONTNEED) (whole pages inside the tensor,
+ * only when the view lies in the mapping), so the packed copy replaces
+ * them in memory rather than doubling them. The model is immutable after
+ * load and may be shared by threads; each thread brings its own context.
  *
- * Layout. Row-major fp32. Linear weights keep PyTorch's [out, in], so
- * y = x W^T + b is cblas_sgemm(NoTrans, Trans). The n_seq sequences of a
+ * Layout. Row-major fp32. Linear weights keep PyTorch's [out, in]:
+ * y = x W^T + b, packed from W [out, in]. The n_seq sequences of a
  * call lie back to back, T = sum(lens) rows, with no padding: no FLOP is
  * spent on padding. Context scratch (rows of T):
  *   x    [T, H]   the residual stream
@@ -22,20 +26,21 @@
  *   ffn  [T, I]   FFN activations
  *   per thread: kt [d, Lp], vp [L, dp], s [SN_BERT_ATT_ROWS, Lp] for the
  *                 attention of one (sequence, head); Lp, dp rounded to 16
- * Each sgemm accumulates (beta = 1) into a buffer that already holds its
+ * Each product accumulates (C += A W) into a buffer that already holds its
  * bias (and, for the two residual projections, the residual x + bias), so
- * OpenBLAS skips its C-scaling pass and no separate bias pass is needed:
+ * no separate bias or residual pass is needed:
  *   qkv = b_qkv + x Wqkv^T; att = attention(qkv); x = LN(x + b_o + att Wo^T);
  *   ffn = GELU(b_i + x Wi^T); x = LN(x + b_f + ffn Wf^T)
  * The fills and adds ride along with the previous step's LayerNorm/GELU.
  *
- * Threads. OpenBLAS runs the sgemms on its threads. Everything else runs
- * on the context's own helpers (as many threads as OpenBLAS uses), 4
- * fork-joins per layer, skipped when the step is too small to pay for the
- * wake-up (SN_BERT_PAR_MIN). OpenBLAS's idle threads spin on sched_yield
- * for a while after each call and so compete with the helpers;
- * OPENBLAS_THREAD_TIMEOUT=4 in the environment makes them sleep at once
- * (~10% faster here). A context must not cross fork().
+ * Threads. Everything runs on the context's own helpers: as many threads
+ * as OpenBLAS is allowed (openblas_get_num_threads(), which the daemon sets
+ * to cores / workers), capped at the cores. 8 fork-joins per layer: the 4
+ * products, split by W's panels (each thread writes its own columns), and
+ * the 4 row-wise/attention steps; each is run inline when too small to pay
+ * for the wake-up (SN_BERT_PAR_MIN). The forward pass makes no OpenBLAS
+ * call, so no OpenBLAS thread spins beside the helpers. A context must not
+ * cross fork().
  *
  * Invariants.
  *   - Every input is checked before any work: ids in [0, vocab), each
@@ -44,23 +49,25 @@
  *     whatever the input.
  *   - The context's buffers only grow (up to SN_BERT_MAX_TOKENS rows), so a
  *     steady workload allocates nothing per call.
- *   - Row-wise steps and attention give bit-identical results whatever
- *     the batch and the thread split: each row, and each (sequence, head),
- *     runs the same code whichever thread takes it, and vector tails run
- *     the vector code on a padded copy. The sgemms are the exception:
- *     OpenBLAS rounds a row differently depending on M and on its place in
- *     the matrix (its Haswell kernels; its SkylakeX ones only for M = 1),
- *     so a sequence alone and in a batch differ by ~1e-6
- *     (tests/test_bert.c bounds it by 1e-5).
+ *   - Every step gives bit-identical results whatever the batch and the
+ *     thread split: each row, and each (sequence, head), runs the same code
+ *     whichever thread takes it, and vector tails run the vector code on a
+ *     padded copy; embed/gemm.c computes each element as one FMA chain in
+ *     k order whatever M and the row's place. So a sequence alone and in a
+ *     batch give the same bits (tests/test_bert.c checks it at every
+ *     kernel level; with OpenBLAS's sgemm they differed by ~1e-6).
  *
  * Tuned for: small sentence encoders (MiniLM-L6: H 384, 6 layers, 12 heads,
  * I 1536) on a few cores, batches of 1 to 64 sequences of 16 to 256 tokens.
- * ~95% of the FLOPs, and ~85% of the time, are the four dense sgemms per
- * layer; so the speed is OpenBLAS's, and OpenBLAS 0.3.21 picks its AVX2
- * (Haswell) kernels on AVX-512 AMD Zen 4/5, half the speed of its SkylakeX
- * ones (OPENBLAS_CORETYPE=SkylakeX; see bench/bench_encode.c). Attention
- * (~5% of FLOPs) is a hand-vectorised kernel: per (sequence, head) sgemm
- * calls cost more in call overhead and single-threading than they compute.
+ * ~95% of the FLOPs, and ~75% of the time (perf, batch 32 x 128), are the
+ * four dense products per layer, on embed/gemm.c's own AVX-512 / AVX2
+ * kernels: they no longer depend on which OpenBLAS kernels the environment
+ * picks (OpenBLAS 0.3.21 runs its AVX2 "Haswell" kernels on AVX-512 Zen
+ * 4/5 under OPENBLAS_CORETYPE=Haswell, half the speed of its SkylakeX
+ * ones), and run at about 2x the former and about the latter (see
+ * bench/bench_encode.c). Attention (~5% of FLOPs, ~12% of the time) is a
+ * hand-vectorised kernel: per (sequence, head) sgemm calls cost more in
+ * call overhead and single-threading than they compute.
  * The element-wise steps are vectorised by hand (GCC/Clang vector
  * extensions, compiled for AVX-512, AVX2 and the baseline, picked at run
  * time; SENSE_BERT_KERNELS=base|avx2 caps the choice): glibc's scalar erff
@@ -80,10 +87,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <cblas.h>
 #include <jansson.h>
 
 #include "embed_int.h"
+#include "gemm.h"
 
 #define SN_BERT_MAX_TOKENS 16384      /* tokens (rows) per forward call */
 #define SN_BERT_MAX_CONFIG (1u << 20) /* bytes of config.json */
@@ -97,7 +107,7 @@
 #define SN_BERT_NAME_MAX 256 /* bytes of a tensor name */
 
 /* ---- kernels -----------------------------------------------------------
- * Everything but the sgemms: LayerNorm, GELU, bias adds, attention. They
+ * Everything but the dense products (embed/gemm.c): LayerNorm, GELU, bias adds, attention. They
  * are written once with GCC/Clang vector extensions at the end of this
  * file (the #else branch of SN_BERT_PASS), and compiled once per target by
  * including this file into itself, each time with its own vector width:
@@ -361,11 +371,15 @@ fail:
 /* ---- weights ------------------------------------------------------------ */
 
 struct sn__bert_layer {
-    const float *qkv_w, *qkv_b; /* fused [3H, H], [3H]: q | k | v */
-    const float *o_w, *o_b;     /* attention output [H, H], [H] */
+    sn__gemm_w_t qkv;           /* packed fused [3H, H]: q | k | v */
+    const float *qkv_b;         /* fused [3H] */
+    sn__gemm_w_t o;             /* packed attention output [H, H] */
+    const float *o_b;           /* [H] */
     const float *ln1_g, *ln1_b;
-    const float *i_w, *i_b;     /* intermediate [I, H], [I] */
-    const float *f_w, *f_b;     /* output [H, I], [H] */
+    sn__gemm_w_t i;             /* packed intermediate [I, H] */
+    const float *i_b;           /* [I] */
+    sn__gemm_w_t f;             /* packed output [H, I] */
+    const float *f_b;           /* [H] */
     const float *ln2_g, *ln2_b;
 };
 
@@ -376,7 +390,7 @@ struct sn__bert {
     const float *word, *pos, *type; /* [vocab, H], [n_pos, H], [types, H] */
     const float *emb_ln_g, *emb_ln_b;
     struct sn__bert_layer *layers;
-    float *fused; /* the fused QKV weights and biases of all layers */
+    float *fused; /* the fused QKV biases of all layers */
 };
 
 /* Bind prefix + printf(fmt, ...) as an f32 tensor of shape [d0] (d1 == 0)
@@ -427,16 +441,52 @@ static int bind_ln(sn__bert_t *m, const float **g, const float **b,
     return bind(m, b, H, 0, err, err_len, "%s.%s", base, bn);
 }
 
-/* Bind every tensor; build the fused QKV copies. */
+/* Drop the resident pages of a weight view that has been packed, when it
+ * lies in the read-only file mapping (a converted f16/bf16 copy does not):
+ * MADV_DONTNEED on a private read-only file mapping only unmaps clean page
+ * cache, which the kernel could re-read; nothing reads the view again. Only
+ * whole pages inside the tensor go; a failure costs memory, not results. */
+static void release_view(const sn__bert_t *m, const float *p, size_t n)
+{
+    const uintptr_t map = (uintptr_t)m->st->map, end = map + m->st->map_len;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p, hi = lo + n * sizeof *p;
+
+    if (!m->st->map || lo < map || hi > end || pg == 0 || (pg & (pg - 1)))
+        return;
+    lo = (lo + pg - 1) & ~(pg - 1);
+    hi &= ~(pg - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* Pack the view src [n_out, n_in] into w, then release the view. */
+static int pack(sn__bert_t *m, sn__gemm_w_t *w, const float *src, int n_out,
+                int n_in, const char *what, int l, const char *path,
+                char *err, size_t err_len)
+{
+    int rc = sn__gemm_pack(w, src, n_out, n_in, 1);
+
+    if (rc)
+        return sn__err(err, err_len, rc == -ENOMEM ? rc : SN_EMODEL,
+                       "'%s': layer %d: cannot pack %s (%d x %d)", path, l,
+                       what, n_out, n_in);
+    release_view(m, src, (size_t)n_out * n_in);
+    return 0;
+}
+
+/* Bind every tensor; pack the four dense weights of each layer (Q, K and V
+ * fused into one [3H, H] matrix) for embed/gemm.c. */
 static int bind_all(sn__bert_t *m, const char *path, char *err,
                     size_t err_len)
 {
     static const char *const prefixes[] = {"", "bert.", "roberta."};
     const sn__bert_hparams_t *hp = &m->hp;
     const int64_t H = hp->n_hidden, FF = hp->n_inter;
-    const size_t per = (size_t)3 * H * H + (size_t)3 * H;
+    const size_t per = (size_t)3 * H;
     char ign[5][48];
     const char *ignore[8];
+    float *qkv = NULL;
     size_t p;
     int rc, l;
 
@@ -466,49 +516,65 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
 
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
     m->fused = malloc(per * (size_t)hp->n_layers * sizeof *m->fused);
-    if (!m->layers || !m->fused)
-        return sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
+    qkv = malloc((size_t)3 * H * H * sizeof *qkv);
+    if (!m->layers || !m->fused || !qkv) {
+        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
+        goto fail;
+    }
 
     for (l = 0; l < hp->n_layers; l++) {
         struct sn__bert_layer *L = &m->layers[l];
-        const float *q, *k, *v, *qb, *kb, *vb;
-        float *w = m->fused + per * (size_t)l, *b = w + 3 * H * H;
+        const float *q, *k, *v, *qb, *kb, *vb, *o_w, *i_w, *f_w;
+        float *b = m->fused + per * (size_t)l;
         char base[64];
 
 #define LB(dst, d0, d1, what)                                                \
     if ((rc = bind(m, dst, d0, d1, err, err_len, "encoder.layer.%d.%s", l,  \
                    what)))                                                   \
-        return rc;
+        goto fail;
         LB(&q, H, H, "attention.self.query.weight");
         LB(&qb, H, 0, "attention.self.query.bias");
         LB(&k, H, H, "attention.self.key.weight");
         LB(&kb, H, 0, "attention.self.key.bias");
         LB(&v, H, H, "attention.self.value.weight");
         LB(&vb, H, 0, "attention.self.value.bias");
-        LB(&L->o_w, H, H, "attention.output.dense.weight");
+        LB(&o_w, H, H, "attention.output.dense.weight");
         LB(&L->o_b, H, 0, "attention.output.dense.bias");
-        LB(&L->i_w, FF, H, "intermediate.dense.weight");
+        LB(&i_w, FF, H, "intermediate.dense.weight");
         LB(&L->i_b, FF, 0, "intermediate.dense.bias");
-        LB(&L->f_w, H, FF, "output.dense.weight");
+        LB(&f_w, H, FF, "output.dense.weight");
         LB(&L->f_b, H, 0, "output.dense.bias");
 #undef LB
         snprintf(base, sizeof base,
                  "encoder.layer.%d.attention.output.LayerNorm", l);
         if ((rc = bind_ln(m, &L->ln1_g, &L->ln1_b, base, err, err_len)))
-            return rc;
+            goto fail;
         snprintf(base, sizeof base, "encoder.layer.%d.output.LayerNorm", l);
         if ((rc = bind_ln(m, &L->ln2_g, &L->ln2_b, base, err, err_len)))
-            return rc;
+            goto fail;
 
-        memcpy(w, q, (size_t)(H * H) * sizeof *w);
-        memcpy(w + H * H, k, (size_t)(H * H) * sizeof *w);
-        memcpy(w + 2 * H * H, v, (size_t)(H * H) * sizeof *w);
+        memcpy(qkv, q, (size_t)(H * H) * sizeof *qkv);
+        memcpy(qkv + H * H, k, (size_t)(H * H) * sizeof *qkv);
+        memcpy(qkv + 2 * H * H, v, (size_t)(H * H) * sizeof *qkv);
         memcpy(b, qb, (size_t)H * sizeof *b);
         memcpy(b + H, kb, (size_t)H * sizeof *b);
         memcpy(b + 2 * H, vb, (size_t)H * sizeof *b);
-        L->qkv_w = w;
         L->qkv_b = b;
+        if ((rc = pack(m, &L->qkv, qkv, (int)(3 * H), (int)H, "query/key/"
+                       "value", l, path, err, err_len)) ||
+            (rc = pack(m, &L->o, o_w, (int)H, (int)H, "attention output",
+                       l, path, err, err_len)) ||
+            (rc = pack(m, &L->i, i_w, (int)FF, (int)H, "intermediate", l,
+                       path, err, err_len)) ||
+            (rc = pack(m, &L->f, f_w, (int)H, (int)FF, "output", l, path,
+                       err, err_len)))
+            goto fail;
+        release_view(m, q, (size_t)(H * H));
+        release_view(m, k, (size_t)(H * H));
+        release_view(m, v, (size_t)(H * H));
     }
+    free(qkv);
+    qkv = NULL;
 
     /* What a checkpoint may carry besides the encoder: the pooler, the
      * position_ids / token_type_ids buffers, and the pre-training heads of
@@ -524,6 +590,9 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
     ignore[4] = "lm_head.";
     ignore[5] = NULL;
     return sn__st_check_unused(m->st, ignore, err, err_len);
+fail:
+    free(qkv);
+    return rc;
 }
 
 int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
@@ -570,6 +639,12 @@ void sn__bert_free(sn__bert_t *m)
     if (!m)
         return;
     sn__st_close(m->st);
+    for (int l = 0; m->layers && l < m->hp.n_layers; l++) {
+        sn__gemm_free(&m->layers[l].qkv);
+        sn__gemm_free(&m->layers[l].o);
+        sn__gemm_free(&m->layers[l].i);
+        sn__gemm_free(&m->layers[l].f);
+    }
     free(m->layers);
     free(m->fused);
     free(m);
@@ -581,12 +656,13 @@ const sn__bert_hparams_t *sn__bert_hparams(const sn__bert_t *m)
 }
 
 /* ---- context: scratch and a small thread pool ---------------------------
- * OpenBLAS runs the sgemms on its threads; everything else (attention,
- * LayerNorm, GELU, bias fills) is split over the context's own helper
- * threads, as many as OpenBLAS uses, in one fork-join "job" per step:
- * 4 per layer. Rows are split evenly; attention (sequence, head) items are
- * handed out through an atomic counter. Each row and each item runs the
- * same code whatever thread takes it, so the split never changes a bit. */
+ * Every step (the dense products, attention, LayerNorm, GELU, bias fills)
+ * is split over the context's own helper threads, as many as OpenBLAS is
+ * allowed, in one fork-join "job" per step: 8 per layer. Products are
+ * split by W's panels; rows are split evenly; attention (sequence, head)
+ * items are handed out through an atomic counter. Each element, row and
+ * item runs the same code whatever thread takes it, so the split never
+ * changes a bit. */
 
 typedef struct {
     int rows;              /* row phase: rows [0, rows), split evenly */
@@ -600,6 +676,9 @@ typedef struct {
     int fill_cols;
     int n_items;           /* attention phase: n_att_seq x heads items */
     int next;              /* next item (atomic) */
+    const sn__gemm_w_t *gw; /* gemm phase: g_c[rows, n] += g_a[rows, k] W */
+    const float *g_a;
+    float *g_c;
 } job_t;
 
 typedef struct {
@@ -610,6 +689,7 @@ typedef struct {
 struct sn__bert_ctx {
     const sn__bert_t *m;
     const kernels_t *k;
+    int gemm_level; /* embed/gemm.c's kernels, capped like k */
     float *arena; /* all the buffers below, 64-byte aligned */
     int cap;      /* rows the buffers hold */
     int cap_len;  /* longest sequence the attention scratch holds */
@@ -640,6 +720,11 @@ static void job_run(sn__bert_ctx_t *c, int tid, int n_threads)
     int r1 = (int)((long long)j->rows * (tid + 1) / n_threads);
     int n = r1 - r0;
 
+    if (j->gw) { /* the parts split W's panels: disjoint columns of C */
+        sn__gemm_acc(c->gemm_level, j->gw, j->g_a, (size_t)j->gw->k, j->g_c,
+                     (size_t)j->gw->n, j->rows, tid, n_threads);
+        return;
+    }
     if (n > 0) {
         if (j->ln)
             c->k->ln(j->ln + (size_t)r0 * H, j->ln_g, j->ln_b, n, H,
@@ -725,6 +810,7 @@ sn__bert_ctx_t *sn__bert_ctx_new(const sn__bert_t *m)
         return NULL;
     c->m = m;
     c->k = kernels_pick();
+    c->gemm_level = sn__gemm_level();
     c->n_threads = 1;
     if (want > n_cpu)
         want = (int)n_cpu;
@@ -834,13 +920,19 @@ static int ctx_reserve(sn__bert_ctx_t *c, int n_tok, int max_len)
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* y[T, n_out] += x[T, n_in] W^T, W [n_out, n_in]; y holds the bias (and
- * the residual) already, so OpenBLAS skips its C-scaling pass. */
-static void linear_acc(const float *x, const float *w, float *y, int T,
-                       int n_out, int n_in)
+/* y[T, n_out] += x[T, n_in] W^T, W packed [n_out, n_in]; y holds the bias
+ * (and the residual) already. Split over the helpers by W's panels. */
+static void linear_acc(sn__bert_ctx_t *c, const float *x,
+                       const sn__gemm_w_t *w, float *y, int T)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n_out, n_in,
-                1.0f, x, n_in, w, n_in, 1.0f, y, n_out);
+    job_t *j = &c->job;
+
+    memset(j, 0, sizeof *j);
+    j->rows = T;
+    j->gw = w;
+    j->g_a = x;
+    j->g_c = y;
+    job_go(c, 2.0 * T * w->n * w->k);
 }
 
 int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
@@ -923,7 +1015,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         const struct sn__bert_layer *L = &m->layers[l];
 
         /* qkv = bias + x Wqkv^T; attention; x += attention-output bias */
-        linear_acc(c->x, L->qkv_w, c->qkv, T, 3 * H, H);
+        linear_acc(c, c->x, &L->qkv, c->qkv, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->add = c->x;
@@ -932,7 +1024,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         job_go(c, att_work);
 
         /* x = LN(x + att Wo^T); ffn = intermediate bias */
-        linear_acc(c->att, L->o_w, c->x, T, H, H);
+        linear_acc(c, c->att, &L->o, c->x, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->ln = c->x;
@@ -944,7 +1036,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         job_go(c, (double)T * (4 * H + FF));
 
         /* ffn = GELU(ffn + x Wi^T); x += output bias */
-        linear_acc(c->x, L->i_w, c->ffn, T, FF, H);
+        linear_acc(c, c->x, &L->i, c->ffn, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->gelu = c->ffn;
@@ -953,7 +1045,7 @@ int sn__bert_forward(const sn__bert_t *m, sn__bert_ctx_t *c,
         job_go(c, (double)T * 16 * FF);
 
         /* x = LN(x + ffn Wf^T); qkv = the next layer's bias */
-        linear_acc(c->ffn, L->f_w, c->x, T, H, FF);
+        linear_acc(c, c->ffn, &L->f, c->x, T);
         memset(j, 0, sizeof *j);
         j->rows = T;
         j->ln = c->x;

