@@ -34,9 +34,10 @@
  *        [--batches 1,8,32] [--lens 16,128] [--json FILE] [--onnx FILE]
  * --model defaults to minilm-ort/ beside the bench_minilm binary (inside
  * the build folder, ignored by git). --threads (default: the number of
- * cores) sets ORT's intra-op threads; the C side uses OpenBLAS's threads
- * (OPENBLAS_NUM_THREADS, else every core). The environment reaches the C
- * process unchanged (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT, ...).
+ * cores) sets ORT's intra-op threads; the C side runs as many threads as
+ * OpenBLAS would (OPENBLAS_NUM_THREADS, else every core) on its own GEMM
+ * (embed/gemm.c); OpenBLAS computes only the roofline. The environment
+ * reaches the C process unchanged (SENSE_BERT_KERNELS, OPENBLAS_*).
  * SENSE_BENCH_PYTHON overrides /usr/bin/python3; SENSE_BENCH_NODE_MODULES
  * another folder for the npm packages. --onnx runs ORT on another ONNX file
  * of the same weights (e.g. one optimized offline with ORT's Python
@@ -299,14 +300,9 @@ async function main() {
     console.log(`model: ${info.model} (H ${H}, ${NL} layers, ` +
                 `${info.heads} heads, I ${I}, vocab ${info.vocab}), ` +
                 `random weights in ${a.model}`);
-    console.log(`C:   embed/bert.c, OpenBLAS ${info.openblas_core} ` +
-                `kernels, ${info.openblas_threads} threads, bert.c kernels ` +
-                `${info.bert_kernels}`);
-    if (info.cpu_avx512 && info.openblas_core === 'Haswell')
-      console.log('note: this CPU has AVX-512 but OpenBLAS runs its AVX2 ' +
-                  'kernels (OPENBLAS_CORETYPE=Haswell?); ORT uses its own ' +
-                  'AVX-512 kernels. OPENBLAS_CORETYPE=SkylakeX ' +
-                  'OPENBLAS_THREAD_TIMEOUT=4 gives C the AVX-512 ones');
+    console.log(`C:   embed/bert.c on embed/gemm.c, ${info.openblas_threads} ` +
+                `threads, kernels ${info.bert_kernels} (OpenBLAS, ` +
+                `${info.openblas_core}, only for the roofline)`);
     console.log(`ORT: onnxruntime-node ${ort.env.versions.node}, CPU EP, ` +
                 `intra-op threads ${opts.intraOpNumThreads}, inter-op ` +
                 `${opts.interOpNumThreads}, ${opts.executionMode}, graph ` +

@@ -28,15 +28,17 @@
  * k in blocks of SN_GEMM_KC = 256: the A block (252 x 256 x 4 = 252 KB)
  * stays in L2 while every panel of the part streams past it, and a B
  * sub-panel (256 x SW floats, 32 KB at most) stays in L1 while all the row
- * tiles of the block use it. C is loaded into the accumulators at the start
- * of each k block and stored at its end.
+ * tiles of the block use it. The accumulators start at zero for each k
+ * block and are added to C at its end: C often holds a residual much
+ * larger than the products, and folding every product into it (one chain
+ * from C's value) lost ten times more precision (3e-5 against 3e-6 on
+ * bench/ort_bench.js's model) than rounding against it once per block.
  *
  * Invariants.
- *   - C's element (i, j) is one FMA chain, c = fma(a[i][k], w[k][j], c) for
- *     k = 0, 1, ..., k-1 in order, starting from the value C held: the k
- *     blocks continue the chain through C, tail rows run the same code with
- *     a smaller MR, and the last, partial panel runs it on a padded copy of
- *     C's tile. So a row's result does not depend on m, on the row's place,
+ *   - C's element (i, j) is C's value plus, for each k block in order, one
+ *     FMA chain s = fma(a[i][k], w[k][j], s) from s = 0 over the block's k
+ *     in order: tail rows run the same code with a smaller MR, and the
+ *     last, partial panel runs it on a padded copy of C's tile. So a row's result does not depend on m, on the row's place,
  *     on the blocking or on the split into parts: a sequence alone and in a
  *     batch give bit-identical results (within one kernel level; the base
  *     level uses separate multiply and add, the others fused).
@@ -249,7 +251,7 @@ SN_INLINE void tile(const float *a, size_t lda, const float *b, int kc,
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < SN_NV; v++)
-            acc[r][v] = v_load(c + (size_t)r * ldc + SN_W * v);
+            acc[r][v] = v_set1(0.0f);
     for (int k = 0; k < kc; k++) {
         vf bv[SN_NV];
 #pragma GCC unroll 4
@@ -267,7 +269,8 @@ SN_INLINE void tile(const float *a, size_t lda, const float *b, int kc,
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < SN_NV; v++)
-            v_store(c + (size_t)r * ldc + SN_W * v, acc[r][v]);
+            v_store(c + (size_t)r * ldc + SN_W * v,
+                    v_load(c + (size_t)r * ldc + SN_W * v) + acc[r][v]);
 }
 
 /* One (row block, k block, panel): C [m x nc] += A [m x kc] B [kc x 32]. */
