@@ -17,6 +17,24 @@
  * Prints a human-readable summary on stderr and one JSON line on stdout:
  *   {"impl":"c","n":2000,"batch":16,"load_s":..,"encode_s":..,
  *    "total_s":..,"encode_per_s":..,"total_per_s":..,"checksum":..}
+ *
+ * Grid modes, encoding in-process only (the model loaded first):
+ *   build/bench_use --grid [--rounds 3] [--seconds 1] [--texts OUT_JSON]
+ *   build/bench_use --serve [--texts OUT_JSON]   # driven by use_tfjs.js
+ * Both first build GRID_POOL (256) different texts per length, ~16 and ~128
+ * model tokens as this tokenizer counts them (128 is the graph's clip; USE
+ * Lite adds no specials): seeded random words of the sentences file (its
+ * printable-ASCII words), appended while the count stays within the
+ * length. --texts writes them, with their token counts, as JSON
+ * {"lengths":[{"length":16,"texts":[..],"tokens":[..]},..]}, which is how
+ * use_tfjs.js --grid gives TF.js the same texts. A call tokenizes and
+ * encodes one batch, the pool walked cyclically from its start; a turn is
+ * one warm-up call then timed calls for at least --seconds (and
+ * GRID_MIN_CALLS). --grid prints C's table, batch {1, 8, 32} x length,
+ * median sentences/s and tokens/s over --rounds turns. --serve answers
+ * stdin commands with one JSON line each: "run LENGTH BATCH SECONDS" (one
+ * turn: calls, sentences, tokens, seconds), "vec LENGTH INDEX" (the
+ * embedding of one pool text), "quit".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,7 +352,28 @@ static int grid_len_index(int len)
     return -1;
 }
 
-/* --serve: "run LENGTH BATCH SECONDS" -> one JSON line; "quit" ends */
+/* "vec LENGTH INDEX": the embedding of one pool text, alone, as JSON */
+static void grid_vec(grid_t *g, int l, int i)
+{
+    char err[1024];
+    long tok = 0;
+    double sum = 0;
+    if (grid_call(g, l, 1, i, &tok, &sum, err, sizeof err) != 0) {
+        json_t *e = json_pack("{s:b,s:s}", "ok", 0, "error", err);
+        char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        printf("%s\n", s ? s : "{\"ok\":false}");
+        free(s);
+        json_decref(e);
+        return;
+    }
+    printf("{\"ok\":true,\"vec\":[");
+    for (int k = 0; k < g->dim; k++)
+        printf("%s%.9g", k ? "," : "", (double)g->out[k]);
+    printf("]}\n");
+}
+
+/* --serve: "run LENGTH BATCH SECONDS" -> one JSON line; "vec LENGTH
+ * INDEX" -> {"ok":true,"vec":[..]}; "quit" ends */
 static int grid_serve(grid_t *g)
 {
     char line[GRID_MAX_LINE], err[1024];
@@ -347,6 +386,14 @@ static int grid_serve(grid_t *g)
         err[0] = '\0';
         if (strncmp(line, "quit", 4) == 0)
             break;
+        if (sscanf(line, "vec %d %d", &len, &b) == 2) {
+            if (grid_len_index(len) < 0 || b < 0 || b >= GRID_POOL)
+                printf("{\"ok\":false,\"error\":\"bad command\"}\n");
+            else
+                grid_vec(g, grid_len_index(len), b);
+            fflush(stdout);
+            continue;
+        }
         if (sscanf(line, "run %d %d %lf", &len, &b, &seconds) != 3 ||
             grid_len_index(len) < 0 || b < 1 || b > MAX_BATCH ||
             !(seconds >= 0)) {

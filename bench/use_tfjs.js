@@ -257,6 +257,15 @@ async function grid(args, core, embeddings) {
       });
     }
     if (bad) throw new Error(`${bad} texts tokenize differently in JS and C`);
+    // same vectors: 4 texts of each length, one at a time
+    let maxDiff = 0;
+    for (const L of LENGTHS) {
+      for (const i of [0, 1, 100, 255]) {
+        const cv = (await c.cmd(`vec ${L} ${i}`)).vec;
+        const [jv] = await model.embed([pools[L].texts[i]]);
+        jv.forEach((x, k) => { maxDiff = Math.max(maxDiff, Math.abs(x - cv[k])); });
+      }
+    }
 
     const backend = core.getBackend();
     const simd = await core.env().getAsync('WASM_HAS_SIMD_SUPPORT');
@@ -269,6 +278,10 @@ async function grid(args, core, embeddings) {
                 `${process.env.OPENBLAS_NUM_THREADS || 'default (all cores)'}` +
                 `, OPENBLAS_CORETYPE ` +
                 `${process.env.OPENBLAS_CORETYPE || 'default'}`);
+    console.log(`agreement: max |C - TF.js| = ${maxDiff.toExponential(2)} ` +
+                `over 8 texts (all texts: same token counts)`);
+    if (!(maxDiff < 1e-4))
+      throw new Error(`C and TF.js disagree (max diff ${maxDiff})`);
     console.log(`${os.cpus().length} cores; load average ` +
                 `${load0.map((x) => x.toFixed(2)).join(' ')}; ` +
                 `${args.rounds} rounds x ~${args.seconds} s per side and cell`);
@@ -307,7 +320,7 @@ async function grid(args, core, embeddings) {
                 `${load1.map((x) => x.toFixed(2)).join(' ')}`);
     if (args.json) {
       fs.writeFileSync(args.json, JSON.stringify({
-        backend, simd, threads, cores: os.cpus().length,
+        backend, simd, threads, cores: os.cpus().length, max_diff: maxDiff,
         loadavg_before: load0, loadavg_after: load1,
         rounds: args.rounds, seconds: args.seconds, rows,
       }, null, 1));
