@@ -150,8 +150,11 @@ static int grid_words(const json_t *sents, const char **words, int cap)
             }
             if (e > s && ok) {
                 char *w = strndup(s, (size_t)(e - s));
-                if (!w)
+                if (!w) {
+                    while (n > 0)
+                        free((char *)words[--n]);
                     return -1;
+                }
                 words[n++] = w;
             }
             s = e;
@@ -216,8 +219,9 @@ static int grid_build(grid_t *g, const json_t *sents, char *err,
     char buf[GRID_MAX_TEXT];
     int n_words = grid_words(sents, words, GRID_MAX_WORDS), rc = -1;
     if (n_words < 16) {
-        snprintf(err, err_len, "the sentences file has %d usable words",
-                 n_words);
+        snprintf(err, err_len, n_words < 0 ? "out of memory"
+                                           : "the sentences file has %d "
+                                             "usable words", n_words);
         goto fail;
     }
     for (int l = 0; l < N_GRID_LENS; l++) {
