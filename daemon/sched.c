@@ -21,8 +21,10 @@
  * the workers are busy wait in the queue and form the next batch, so under
  * load batches fill by themselves. A free worker that finds texts queued
  * starts at once, unless it has evidence that more requests are about to
- * arrive; then it holds the batch for at most the window (window_us,
- * --batch-wait-us, 2 ms by default) from the moment it was free to run it.
+ * arrive; then it holds the batch until at most the window (window_us,
+ * --batch-wait-us, 2 ms by default) after the oldest queued text arrived:
+ * no text is held longer than that for others, and texts that queued
+ * behind a busy worker, having waited already, are not held at all.
  * The evidence is `expect`: how many jobs the last batch held (requests
  * that arrived together: a lone client's batches hold one; N clients in
  * lockstep come back together after their replies), capped by the open
@@ -320,8 +322,6 @@ static void *worker_main(void *arg)
     sn__sched_t *s = w->s;
     int64_t window = (int64_t)s->o.window_us * 1000;
 
-    int64_t t_free = sn__now_ns(); /* since when this worker is free */
-
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (s->prep_head) {
@@ -339,7 +339,6 @@ static void *worker_main(void *arg)
                 enqueue(s, job);
             }
             pthread_mutex_lock(&s->mu);
-            t_free = sn__now_ns();
             continue;
         }
         if (!s->head) {
@@ -350,9 +349,7 @@ static void *worker_main(void *arg)
         }
         /* more requests expected: let the batch fill, until they are
          * here, the budget is, or the window ends (see the top) */
-        int64_t t0 = s->head->job->t_enq > t_free ? s->head->job->t_enq
-                                                  : t_free;
-        int64_t deadline = t0 + window;
+        int64_t deadline = s->head->job->t_enq + window;
         while (s->head && !s->stop && !s->prep_head &&
                s->n_jobs < expected_jobs(s) &&
                s->queued_tokens < s->o.batch_tokens &&
@@ -367,7 +364,6 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         run_batch(s, w);
         pthread_mutex_lock(&s->mu);
-        t_free = sn__now_ns();
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
