@@ -35,7 +35,9 @@
  * (one job queued, one expected); N concurrent clients wait only for each
  * other, for no longer than the window, and when some of them go away the
  * batch that times out holds fewer jobs and lowers `expect` (one window
- * lost per drop in concurrency). Waiting costs no CPU on the cores the
+ * lost per drop in concurrency). With several workers, the free ones share
+ * `expect` (each waits for its part, rounded up), so that N clients keep
+ * every worker busy instead of waiting to form one batch for one of them. Waiting costs no CPU on the cores the
  * clients and the loop need to send the requests being waited for; not
  * waiting (window 0) starts the first arrival alone and batches the rest
  * behind it, which keeps throughput but splits lockstep clients into a
@@ -92,7 +94,8 @@ struct sn__sched {
     item_t *head, *tail;
     int n_items;
     int n_jobs;        /* jobs with texts in the queue */
-    int n_expect;      /* jobs the last batch held: requests arriving together */
+    int n_expect;      /* jobs the last batch held (arrived together) */
+    int n_busy;        /* workers running a batch or a job's step */
     long queued_tokens;
     sn__job_t *prep_head, *prep_tail;
     int n_prep;
@@ -231,16 +234,17 @@ static void take_batch(sn__sched_t *s, worker_t *w)
 }
 
 /* How many jobs a free worker waits for (mu held): as many as the last
- * batch held, but no more than there are connections to send them. */
+ * batch held, but no more than there are connections to send them, shared
+ * among the free workers. */
 static int expected_jobs(const sn__sched_t *s)
 {
-    int n = s->n_expect;
+    int n = s->n_expect, n_free = s->o.n_workers - s->n_busy;
     if (s->o.n_conns) {
         int n_conns = __atomic_load_n(s->o.n_conns, __ATOMIC_RELAXED);
         if (n_conns < n)
             n = n_conns;
     }
-    return n;
+    return n_free > 1 ? (n + n_free - 1) / n_free : n;
 }
 
 static void record_failure(sn__sched_t *s, sn__job_t *job, int i_text,
@@ -330,6 +334,7 @@ static void *worker_main(void *arg)
             if (!s->prep_head)
                 s->prep_tail = NULL;
             s->n_prep--;
+            s->n_busy++;
             pthread_mutex_unlock(&s->mu);
             if (job->run) {
                 job->run(job, w->ctx);
@@ -339,6 +344,7 @@ static void *worker_main(void *arg)
                 enqueue(s, job);
             }
             pthread_mutex_lock(&s->mu);
+            s->n_busy--;
             continue;
         }
         if (!s->head) {
@@ -361,9 +367,11 @@ static void *worker_main(void *arg)
         if (!s->head)
             continue;
         take_batch(s, w);
+        s->n_busy++;
         pthread_mutex_unlock(&s->mu);
         run_batch(s, w);
         pthread_mutex_lock(&s->mu);
+        s->n_busy--;
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;

@@ -904,7 +904,8 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
         goto fail;
     sched_o = opts->sched;
     sched_o.n_conns = &srv->ops.n_conns; /* waits only for who is there */
-    if ((rc = sn__sched_start(model, &sched_o, &srv->ops.sched, err, err_len)) ||
+    if ((rc = sn__sched_start(model, &sched_o, &srv->ops.sched, err,
+                              err_len)) ||
         (rc = sn__lane_start(&srv->ops.lane, err, err_len)))
         goto fail;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
