@@ -258,6 +258,7 @@ struct sn__job {
     /* private to sched */
     void *items;
     int n_left;
+    int n_queued;           /* texts still in the queue */
     int64_t t_enq;
     sn__job_t *next;
 };
@@ -269,7 +270,10 @@ typedef struct sn__sched sn__sched_t;
 typedef struct {
     int n_workers;
     int batch_tokens;   /* estimated tokens per forward batch */
-    int window_us;      /* how long a worker waits to fill a batch */
+    int window_us;      /* the longest a free worker holds queued texts
+                         * while more requests are expected */
+    const int *n_conns; /* open connections (atomic), or NULL: a bound on
+                         * how many requests can arrive together */
 } sn__sched_opts_t;
 
 int sn__sched_start(const sn_model_t *model, const sn__sched_opts_t *opts,

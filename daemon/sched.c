@@ -3,21 +3,45 @@
  *
  * The encoder workers (sn__sched_*): N threads, each with its own sn_ctx_t,
  * share one queue of texts. A job (an embed request's texts, an add
- * request's chunks, a search query) puts its texts on the queue; a worker
- * that finds texts waiting lets the queue fill for a short window (the
- * oldest text's enqueue time + window_us, 2 ms by default) unless a batch's
- * worth of estimated tokens is already there, then takes texts that share
- * the head's options (prompt, dimensions, token states) up to the token
- * budget, across jobs and connections, and encodes them in one
- * sn_model_embed() call. sn_model_embed() packs texts without padding, so a
- * text's vector does not depend on the batch it landed in. When a batch
- * fails (a text the tokenizer refuses), its texts are retried one by one so
- * that only the bad text's job fails. A job's `done` runs once, on the
- * worker that finished its last text. Jobs with a `prepare` step (chunking
- * a document) run it on a worker before their texts are queued, ahead of
- * queued texts. Jobs with a `run` step (word senses: the library encodes
- * and scores by itself) share that queue: a worker calls run() with its
- * own sn_ctx_t, then done(); they have no texts to batch.
+ * request's chunks, a search query) puts its texts on the queue; a free
+ * worker takes texts that share the head's options (prompt, dimensions,
+ * token states) up to the token budget, across jobs and connections, and
+ * encodes them in one sn_model_embed() call. sn_model_embed() packs texts
+ * without padding, so a text's vector does not depend on the batch it
+ * landed in. When a batch fails (a text the tokenizer refuses), its texts
+ * are retried one by one so that only the bad text's job fails. A job's
+ * `done` runs once, on the worker that finished its last text. Jobs with a
+ * `prepare` step (chunking a document) run it on a worker before their
+ * texts are queued, ahead of queued texts. Jobs with a `run` step (word
+ * senses: the library encodes and scores by itself) share that queue: a
+ * worker calls run() with its own sn_ctx_t, then done(); they have no texts
+ * to batch.
+ *
+ * When to start a batch (continuous batching): requests that arrive while
+ * the workers are busy wait in the queue and form the next batch, so under
+ * load batches fill by themselves. A free worker that finds texts queued
+ * starts at once, unless it has evidence that more requests are about to
+ * arrive; then it holds the batch until at most the window (window_us,
+ * --batch-wait-us, 2 ms by default) after the oldest queued text arrived:
+ * no text is held longer than that for others, and texts that queued
+ * behind a busy worker, having waited already, are not held at all.
+ * The evidence is `expect`: how many jobs the last batch held (requests
+ * that arrived together: a lone client's batches hold one; N clients in
+ * lockstep come back together after their replies), capped by the open
+ * connections (a connection's pipelined requests arrive in one read, so
+ * waiting is for other connections only). The worker starts as soon as
+ * the queue holds `expect` jobs, or a batch's worth of tokens or texts, or
+ * prepare work is waiting, or the window ends. So a lone client never waits
+ * (one job queued, one expected); N concurrent clients wait only for each
+ * other, for no longer than the window, and when some of them go away the
+ * batch that times out holds fewer jobs and lowers `expect` (one window
+ * lost per drop in concurrency). With several workers, the free ones share
+ * `expect` (each waits for its part, rounded up), so that N clients keep
+ * every worker busy instead of waiting to form one batch for one of them. Waiting costs no CPU on the cores the
+ * clients and the loop need to send the requests being waited for; not
+ * waiting (window 0) starts the first arrival alone and batches the rest
+ * behind it, which keeps throughput but splits lockstep clients into a
+ * small batch and a large one.
  *
  * The storage lane (sn__lane_*): one thread, because SQLite writes are
  * serialized anyway and the store's calls hold its mutex. Tasks run in
@@ -31,7 +55,7 @@
  * its turn ends when it is submitted again without keep_turn.
  *
  * Tuned for: a few cores, requests of 1..1000 short texts, and latency of a
- * lone request close to one forward pass plus the window.
+ * lone request close to one forward pass.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -69,6 +93,9 @@ struct sn__sched {
     pthread_cond_t cv;
     item_t *head, *tail;
     int n_items;
+    int n_jobs;        /* jobs with texts in the queue */
+    int n_expect;      /* jobs the last batch held (arrived together) */
+    int n_busy;        /* workers running a batch or a job's step */
     long queued_tokens;
     sn__job_t *prep_head, *prep_tail;
     int n_prep;
@@ -99,6 +126,8 @@ static void enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
 {
     job->items = items;
     job->n_left = job->n;
+    job->n_queued = job->n;
+    s->n_jobs++;
     job->t_enq = sn__now_ns();
     for (int i = 0; i < job->n; i++) {
         item_t *it = &items[i];
@@ -178,6 +207,7 @@ static void take_batch(sn__sched_t *s, worker_t *w)
     item_t **pp = &s->head, *prev = NULL;
     const sn_embed_opts_t *key = &s->head->job->opts;
     long tokens = 0;
+    int n_jobs = 0;
     w->n_batch = 0;
     while (*pp && w->n_batch < SN_SCHED_MAX_BATCH) {
         item_t *it = *pp;
@@ -194,8 +224,27 @@ static void take_batch(sn__sched_t *s, worker_t *w)
             s->tail = prev;
         s->n_items--;
         s->queued_tokens -= it->est;
+        if (--it->job->n_queued == 0)
+            s->n_jobs--;
+        /* a job's texts are contiguous in the queue, and so in the batch */
+        n_jobs += w->n_batch == 0 || w->batch[w->n_batch - 1]->job != it->job;
         w->batch[w->n_batch++] = it;
     }
+    s->n_expect = n_jobs;
+}
+
+/* How many jobs a free worker waits for (mu held): as many as the last
+ * batch held, but no more than there are connections to send them, shared
+ * among the free workers. */
+static int expected_jobs(const sn__sched_t *s)
+{
+    int n = s->n_expect, n_free = s->o.n_workers - s->n_busy;
+    if (s->o.n_conns) {
+        int n_conns = __atomic_load_n(s->o.n_conns, __ATOMIC_RELAXED);
+        if (n_conns < n)
+            n = n_conns;
+    }
+    return n_free > 1 ? (n + n_free - 1) / n_free : n;
 }
 
 static void record_failure(sn__sched_t *s, sn__job_t *job, int i_text,
@@ -285,6 +334,7 @@ static void *worker_main(void *arg)
             if (!s->prep_head)
                 s->prep_tail = NULL;
             s->n_prep--;
+            s->n_busy++;
             pthread_mutex_unlock(&s->mu);
             if (job->run) {
                 job->run(job, w->ctx);
@@ -294,6 +344,7 @@ static void *worker_main(void *arg)
                 enqueue(s, job);
             }
             pthread_mutex_lock(&s->mu);
+            s->n_busy--;
             continue;
         }
         if (!s->head) {
@@ -302,9 +353,11 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
-        /* let the batch fill: until the budget or the window's end */
+        /* more requests expected: let the batch fill, until they are
+         * here, the budget is, or the window ends (see the top) */
         int64_t deadline = s->head->job->t_enq + window;
         while (s->head && !s->stop && !s->prep_head &&
+               s->n_jobs < expected_jobs(s) &&
                s->queued_tokens < s->o.batch_tokens &&
                s->n_items < SN_SCHED_MAX_BATCH && sn__now_ns() < deadline) {
             struct timespec ts;
@@ -314,9 +367,11 @@ static void *worker_main(void *arg)
         if (!s->head)
             continue;
         take_batch(s, w);
+        s->n_busy++;
         pthread_mutex_unlock(&s->mu);
         run_batch(s, w);
         pthread_mutex_lock(&s->mu);
+        s->n_busy--;
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -342,6 +397,7 @@ int sn__sched_start(const sn_model_t *model, const sn__sched_opts_t *opts,
         s->o.batch_tokens = 1;
     if (s->o.window_us < 0)
         s->o.window_us = 0;
+    s->n_expect = 1;
     s->max_tokens = sn_model_max_tokens(model);
     if (s->max_tokens < 1)
         s->max_tokens = 512;

@@ -892,6 +892,7 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
                    const sn_wsd_morph_t *morph, char *err, size_t err_len)
 {
     sn__server_t *srv = calloc(1, sizeof *srv);
+    sn__sched_opts_t sched_o;
     int rc = 0, lock_fd = -1, loop_ok = 0, mu_ok = 0;
 
     if (!srv)
@@ -932,7 +933,9 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->drain.data = srv;
     if ((rc = server_listen(srv, err, err_len)))
         goto fail;
-    if ((rc = sn__sched_start(model, &opts->sched, &srv->ops.sched, err,
+    sched_o = opts->sched;
+    sched_o.n_conns = &srv->ops.n_conns; /* waits only for who is there */
+    if ((rc = sn__sched_start(model, &sched_o, &srv->ops.sched, err,
                               err_len)) ||
         (rc = sn__lane_start(&srv->ops.lane, err, err_len)) ||
         (rc = readers_start(srv, err, err_len)))

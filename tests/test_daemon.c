@@ -316,6 +316,13 @@ typedef struct {
     pthread_barrier_t *go;
 } conc_t;
 
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void *conc_main(void *arg)
 {
     conc_t *t = arg;
@@ -1414,6 +1421,83 @@ int main(void)
         char idx[200];
         snprintf(idx, sizeof idx, "%s.idx", db_path);
         CHECK(access(idx, F_OK) == 0);
+    }
+
+    /* ---- the batch window: a lone client does not wait for it --------------------- */
+    phase("batch window: lone client not held, concurrent ones batched");
+    {
+        /* a window far longer than any forward pass of the tiny model: a
+         * request that waited for it would take >= 500 ms */
+        pid = daemon_start(model, "--batch-wait-us", "500000", NULL);
+        c = cl_open();
+        double worst = 0;
+        for (int i = 0; i < 5; i++) {
+            int idx = i % N_POOL;
+            char *e = embed_req(i, &idx, 1);
+            double t0 = mono_ms();
+            r = cl_call(c, e);
+            double ms = mono_ms() - t0;
+            free(e);
+            check_ok(r, "lone embed, long window");
+            json_decref(r);
+            if (ms > worst)
+                worst = ms;
+        }
+        printf(" [lone: worst %.1f ms]", worst);
+        CHECK(worst < 250);
+        /* concurrent clients still share batches */
+        pthread_t th[8];
+        conc_t t[8];
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 8);
+        double t0 = mono_ms();
+        for (int i = 0; i < 8; i++) {
+            t[i] = (conc_t){.i_client = i, .go = &go};
+            CHECK(pthread_create(&th[i], NULL, conc_main, &t[i]) == 0);
+        }
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+            CHECK_EQ(t[i].n_ok, 10);
+            CHECK(t[i].diff <= 1e-5);
+        }
+        pthread_barrier_destroy(&go);
+        printf(" [8 clients x 10: %.0f ms]", mono_ms() - t0);
+        char *log = slurp(log_path);
+        int mixed = 0;
+        for (char *p = log; (p = strstr(p, "texts (")); p++)
+            if (atoi(p + 7) >= 2)
+                mixed = 1;
+        free(log);
+        CHECK(mixed);
+        /* once the others have gone, a lone client is not held either */
+        for (int k = 1;; k++) {
+            CHECK(k < 2000);
+            r = cl_call(c, "{\"op\":\"stats\"}");
+            long long n = json_integer_value(json_object_get(r, "connections"));
+            json_decref(r);
+            if (n == 1)
+                break;
+            usleep(1000);
+        }
+        worst = 0;
+        for (int i = 0; i < 5; i++) {
+            int idx = (i + 3) % N_POOL;
+            char *e = embed_req(i, &idx, 1);
+            double t1 = mono_ms();
+            r = cl_call(c, e);
+            double ms = mono_ms() - t1;
+            free(e);
+            check_ok(r, "lone embed after concurrent ones");
+            json_decref(r);
+            if (ms > worst)
+                worst = ms;
+        }
+        printf(" [lone again: worst %.1f ms]", worst);
+        CHECK(worst < 250);
+        cl_close(c);
+        int st2 = daemon_stop(pid, SIGTERM);
+        CHECK(WIFEXITED(st2));
+        CHECK_EQ(WEXITSTATUS(st2), 0);
     }
 
     /* ---- model mismatch: a collection stays bound to its model ---------------------- */
