@@ -131,36 +131,50 @@ const char *sn__gemm_level_name(int level)
                                    : "base";
 }
 
+size_t sn__gemm_packed_floats(int n, int k)
+{
+    return ((size_t)n + SN_GEMM_NR - 1) / SN_GEMM_NR * (size_t)k *
+           SN_GEMM_NR;
+}
+
+void sn__gemm_pack_to(sn__gemm_w_t *w, float *buf, const float *src,
+                      size_t ld, int n, int k, int src_is_nk)
+{
+    const size_t n_panels = ((size_t)n + SN_GEMM_NR - 1) / SN_GEMM_NR;
+    const size_t per = (size_t)k * SN_GEMM_NR;
+
+    for (size_t j = 0; j < n_panels; j++) {
+        float *panel = buf + j * per;
+        size_t c0 = j * SN_GEMM_NR;
+        for (size_t kk = 0; kk < (size_t)k; kk++)
+            for (size_t col = 0; col < SN_GEMM_NR; col++) {
+                size_t cn = c0 + col;
+                float v = 0.0f;
+                if (cn < (size_t)n)
+                    v = src_is_nk ? src[cn * ld + kk] : src[kk * ld + cn];
+                panel[kk * SN_GEMM_NR + col] = v;
+            }
+    }
+    w->p = buf;
+    w->n = n;
+    w->k = k;
+    w->n_panels = (int)n_panels;
+}
+
 int sn__gemm_pack(sn__gemm_w_t *w, const float *src, int n, int k,
                   int src_is_nk)
 {
-    size_t n_panels, per, j, kk, col;
+    float *buf;
 
     memset(w, 0, sizeof *w);
     if (!src || n < 1 || k < 1 || n > SN_GEMM_MAX_DIM ||
         k > SN_GEMM_MAX_DIM || (double)n * k > (double)SIZE_MAX / 8)
         return SN_EARG;
-    n_panels = ((size_t)n + SN_GEMM_NR - 1) / SN_GEMM_NR;
-    per = (size_t)k * SN_GEMM_NR;
-    w->p = aligned_alloc(64, n_panels * per * sizeof *w->p);
-    if (!w->p)
+    buf = aligned_alloc(64, sn__gemm_packed_floats(n, k) * sizeof *buf);
+    if (!buf)
         return -ENOMEM;
-    for (j = 0; j < n_panels; j++) {
-        float *panel = w->p + j * per;
-        size_t c0 = j * SN_GEMM_NR;
-        for (kk = 0; kk < (size_t)k; kk++)
-            for (col = 0; col < SN_GEMM_NR; col++) {
-                size_t cn = c0 + col;
-                float v = 0.0f;
-                if (cn < (size_t)n)
-                    v = src_is_nk ? src[cn * (size_t)k + kk]
-                                  : src[kk * (size_t)n + cn];
-                panel[kk * SN_GEMM_NR + col] = v;
-            }
-    }
-    w->n = n;
-    w->k = k;
-    w->n_panels = (int)n_panels;
+    sn__gemm_pack_to(w, buf, src, src_is_nk ? (size_t)k : (size_t)n, n, k,
+                     src_is_nk);
     return 0;
 }
 

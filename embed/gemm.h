@@ -38,6 +38,14 @@ int sn__gemm_pack(sn__gemm_w_t *w, const float *src, int n, int k,
                   int src_is_nk);
 void sn__gemm_free(sn__gemm_w_t *w);
 
+/* For operands made per call (attention's K^T and V): the floats a packed
+ * W of n x k takes, and sn__gemm_pack into buf (that many floats, 64-byte
+ * aligned, caller-owned; w->p = buf) from src whose rows (n of k floats
+ * when src_is_nk, else k of n) lie ld floats apart. Allocates nothing. */
+size_t sn__gemm_packed_floats(int n, int k);
+void sn__gemm_pack_to(sn__gemm_w_t *w, float *buf, const float *src,
+                      size_t ld, int n, int k, int src_is_nk);
+
 /* Part `part` of n_parts of C[m, n] += A[m, k] W: the parts split W's
  * panels evenly and in order, so each part writes its own columns of C and
  * the parts may run concurrently. A row-major with row stride lda, C with

@@ -5,8 +5,11 @@
  * @energetic-ai/embeddings 0.2.0 computes with TensorFlow.js. The dense
  * matmuls run on embed/gemm.c (weights packed at load from TF's [k, n],
  * split by panels over the context's embed/pool.c helpers: as many threads
- * as OpenBLAS is allowed, capped at the cores); the per-head attention
- * products (~2% of the time) stay on cblas_sgemm.
+ * as OpenBLAS is allowed, capped at the cores), and so do the per-head
+ * attention products, (text, head) pairs dealt to the same threads, K^T
+ * and V packed per pair: no OpenBLAS thread runs, so none is left spinning
+ * after a call against ours (that cost ~20% when attention was on
+ * cblas_sgemm).
  *
  * The graph ("KonaTransformer", 2 layers; read from model.json's nodes):
  *   input     sparse (indices [i, t], values = token ids), clipped to
@@ -66,7 +69,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cblas.h>
+#include <cblas.h> /* openblas_get_num_threads */
 #include <jansson.h>
 
 #include "embed_int.h"
@@ -152,7 +155,10 @@ struct sn__use_ctx {
     float *att;  /* [N, max d_att] */
     float *ff;   /* [N, d_ff] */
     float *pool; /* [n_seq, d_model] */
-    float *sc;   /* [max_len, max_len] attention scores */
+    float *sc;   /* per thread: scores [max_len, max_len], then K^T and
+                    V packed for the GEMM; att_per floats each */
+    size_t att_kp, att_vp, att_per; /* offsets of K^T, V; slice size */
+    size_t *offs; /* [cap_seq] first token of each text */
     char *dump_dir;
 };
 
@@ -1059,6 +1065,10 @@ static int ctx_reserve(sn__use_ctx_t *c, size_t n_tok, size_t n_seq)
         if (!p)
             return -ENOMEM;
         c->pool = p;
+        size_t *o = realloc(c->offs, cap * sizeof *o);
+        if (!o)
+            return -ENOMEM;
+        c->offs = o;
         c->cap_seq = cap;
     }
     return 0;
@@ -1082,7 +1092,22 @@ sn__use_ctx_t *sn__use_ctx_new(const sn__use_t *m)
         free(c);
         return NULL;
     }
-    c->sc = malloc((size_t)m->max_len * (size_t)m->max_len * sizeof(float));
+    {
+        /* scores, K^T, V: each slice 64-byte aligned, sized for the
+         * longest text and the widest head */
+        const int L = m->max_len;
+        int dh = 1;
+        for (int l = 0; l < m->n_layers; l++)
+            dh = m->layers[l].d_head > dh ? m->layers[l].d_head : dh;
+        c->att_kp = ((size_t)L * L + 15) & ~(size_t)15;
+        c->att_vp = c->att_kp +
+                    ((sn__gemm_packed_floats(L, dh) + 15) & ~(size_t)15);
+        c->att_per = c->att_vp +
+                     ((sn__gemm_packed_floats(dh, L) + 15) & ~(size_t)15);
+        c->sc = aligned_alloc(64, c->att_per * (size_t)sn__pool_threads(
+                                                   c->pool_th) *
+                                      sizeof(float));
+    }
     const char *d = getenv("SENSE_USE_DUMP");
     if (d && *d)
         c->dump_dir = strdup(d);
@@ -1100,6 +1125,7 @@ void sn__use_ctx_free(sn__use_ctx_t *c)
     ctx_release(c);
     sn__pool_free(c->pool_th);
     free(c->pool);
+    free(c->offs);
     free(c->sc);
     free(c->dump_dir);
     free(c);
@@ -1188,10 +1214,13 @@ static void linear(sn__use_ctx_t *c, const float *a, size_t n,
         sn__pool_run(c->pool_th, gemm_part, &j);
 }
 
-static void softmax_rows(float *s, int rows, int cols)
+/* Rows of softmax(scale s). */
+static void softmax_rows(float *s, int rows, int cols, float scale)
 {
     for (int i = 0; i < rows; i++) {
         float *r = s + (size_t)i * (size_t)cols;
+        for (int j = 0; j < cols; j++)
+            r[j] *= scale;
         float mx = r[0];
         for (int j = 1; j < cols; j++)
             if (r[j] > mx)
@@ -1208,26 +1237,66 @@ static void softmax_rows(float *s, int rows, int cols)
 }
 
 /* Multi-head self-attention of each text over itself:
- * att[t] = concat_h softmax(scale q_h k_h^T) v_h. */
-static void attention(sn__use_ctx_t *c, const use_layer_t *ly,
-                      const int *lens, int n_seq)
+ * att[t] = concat_h softmax(scale q_h k_h^T) v_h. The (text, head) pairs
+ * are dealt round-robin to the context's threads; each runs both products
+ * on the GEMM (K^T and V packed into its own scratch), so no BLAS thread
+ * is involved, and a pair's result does not depend on the batch or on
+ * which thread took it. */
+typedef struct {
+    sn__use_ctx_t *c;
+    const use_layer_t *ly;
+    const int *lens;
+    const size_t *offs;
+    int n_seq;
+} att_job_t;
+
+static void attention_part(void *arg, int part, int n_parts)
 {
+    const att_job_t *j = arg;
+    sn__use_ctx_t *c = j->c;
+    const use_layer_t *ly = j->ly;
     const int da = ly->d_att, dh = ly->d_head, ld = 3 * da;
-    size_t off = 0;
-    for (int s = 0; s < n_seq; s++) {
-        int L = lens[s];
-        for (int h = 0; h < c->m->n_heads && L > 0; h++) {
-            const float *q = c->qkv + off * (size_t)ld + (size_t)h * dh;
-            const float *k = q + da, *v = q + 2 * da;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh,
-                        ly->scale, q, ld, k, ld, 0.0f, c->sc, L);
-            softmax_rows(c->sc, L, L);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L,
-                        1.0f, c->sc, L, v, ld, 0.0f,
-                        c->att + off * (size_t)da + (size_t)h * dh, da);
-        }
-        off += (size_t)L;
+    const int n_heads = c->m->n_heads;
+    float *sc = c->sc + (size_t)part * c->att_per;
+
+    for (int i = part; i < j->n_seq * n_heads; i += n_parts) {
+        const int s = i / n_heads, h = i % n_heads, L = j->lens[s];
+        const size_t off = j->offs[s];
+        const float *q = c->qkv + off * (size_t)ld + (size_t)h * dh;
+        const float *k = q + da, *v = q + 2 * da;
+        float *out = c->att + off * (size_t)da + (size_t)h * dh;
+        float *kp = sc + c->att_kp, *vp = sc + c->att_vp;
+        sn__gemm_w_t kt, vw;
+
+        if (L <= 0)
+            continue;
+        /* scores [L, L] = q k^T: W = k^T, k being [n = L, k = dh] rows */
+        sn__gemm_pack_to(&kt, kp, k, (size_t)ld, L, dh, 1);
+        memset(sc, 0, (size_t)L * L * sizeof *sc);
+        sn__gemm_acc(c->gemm_level, &kt, q, (size_t)ld, sc, (size_t)L, L,
+                     0, 1);
+        softmax_rows(sc, L, L, ly->scale);
+        /* out [L, dh] = p v: W = v, [k = L, n = dh] rows */
+        sn__gemm_pack_to(&vw, vp, v, (size_t)ld, dh, L, 0);
+        for (int t = 0; t < L; t++)
+            memset(out + (size_t)t * da, 0, (size_t)dh * sizeof *out);
+        sn__gemm_acc(c->gemm_level, &vw, sc, (size_t)L, out, (size_t)da, L,
+                     0, 1);
     }
+}
+
+static void attention(sn__use_ctx_t *c, const use_layer_t *ly,
+                      const int *lens, const size_t *offs, int n_seq)
+{
+    att_job_t j = {c, ly, lens, offs, n_seq};
+    double work = 0;
+
+    for (int s = 0; s < n_seq; s++)
+        work += 4.0 * lens[s] * lens[s] * ly->d_att;
+    if (work < SN_USE_PAR_MIN)
+        attention_part(&j, 0, 1);
+    else
+        sn__pool_run(c->pool_th, attention_part, &j);
 }
 
 int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
@@ -1265,6 +1334,7 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
     const int de = m->d_emb, half = de / 2, dm = m->d_model;
     size_t t = 0;
     for (int s = 0; s < n_seq; s++) {
+        c->offs[s] = t;
         for (int p = 0; p < lens[s]; p++, t++) {
             const float *e = m->emb + (size_t)ids[t] * (size_t)de;
             float *x = c->x0 + t * (size_t)de;
@@ -1282,7 +1352,7 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
         const float *in = l == 0 ? c->x0 : c->x;
         layer_norm(in, c->hn, n, ly->d_in, ly->ln1_g, ly->ln1_b, m->ln_eps);
         linear(c, c->hn, n, &ly->qkv, ly->qkv_b, c->qkv, 0);
-        attention(c, ly, lens, n_seq);
+        attention(c, ly, lens, c->offs, n_seq);
         if (ly->res_w)
             linear(c, in, n, &ly->res, ly->res_b, c->x, 0);
         else if (in != c->x)
