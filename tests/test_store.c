@@ -1021,15 +1021,18 @@ typedef struct {
     const char *coll;
     const float *v;
     int first, n, bad;
+    int *done; /* the writer's: set when it has finished */
 } rw_t;
 
-enum { RW_D = 32, RW_N = 1500, RW_ANCHORS = 60 };
+enum { RW_D = 32, RW_N = 1500, RW_ANCHORS = 60, RW_WRITES = 600 };
 
 static void *rw_reader(void *arg)
 {
     rw_t *r = arg;
     char e[512], want[16];
-    for (int i = 0; i < r->n; i++) {
+    /* at least n searches, and on while the writer writes */
+    for (int i = 0; i < r->n || !__atomic_load_n(r->done, __ATOMIC_ACQUIRE);
+         i++) {
         int a = r->first + i % RW_ANCHORS;
         sn_hit_t *h;
         int n;
@@ -1066,29 +1069,33 @@ static void *rw_writer(void *arg)
         sn_doc_in_t d[10];
         for (int j = 0; j < 10; j++) {
             snprintf(ids[j], sizeof ids[j], "%s_%d", id, j);
+            /* each its own vector: duplicates would wreck HNSW's graph */
             ch[j] = (sn_chunk_in_t){
-                0, 1, w->v + (size_t)(RW_N + (i + j) % 50) * RW_D};
+                0, 1, w->v + (size_t)(RW_N + i * 10 + j) * RW_D};
             d[j] = (sn_doc_in_t){ids[j], "x", 1, NULL, &ch[j], 1};
         }
         if (sn_store_add(w->st, w->coll, "m", d, 10, NULL, e, sizeof e) < 0)
             w->bad++;
     }
+    __atomic_store_n(w->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
 static void test_readers_writer(sn_index_kind_t kind, const char *name)
 {
     enum { R = 3 };
-    float *v = clustered_vecs(RW_N + 50, RW_D);
+    float *v = clustered_vecs(RW_N + 10 * RW_WRITES, RW_D);
     sn_store_t *st = open_db(name);
     pthread_t th[R + 1];
     rw_t r[R + 1];
+    int done = 0;
 
     CHECK_OK(sn_store_collection(st, name, "m", RW_D, kind, err, sizeof err),
              err);
     add_n(st, name, "m", 0, RW_N, v, RW_D);
     for (int i = 0; i <= R; i++) {
-        r[i] = (rw_t){st, name, v, i * RW_ANCHORS, i < R ? 400 : 600, 0};
+        r[i] = (rw_t){st, name, v, i * RW_ANCHORS, i < R ? 400 : RW_WRITES,
+                      0, &done};
         CHECK(pthread_create(&th[i], NULL, i < R ? rw_reader : rw_writer,
                              &r[i]) == 0);
     }
