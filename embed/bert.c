@@ -94,6 +94,7 @@
 
 #include "embed_int.h"
 #include "gemm.h"
+#include "pool.h"
 
 #define SN_BERT_MAX_TOKENS 16384      /* tokens (rows) per forward call */
 #define SN_BERT_MAX_CONFIG (1u << 20) /* bytes of config.json */
@@ -681,11 +682,6 @@ typedef struct {
     float *g_c;
 } job_t;
 
-typedef struct {
-    sn__bert_ctx_t *c;
-    int tid;
-} worker_t;
-
 struct sn__bert_ctx {
     const sn__bert_t *m;
     const kernels_t *k;
@@ -700,14 +696,8 @@ struct sn__bert_ctx {
     int n_att_seq;
 
     job_t job;
-    int n_threads; /* helpers + the calling thread */
-    int pool_ok;   /* mutex and condvars initialised */
-    int n_running, stop;
-    unsigned gen;
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
-    pthread_t th[SN_BERT_MAX_THREADS];
-    worker_t w[SN_BERT_MAX_THREADS];
+    sn__pool_t *pool; /* embed/pool.c: the helpers */
+    int n_threads;    /* helpers + the calling thread */
 };
 
 /* Thread tid's share of job c->job. */
@@ -756,27 +746,9 @@ static void job_run(sn__bert_ctx_t *c, int tid, int n_threads)
     }
 }
 
-static void *worker_main(void *arg)
+static void job_part(void *arg, int part, int n_parts)
 {
-    worker_t *w = arg;
-    sn__bert_ctx_t *c = w->c;
-    unsigned seen = 0;
-
-    pthread_mutex_lock(&c->mu);
-    for (;;) {
-        while (c->gen == seen && !c->stop)
-            pthread_cond_wait(&c->go, &c->mu);
-        if (c->stop)
-            break;
-        seen = c->gen;
-        pthread_mutex_unlock(&c->mu);
-        job_run(c, w->tid, c->n_threads);
-        pthread_mutex_lock(&c->mu);
-        if (--c->n_running == 0)
-            pthread_cond_signal(&c->done);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
+    job_run(arg, part, n_parts);
 }
 
 /* Run c->job (set up by the caller) on every thread when `work` is worth
@@ -788,16 +760,7 @@ static void job_go(sn__bert_ctx_t *c, double work)
         job_run(c, 0, 1);
         return;
     }
-    pthread_mutex_lock(&c->mu);
-    c->n_running = c->n_threads - 1;
-    c->gen++;
-    pthread_cond_broadcast(&c->go);
-    pthread_mutex_unlock(&c->mu);
-    job_run(c, 0, c->n_threads);
-    pthread_mutex_lock(&c->mu);
-    while (c->n_running)
-        pthread_cond_wait(&c->done, &c->mu);
-    pthread_mutex_unlock(&c->mu);
+    sn__pool_run(c->pool, job_part, c);
 }
 
 sn__bert_ctx_t *sn__bert_ctx_new(const sn__bert_t *m)
@@ -811,33 +774,15 @@ sn__bert_ctx_t *sn__bert_ctx_new(const sn__bert_t *m)
     c->m = m;
     c->k = kernels_pick();
     c->gemm_level = sn__gemm_level();
-    c->n_threads = 1;
     if (want > n_cpu)
         want = (int)n_cpu;
     if (want > SN_BERT_MAX_THREADS)
         want = SN_BERT_MAX_THREADS;
-    if (want < 2)
-        return c;
-    if (pthread_mutex_init(&c->mu, NULL))
-        return c; /* no helpers; still a working context */
-    if (pthread_cond_init(&c->go, NULL)) {
-        pthread_mutex_destroy(&c->mu);
-        return c;
+    if (!(c->pool = sn__pool_new(want))) {
+        free(c);
+        return NULL;
     }
-    if (pthread_cond_init(&c->done, NULL)) {
-        pthread_cond_destroy(&c->go);
-        pthread_mutex_destroy(&c->mu);
-        return c;
-    }
-    c->pool_ok = 1;
-    /* helpers read n_threads only for jobs, and jobs start after this */
-    for (int i = 1; i < want; i++) {
-        c->w[i].c = c;
-        c->w[i].tid = i;
-        if (pthread_create(&c->th[i], NULL, worker_main, &c->w[i]))
-            break;
-        c->n_threads = i + 1;
-    }
+    c->n_threads = sn__pool_threads(c->pool);
     return c;
 }
 
@@ -845,17 +790,7 @@ void sn__bert_ctx_free(sn__bert_ctx_t *c)
 {
     if (!c)
         return;
-    if (c->pool_ok) {
-        pthread_mutex_lock(&c->mu);
-        c->stop = 1;
-        pthread_cond_broadcast(&c->go);
-        pthread_mutex_unlock(&c->mu);
-        for (int i = 1; i < c->n_threads; i++)
-            pthread_join(c->th[i], NULL);
-        pthread_cond_destroy(&c->done);
-        pthread_cond_destroy(&c->go);
-        pthread_mutex_destroy(&c->mu);
-    }
+    sn__pool_free(c->pool);
     free(c->arena);
     free(c->seq_off);
     free(c->seq_len);
