@@ -1359,7 +1359,7 @@ int main(void)
         line = json_dumps(q, JSON_COMPACT);
         bad(c, line, "model_mismatch", "2");
         free(line);
-        json_object_set(q, "query", json_string("second version"));
+        json_object_set_new(q, "query", json_string("second version"));
         json_object_set(q, "vector", v);
         line = json_dumps(q, JSON_COMPACT);
         bad(c, line, "bad_request", "2");
