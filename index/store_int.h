@@ -39,13 +39,14 @@
 
 /* SN_INDEX_AUTO keeps Flat up to this many vectors of dimension 384
  * (scaled by 384 / dim for others: Flat's cost is n * dim), then rebuilds
- * as HNSW. Flat costs 0.16 us per 384-d vector per query here. Measured
- * p50, Flat / HNSW: 1k 0.16 / 0.20 ms, 2k 0.32 / 0.31, 5k 0.81 / 0.49,
- * 6k 0.95 / 0.53, 7k 1.11 / 0.56, 8k 1.27 / 0.60, 10k 1.59 / 0.65. HNSW is
- * as fast from ~2k, but Flat is exact, deletes in place and builds
- * instantly, and below ~1 ms the difference is small next to encoding the
- * query; the threshold is where Flat becomes twice as slow as HNSW. */
-#define SN__AUTO_FLAT_MAX_384 7000
+ * as HNSW. Measured p50 with the vectorized inner product of faiss_c.cpp
+ * (bench_search, clustered 384-d), Flat / HNSW: 5k 0.09 / 0.16 ms, 10k
+ * 0.23 / 0.23, 15k 0.54 / 0.38, 20k 0.78 / 0.45, 30k 1.31 / 0.57, 50k
+ * 2.34 / 0.64. Flat is exact, deletes in place and builds instantly, and
+ * below ~1 ms the difference is small next to encoding the query; the
+ * threshold is where Flat becomes twice as slow as HNSW. (With faiss'
+ * scalar inner product it was 7k.) */
+#define SN__AUTO_FLAT_MAX_384 25000
 
 /* An HNSW index cannot remove vectors: deleted chunks stay in the graph as
  * tombstones, filtered out against SQLite at search. Once they pass this
