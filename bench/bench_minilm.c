@@ -26,7 +26,7 @@
  * sn__bert_forward packs sequences without padding, so a batch of unequal
  * lengths costs only its tokens.
  *
- * Usage: bench_minilm --model DIR    (see bench/ORT.md). The environment
+ * Usage: bench_minilm --model DIR    (see bench/README.md). The environment
  * applies as for bench_encode: OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE,
  * OPENBLAS_THREAD_TIMEOUT, SENSE_BERT_KERNELS.
  */
