@@ -231,20 +231,6 @@ static double sgemm_gflops(int M, int N, int K, int runs)
     return 2.0 * M * N * K / best * 1e-9;
 }
 
-typedef struct {
-    int level, m;
-    const sn__gemm_w_t *w;
-    const float *a;
-    float *c;
-} gemm_job_t;
-
-static void gemm_part(void *arg, int part, int n_parts)
-{
-    const gemm_job_t *j = arg;
-    sn__gemm_acc(j->level, j->w, j->a, (size_t)j->w->k, j->c,
-                 (size_t)j->w->n, j->m, part, n_parts);
-}
-
 /* Best embed/gemm.c GFLOP/s for the same product on `pool`'s threads. */
 static double gemm_gflops(int M, int N, int K, int runs, sn__pool_t *pool)
 {
@@ -252,7 +238,7 @@ static double gemm_gflops(int M, int N, int K, int runs, sn__pool_t *pool)
     float *w = malloc((size_t)N * K * sizeof *w);
     float *c = calloc((size_t)M * N, sizeof *c);
     sn__gemm_w_t pw;
-    gemm_job_t j;
+    sn__gemm_job_t j;
     double best = 1e30;
 
     if (!a || !w || !c)
@@ -263,10 +249,10 @@ static double gemm_gflops(int M, int N, int K, int runs, sn__pool_t *pool)
         w[i] = frand(0.1f);
     if (sn__gemm_pack(&pw, w, N, K, 1))
         die("out of memory");
-    j = (gemm_job_t){sn__gemm_level(), M, &pw, a, c};
+    j = (sn__gemm_job_t){sn__gemm_level(), M, &pw, a, c};
     for (int r = 0; r < runs + 1; r++) {
         double t = now();
-        sn__pool_run(pool, gemm_part, &j);
+        sn__pool_run(pool, sn__gemm_part, &j);
         t = now() - t;
         if (r && t < best)
             best = t;

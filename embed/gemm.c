@@ -131,6 +131,13 @@ const char *sn__gemm_level_name(int level)
                                    : "base";
 }
 
+void sn__gemm_part(void *job, int part, int n_parts)
+{
+    const sn__gemm_job_t *j = job;
+    sn__gemm_acc(j->level, j->w, j->a, (size_t)j->w->k, j->c,
+                 (size_t)j->w->n, j->m, part, n_parts);
+}
+
 size_t sn__gemm_packed_floats(int n, int k)
 {
     return ((size_t)n + SN_GEMM_NR - 1) / SN_GEMM_NR * (size_t)k *

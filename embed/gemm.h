@@ -38,6 +38,17 @@ int sn__gemm_pack(sn__gemm_w_t *w, const float *src, int n, int k,
                   int src_is_nk);
 void sn__gemm_free(sn__gemm_w_t *w);
 
+/* A whole product for a thread pool (embed/pool.c): sn__gemm_part has
+ * sn__pool_cb's signature and computes part `part` of n_parts of
+ * C[m, n] += A W, A's rows w->k floats apart and C's w->n. */
+typedef struct {
+    int level, m;
+    const sn__gemm_w_t *w;
+    const float *a;
+    float *c;
+} sn__gemm_job_t;
+void sn__gemm_part(void *job, int part, int n_parts);
+
 /* For operands made per call (attention's K^T and V): the floats a packed
  * W of n x k takes, and sn__gemm_pack into buf (that many floats, 64-byte
  * aligned, caller-owned; w->p = buf) from src whose rows (n of k floats

@@ -1173,21 +1173,6 @@ static void layer_norm(const float *x, float *y, size_t n, int d,
     }
 }
 
-typedef struct {
-    int level;
-    const sn__gemm_w_t *w;
-    const float *a;
-    float *c;
-    int m;
-} gemm_job_t;
-
-static void gemm_part(void *arg, int part, int n_parts)
-{
-    const gemm_job_t *j = arg;
-    sn__gemm_acc(j->level, j->w, j->a, (size_t)j->w->k, j->c,
-                 (size_t)j->w->n, j->m, part, n_parts);
-}
-
 /* rows of C [n, d] = bias, then C (+)= A [n, k] . W [k, d], W packed; the
  * GEMM is split over the context's helpers by W's panels when it is big
  * enough to pay for waking them. */
@@ -1196,7 +1181,7 @@ static void linear(sn__use_ctx_t *c, const float *a, size_t n,
                    int accumulate)
 {
     const int d = w->n;
-    gemm_job_t j = {c->gemm_level, w, a, out, (int)n};
+    sn__gemm_job_t j = {c->gemm_level, (int)n, w, a, out};
 
     if (n == 0)
         return;
@@ -1209,9 +1194,9 @@ static void linear(sn__use_ctx_t *c, const float *a, size_t n,
             memcpy(out + i * (size_t)d, bias, (size_t)d * sizeof *out);
     }
     if (2.0 * (double)n * d * w->k < SN_USE_PAR_MIN)
-        gemm_part(&j, 0, 1);
+        sn__gemm_part(&j, 0, 1);
     else
-        sn__pool_run(c->pool_th, gemm_part, &j);
+        sn__pool_run(c->pool_th, sn__gemm_part, &j);
 }
 
 /* Rows of softmax(scale s). */
