@@ -1458,19 +1458,25 @@ static int on_headers_complete(http_parser *p)
     req->keep_alive = http_should_keep_alive(p) != 0;
     if (!req->keep_alive)
         req->close_after = 1;
-    /* An answer before the body (404, 405, 400, 401) is sent once the
+    /* An answer before the body (401, 404, 405, 400) is sent once the
      * body is in and dropped -- unless the client waits for a 100
-     * Continue: then at once, and the connection ends. */
-    if (route(req)) {
-        if (req->want_continue)
-            req->close_after = 1, c->stop_parsing = 1;
-        return 0;
-    }
+     * Continue: then at once, and the connection ends. Every path but
+     * /health (and CORS preflights) needs the key, unknown ones too. */
+    int route_rc = route(req);
     if (req->ep != EP_HEALTH && req->ep != EP_PREFLIGHT && h->key &&
         !req->auth_ok) {
+        if (route_rc) { /* answered by route: answer 401 instead */
+            req->done = 0;
+            req->allow[0] = '\0';
+        }
         req_fail(req, 401, "invalid_api_key",
                  "missing or wrong API key: send 'Authorization: Bearer "
                  "KEY'", req->want_continue);
+        return 0;
+    }
+    if (route_rc) {
+        if (req->want_continue)
+            req->close_after = 1, c->stop_parsing = 1;
         return 0;
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > h->o.max_body) {
