@@ -29,7 +29,7 @@
 
 #include "daemon.h"
 
-#define SN_MAX_ID 4096 /* a document id: a file path fits */
+#define SN_MAX_ID SN_STORE_MAX_ID /* a document id: the store's limit */
 
 /* ---- buffers ---------------------------------------------------------------- */
 
