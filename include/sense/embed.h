@@ -40,6 +40,7 @@ typedef struct {
     uint8_t *special;
     int n_tokens;
     int cap;          /* allocated entries */
+    int truncated;    /* text tokens cut off to fit max_tokens (0: none) */
 } sn_encoding_t;
 
 void sn_encoding_free(sn_encoding_t *enc); /* frees the arrays, zeroes *enc */
@@ -60,7 +61,7 @@ void sn_tokenizer_free(sn_tokenizer_t *tok);
 
 /* Tokenize `text` (`len` bytes of UTF-8) with special tokens added; when
  * max_tokens > 0, truncate so the result, specials included, has at most
- * max_tokens entries. Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
+ * max_tokens entries (out->truncated then counts the tokens dropped). Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
  * its arrays grow as needed. */
 int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                         size_t len, int max_tokens, sn_encoding_t *out,
