@@ -23,7 +23,7 @@
 #define SN_EMBED_BATCH 32
 
 static const char embed_usage[] =
-    "usage: sense embed [--model PATH] [options] [TEXT...]\n"
+    "usage: sense embed [--model PATH|NAME] [options] [TEXT...]\n"
     "\n"
     "Encode texts. With --model, in this process with that model folder (as\n"
     "SentenceTransformer.save() or a Hugging Face clone leaves it); without\n"
