@@ -560,33 +560,6 @@ static void resp_openai_vectors(hreq_t *req)
     resp_json(req, 200);
 }
 
-static int64_t cp_len(const char *s, size_t len)
-{
-    int64_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
-}
-
-/* Was text i cut to the model's maximum? The encoder took max_tokens, and
- * its last token ends before the text's last non-space character. */
-static int was_truncated(const sn__req_t *r, int i)
-{
-    const sn_embedding_t *e = &r->job.out[i];
-    const char *s = r->p.texts[i];
-    size_t len = r->p.lens[i];
-    int32_t last = 0;
-    if (e->enc.n_tokens < sn_model_max_tokens(r->ops->model))
-        return 0;
-    for (int t = 0; t < e->enc.n_tokens; t++)
-        if (e->enc.end[t] > last)
-            last = e->enc.end[t];
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' ||
-                   s[len - 1] == '\t' || s[len - 1] == '\r'))
-        len--;
-    return last < cp_len(s, len);
-}
-
 /* TEI: /embed [[...], ...]; /embed_all [[[...] per token], ...]. */
 static void resp_tei_vectors(hreq_t *req)
 {
@@ -595,11 +568,12 @@ static void resp_tei_vectors(hreq_t *req)
     char msg[160];
 
     for (int i = 0; !req->truncate && i < job->n; i++)
-        if (was_truncated(&req->r, i)) {
+        if (job->out[i].enc.truncated > 0) {
             snprintf(msg, sizeof msg, "Input validation error: `inputs` "
-                     "must have less than %d tokens (inputs[%d] has more); "
-                     "send \"truncate\": true to cut it",
-                     sn_model_max_tokens(req->r.ops->model), i);
+                     "must have less than %d tokens (inputs[%d] has %d "
+                     "more); send \"truncate\": true to cut it",
+                     sn_model_max_tokens(req->r.ops->model), i,
+                     job->out[i].enc.truncated);
             resp_error(req, 413, "too_large", msg);
             return;
         }
