@@ -10,8 +10,11 @@
  * (bench/http_parsers.c, this machine, load ~4): the OpenAI Node SDK's
  * request for one short text (571 bytes, 16 headers) parses in 1.8 us
  * with http_parser and 0.7 us with picohttpparser, 15 us and 17 us fed one
- * byte at a time -- both under 0.3% of the ~0.7 ms a short text takes
- * through the socket (bench/bench_http.c), so speed does not decide.
+ * byte at a time, 112 us and 50 us with 16 KB more headers in 64-byte
+ * pieces. One short text through the socket takes 0.32 ms (p50) with the
+ * tiny test model and ~12 ms with the default model at that load
+ * (bench/bench_http.c): the 1.1 us between the parsers is at most 0.4% of
+ * a request, so speed does not decide.
  * What does: libhttp-parser is 43 KB with no dependency but libc, ships
  * its header, and decodes the body (Content-Length, chunked) and the
  * keep-alive rules in the same push parser, which takes bytes in whatever

@@ -197,7 +197,8 @@ for i in $(seq 0 63); do
     [ "$i" = 63 ] || texts+=','
 done
 texts+=']'
-curl -s --parallel --parallel-immediate --parallel-max 64 "${args[@]}" || fail "curl --parallel"
+curl -s --parallel --parallel-immediate --parallel-max 64 "${args[@]}" 2>"$TMP/curl.err" ||
+    fail "curl --parallel: $(cat "$TMP/curl.err")"
 sockcall "{\"op\":\"embed\",\"texts\":$texts}"
 for i in $(seq 0 63); do
     jcheck "$TMP/c$i" "j.length === 1 && same(j[0], s.embeddings[$i])"
