@@ -17,7 +17,7 @@
 #include "nn.h"
 
 static const sn__arch_t *const archs[] = {
-    &sn__arch_bert,
+    &sn__arch_bert, &sn__arch_mpnet, &sn__arch_distilbert,
 };
 
 const char *sn__enc_supported(void)
