@@ -101,6 +101,12 @@ int sn_model_repo_id_valid(const char *repo_id);
  * it by name: sn_data_path("models/REPO_ID"), i.e. models/<org>/<name>
  * under the data folder. SN_EARG when repo_id is not a valid id. */
 int sn_model_pulled_path(const char *repo_id, char *buf, size_t len);
+/* The folder sn_model_load would load for `name` (a folder, "default", or a
+ * pulled repository id), into buf; fails as sn_model_load would when there
+ * is none, with a hint (e.g. the `sense pull` command). For programs that
+ * read a model folder's files without loading the model. */
+int sn_model_locate(const char *name, char *buf, size_t len, char *err,
+                    size_t err_len);
 
 int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
 int sn_model_hidden(const sn_model_t *model);     /* token vector size */
