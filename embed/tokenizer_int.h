@@ -65,6 +65,18 @@ typedef struct {
 int sn__toks_push(sn__toks_t *t, int32_t id, int32_t start, int32_t end);
 void sn__toks_free(sn__toks_t *t);
 
+/* normalizer.c: a tokenizer.json "normalizer" (null: none) as a read-only
+ * list of steps. sn__norm_apply runs them over *cur, using *alt as the
+ * second buffer; the result is left in *cur (the two may be swapped).
+ * A NULL sn__norm_t is the identity. */
+#define SN_NORM_MAX_TEXT (1 << 25) /* normalized code points per text */
+typedef struct sn__norm sn__norm_t;
+int sn__norm_load(const void *json, sn__norm_t **out, char *err,
+                  size_t err_len);
+int sn__norm_apply(const sn__norm_t *norm, sn__ntext_t **cur,
+                   sn__ntext_t **alt);
+void sn__norm_free(sn__norm_t *norm);
+
 /* Rust's char::is_whitespace (the Unicode White_Space property), which the
  * Hugging Face normalizers and pre-tokenizers ask. */
 int sn__is_white_space(uint32_t c);
@@ -87,7 +99,6 @@ struct sn_tokenizer {
 
     /* Unigram + (Nmt, NFKC, Replace) + Metaspace */
     struct {
-        int nmt, nfkc, collapse_spaces;
         int byte_fallback;
         uint32_t replacement;     /* U+2581 */
         int prepend_always;       /* prepend_scheme "always" (else "first"
