@@ -256,12 +256,6 @@ static int parse_max_tokens(sn_model_t *m, const char *dir, char *err,
     const json_t *v = sb ? json_object_get(sb, "max_seq_length") : NULL;
     if (v && json_is_integer(v))
         max = json_integer_value(v);
-    if (sb && json_is_true(json_object_get(sb, "do_lower_case"))) {
-        rc = sn__err(err, err_len, SN_EMODEL,
-                     "'%s/sentence_bert_config.json': do_lower_case is "
-                     "unsupported", dir);
-        goto fail;
-    }
     if (!max && tc) {
         v = json_object_get(tc, "model_max_length");
         /* transformers writes 1e30 for "no limit" */

@@ -716,3 +716,39 @@ fail:
     scratch_free(&s);
     return rc;
 }
+
+int sn__unigram_unk_text(const sn_tokenizer_t *tok, const uint32_t *cps,
+                         int n, char *buf, size_t len)
+{
+    const ug_model_t *m = tok ? tok->ug.trie : NULL;
+    sn__ntext_t bufs[2] = {{0}};
+    sn__ntext_t *cur = &bufs[0], *alt = &bufs[1];
+    int rc;
+
+    if (!m || tok->kind != SN_TOK_UNIGRAM || n < 0 || !buf || len == 0)
+        return SN_EARG;
+    if ((rc = ntext_grow(cur, n + 1)))
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if ((rc = sn__ntext_push(cur, cps[i], i, i + 1)))
+            goto fail;
+    if ((rc = sn__norm_apply(m->norm, &cur, &alt)))
+        goto fail;
+    size_t o = 0;
+    for (int i = 0; i < cur->n; i++) {
+        char u[4];
+        uint32_t c = cur->cp[i];
+        if (m->metaspace && c == SN_UG_SPACE)
+            c = tok->ug.replacement;
+        size_t k = (size_t)utf8_put(u, c);
+        if (o + k >= len)
+            break;
+        memcpy(buf + o, u, k);
+        o += k;
+    }
+    buf[o] = '\0';
+fail:
+    sn__ntext_free(&bufs[0]);
+    sn__ntext_free(&bufs[1]);
+    return rc;
+}

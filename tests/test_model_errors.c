@@ -124,8 +124,9 @@ int main(void)
 
     d = fresh("lower-case");
     write_file(d, "sentence_bert_config.json",
-               "{\"max_seq_length\": 32, \"do_lower_case\": true}");
-    expect_fail(d, "do_lower_case", "sentence_bert_config.json", NULL);
+               "{\"max_seq_length\": 32, \"do_lower_case\": \"yes\"}");
+    expect_fail(d, "do_lower_case not a boolean", "sentence_bert_config.json",
+                "do_lower_case: expected a boolean");
 
     d = fresh("no-tokenizer");
     sh("rm '%s/tokenizer.json' '%s/vocab.txt'", d);
@@ -136,8 +137,9 @@ int main(void)
     expect_fail(d, "truncated safetensors", "model.safetensors", NULL);
 
     d = fresh("bad-tokenizer-json");
-    write_file(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
-    expect_fail(d, "unsupported tokenizer model", "tokenizer.json", "BPE");
+    write_file(d, "tokenizer.json", "{\"model\": {\"type\": \"WordLevel\"}}");
+    expect_fail(d, "unsupported tokenizer model", "tokenizer.json",
+                "WordLevel");
 
     sh("rm -rf '%s'", base);
     printf("model errors: ok\n");
