@@ -18,12 +18,13 @@
 
 #include <jansson.h>
 
+#include "sense/protocol.h" /* op names, limits */
 #include "sense/sense.h" /* sn_utf8_valid, error codes */
 
 enum { SN_EXIT_OK = 0, SN_EXIT_ERROR = 1, SN_EXIT_USAGE = 2,
        SN_EXIT_CONNECT = 3 };
 
-#define SN_MAX_LINE (16u << 20) /* an input line: 16 MiB at most */
+#define SN_MAX_LINE SN_MAX_LINE_DEFAULT /* an input line: what sensed takes */
 #define SN_CLI_MAX_REPLY (1u << 30) /* a reply line: 1 GiB at most */
 
 /* The commands: argv[0] is the command's name. */
@@ -79,7 +80,7 @@ typedef struct {
     json_t *reply;
 } sn_cli_ids_t;
 
-int sn_cli_ids_call(int argc, char **argv, const char *op,
+int sn_cli_ids_call(int argc, char **argv, sn_op_t op,
                     const char *usage, sn_cli_ids_t *out);
 
 /* Print a reply's error as "sense: MESSAGE (CODE)". */

@@ -246,7 +246,7 @@ static int daemon_embed(sn_cli_conn_t *conn, const char *prompt_name,
 
     if (!req || !texts)
         goto oom;
-    json_object_set_new(req, "op", json_string("embed"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_EMBED)));
     for (int i = 0; i < n; i++)
         if (json_array_append_new(texts, json_stringn(b->texts[i],
                                                       b->lens[i])))

@@ -132,7 +132,7 @@ int sn_cmd_search(int argc, char **argv)
     if ((rc = sn_cli_connect(&conn)))
         goto out;
     req = json_object();
-    json_object_set_new(req, "op", json_string("search"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_SEARCH)));
     json_object_set_new(req, "collection", json_string(collection));
     json_object_set_new(req, "query", json_string(query));
     json_object_set_new(req, "k", json_integer(k));

@@ -20,12 +20,17 @@
  * another connection: parsing of big lines, encoding and storage all run off
  * the loop thread.
  *
+ * Requests: each is the engine's sn__req_t (ops.c) inside this transport's
+ * sreq_t, which holds what only the socket needs (FIFO links, connection,
+ * timings); the engine hands it back through its `done` callback,
+ * on_req_done(), which queues it on `done_*` (mutex) and wakes the loop
+ * with a uv_async_t.
+ *
  * Lifetimes: a request is freed by the loop thread only -- after its reply
  * is written, or when its connection closes, unless it is on a worker then:
  * it is freed when it comes back (the connection counts them in n_work). A
  * connection is freed when its handle's close callback has run and n_work
- * and n_writes are zero. Workers hand requests back through `done_*`
- * (mutex) and a uv_async_t.
+ * and n_writes are zero.
  *
  * Shutdown (SIGTERM/SIGINT): close the listener (libuv unlinks the socket
  * file), stop reading everywhere, let the requests already read finish and
@@ -66,6 +71,29 @@
 #define SN_DRAIN_MS 10000               /* shutdown: wait for replies */
 #define SN_MAX_CONNS_DEFAULT 512
 
+typedef struct sn__server sn__server_t;
+typedef struct sn__conn sn__conn_t;
+typedef struct sreq sreq_t;
+
+/* A request as the socket sees it: the engine's request, and around it
+ * what only this transport needs. */
+struct sreq {
+    sn__req_t r;                  /* the engine's */
+    sreq_t *next;                 /* the connection's FIFO */
+    sreq_t *done_next;            /* the server's list of returned requests */
+    sn__conn_t *conn;
+    uint64_t seq;                 /* per connection, for the logs */
+    int64_t t0_ns;
+    int done;                     /* reply is ready */
+    int on_worker;
+    int late;                     /* read after shutdown began */
+    char *line;                   /* owned until parsed (big lines) */
+    size_t line_len;
+    size_t n_line_bytes;          /* the line's bytes, counted in the conn */
+};
+
+#define SREQ_OF(req) ((sreq_t *)((char *)(req)-offsetof(sreq_t, r)))
+
 struct sn__conn {
     uv_pipe_t pipe;
     sn__server_t *srv;
@@ -74,7 +102,7 @@ struct sn__conn {
     char *rbuf;                   /* rbuf[rstart..rlen): unparsed bytes */
     size_t rstart, rlen, rcap;
     size_t scan;                  /* rbuf[rstart..scan) holds no newline */
-    sn__req_t *head, *tail;       /* FIFO, request order */
+    sreq_t *head, *tail;          /* FIFO, request order */
     int n_reqs;                   /* in the FIFO or being written */
     size_t n_bytes;               /* their line bytes */
     size_t wbytes;                /* reply bytes in uv_write */
@@ -99,7 +127,7 @@ struct sn__server {
     sn__server_opts_t o;
     sn__ops_ctx_t ops;
     pthread_mutex_t done_mu;
-    sn__req_t *done_head, *done_tail;
+    sreq_t *done_head, *done_tail;
     sn__conn_t *conns;
     int n_conns;
     uint64_t n_serial;
@@ -110,68 +138,65 @@ struct sn__server {
 };
 
 static void conn_process(sn__conn_t *c);
+static void on_req_done(sn__req_t *r);
 static void conn_close(sn__conn_t *c);
 static void conn_flush(sn__conn_t *c);
 
 /* ---- requests ------------------------------------------------------------------ */
 
-static void req_free(sn__req_t *req)
+static void req_free(sreq_t *req)
 {
     sn__conn_t *c = req->conn;
     sn__server_t *srv = c->srv;
     c->n_reqs--;
-    c->n_bytes -= req->stats_bytes;
-    srv->bytes -= req->stats_bytes;
-    sn__ops_release(req);
-    sn__request_free(&req->p);
-    sn__buf_free(&req->reply);
+    c->n_bytes -= req->n_line_bytes;
+    srv->bytes -= req->n_line_bytes;
+    sn__ops_release(&req->r);
     free(req->line);
     free(req);
 }
 
-static void req_log(sn__req_t *req)
+static void req_log(sreq_t *req)
 {
     double ms = (double)(sn__now_ns() - req->t0_ns) / 1e6;
-    if (req->code == SN__P_INTERNAL)
+    if (req->r.code == SN__P_INTERNAL)
         sn__log_warn("conn %llu #%llu %s: internal error after %.1f ms",
                      (unsigned long long)req->conn->serial,
                      (unsigned long long)req->seq,
-                     req->p.has_op ? sn__op_name(req->p.op) : "-", ms);
+                     req->r.p.has_op ? sn_op_name(req->r.p.op) : "-", ms);
     else
         sn__log_debug("conn %llu #%llu %s: %s, %.1f ms",
                       (unsigned long long)req->conn->serial,
                       (unsigned long long)req->seq,
-                      req->p.has_op ? sn__op_name(req->p.op) : "-",
-                      sn__perr_name(req->code), ms);
+                      req->r.p.has_op ? sn_op_name(req->r.p.op) : "-",
+                      sn__perr_name(req->r.code), ms);
 }
 
 /* The reply is ready (loop thread). */
-static void req_ready(sn__req_t *req)
+static void req_ready(sreq_t *req)
 {
     req->done = 1;
     req_log(req);
 }
 
-static void req_error(sn__req_t *req, sn__perr_t code, const char *msg)
+static void req_error(sreq_t *req, sn__perr_t code, const char *msg)
 {
-    sn__buf_free(&req->reply);
-    sn__buf_init(&req->reply, (size_t)-1);
-    req->code = code;
-    sn__proto_reply_error(&req->reply, req->p.id_json, code, msg);
+    sn__ops_reply_error(&req->r, code, msg);
 }
 
-static sn__req_t *req_new(sn__conn_t *c, size_t line_len)
+static sreq_t *req_new(sn__conn_t *c, size_t line_len)
 {
-    sn__req_t *req = calloc(1, sizeof *req);
+    sreq_t *req = calloc(1, sizeof *req);
     if (!req)
         return NULL;
     req->conn = c;
-    req->ops = &c->srv->ops;
+    req->r.ops = &c->srv->ops;
+    req->r.done = on_req_done;
     req->seq = ++c->n_seq;
     req->t0_ns = sn__now_ns();
-    req->stats_bytes = line_len;
+    req->n_line_bytes = line_len;
     req->late = c->srv->stopping;
-    sn__buf_init(&req->reply, SN_MAX_REPLY);
+    sn__buf_init(&req->r.reply, SN_MAX_REPLY);
     c->n_reqs++;
     c->n_bytes += line_len;
     c->srv->bytes += line_len;
@@ -184,7 +209,7 @@ static sn__req_t *req_new(sn__conn_t *c, size_t line_len)
 }
 
 /* Parsed (or failed to): start the work. */
-static void req_dispatch(sn__req_t *req, sn__perr_t code, const char *msg)
+static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
 {
     sn__conn_t *c = req->conn;
     if (code) {
@@ -198,7 +223,7 @@ static void req_dispatch(sn__req_t *req, sn__perr_t code, const char *msg)
         return;
     }
     req->on_worker = 1;
-    if (sn__ops_dispatch(req, &c->order)) {
+    if (sn__ops_dispatch(&req->r, &c->order)) {
         c->n_work++;
         return; /* the worker owns it now */
     }
@@ -208,14 +233,14 @@ static void req_dispatch(sn__req_t *req, sn__perr_t code, const char *msg)
 
 static void parse_work(uv_work_t *w)
 {
-    sn__req_t *req = w->data;
+    sreq_t *req = w->data;
     char msg[512];
-    req->code = sn__proto_parse(req->line, req->line_len, &req->p, msg,
+    req->r.code = sn__proto_parse(req->line, req->line_len, &req->r.p, msg,
                                 sizeof msg);
-    if (req->code) {
+    if (req->r.code) {
         /* keep the message for the loop: reuse the reply buffer */
-        sn__buf_puts(&req->reply, msg);
-        sn__buf_put(&req->reply, "", 1);
+        sn__buf_puts(&req->r.reply, msg);
+        sn__buf_put(&req->r.reply, "", 1);
     }
     free(req->line);
     req->line = NULL;
@@ -223,7 +248,7 @@ static void parse_work(uv_work_t *w)
 
 static void parse_after(uv_work_t *w, int status)
 {
-    sn__req_t *req = w->data;
+    sreq_t *req = w->data;
     sn__conn_t *c = req->conn;
     (void)status;
     free(w);
@@ -236,10 +261,10 @@ static void parse_after(uv_work_t *w, int status)
         return;
     }
     char msg[512] = "";
-    if (req->code && req->reply.data)
-        snprintf(msg, sizeof msg, "%s", req->reply.data);
-    sn__buf_free(&req->reply);
-    req_dispatch(req, req->code, msg);
+    if (req->r.code && req->r.reply.data)
+        snprintf(msg, sizeof msg, "%s", req->r.reply.data);
+    sn__buf_free(&req->r.reply);
+    req_dispatch(req, req->r.code, msg);
     conn_flush(c);
     conn_process(c);
 }
@@ -247,7 +272,7 @@ static void parse_after(uv_work_t *w, int status)
 /* A complete line (without its newline). */
 static void conn_line(sn__conn_t *c, const char *line, size_t len)
 {
-    sn__req_t *req = req_new(c, len);
+    sreq_t *req = req_new(c, len);
     char msg[512];
     if (!req) {
         sn__log_error("conn %llu: out of memory", (unsigned long long)c->serial);
@@ -255,7 +280,7 @@ static void conn_line(sn__conn_t *c, const char *line, size_t len)
         return;
     }
     if (len <= SN_PARSE_INLINE || req->late) {
-        sn__perr_t code = sn__proto_parse(line, len, &req->p, msg, sizeof msg);
+        sn__perr_t code = sn__proto_parse(line, len, &req->r.p, msg, sizeof msg);
         req_dispatch(req, code, msg);
         return;
     }
@@ -329,10 +354,10 @@ static void conn_close(sn__conn_t *c)
     }
     c->closing = 1;
     c->reading = 0;
-    sn__req_t *req = c->head;
+    sreq_t *req = c->head;
     c->head = c->tail = NULL;
     while (req) {
-        sn__req_t *next = req->next;
+        sreq_t *next = req->next;
         req->next = NULL;
         if (!req->on_worker)
             req_free(req);
@@ -394,7 +419,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void conn_too_long(sn__conn_t *c)
 {
     char msg[128];
-    sn__req_t *req = req_new(c, 0);
+    sreq_t *req = req_new(c, 0);
     sn__log_info("conn %llu: line longer than %zu bytes; closing",
                  (unsigned long long)c->serial, c->srv->o.max_line);
     c->drain_close = 1;
@@ -522,10 +547,10 @@ static void server_resume_all(sn__server_t *srv)
 
 static void on_write(uv_write_t *w, int status)
 {
-    sn__req_t *req = w->data;
+    sreq_t *req = w->data;
     sn__conn_t *c = req->conn;
     sn__server_t *srv = c->srv;
-    c->wbytes -= req->reply.len;
+    c->wbytes -= req->r.reply.len;
     c->n_writes--;
     free(w);
     req_free(req);
@@ -548,7 +573,7 @@ static void on_write(uv_write_t *w, int status)
 static void conn_flush(sn__conn_t *c)
 {
     while (!c->closing && c->head && c->head->done) {
-        sn__req_t *req = c->head;
+        sreq_t *req = c->head;
         c->head = req->next;
         if (!c->head)
             c->tail = NULL;
@@ -560,7 +585,7 @@ static void conn_flush(sn__conn_t *c)
             return;
         }
         w->data = req;
-        uv_buf_t b = uv_buf_init(req->reply.data, (unsigned)req->reply.len);
+        uv_buf_t b = uv_buf_init(req->r.reply.data, (unsigned)req->r.reply.len);
         int rc = uv_write(w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
         if (rc) {
             free(w);
@@ -570,7 +595,7 @@ static void conn_flush(sn__conn_t *c)
             conn_close(c);
             return;
         }
-        c->wbytes += req->reply.len;
+        c->wbytes += req->r.reply.len;
         c->n_writes++;
     }
     conn_maybe_close(c);
@@ -608,7 +633,7 @@ static void on_connection(uv_stream_t *server, int status)
                   (unsigned long long)c->serial, srv->n_conns);
     if (srv->n_conns > srv->o.n_conns_max) {
         char msg[96];
-        sn__req_t *req = req_new(c, 0);
+        sreq_t *req = req_new(c, 0);
         sn__log_warn("conn %llu: refused: %d connections is the limit",
                      (unsigned long long)c->serial, srv->o.n_conns_max);
         c->drain_close = 1;
@@ -628,8 +653,13 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- completions from the workers ----------------------------------------------- */
 
-void sn__server_done(sn__server_t *srv, sn__req_t *req)
+/* The engine's completion callback, on the thread that finished the work:
+ * queue the request for the loop. The connection is alive: it is freed
+ * only once its requests on workers are back. */
+static void on_req_done(sn__req_t *r)
 {
+    sreq_t *req = SREQ_OF(r);
+    sn__server_t *srv = req->conn->srv;
     pthread_mutex_lock(&srv->done_mu);
     req->done_next = NULL;
     if (srv->done_tail)
@@ -647,11 +677,11 @@ static void on_async(uv_async_t *a)
 {
     sn__server_t *srv = a->data;
     pthread_mutex_lock(&srv->done_mu);
-    sn__req_t *req = srv->done_head;
+    sreq_t *req = srv->done_head;
     srv->done_head = srv->done_tail = NULL;
     pthread_mutex_unlock(&srv->done_mu);
     while (req) {
-        sn__req_t *next = req->done_next;
+        sreq_t *next = req->done_next;
         sn__conn_t *c = req->conn;
         c->n_work--;
         req->on_worker = 0;
@@ -778,36 +808,6 @@ static int server_listen(sn__server_t *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* ---- search threads ------------------------------------------------------------------ */
-
-/* One per core (at most SN_MAX_READERS): searches are short and run
- * faiss on one OpenMP thread each, so one per core uses them all. */
-static int readers_start(sn__server_t *srv, char *err, size_t err_len)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    int rc;
-
-    if (n < 1)
-        n = 1;
-    if (n > SN_MAX_READERS)
-        n = SN_MAX_READERS;
-    for (int i = 0; i < n; i++) {
-        if ((rc = sn__lane_start(&srv->ops.readers[i], err, err_len)))
-            return rc;
-        srv->ops.n_readers = i + 1;
-    }
-    return 0;
-}
-
-static void readers_stop(sn__server_t *srv)
-{
-    for (int i = 0; i < srv->ops.n_readers; i++) {
-        sn__lane_stop(srv->ops.readers[i]);
-        srv->ops.readers[i] = NULL;
-    }
-    srv->ops.n_readers = 0;
-}
-
 /* ---- shutdown ----------------------------------------------------------------------- */
 
 static void server_maybe_finish(sn__server_t *srv)
@@ -817,11 +817,8 @@ static void server_maybe_finish(sn__server_t *srv)
     srv->finished = 1;
     sn__log_info("all connections closed; stopping the workers");
     uv_timer_stop(&srv->drain);
-    sn__sched_stop(srv->ops.sched);
-    srv->ops.sched = NULL;
-    readers_stop(srv); /* idle: every connection, so every request, is done */
-    sn__lane_stop(srv->ops.lane);
-    srv->ops.lane = NULL;
+    sn__ops_stop(&srv->ops); /* idle: every connection, so every request,
+                              * is done */
     uv_close((uv_handle_t *)&srv->async, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -892,7 +889,6 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
                    const sn_wsd_morph_t *morph, char *err, size_t err_len)
 {
     sn__server_t *srv = calloc(1, sizeof *srv);
-    sn__sched_opts_t sched_o;
     int rc = 0, lock_fd = -1, loop_ok = 0, mu_ok = 0;
 
     if (!srv)
@@ -907,7 +903,6 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->ops.store = store;
     srv->ops.senses = senses;
     srv->ops.morph = morph;
-    srv->ops.srv = srv;
     srv->ops.t_start_ns = sn__now_ns();
     srv->ops.n_workers = opts->sched.n_workers;
 
@@ -933,12 +928,7 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->drain.data = srv;
     if ((rc = server_listen(srv, err, err_len)))
         goto fail;
-    sched_o = opts->sched;
-    sched_o.n_conns = &srv->ops.n_conns; /* waits only for who is there */
-    if ((rc = sn__sched_start(model, &sched_o, &srv->ops.sched, err,
-                              err_len)) ||
-        (rc = sn__lane_start(&srv->ops.lane, err, err_len)) ||
-        (rc = readers_start(srv, err, err_len)))
+    if ((rc = sn__ops_start(&srv->ops, &opts->sched, err, err_len)))
         goto fail;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
@@ -958,9 +948,7 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     loop_ok = 0;
     goto out;
 fail:
-    sn__sched_stop(srv->ops.sched);
-    readers_stop(srv);
-    sn__lane_stop(srv->ops.lane);
+    sn__ops_stop(&srv->ops);
     if (loop_ok) {
         uv_walk(&srv->loop, on_walk_close, NULL);
         uv_run(&srv->loop, UV_RUN_DEFAULT);

@@ -91,7 +91,12 @@ int sn__st_check_unused(const sn__st_file_t *f,
 
 /* ---- bert.c: the BERT / XLM-R encoder ----------------------------------- */
 
-typedef enum { SN_ACT_GELU = 0, SN_ACT_GELU_TANH } sn__act_t;
+typedef enum {
+    SN_ACT_GELU = 0,  /* exact, erf */
+    SN_ACT_GELU_TANH, /* gelu_new, gelu_pytorch_tanh */
+    SN_ACT_SILU,      /* x sigmoid(x) */
+    SN_ACT_RELU,
+} sn__act_t;
 
 typedef struct {
     int n_vocab, n_hidden, n_layers, n_heads, n_inter;

@@ -4,7 +4,8 @@
  * normalize, truncate.
  *
  * What is read from the folder:
- *   config.json, model.safetensors     the encoder (bert.c)
+ *   config.json, model.safetensors     the encoder (embed/arch.c picks the
+ *                                      architecture by model_type)
  *   tokenizer.json or vocab.txt        the tokenizer (tokenizer.c)
  *   modules.json                       Transformer [+ Pooling] [+ Normalize];
  *                                      absent: mean pooling, no normalize
@@ -20,7 +21,7 @@
  * "default" names it at sn_model_default_path().
  *
  * max_tokens = max_seq_length, else model_max_length, capped by the
- * position table (minus XLM-R's offset). Texts are encoded packed back to
+ * encoder's longest sequence (its position table, minus XLM-R's offset). Texts are encoded packed back to
  * back without padding, in sub-batches of at most SN_MODEL_BATCH_TOKENS
  * tokens, so a text's vector never depends on its neighbours.
  */
@@ -34,6 +35,7 @@
 #include <jansson.h>
 
 #include "embed_int.h"
+#include "nn.h"
 #include "tokenizer_int.h"
 
 #define SN_MODEL_BATCH_TOKENS 8192   /* tokens per forward call at most */
@@ -43,10 +45,10 @@
 struct sn_model {
     char *path;
     char name[256];
-    sn__bert_t *bert;        /* one of bert and use is set */
-    sn__use_t *use;
-    const sn_tokenizer_t *tok; /* owned: bert's from sn_tokenizer_load,
-                                * use's by the use model */
+    sn__enc_t *enc;          /* the encoder (embed/arch.c's table) */
+    const sn_tokenizer_t *tok; /* owned, from sn_tokenizer_load, except
+                                * the default model's (owned by it) */
+    int own_tok;
     int hidden;              /* per-token state size */
     int dim;                 /* sentence vector size */
     int max_tokens;
@@ -60,8 +62,7 @@ struct sn_model {
 
 struct sn_ctx {
     const sn_model_t *model;
-    sn__bert_ctx_t *bert;
-    sn__use_ctx_t *use;
+    void *enc;                /* the encoder's per-thread state */
     int32_t *ids;
     int *lens;
     float *hidden;
@@ -262,8 +263,7 @@ static int parse_max_tokens(sn_model_t *m, const char *dir, char *err,
         if (v && json_is_integer(v) && json_integer_value(v) < (1 << 20))
             max = json_integer_value(v);
     }
-    const sn__bert_hparams_t *hp = sn__bert_hparams(m->bert);
-    long long cap = hp->n_pos - hp->pos_offset;
+    long long cap = m->enc->max_len > 0 ? m->enc->max_len : (1 << 20);
     if (max <= 0 || max > cap)
         max = cap;
     if (max < 2) {
@@ -332,13 +332,13 @@ static void set_name(sn_model_t *m, const char *kind, int layers, int hidden)
 
 static int load_use(sn_model_t *m, char *err, size_t err_len)
 {
-    int rc = sn__use_load(m->path, &m->use, err, err_len);
+    int rc = sn__enc_load_use(m->path, &m->enc, err, err_len);
     if (rc)
         return rc;
-    m->tok = sn__use_tokenizer(m->use);
-    m->hidden = sn__use_hidden(m->use);
-    m->dim = sn__use_dim(m->use);
-    m->max_tokens = sn__use_max_tokens(m->use);
+    m->tok = sn__use_tokenizer(m->enc->impl);
+    m->hidden = m->enc->n_hidden;
+    m->dim = m->enc->dim;
+    m->max_tokens = m->enc->max_len;
     m->normalize = 1;
     m->pool = SN_POOL_MEAN; /* informational: the graph pools itself */
     m->include_prompt = 1;
@@ -391,19 +391,20 @@ int sn_model_load(const char *path, sn_model_t **out, char *err,
             return 0;
         }
     }
-    if ((rc = sn__bert_load(path, &m->bert, err, err_len)))
+    if ((rc = sn__enc_load(path, &m->enc, err, err_len)))
         goto fail;
-    const sn__bert_hparams_t *hp = sn__bert_hparams(m->bert);
-    m->hidden = m->dim = hp->n_hidden;
+    const sn__enc_t *e = m->enc;
+    m->hidden = m->dim = e->n_hidden;
     sn_tokenizer_t *tok = NULL;
     if ((rc = sn_tokenizer_load(path, &tok, err, err_len)))
         goto fail;
     m->tok = tok;
-    if (sn_tokenizer_n_vocab(m->tok) > hp->n_vocab) {
+    m->own_tok = 1;
+    if (sn_tokenizer_n_vocab(m->tok) > e->n_vocab) {
         rc = sn__err(err, err_len, SN_EMODEL,
                      "'%s': tokenizer has %d pieces but the embedding table "
                      "only %d rows", path, sn_tokenizer_n_vocab(m->tok),
-                     hp->n_vocab);
+                     e->n_vocab);
         goto fail;
     }
     if ((rc = parse_modules(m, path, err, err_len)))
@@ -412,8 +413,7 @@ int sn_model_load(const char *path, sn_model_t **out, char *err,
         goto fail;
     if ((rc = parse_prompts(m, path, err, err_len)))
         goto fail;
-    set_name(m, hp->is_xlmr ? "xlm-roberta" : "bert", hp->n_layers,
-             hp->n_hidden);
+    set_name(m, e->kind, e->n_layers, e->n_hidden);
     *out = m;
     return 0;
 fail:
@@ -425,10 +425,9 @@ void sn_model_free(sn_model_t *m)
 {
     if (!m)
         return;
-    if (m->bert) /* the use model owns its tokenizer */
+    if (m->own_tok) /* the use model owns its tokenizer */
         sn_tokenizer_free((sn_tokenizer_t *)m->tok);
-    sn__bert_free(m->bert);
-    sn__use_free(m->use);
+    sn__enc_free(m->enc);
     for (int i = 0; i < m->n_prompts; i++) {
         free(m->prompt_names[i]);
         free(m->prompt_texts[i]);
@@ -463,11 +462,8 @@ sn_ctx_t *sn_ctx_new(const sn_model_t *model)
     if (!c)
         return NULL;
     c->model = model;
-    if (model->bert)
-        c->bert = sn__bert_ctx_new(model->bert);
-    else
-        c->use = sn__use_ctx_new(model->use);
-    if (!c->bert && !c->use) {
+    c->enc = sn__enc_ctx_new(model->enc);
+    if (!c->enc) {
         free(c);
         return NULL;
     }
@@ -478,8 +474,7 @@ void sn_ctx_free(sn_ctx_t *c)
 {
     if (!c)
         return;
-    sn__bert_ctx_free(c->bert);
-    sn__use_ctx_free(c->use);
+    sn__enc_ctx_free(c->model->enc, c->enc);
     free(c->sent);
     free(c->ids);
     free(c->lens);
@@ -639,12 +634,8 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
         c->lens[i - i0] = out[i].enc.n_tokens;
         k += (size_t)out[i].enc.n_tokens;
     }
-    if (m->bert)
-        rc = sn__bert_forward(m->bert, c->bert, c->ids, c->lens, i1 - i0,
-                              c->hidden, err, err_len);
-    else
-        rc = sn__use_forward(m->use, c->use, c->ids, c->lens, i1 - i0,
-                             c->hidden, c->sent, err, err_len);
+    rc = sn__enc_forward(m->enc, c->enc, c->ids, c->lens, i1 - i0,
+                         c->hidden, c->sent, err, err_len);
     if (rc)
         return rc;
 
@@ -665,7 +656,7 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
         for (int t = 0; t < n_tok; t++)
             mask[t] = t >= n_masked;
         float full[m->dim];
-        if (m->use) {
+        if (m->enc->pools) {
             memcpy(full, c->sent + (size_t)(i - i0) * m->dim, sizeof full);
         } else {
             pool(m->pool, h, mask, n_tok, m->hidden, full);
