@@ -36,6 +36,7 @@ int sn_cmd_delete(int argc, char **argv);
 int sn_cmd_stats(int argc, char **argv);
 int sn_cmd_which(int argc, char **argv);
 int sn_cmd_senses(int argc, char **argv);
+int sn_cmd_pull(int argc, char **argv);
 /* `sense senses import-wordnet`: argv[0] is the subcommand's name. */
 int sn_cmd_import_wordnet(int argc, char **argv);
 

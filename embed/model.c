@@ -317,6 +317,41 @@ int sn_model_default_path(char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? SN_ETOOBIG : 0;
 }
 
+static int repo_part_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 96 || s[0] == '.' || s[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+        if (c == '.' && i + 1 < n && s[i + 1] == '.')
+            return 0;
+    }
+    return 1;
+}
+
+int sn_model_repo_id_valid(const char *id)
+{
+    if (!id)
+        return 0;
+    const char *slash = strchr(id, '/');
+    if (!slash)
+        return repo_part_ok(id, strlen(id));
+    return repo_part_ok(id, (size_t)(slash - id)) &&
+           repo_part_ok(slash + 1, strlen(slash + 1));
+}
+
+int sn_model_pulled_path(const char *repo_id, char *buf, size_t len)
+{
+    char name[256];
+    if (!sn_model_repo_id_valid(repo_id))
+        return SN_EARG;
+    snprintf(name, sizeof name, "models/%s", repo_id);
+    return sn_data_path(name, buf, len);
+}
+
 static void set_name(sn_model_t *m, const char *kind, int layers, int hidden)
 {
     const char *path = m->path;
@@ -367,6 +402,22 @@ int sn_model_load(const char *path, sn_model_t **out, char *err,
         path = def;
     }
     struct stat st;
+    char pulled[4096];
+    if (!is_default && stat(path, &st) != 0 && errno == ENOENT &&
+        sn_model_repo_id_valid(path) && path[0] != '/') {
+        /* not a folder here: a model `sense pull` stored by that name? */
+        if (sn_model_pulled_path(path, pulled, sizeof pulled))
+            return sn__err(err, err_len, SN_ENOTFOUND,
+                           "'%s': no such folder (and no data folder to "
+                           "look for a pulled model in: set HOME or "
+                           "SENSE_DATA)", path);
+        if (stat(pulled, &st) != 0)
+            return sn__err(err, err_len, SN_ENOTFOUND,
+                           "'%s': no such folder, nor a model of that name "
+                           "in '%s' (fetch it with: sense pull %s)",
+                           path, pulled, path);
+        path = pulled;
+    }
     if (stat(path, &st) != 0)
         return sn__err(err, err_len, -errno, "'%s': %s", path,
                        strerror(errno));

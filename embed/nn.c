@@ -478,9 +478,6 @@ int sn__bind_has(sn__binder_t *b, const char *name)
 void sn__bind_release(sn__binder_t *b, const float *p, size_t n)
 {
     const sn__st_file_t *st = b->st;
-    const uintptr_t map = (uintptr_t)st->map, end = map + st->map_len;
-    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t lo = (uintptr_t)p, hi = lo + n * sizeof *p;
 
     /* a converted F16/BF16 copy: nothing reads it again */
     for (int i = 0; i < st->hdr.n_tensors; i++) {
@@ -491,16 +488,11 @@ void sn__bind_release(sn__binder_t *b, const float *p, size_t n)
             return;
         }
     }
-    /* a view into the read-only file mapping: MADV_DONTNEED on a private
-     * read-only file mapping only unmaps clean page cache, which the
-     * kernel could re-read. Only whole pages inside the tensor go; a
+    /* a view into a read-only file mapping (any shard): MADV_DONTNEED on a
+     * private read-only file mapping only unmaps clean page cache, which
+     * the kernel could re-read. Only whole pages inside the tensor go; a
      * failure costs memory, not results. */
-    if (!st->map || lo < map || hi > end || pg == 0 || (pg & (pg - 1)))
-        return;
-    lo = (lo + pg - 1) & ~(pg - 1);
-    hi &= ~(pg - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    sn__st_release(st, p, n * sizeof *p);
 }
 
 int sn__bind_pack(sn__binder_t *b, sn__gemm_w_t *w, const float *src,

@@ -1235,6 +1235,7 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                        "encode: no tokenizer, text or output");
     const tok_full_t *t = full(tok);
     out->n_tokens = 0;
+    out->truncated = 0;
     if (len > SN_TOK_MAX_TEXT)
         return sn__err(err, err_len, SN_ETOOBIG,
                        "text of %zu bytes, more than %d", len,
@@ -1321,6 +1322,7 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
     if (max_tokens > 0 && n_seq > max_tokens - n_specials)
         n_seq = max_tokens - n_specials; /* keep the first tokens */
     int total = n_seq + n_specials;
+    int n_cut = toks.n - n_seq;
     rc = encoding_reserve(out, total);
     if (rc) {
         rc = sn__err(err, err_len, rc, "out of memory");
@@ -1344,6 +1346,7 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
         out->special[o] = 1;
     }
     out->n_tokens = total;
+    out->truncated = n_cut;
     rc = 0;
 fail:
     free(cps);

@@ -40,6 +40,7 @@ typedef struct {
     uint8_t *special;
     int n_tokens;
     int cap;          /* allocated entries */
+    int truncated;    /* text tokens cut off to fit max_tokens (0: none) */
 } sn_encoding_t;
 
 void sn_encoding_free(sn_encoding_t *enc); /* frees the arrays, zeroes *enc */
@@ -60,7 +61,7 @@ void sn_tokenizer_free(sn_tokenizer_t *tok);
 
 /* Tokenize `text` (`len` bytes of UTF-8) with special tokens added; when
  * max_tokens > 0, truncate so the result, specials included, has at most
- * max_tokens entries. Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
+ * max_tokens entries (out->truncated then counts the tokens dropped). Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
  * its arrays grow as needed. */
 int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                         size_t len, int max_tokens, sn_encoding_t *out,
@@ -93,7 +94,10 @@ typedef enum {
     SN_POOL_MEAN_SQRT_LEN,
 } sn_pool_t;
 
-/* Load the model in folder `path`, or the default model for "default". */
+/* Load the model in folder `path`, or the default model for "default", or,
+ * when no folder `path` exists and it is a repository id ("org/name" or
+ * "name"), the model `sense pull` stored under that name (see
+ * sn_model_pulled_path). */
 int sn_model_load(const char *path, sn_model_t **out, char *err,
                   size_t err_len);
 void sn_model_free(sn_model_t *model);
@@ -101,6 +105,13 @@ void sn_model_free(sn_model_t *model);
  * $SENSE_DATA/models/use-lite, else $XDG_DATA_HOME/sense/models/use-lite,
  * else ~/.local/share/sense/models/use-lite (where scripts/setup puts it). */
 int sn_model_default_path(char *buf, size_t len);
+/* A Hugging Face repository id: "name" or "org/name", each part 1 to 96
+ * characters of [A-Za-z0-9._-], not starting with '.' or '-', no "..". */
+int sn_model_repo_id_valid(const char *repo_id);
+/* Where `sense pull REPO_ID` stores a model and where sn_model_load finds
+ * it by name: sn_data_path("models/REPO_ID"), i.e. models/<org>/<name>
+ * under the data folder. SN_EARG when repo_id is not a valid id. */
+int sn_model_pulled_path(const char *repo_id, char *buf, size_t len);
 
 int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
 int sn_model_hidden(const sn_model_t *model);     /* token vector size */
