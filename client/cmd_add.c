@@ -107,6 +107,14 @@ static int send_batch(adder_t *a)
         a->n_docs += (long)json_array_size(json_object_get(reply, "ids"));
         json_array_foreach(chunks, i, v)
             a->n_chunks += (long)json_integer_value(v);
+        json_t *cut = json_object_get(reply, "truncated"), *ids;
+        ids = json_object_get(reply, "ids");
+        json_array_foreach(cut, i, v)
+            if (json_integer_value(v) > 0 && !a->json)
+                fprintf(stderr, "sense: warning: '%s': %lld chunk(s) longer "
+                                "than the model's maximum, cut\n",
+                        json_string_value(json_array_get(ids, i)),
+                        (long long)json_integer_value(v));
     }
     a->n_sent += (long)n;
     json_decref(reply);

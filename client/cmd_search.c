@@ -143,6 +143,12 @@ int sn_cmd_search(int argc, char **argv)
         printf("%s\n", raw);
     if (rc || json)
         goto out;
+    if (json_is_true(json_object_get(reply, "truncated")))
+        fprintf(stderr, "sense: warning: the query is longer than the "
+                        "model's %lld tokens: only its beginning is "
+                        "searched\n",
+                (long long)json_integer_value(
+                    json_object_get(reply, "n_tokens")));
     json_t *results = json_object_get(reply, "results"), *r;
     size_t i;
     if (!json_array_size(results))

@@ -130,6 +130,10 @@ static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
     sn__buf_printf(b, ",\"dim\":%d,\"n_tokens\":[", dim);
     for (int i = 0; i < job->n; i++)
         sn__buf_printf(b, i ? ",%d" : "%d", job->out[i].enc.n_tokens);
+    sn__buf_puts(b, "],\"truncated\":[");
+    for (int i = 0; i < job->n; i++)
+        sn__buf_puts(b, job->out[i].enc.truncated ? (i ? ",true" : "true")
+                                                  : (i ? ",false" : "false"));
     sn__buf_puts(b, "],\"embeddings\":[");
     for (int i = 0; i < job->n && !b->err; i++) {
         if (i)
@@ -339,6 +343,15 @@ static void run_add(sn__req_t *req, sn_ctx_t *ctx)
     sn__buf_puts(b, "],\"chunks\":[");
     for (int d = 0; d < p->n_docs; d++)
         sn__buf_printf(b, d ? ",%d" : "%d", req->doc_chunks[d]);
+    /* chunks are cut to fit the model; one whose text tokenizes longer on
+     * its own than in its document is cut, and counted here */
+    sn__buf_puts(b, "],\"truncated\":[");
+    for (int d = 0, k = 0; d < p->n_docs; d++) {
+        int n_cut = 0;
+        for (int i = 0; i < req->doc_chunks[d]; i++, k++)
+            n_cut += job->out[k].enc.truncated > 0;
+        sn__buf_printf(b, d ? ",%d" : "%d", n_cut);
+    }
     sn__buf_put(b, "]", 1);
     sn__proto_reply_end(b);
 out:
@@ -355,7 +368,8 @@ out:
  * vector (model_id: ours) or the caller's own (model_id NULL: any
  * collection of its dimension). */
 static void search_reply(sn__req_t *req, const char *model_id,
-                         const float *vec, int dim)
+                         const float *vec, int dim,
+                         const sn_encoding_t *query)
 {
     const sn__request_t *p = &req->p;
     sn_hit_t *hits = NULL;
@@ -391,6 +405,9 @@ static void search_reply(sn__req_t *req, const char *model_id,
         sn__buf_put(b, "}", 1);
     }
     sn__buf_put(b, "]", 1);
+    if (query) /* a text query: its tokens, and whether it was cut */
+        sn__buf_printf(b, ",\"n_tokens\":%d,\"truncated\":%s",
+                       query->n_tokens, query->truncated ? "true" : "false");
     sn__proto_reply_end(b);
     sn_hits_free(hits, n_hits);
 }
@@ -403,11 +420,11 @@ static void run_search(sn__req_t *req, sn_ctx_t *ctx)
 
     (void)ctx;
     if (req->p.vector) {
-        search_reply(req, NULL, req->p.vector, req->p.n_vector);
+        search_reply(req, NULL, req->p.vector, req->p.n_vector, NULL);
     } else {
         sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
         search_reply(req, req->ops->model_id, job->out[0].sentence,
-                     job->out[0].dim);
+                     job->out[0].dim, &job->out[0].enc);
     }
 }
 
