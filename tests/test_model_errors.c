@@ -104,6 +104,31 @@ int main(void)
                "\"type\": \"sentence_transformers.models.Dense\"}]");
     expect_fail(d, "unsupported module", "modules.json", "Dense");
 
+    /* a module path outside the model folder: "..", absolute, or a link
+     * (a config elsewhere that would otherwise load fine) */
+    {
+        static const char *const paths[] = {"../outside", "/tmp", "link",
+                                            "1_Pooling/../../outside"};
+        for (int i = 0; i < 4; i++) {
+            char mods[512];
+            d = fresh(i == 0 ? "mod-dotdot" : i == 1 ? "mod-abs"
+                      : i == 2 ? "mod-link" : "mod-deep");
+            sh("mkdir -p '%s/../outside' && cp '%s/1_Pooling/config.json' "
+               "'%s/../outside/'", d);
+            if (i == 2)
+                sh("ln -s ../outside '%s/link'", d);
+            snprintf(mods, sizeof mods,
+                     "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "
+                     "\"type\": \"sentence_transformers.models.Transformer\"}, "
+                     "{\"idx\": 1, \"name\": \"1\", \"path\": \"%s\", "
+                     "\"type\": \"sentence_transformers.models.Pooling\"}]",
+                     paths[i]);
+            write_file(d, "modules.json", mods);
+            expect_fail(d, "module path outside", "modules.json",
+                        "outside the model folder");
+        }
+    }
+
     d = fresh("bad-pooling");
     write_file(d, "1_Pooling/config.json",
                "{\"embedding_dimension\": 64, \"pooling_mode\": \"median\"}");
