@@ -323,11 +323,10 @@ static void run_add(sn__req_t *req, sn_ctx_t *ctx)
         docs[d].n_chunks = req->doc_chunks[d];
         k += req->doc_chunks[d];
     }
-    rc = sn_store_collection(ops->store, p->collection, ops->model_id, dim,
-                             (sn_index_kind_t)p->index_kind, err, sizeof err);
-    if (!rc && p->n_docs)
-        rc = sn_store_add(ops->store, p->collection, ops->model_id, docs,
-                          p->n_docs, ids, err, sizeof err);
+    /* One transaction: a new collection exists only with its documents. */
+    rc = sn_store_add_create(ops->store, p->collection, ops->model_id, dim,
+                             (sn_index_kind_t)p->index_kind, docs, p->n_docs,
+                             ids, err, sizeof err);
     if (rc) {
         sn__ops_reply_error(req, sn__perr_of(rc), err);
         goto out;

@@ -433,6 +433,11 @@ static sn__perr_t parse_add(sn__request_t *req, char *msg, size_t msg_len)
             doc->meta_json = json_dumps(meta, JSON_COMPACT);
             if (!doc->meta_json)
                 return fail(msg, msg_len, SN__P_INTERNAL, "out of memory");
+            size_t meta_len = strlen(doc->meta_json);
+            if (meta_len > SN_MAX_META)
+                return fail(msg, msg_len, SN__P_TOO_LARGE, "docs[%zu].meta "
+                            "is %zu bytes as compact json (limit %u)", i,
+                            meta_len, SN_MAX_META);
         }
     }
     return SN__P_OK;

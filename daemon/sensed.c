@@ -104,6 +104,36 @@ static int default_socket(char *buf, size_t len, char *err, size_t err_len)
     return 0;
 }
 
+/* The default data folder holds the documents: 0700 whatever the umask or
+ * the mode it was left with (an older setup made it 0755). */
+static int private_folder(const char *db_path)
+{
+    char dir[4096];
+    const char *slash = strrchr(db_path, '/');
+    struct stat st;
+
+    if (!slash || slash == db_path || (size_t)(slash - db_path) >= sizeof dir)
+        return 0;
+    memcpy(dir, db_path, (size_t)(slash - db_path));
+    dir[slash - db_path] = '\0';
+    if (lstat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+        return -EPERM;
+    if ((st.st_mode & 07777) != 0700 && chmod(dir, 0700) != 0)
+        return -errno;
+    if ((st.st_mode & 07777) != 0700)
+        sn__log_info("data folder '%s' made private (0700, was %04o)", dir,
+                     (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+static void store_log(void *ud, const char *line)
+{
+    (void)ud;
+    sn__log_warn("store: %s", line);
+}
+
 static int parse_size(const char *s, size_t *out)
 {
     char *end;
@@ -156,6 +186,7 @@ int main(int argc, char **argv)
     };
     const char *model_path = "default", *socket_path = NULL, *db_path = NULL;
     char socket_buf[4096], db_buf[4096], err[1024];
+    int db_default = 0;
     sn__server_opts_t o = {0};
     sn_model_t *model = NULL;
     sn_store_t *store = NULL;
@@ -244,16 +275,25 @@ int main(int argc, char **argv)
             goto out;
         }
         db_path = db_buf;
+        db_default = 1;
     }
     if ((rc = sn_mkdir_parents(db_path))) {
         sn__log_error("cannot create the folder of '%s': %s", db_path,
                       strerror(-rc));
         goto out;
     }
+    if (db_default && (rc = private_folder(db_path)) < 0) {
+        sn__log_error("cannot make the folder of '%s' private (0700): %s",
+                      db_path, strerror(-rc));
+        goto out;
+    }
     if ((rc = sn_store_open(db_path, &store, err, sizeof err))) {
         sn__log_error("cannot open database '%s': %s", db_path, err);
         goto out;
     }
+    /* The store's notes (an index rebuilt, caught up, not saved; damaged
+     * vectors) go to the log; those from the open come now. */
+    sn_store_set_log(store, store_log, NULL);
     sn__log_info("database '%s'", db_path);
     if ((rc = sn_wsd_morph_new(&morph, err, sizeof err))) {
         sn__log_error("cannot make the morph table: %s", err);
@@ -288,8 +328,16 @@ out:
     sn_senses_close(senses); /* before the morph table it borrows */
     sn_wsd_morph_free(morph);
     if (store) {
+        /* Say what happened: a failed save costs a rebuild or a catch-up
+         * at the next start, never data, but it is not "saved". */
+        if (sn_store_save(store, err, sizeof err) < 0)
+            sn__log_warn("indexes not saved (they will be rebuilt or caught "
+                         "up from the database at the next start): %s", err);
+        else
+            sn__log_info("indexes saved");
+        sn_store_set_log(store, NULL, NULL); /* close's own retry: quiet */
         sn_store_close(store);
-        sn__log_info("database closed, indexes saved");
+        sn__log_info("database closed");
     }
     sn_model_free(model);
     if (!check)

@@ -26,6 +26,7 @@
  * tokens, so a text's vector never depends on its neighbours.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,39 @@ static int parse_pooling(sn_model_t *m, const json_t *cfg, const char *path,
     return 0;
 }
 
+/* A module's folder must be inside the model folder: relative, no "..",
+ * and (links resolved) still under it -- a model folder someone else made
+ * must not make us read files elsewhere. */
+static int inside(const char *dir, const char *mpath, char *err,
+                  size_t err_len)
+{
+    char joined[4096], real_dir[PATH_MAX], real_sub[PATH_MAX];
+    const char *p = mpath;
+
+    if (mpath[0] == '/')
+        goto outside;
+    while (*p) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            goto outside;
+        p += n;
+        p += *p == '/';
+    }
+    if (sn__path_join(joined, sizeof joined, dir, mpath))
+        return sn__err(err, err_len, SN_ETOOBIG, "path too long");
+    /* a missing folder is reported when its config is read */
+    if (realpath(dir, real_dir) && realpath(joined, real_sub)) {
+        size_t n = strlen(real_dir);
+        if (strncmp(real_sub, real_dir, n) != 0 ||
+            (real_sub[n] != '/' && real_sub[n] != '\0' && n > 1))
+            goto outside;
+    }
+    return 0;
+outside:
+    return sn__err(err, err_len, SN_EMODEL, "'%s/modules.json': module "
+                   "path '%s' is outside the model folder", dir, mpath);
+}
+
 /* modules.json: which modules, and where the pooling config lives. */
 static int parse_modules(sn_model_t *m, const char *dir, char *err,
                          size_t err_len)
@@ -203,6 +237,8 @@ static int parse_modules(sn_model_t *m, const char *dir, char *err,
                 goto fail;
             }
         } else if (!strcmp(base, "Pooling")) {
+            if ((rc = inside(dir, mpath, err, err_len)))
+                goto fail;
             if (sn__path_join(pool_dir, sizeof pool_dir, dir, mpath)) {
                 rc = sn__err(err, err_len, SN_ETOOBIG, "path too long");
                 goto fail;
@@ -257,12 +293,6 @@ static int parse_max_tokens(sn_model_t *m, const char *dir, char *err,
     const json_t *v = sb ? json_object_get(sb, "max_seq_length") : NULL;
     if (v && json_is_integer(v))
         max = json_integer_value(v);
-    if (sb && json_is_true(json_object_get(sb, "do_lower_case"))) {
-        rc = sn__err(err, err_len, SN_EMODEL,
-                     "'%s/sentence_bert_config.json': do_lower_case is "
-                     "unsupported", dir);
-        goto fail;
-    }
     if (!max && tc) {
         v = json_object_get(tc, "model_max_length");
         /* transformers writes 1e30 for "no limit" */

@@ -19,6 +19,10 @@
  *      documents(id, collection, ext_id, text, meta), chunks(id, document,
  *      ordinal, vector). No timestamps, index kinds, spans or senses.
  *   1  the first release: the tables below.
+ *   2  store_info (key, value): the database's own facts; `db_id`, 16
+ *      random bytes drawn when the step runs (hex), names this database
+ *      in its index files, so that a file that outlived its database
+ *      (deleted, recreated, replaced) is never trusted.
  *
  * Invariants of version 1, relied on by store.c:
  *   - chunks.id is AUTOINCREMENT: never reused, so a faiss index built at
@@ -173,12 +177,26 @@ static int step_v1(sqlite3 *db, char *err, size_t err_len)
     return exec(db, sql, err, err_len);
 }
 
+static const char SCHEMA_V2[] =
+    "CREATE TABLE store_info (\n"
+    "    key   TEXT PRIMARY KEY,\n"
+    "    value TEXT NOT NULL\n"
+    ") WITHOUT ROWID;\n"
+    "INSERT INTO store_info (key, value)\n"
+    "    VALUES ('db_id', lower(hex(randomblob(16))));\n";
+
+static int step_v2(sqlite3 *db, char *err, size_t err_len)
+{
+    return exec(db, SCHEMA_V2, err, err_len);
+}
+
 static const struct {
     int version; /* user_version once applied */
     const char *what;
     int (*apply)(sqlite3 *db, char *err, size_t err_len);
 } steps[] = {
     {1, "collections, documents, chunks, senses", step_v1},
+    {2, "store_info with the database's id", step_v2},
 };
 
 static int user_version(sqlite3 *db, int *out, char *err, size_t err_len)

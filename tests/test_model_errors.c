@@ -104,6 +104,31 @@ int main(void)
                "\"type\": \"sentence_transformers.models.Dense\"}]");
     expect_fail(d, "unsupported module", "modules.json", "Dense");
 
+    /* a module path outside the model folder: "..", absolute, or a link
+     * (a config elsewhere that would otherwise load fine) */
+    {
+        static const char *const paths[] = {"../outside", "/tmp", "link",
+                                            "1_Pooling/../../outside"};
+        for (int i = 0; i < 4; i++) {
+            char mods[512];
+            d = fresh(i == 0 ? "mod-dotdot" : i == 1 ? "mod-abs"
+                      : i == 2 ? "mod-link" : "mod-deep");
+            sh("mkdir -p '%s/../outside' && cp '%s/1_Pooling/config.json' "
+               "'%s/../outside/'", d);
+            if (i == 2)
+                sh("ln -s ../outside '%s/link'", d);
+            snprintf(mods, sizeof mods,
+                     "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "
+                     "\"type\": \"sentence_transformers.models.Transformer\"}, "
+                     "{\"idx\": 1, \"name\": \"1\", \"path\": \"%s\", "
+                     "\"type\": \"sentence_transformers.models.Pooling\"}]",
+                     paths[i]);
+            write_file(d, "modules.json", mods);
+            expect_fail(d, "module path outside", "modules.json",
+                        "outside the model folder");
+        }
+    }
+
     d = fresh("bad-pooling");
     write_file(d, "1_Pooling/config.json",
                "{\"embedding_dimension\": 64, \"pooling_mode\": \"median\"}");
@@ -124,8 +149,9 @@ int main(void)
 
     d = fresh("lower-case");
     write_file(d, "sentence_bert_config.json",
-               "{\"max_seq_length\": 32, \"do_lower_case\": true}");
-    expect_fail(d, "do_lower_case", "sentence_bert_config.json", NULL);
+               "{\"max_seq_length\": 32, \"do_lower_case\": \"yes\"}");
+    expect_fail(d, "do_lower_case not a boolean", "sentence_bert_config.json",
+                "do_lower_case: expected a boolean");
 
     d = fresh("no-tokenizer");
     sh("rm '%s/tokenizer.json' '%s/vocab.txt'", d);
@@ -136,8 +162,9 @@ int main(void)
     expect_fail(d, "truncated safetensors", "model.safetensors", NULL);
 
     d = fresh("bad-tokenizer-json");
-    write_file(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
-    expect_fail(d, "unsupported tokenizer model", "tokenizer.json", "BPE");
+    write_file(d, "tokenizer.json", "{\"model\": {\"type\": \"WordLevel\"}}");
+    expect_fail(d, "unsupported tokenizer model", "tokenizer.json",
+                "WordLevel");
 
     /* model names: repository ids, and where a pulled one is looked for */
     static const char *const ids_ok[] = {"org/name", "name", "a.b-c_d/X.9"};

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "sense/store.h" /* the storage limits the protocol passes on */
+
 #define SN_OPS(X)                                                            \
     X(EMBED, "embed", parse_embed, ENCODE, run_embed)                        \
     X(ADD, "add", parse_add, CHUNK_ENCODE_STORE, run_add)                    \
@@ -80,7 +82,8 @@ static inline int sn_op_find(const char *name, size_t len)
 #define SN_MAX_K 1000              /* search results */
 #define SN_MAX_DIM 65536           /* numbers in a search's vector */
 #define SN_MAX_NAME 256            /* collection and prompt names */
-#define SN_MAX_ID 4096             /* a document id: a file path fits */
+#define SN_MAX_ID SN_STORE_MAX_ID  /* a document id (bytes): the store's */
+#define SN_MAX_META SN_STORE_MAX_META /* a document's meta, compact json */
 #define SN_MAX_SENSES 1024         /* senses per sense.add */
 #define SN_MAX_EXAMPLES 4096       /* exemplars per sense.add
                                     * (= SN_WSD_MAX_BATCH, sense/wsd.h) */
