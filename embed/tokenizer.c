@@ -72,6 +72,7 @@ typedef struct {
     /* what sentence-transformers does to a text before its tokenizer sees
      * it: str.strip(), then str.lower() when do_lower_case */
     int input_strip, input_lower;
+    int max_tokens; /* the folder's max_seq_length / model_max_length, or 0 */
 } tok_full_t;
 
 static tok_full_t *full(const sn_tokenizer_t *tok)
@@ -760,7 +761,11 @@ static int load_st_input(const char *dir, tok_full_t *t, char *err,
         return sn__err(err, err_len, SN_EJSON, "'%s': %s", path,
                        cfg ? "expected a json object" : je.text);
     }
-    json_t *v = json_object_get(cfg, "do_lower_case");
+    json_t *v = json_object_get(cfg, "max_seq_length");
+    if (json_is_integer(v) && json_integer_value(v) > 0 &&
+        json_integer_value(v) < (1 << 24))
+        t->max_tokens = (int)json_integer_value(v);
+    v = json_object_get(cfg, "do_lower_case");
     if (v && !json_is_null(v) && !json_is_boolean(v))
         rc = sn__err(err, err_len, SN_EMODEL,
                      "'%s': do_lower_case: expected a boolean", path);
@@ -805,10 +810,28 @@ int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
         sn_tokenizer_free(*out);
         *out = NULL;
     }
+    if (rc == 0 && full(*out)->max_tokens == 0 &&
+        sn__path_join(path, sizeof path, dir, "tokenizer_config.json") == 0 &&
+        sn__file_exists(path) &&
+        sn__read_file(path, SN_TOK_MAX_CONFIG, &buf, &len, NULL, 0) == 0) {
+        json_t *c = json_loadb(buf, len, 0, NULL);
+        json_t *v = json_object_get(c, "model_max_length");
+        /* transformers writes 1e30 for "no limit" */
+        if (json_is_integer(v) && json_integer_value(v) > 0 &&
+            json_integer_value(v) < (1 << 20))
+            full(*out)->max_tokens = (int)json_integer_value(v);
+        json_decref(c);
+        free(buf);
+    }
     return rc;
 }
 
 /* ---- queries --------------------------------------------------------------- */
+
+int sn_tokenizer_max_tokens(const sn_tokenizer_t *tok)
+{
+    return tok && full(tok) ? full(tok)->max_tokens : 0;
+}
 
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok)
 {
