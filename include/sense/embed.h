@@ -83,9 +83,11 @@ const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id);
 
 /* The token string Hugging Face reports for token i of `enc`, encoded from
  * `text` (`len` bytes): the vocabulary piece, except for the unknown token
- * of a Unigram model, which HF reports as the text it stands for (here the
- * text's code points [start, end), which is the same unless normalization
- * rewrote them). Returns the piece, or `buf` (NUL-terminated, cut at
+ * of a Unigram model, which HF reports as the normalized text it stands
+ * for (here: its chars [start, end) normalized again, less what tokens from
+ * the same chars hold -- exact on every reference we have, but a
+ * reconstruction), and an added token with lstrip/rstrip, which HF reports
+ * with the whitespace it took. Returns the piece, or `buf` (NUL-terminated, cut at
  * buf_len - 1 bytes) holding the text; NULL when i is out of range. */
 const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
                                    const sn_encoding_t *enc, int i,
