@@ -293,12 +293,6 @@ static int parse_max_tokens(sn_model_t *m, const char *dir, char *err,
     const json_t *v = sb ? json_object_get(sb, "max_seq_length") : NULL;
     if (v && json_is_integer(v))
         max = json_integer_value(v);
-    if (sb && json_is_true(json_object_get(sb, "do_lower_case"))) {
-        rc = sn__err(err, err_len, SN_EMODEL,
-                     "'%s/sentence_bert_config.json': do_lower_case is "
-                     "unsupported", dir);
-        goto fail;
-    }
     if (!max && tc) {
         v = json_object_get(tc, "model_max_length");
         /* transformers writes 1e30 for "no limit" */
@@ -423,50 +417,63 @@ static int load_use(sn_model_t *m, char *err, size_t err_len)
     return 0;
 }
 
-int sn_model_load(const char *path, sn_model_t **out, char *err,
-                  size_t err_len)
+int sn_model_locate(const char *name, char *buf, size_t len, char *err,
+                    size_t err_len)
 {
-    sn_model_t *m;
-    char def[4096], probe[4200];
-    int rc, is_default = !strcmp(path, "default");
+    char probe[4200];
+    struct stat st;
+    int n;
 
-    *out = NULL;
-    if (is_default) {
-        if (sn_model_default_path(def, sizeof def))
+    if (!strcmp(name, "default")) {
+        if (sn_model_default_path(buf, len))
             return sn__err(err, err_len, SN_ENOTFOUND,
                            "cannot locate the default model: set HOME or "
                            "SENSE_DEFAULT_MODEL");
-        snprintf(probe, sizeof probe, "%s/model.json", def);
+        snprintf(probe, sizeof probe, "%s/model.json", buf);
         if (!sn__file_exists(probe))
             return sn__err(err, err_len, SN_ENOTFOUND,
                            "default model not found in '%s': run "
-                           "scripts/setup to fetch it", def);
-        path = def;
-    }
-    struct stat st;
-    char pulled[4096];
-    if (!is_default && stat(path, &st) != 0 && errno == ENOENT &&
-        sn_model_repo_id_valid(path) && path[0] != '/') {
+                           "scripts/setup to fetch it", buf);
+    } else if (stat(name, &st) != 0 && errno == ENOENT &&
+               sn_model_repo_id_valid(name)) {
         /* not a folder here: a model `sense pull` stored by that name? */
-        if (sn_model_pulled_path(path, pulled, sizeof pulled))
+        if (sn_model_pulled_path(name, buf, len))
             return sn__err(err, err_len, SN_ENOTFOUND,
                            "'%s': no such folder (and no data folder to "
                            "look for a pulled model in: set HOME or "
-                           "SENSE_DATA)", path);
-        if (stat(pulled, &st) != 0)
+                           "SENSE_DATA)", name);
+        if (stat(buf, &st) != 0)
             return sn__err(err, err_len, SN_ENOTFOUND,
                            "'%s': no such folder, nor a model of that name "
                            "in '%s' (fetch it with: sense pull %s)",
-                           path, pulled, path);
-        path = pulled;
+                           name, buf, name);
+    } else {
+        n = snprintf(buf, len, "%s", name);
+        if (n < 0 || (size_t)n >= len)
+            return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
+                           name);
     }
-    if (stat(path, &st) != 0)
-        return sn__err(err, err_len, -errno, "'%s': %s", path,
+    if (stat(buf, &st) != 0)
+        return sn__err(err, err_len, -errno, "'%s': %s", buf,
                        strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return sn__err(err, err_len, SN_EMODEL,
                        "'%s': not a folder (a model is a folder with "
-                       "config.json or model.json)", path);
+                       "config.json or model.json)", buf);
+    return 0;
+}
+
+int sn_model_load(const char *path, sn_model_t **out, char *err,
+                  size_t err_len)
+{
+    sn_model_t *m;
+    char where[4096], probe[4200];
+    int rc;
+
+    *out = NULL;
+    if ((rc = sn_model_locate(path, where, sizeof where, err, err_len)))
+        return rc;
+    path = where;
     m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);

@@ -71,6 +71,17 @@ int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok);
 /* The vocabulary string of `id` ("##lo", "\xe2\x96\x81World"), or NULL. */
 const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id);
 
+/* The token string Hugging Face reports for token i of `enc`, encoded from
+ * `text` (`len` bytes): the vocabulary piece, except for the unknown token
+ * of a Unigram model, which HF reports as the text it stands for (here the
+ * text's code points [start, end), which is the same unless normalization
+ * rewrote them). Returns the piece, or `buf` (NUL-terminated, cut at
+ * buf_len - 1 bytes) holding the text; NULL when i is out of range. */
+const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
+                                   const sn_encoding_t *enc, int i,
+                                   const char *text, size_t len, char *buf,
+                                   size_t buf_len);
+
 /* ---- model -------------------------------------------------------------- */
 
 typedef struct sn_model sn_model_t;
@@ -101,6 +112,12 @@ int sn_model_repo_id_valid(const char *repo_id);
  * it by name: sn_data_path("models/REPO_ID"), i.e. models/<org>/<name>
  * under the data folder. SN_EARG when repo_id is not a valid id. */
 int sn_model_pulled_path(const char *repo_id, char *buf, size_t len);
+/* The folder sn_model_load would load for `name` (a folder, "default", or a
+ * pulled repository id), into buf; fails as sn_model_load would when there
+ * is none, with a hint (e.g. the `sense pull` command). For programs that
+ * read a model folder's files without loading the model. */
+int sn_model_locate(const char *name, char *buf, size_t len, char *err,
+                    size_t err_len);
 
 int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
 int sn_model_hidden(const sn_model_t *model);     /* token vector size */
