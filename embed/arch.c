@@ -17,7 +17,8 @@
 #include "nn.h"
 
 static const sn__arch_t *const archs[] = {
-    &sn__arch_bert,
+    &sn__arch_bert, &sn__arch_mpnet, &sn__arch_distilbert, &sn__arch_t5,
+    &sn__arch_qwen3, &sn__arch_modernbert,
 };
 
 const char *sn__enc_supported(void)

@@ -198,4 +198,15 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
                     const int *lens, int n_seq, float *tokens_out,
                     float *sent_out, char *err, size_t err_len);
 
+/* ---- model.c, for tests ---------------------------------------------------- */
+
+/* sn_model_load without the tokenizer: for feeding reference ids. */
+int sn__model_load_notok(const char *path, sn_model_t **out, char *err,
+                         size_t err_len);
+/* sn_model_embed of pre-tokenized texts: ids[i] has n_ids[i] entries. */
+int sn__model_embed_ids(const sn_model_t *m, sn_ctx_t *c,
+                        const int32_t *const *ids, const int *n_ids, int n,
+                        const sn_embed_opts_t *opts, sn_embedding_t *out,
+                        char *err, size_t err_len);
+
 #endif

@@ -7,7 +7,8 @@
  *   config.json, model.safetensors     the encoder (embed/arch.c picks the
  *                                      architecture by model_type)
  *   tokenizer.json or vocab.txt        the tokenizer (tokenizer.c)
- *   modules.json                       Transformer [+ Pooling] [+ Normalize];
+ *   modules.json                       Transformer [+ Pooling] [+ Dense...]
+ *                                      [+ Normalize];
  *                                      absent: mean pooling, no normalize
  *   1_Pooling/config.json              both the sentence-transformers 6
  *                                      layout ("pooling_mode": "mean") and the
@@ -15,6 +16,10 @@
  *   sentence_bert_config.json          max_seq_length (older layout)
  *   tokenizer_config.json              model_max_length
  *   config_sentence_transformers.json  prompts ("query": "query: ")
+ *   N_Dense/config.json, model.safetensors  a Dense module: y = act(W x + b)
+ *                                      (linear.weight [out, in], linear.bias
+ *                                      when "bias" is true; any activation
+ *                                      of activation_function's list)
  *
  * The default model (Universal Sentence Encoder Lite, a TF.js graph model
  * folder with model.json and vocab.json) goes through use_lite.c instead;
@@ -42,6 +47,25 @@
 #define SN_MODEL_BATCH_TOKENS 8192   /* tokens per forward call at most */
 #define SN_MODEL_MAX_PROMPTS 16
 #define SN_MODEL_MAX_JSON (16u << 20) /* config files: 16 MiB at most */
+#define SN_MODEL_MAX_DENSE 4          /* Dense modules after pooling */
+#define SN_MODEL_MAX_DENSE_DIM 65536  /* in or out features of one */
+
+typedef enum {
+    DENSE_IDENTITY = 0,
+    DENSE_TANH,
+    DENSE_RELU,
+    DENSE_SIGMOID,
+    DENSE_GELU,
+    DENSE_SILU,
+} dense_act_t;
+
+/* A sentence-transformers Dense module: out = act(W in + b). */
+typedef struct {
+    int n_in, n_out;
+    float *w; /* [n_out, n_in], owned */
+    float *b; /* [n_out] or NULL */
+    dense_act_t act;
+} dense_t;
 
 struct sn_model {
     char *path;
@@ -56,6 +80,9 @@ struct sn_model {
     sn_pool_t pool;
     int include_prompt;
     int normalize;
+    int n_dense;
+    dense_t dense[SN_MODEL_MAX_DENSE];
+    int widest;              /* the longest vector on the way to dim */
     int n_prompts;
     char *prompt_names[SN_MODEL_MAX_PROMPTS];
     char *prompt_texts[SN_MODEL_MAX_PROMPTS];
@@ -125,6 +152,8 @@ static int parse_pooling(sn_model_t *m, const json_t *cfg, const char *path,
             m->pool = SN_POOL_MAX;
         else if (!strcmp(s, "mean_sqrt_len_tokens"))
             m->pool = SN_POOL_MEAN_SQRT_LEN;
+        else if (!strcmp(s, "lasttoken"))
+            m->pool = SN_POOL_LASTTOKEN;
         else
             return sn__err(err, err_len, SN_EMODEL,
                            "'%s': unsupported pooling_mode '%s'", path, s);
@@ -139,9 +168,9 @@ static int parse_pooling(sn_model_t *m, const json_t *cfg, const char *path,
         {"pooling_mode_cls_token", SN_POOL_CLS},
         {"pooling_mode_max_tokens", SN_POOL_MAX},
         {"pooling_mode_mean_sqrt_len_tokens", SN_POOL_MEAN_SQRT_LEN},
+        {"pooling_mode_lasttoken", SN_POOL_LASTTOKEN},
     };
-    static const char *unsupported[] = {"pooling_mode_weightedmean_tokens",
-                                        "pooling_mode_lasttoken"};
+    static const char *unsupported[] = {"pooling_mode_weightedmean_tokens"};
     int n_on = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         v = json_object_get(cfg, modes[i].key);
@@ -162,6 +191,154 @@ static int parse_pooling(sn_model_t *m, const json_t *cfg, const char *path,
                        "'%s': expected exactly one pooling mode, found %d",
                        path, n_on);
     return 0;
+}
+
+/* A Dense module in dir/sub: its config.json and model.safetensors. Its
+ * input must be what comes before it (the pooled vector or the previous
+ * Dense); m->dim becomes its output. */
+static int load_dense(sn_model_t *m, const char *dir, const char *sub,
+                      char *err, size_t err_len)
+{
+    static const struct {
+        const char *name;
+        dense_act_t act;
+    } acts[] = {
+        {"torch.nn.modules.linear.Identity", DENSE_IDENTITY},
+        {"torch.nn.modules.activation.Tanh", DENSE_TANH},
+        {"torch.nn.modules.activation.ReLU", DENSE_RELU},
+        {"torch.nn.modules.activation.Sigmoid", DENSE_SIGMOID},
+        {"torch.nn.modules.activation.GELU", DENSE_GELU},
+        {"torch.nn.modules.activation.SiLU", DENSE_SILU},
+    };
+    char ddir[4096], path[4200];
+    json_t *cfg = NULL;
+    sn__st_file_t *st = NULL;
+    dense_t *d;
+    const float *w, *b = NULL;
+    int rc, has_bias;
+
+    if (m->n_dense >= SN_MODEL_MAX_DENSE)
+        return sn__err(err, err_len, SN_EMODEL,
+                       "'%s/modules.json': more than %d Dense modules", dir,
+                       SN_MODEL_MAX_DENSE);
+    if (sn__path_join(ddir, sizeof ddir, dir, sub))
+        return sn__err(err, err_len, SN_ETOOBIG, "path too long");
+    d = &m->dense[m->n_dense];
+    snprintf(path, sizeof path, "%s/config.json", ddir);
+    if ((rc = load_json(ddir, "config.json", 0, &cfg, err, err_len)))
+        return rc;
+    const json_t *vi = json_object_get(cfg, "in_features");
+    const json_t *vo = json_object_get(cfg, "out_features");
+    const json_t *vb = json_object_get(cfg, "bias");
+    const char *act = json_string_value(
+        json_object_get(cfg, "activation_function"));
+    if (!json_is_integer(vi) || !json_is_integer(vo) ||
+        json_integer_value(vi) < 1 || json_integer_value(vo) < 1 ||
+        json_integer_value(vi) > SN_MODEL_MAX_DENSE_DIM ||
+        json_integer_value(vo) > SN_MODEL_MAX_DENSE_DIM) {
+        rc = sn__err(err, err_len, SN_EMODEL,
+                     "'%s': in_features and out_features must be integers "
+                     "in [1, %d]", path, SN_MODEL_MAX_DENSE_DIM);
+        goto fail;
+    }
+    d->n_in = (int)json_integer_value(vi);
+    d->n_out = (int)json_integer_value(vo);
+    has_bias = !vb || json_is_true(vb);
+    d->act = DENSE_IDENTITY;
+    if (act) {
+        size_t i;
+        for (i = 0; i < sizeof acts / sizeof *acts; i++)
+            if (!strcmp(act, acts[i].name))
+                break;
+        if (i == sizeof acts / sizeof *acts) {
+            rc = sn__err(err, err_len, SN_EMODEL,
+                         "'%s': unsupported activation_function '%s'", path,
+                         act);
+            goto fail;
+        }
+        d->act = acts[i].act;
+    }
+    if (d->n_in != m->dim) {
+        rc = sn__err(err, err_len, SN_EMODEL,
+                     "'%s': in_features %d, but the vector before it has %d",
+                     path, d->n_in, m->dim);
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", ddir);
+    if (!sn__file_exists(path)) {
+        snprintf(path, sizeof path, "%s/pytorch_model.bin", ddir);
+        rc = sn__file_exists(path)
+                 ? sn__err(err, err_len, SN_EMODEL,
+                           "'%s': pytorch_model.bin is unsupported: convert "
+                           "it to model.safetensors", ddir)
+                 : sn__err(err, err_len, -ENOENT,
+                           "'%s/model.safetensors': no such file", ddir);
+        goto fail;
+    }
+    if ((rc = sn__st_open(path, &st, err, err_len)))
+        goto fail;
+    int64_t shape[2] = {d->n_out, d->n_in};
+    if ((rc = sn__st_get_f32(st, "linear.weight", 2, shape, &w, err,
+                             err_len)))
+        goto fail;
+    if (has_bias && (rc = sn__st_get_f32(st, "linear.bias", 1, shape, &b,
+                                         err, err_len)))
+        goto fail;
+    if ((rc = sn__st_check_unused(st, (const char *const[]){NULL}, err,
+                                  err_len)))
+        goto fail;
+    d->w = malloc((size_t)d->n_out * d->n_in * sizeof *d->w);
+    d->b = has_bias ? malloc((size_t)d->n_out * sizeof *d->b) : NULL;
+    if (!d->w || (has_bias && !d->b)) {
+        free(d->w);
+        free(d->b);
+        d->w = d->b = NULL;
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(d->w, w, (size_t)d->n_out * d->n_in * sizeof *d->w);
+    if (has_bias)
+        memcpy(d->b, b, (size_t)d->n_out * sizeof *d->b);
+    m->n_dense++;
+    m->dim = d->n_out;
+    if (d->n_out > m->widest)
+        m->widest = d->n_out;
+fail:
+    sn__st_close(st);
+    json_decref(cfg);
+    return rc;
+}
+
+/* out = act(W in + b), fp32 like torch.nn.Linear (accumulated in double). */
+static void dense_apply(const dense_t *d, const float *in, float *out)
+{
+    for (int o = 0; o < d->n_out; o++) {
+        const float *w = d->w + (size_t)o * d->n_in;
+        double acc = d->b ? d->b[o] : 0.0;
+        for (int i = 0; i < d->n_in; i++)
+            acc += (double)w[i] * in[i];
+        float y = (float)acc;
+        switch (d->act) {
+        case DENSE_IDENTITY:
+            break;
+        case DENSE_TANH:
+            y = tanhf(y);
+            break;
+        case DENSE_RELU:
+            y = y > 0 ? y : 0;
+            break;
+        case DENSE_SIGMOID:
+            y = 1.0f / (1.0f + expf(-y));
+            break;
+        case DENSE_GELU:
+            y = 0.5f * y * (1.0f + erff(y * 0.70710678118654752f));
+            break;
+        case DENSE_SILU:
+            y = y / (1.0f + expf(-y));
+            break;
+        }
+        out[o] = y;
+    }
 }
 
 /* A module's folder must be inside the model folder: relative, no "..",
@@ -244,6 +421,10 @@ static int parse_modules(sn_model_t *m, const char *dir, char *err,
                 goto fail;
             }
             have_pool = 1;
+        } else if (!strcmp(base, "Dense")) {
+            if ((rc = inside(dir, mpath, err, err_len)) ||
+                (rc = load_dense(m, dir, mpath, err, err_len)))
+                goto fail;
         } else if (!strcmp(base, "Normalize")) {
             m->normalize = 1;
         } else {
@@ -408,7 +589,7 @@ static int load_use(sn_model_t *m, char *err, size_t err_len)
         return rc;
     m->tok = sn__use_tokenizer(m->enc->impl);
     m->hidden = m->enc->n_hidden;
-    m->dim = m->enc->dim;
+    m->dim = m->widest = m->enc->dim;
     m->max_tokens = m->enc->max_len;
     m->normalize = 1;
     m->pool = SN_POOL_MEAN; /* informational: the graph pools itself */
@@ -463,8 +644,8 @@ int sn_model_locate(const char *name, char *buf, size_t len, char *err,
     return 0;
 }
 
-int sn_model_load(const char *path, sn_model_t **out, char *err,
-                  size_t err_len)
+static int model_load(const char *path, int with_tok, sn_model_t **out,
+                      char *err, size_t err_len)
 {
     sn_model_t *m;
     char where[4096], probe[4200];
@@ -494,13 +675,13 @@ int sn_model_load(const char *path, sn_model_t **out, char *err,
     if ((rc = sn__enc_load(path, &m->enc, err, err_len)))
         goto fail;
     const sn__enc_t *e = m->enc;
-    m->hidden = m->dim = e->n_hidden;
+    m->hidden = m->dim = m->widest = e->n_hidden;
     sn_tokenizer_t *tok = NULL;
-    if ((rc = sn_tokenizer_load(path, &tok, err, err_len)))
+    if (with_tok && (rc = sn_tokenizer_load(path, &tok, err, err_len)))
         goto fail;
     m->tok = tok;
     m->own_tok = 1;
-    if (sn_tokenizer_n_vocab(m->tok) > e->n_vocab) {
+    if (tok && sn_tokenizer_n_vocab(m->tok) > e->n_vocab) {
         rc = sn__err(err, err_len, SN_EMODEL,
                      "'%s': tokenizer has %d pieces but the embedding table "
                      "only %d rows", path, sn_tokenizer_n_vocab(m->tok),
@@ -521,6 +702,18 @@ fail:
     return rc;
 }
 
+int sn_model_load(const char *path, sn_model_t **out, char *err,
+                  size_t err_len)
+{
+    return model_load(path, 1, out, err, err_len);
+}
+
+int sn__model_load_notok(const char *path, sn_model_t **out, char *err,
+                         size_t err_len)
+{
+    return model_load(path, 0, out, err, err_len);
+}
+
 void sn_model_free(sn_model_t *m)
 {
     if (!m)
@@ -528,6 +721,10 @@ void sn_model_free(sn_model_t *m)
     if (m->own_tok) /* the use model owns its tokenizer */
         sn_tokenizer_free((sn_tokenizer_t *)m->tok);
     sn__enc_free(m->enc);
+    for (int i = 0; i < m->n_dense; i++) {
+        free(m->dense[i].w);
+        free(m->dense[i].b);
+    }
     for (int i = 0; i < m->n_prompts; i++) {
         free(m->prompt_names[i]);
         free(m->prompt_texts[i]);
@@ -540,6 +737,7 @@ int sn_model_dim(const sn_model_t *m) { return m->dim; }
 int sn_model_hidden(const sn_model_t *m) { return m->hidden; }
 int sn_model_max_tokens(const sn_model_t *m) { return m->max_tokens; }
 sn_pool_t sn_model_pooling(const sn_model_t *m) { return m->pool; }
+int sn_model_causal(const sn_model_t *m) { return m->enc->causal; }
 int sn_model_normalizes(const sn_model_t *m) { return m->normalize; }
 const char *sn_model_name(const sn_model_t *m) { return m->name; }
 
@@ -630,6 +828,13 @@ static void pool(sn_pool_t mode, const float *h, const uint8_t *mask,
     switch (mode) {
     case SN_POOL_CLS:
         memcpy(out, h, (size_t)hidden * sizeof *out);
+        return;
+    case SN_POOL_LASTTOKEN:
+        if (n_tok > 0)
+            memcpy(out, h + (size_t)(n_tok - 1) * hidden,
+                   (size_t)hidden * sizeof *out);
+        else
+            memset(out, 0, (size_t)hidden * sizeof *out);
         return;
     case SN_POOL_MAX:
         for (int j = 0; j < hidden; j++)
@@ -755,13 +960,18 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
             n_masked = m->tok->n_prefix + n_prompt_tok[i];
         for (int t = 0; t < n_tok; t++)
             mask[t] = t >= n_masked;
-        float full[m->dim];
+        float full[m->widest], tmp[m->widest];
         if (m->enc->pools) {
-            memcpy(full, c->sent + (size_t)(i - i0) * m->dim, sizeof full);
+            memcpy(full, c->sent + (size_t)(i - i0) * m->dim,
+                   (size_t)m->dim * sizeof *full);
         } else {
             pool(m->pool, h, mask, n_tok, m->hidden, full);
+            for (int k = 0; k < m->n_dense; k++) {
+                dense_apply(&m->dense[k], full, tmp);
+                memcpy(full, tmp, (size_t)m->dense[k].n_out * sizeof *tmp);
+            }
             if (m->normalize)
-                sn_vec_normalize(full, m->hidden);
+                sn_vec_normalize(full, m->dim);
         }
         e->dim = dim;
         e->sentence = malloc((size_t)dim * sizeof *e->sentence);
@@ -783,6 +993,63 @@ static int encode_range(const sn_model_t *m, sn_ctx_t *c, int i0, int i1,
             h += (size_t)n_tok * m->hidden;
     }
     return 0;
+}
+
+/* Encode out[0..n) (tokenized) in sub-batches of at most
+ * SN_MODEL_BATCH_TOKENS tokens. */
+static int encode_all(const sn_model_t *m, sn_ctx_t *c, int n,
+                      const int *n_prompt_tok, const sn_embed_opts_t *opts,
+                      sn_embedding_t *out, char *err, size_t err_len)
+{
+    int i0 = 0, rc;
+
+    while (i0 < n) {
+        int i1 = i0;
+        size_t tokens = 0;
+        while (i1 < n && (i1 == i0 || tokens + (size_t)out[i1].enc.n_tokens <=
+                                          SN_MODEL_BATCH_TOKENS))
+            tokens += (size_t)out[i1++].enc.n_tokens;
+        if ((rc = encode_range(m, c, i0, i1, n_prompt_tok, opts, out, err,
+                               err_len)))
+            return rc;
+        i0 = i1;
+    }
+    return 0;
+}
+
+int sn__model_embed_ids(const sn_model_t *m, sn_ctx_t *c,
+                        const int32_t *const *ids, const int *n_ids, int n,
+                        const sn_embed_opts_t *opts, sn_embedding_t *out,
+                        char *err, size_t err_len)
+{
+    int rc = 0, *zero = calloc((size_t)(n > 0 ? n : 1), sizeof *zero);
+
+    if (!zero)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    memset(out, 0, (size_t)n * sizeof *out);
+    for (int i = 0; i < n && !rc; i++) {
+        sn_encoding_t *e = &out[i].enc;
+        size_t k = (size_t)(n_ids[i] > 0 ? n_ids[i] : 1);
+        e->ids = malloc(k * sizeof *e->ids);
+        e->start = calloc(k, sizeof *e->start);
+        e->end = calloc(k, sizeof *e->end);
+        e->special = calloc(k, sizeof *e->special);
+        if (!e->ids || !e->start || !e->end || !e->special) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            break;
+        }
+        e->cap = (int)k;
+        e->n_tokens = n_ids[i];
+        if (n_ids[i] > 0)
+            memcpy(e->ids, ids[i], (size_t)n_ids[i] * sizeof *e->ids);
+    }
+    if (!rc)
+        rc = encode_all(m, c, n, zero, opts, out, err, err_len);
+    if (rc)
+        for (int i = 0; i < n; i++)
+            sn_embedding_free(&out[i]);
+    free(zero);
+    return rc;
 }
 
 int sn_model_embed(const sn_model_t *m, sn_ctx_t *c, const char *const *texts,
@@ -810,19 +1077,8 @@ int sn_model_embed(const sn_model_t *m, sn_ctx_t *c, const char *const *texts,
             goto fail;
         }
     }
-    /* sub-batches of at most SN_MODEL_BATCH_TOKENS tokens */
-    int i0 = 0;
-    while (i0 < n) {
-        int i1 = i0;
-        size_t tokens = 0;
-        while (i1 < n && (i1 == i0 || tokens + (size_t)out[i1].enc.n_tokens <=
-                                          SN_MODEL_BATCH_TOKENS))
-            tokens += (size_t)out[i1++].enc.n_tokens;
-        if ((rc = encode_range(m, c, i0, i1, n_prompt_tok, opts, out, err,
-                               err_len)))
-            goto fail;
-        i0 = i1;
-    }
+    if ((rc = encode_all(m, c, n, n_prompt_tok, opts, out, err, err_len)))
+        goto fail;
     free(n_prompt_tok);
     return 0;
 fail:

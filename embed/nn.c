@@ -146,6 +146,11 @@ void sn__rowstep(void *arg, int r0, int r1)
     const sn__kernels_t *k = st->k;
     const int n = r1 - r0;
 
+    if (st->src)
+        memcpy(st->ln ? st->ln + (size_t)r0 * st->ln_n
+                      : st->rms + (size_t)r0 * st->ln_n,
+               st->src + (size_t)r0 * st->ln_n,
+               (size_t)n * st->ln_n * sizeof *st->src);
     if (st->ln)
         k->ln(st->ln + (size_t)r0 * st->ln_n, st->ln_g, st->ln_b, n,
               st->ln_n, st->eps);
@@ -163,7 +168,10 @@ void sn__rowstep(void *arg, int r0, int r1)
             k->act(st->act + (size_t)r0 * st->act_ld, n, st->act_n,
                    st->act_ld, st->act_fn);
     }
-    for (int r = r0; st->fill && r < r1; r++)
+    if (st->fill && !st->fill_b)
+        memset(st->fill + (size_t)r0 * st->fill_n, 0,
+               (size_t)n * st->fill_n * sizeof *st->fill);
+    for (int r = r0; st->fill && st->fill_b && r < r1; r++)
         memcpy(st->fill + (size_t)r * st->fill_n, st->fill_b,
                (size_t)st->fill_n * sizeof *st->fill);
 }
@@ -655,5 +663,32 @@ int sn__post_forward(sn__nn_t *nn, const sn__post_t *p, int T,
         }
         sn__nn_rows(nn, &st, T, (double)T * 4 * H);
     }
+    return 0;
+}
+
+int sn__bind_pack_stacked(sn__binder_t *b, sn__gemm_w_t *w,
+                          const float **v, const int *rows, int n, int k,
+                          const char *what, int l, char *err, size_t err_len)
+{
+    size_t total = 0, at = 0;
+    float *buf;
+    int rc;
+
+    for (int i = 0; i < n; i++)
+        total += (size_t)rows[i];
+    if (n < 1 || total < 1 || k < 1)
+        return sn__err(err, err_len, SN_EARG, "%s: empty weight", what);
+    if (!(buf = calloc(total * (size_t)k, sizeof *buf)))
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        memcpy(buf + at * k, v[i], (size_t)rows[i] * k * sizeof *buf);
+        at += (size_t)rows[i];
+    }
+    rc = sn__bind_pack(b, w, buf, (int)total, k, what, l, err, err_len);
+    free(buf);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++)
+        sn__bind_release(b, v[i], (size_t)rows[i] * k);
     return 0;
 }

@@ -165,12 +165,14 @@ int *sn__nn_iscratch(sn__nn_t *nn, size_t n);
 
 /* A row step most forward passes need between two products, for rows
  * [r0, r1) (sn__nn_job_t's row_fn with this as its argument), in this
- * order: LayerNorm `ln` (rows of ln_n, bias optional) or RMSNorm `rms`;
+ * order: copy rows of `src` (ln_n wide) to `ln` / `rms`; LayerNorm `ln`
+ * (rows of ln_n, bias optional) or RMSNorm `rms` (gain rms_g);
  * add add_b to rows of `add` (add_n); act (or the gated form when glu)
  * on rows of `act` (act_n columns, rows act_ld apart); fill rows of
- * `fill` (fill_n) with fill_b. Unused members are NULL / 0. */
+ * `fill` (fill_n) with fill_b (NULL: zeros). Unused members are NULL / 0. */
 typedef struct {
     const sn__kernels_t *k;
+    const float *src;
     float *ln;
     const float *ln_g, *ln_b;
     int ln_n;
@@ -238,6 +240,11 @@ int sn__bind_has(sn__binder_t *b, const char *name);
 int sn__bind_pack(sn__binder_t *b, sn__gemm_w_t *w, const float *src,
                   int n_out, int n_in, const char *what, int l, char *err,
                   size_t err_len);
+/* Pack the views v[0..n) ([rows[i], k] each) stacked as one
+ * [sum rows, k] weight (fused Q/K/V, gate/up), then drop them. */
+int sn__bind_pack_stacked(sn__binder_t *b, sn__gemm_w_t *w,
+                          const float **v, const int *rows, int n, int k,
+                          const char *what, int l, char *err, size_t err_len);
 /* Drop a bound view that nothing reads again (as sn__bind_pack does). */
 void sn__bind_release(sn__binder_t *b, const float *src, size_t n);
 

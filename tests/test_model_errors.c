@@ -96,13 +96,38 @@ int main(void)
     write_file(d, "modules.json", "[{\"idx\": 0,, }]");
     expect_fail(d, "malformed modules.json", "modules.json", "malformed");
 
-    d = fresh("dense-module");
+    d = fresh("other-module");
+    write_file(d, "modules.json",
+               "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": "
+               "\"sentence_transformers.models.Transformer\"}, "
+               "{\"idx\": 1, \"name\": \"1\", \"path\": \"2_WLP\", "
+               "\"type\": \"sentence_transformers.models."
+               "WeightedLayerPooling\"}]");
+    expect_fail(d, "unsupported module", "modules.json",
+                "WeightedLayerPooling");
+
+    d = fresh("dense-no-folder");
     write_file(d, "modules.json",
                "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": "
                "\"sentence_transformers.models.Transformer\"}, "
                "{\"idx\": 1, \"name\": \"1\", \"path\": \"2_Dense\", "
                "\"type\": \"sentence_transformers.models.Dense\"}]");
-    expect_fail(d, "unsupported module", "modules.json", "Dense");
+    expect_fail(d, "Dense without its folder", "2_Dense/config.json",
+                "no such file");
+
+    d = fresh("dense-bad-width");
+    write_file(d, "modules.json",
+               "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": "
+               "\"sentence_transformers.models.Transformer\"}, "
+               "{\"idx\": 1, \"name\": \"1\", \"path\": \"2_Dense\", "
+               "\"type\": \"sentence_transformers.models.Dense\"}]");
+    sh("mkdir -p '%s/2_Dense'", d);
+    write_file(d, "2_Dense/config.json",
+               "{\"in_features\": 7, \"out_features\": 3, \"bias\": true, "
+               "\"activation_function\": "
+               "\"torch.nn.modules.activation.Tanh\"}");
+    expect_fail(d, "Dense of the wrong width", "2_Dense/config.json",
+                "in_features 7");
 
     /* a module path outside the model folder: "..", absolute, or a link
      * (a config elsewhere that would otherwise load fine) */

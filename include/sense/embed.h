@@ -92,6 +92,8 @@ typedef enum {
     SN_POOL_CLS,
     SN_POOL_MAX,
     SN_POOL_MEAN_SQRT_LEN,
+    SN_POOL_LASTTOKEN, /* the last token's state (decoders, whose last
+                        * token is the only one that has seen them all) */
 } sn_pool_t;
 
 /* Load the model in folder `path`, or the default model for "default", or,
@@ -119,10 +121,14 @@ int sn_model_pulled_path(const char *repo_id, char *buf, size_t len);
 int sn_model_locate(const char *name, char *buf, size_t len, char *err,
                     size_t err_len);
 
-int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
+int sn_model_dim(const sn_model_t *model);        /* sentence vector size
+                                                   * (after Dense modules) */
 int sn_model_hidden(const sn_model_t *model);     /* token vector size */
 int sn_model_max_tokens(const sn_model_t *model); /* specials included */
 sn_pool_t sn_model_pooling(const sn_model_t *model);
+/* 1 when token states are contextual only leftward (a decoder such as
+ * Qwen3: the state of token i has seen tokens 0..i only). */
+int sn_model_causal(const sn_model_t *model);
 int sn_model_normalizes(const sn_model_t *model);
 const sn_tokenizer_t *sn_model_tokenizer(const sn_model_t *model);
 /* The prompt text named `name` in config_sentence_transformers.json (e.g.
