@@ -792,6 +792,7 @@ static hreq_t *req_new(hconn_t *c)
     req->conn = c;
     req->r.ops = c->h->ops;
     req->r.done = on_req_done;
+    req->r.client = c; /* the encoders deal texts round robin by connection */
     req->t0_ns = sn__now_ns();
     req->keep_alive = 1;
     sn__buf_init(&req->r.reply, SN_MAX_REPLY);

@@ -63,6 +63,9 @@ static const char usage[] =
     "                       is free; only when recent batches held requests\n"
     "                       from several connections: a lone client's\n"
     "                       requests start at once (default 2000; 0: never)\n"
+    "  --idle-timeout SEC   close a connection that sent nothing and read\n"
+    "                       no reply for SEC seconds, with no work in\n"
+    "                       flight (default 600; 0: never)\n"
     "  --http HOST:PORT     also serve HTTP (OpenAI and TEI embeddings, REST\n"
     "                       documents and search, /health, /metrics; see\n"
     "                       docs/http.md), e.g. 127.0.0.1:8080\n"
@@ -177,8 +180,8 @@ static int parse_int(const char *s, int min, int max, int *out)
 int main(int argc, char **argv)
 {
     enum { O_SOCKET = 256, O_GROUP, O_DB, O_MODEL, O_THREADS, O_MAXLINE,
-           O_MAXCONN, O_BTOK, O_BWAIT, O_LOG, O_CHECK, O_VERSION, O_HTTP,
-           O_KEYFILE, O_CORS, O_IDLE };
+           O_MAXCONN, O_BTOK, O_BWAIT, O_IDLE, O_LOG, O_CHECK, O_VERSION,
+           O_HTTP, O_KEYFILE, O_CORS, O_HTTP_IDLE };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"socket-group", required_argument, NULL, O_GROUP},
@@ -189,11 +192,12 @@ int main(int argc, char **argv)
         {"max-connections", required_argument, NULL, O_MAXCONN},
         {"batch-tokens", required_argument, NULL, O_BTOK},
         {"batch-wait-us", required_argument, NULL, O_BWAIT},
+        {"idle-timeout", required_argument, NULL, O_IDLE},
         {"log-level", required_argument, NULL, O_LOG},
         {"http", required_argument, NULL, O_HTTP},
         {"api-key-file", required_argument, NULL, O_KEYFILE},
         {"cors", required_argument, NULL, O_CORS},
-        {"http-idle-timeout", required_argument, NULL, O_IDLE},
+        {"http-idle-timeout", required_argument, NULL, O_HTTP_IDLE},
         {"check", no_argument, NULL, O_CHECK},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
@@ -215,6 +219,7 @@ int main(int argc, char **argv)
     o.sched.n_workers = 1;
     o.sched.batch_tokens = 4096;
     o.sched.window_us = 2000;
+    o.idle_ms = 600 * 1000;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
@@ -235,6 +240,15 @@ int main(int argc, char **argv)
         case O_BWAIT:
             bad = parse_int(optarg, 0, 1000000, &o.sched.window_us);
             break;
+        case O_IDLE: {
+            char *end;
+            double sec = strtod(optarg, &end);
+            bad = end == optarg || *end || !(sec >= 0) || sec > 86400 * 365;
+            o.idle_ms = bad ? 0 : (int)(sec * 1000 + 0.5);
+            if (!bad && sec > 0 && o.idle_ms == 0)
+                o.idle_ms = 1;
+            break;
+        }
         case O_LOG: {
             int lv = sn__log_parse_level(optarg);
             if (lv < 0)
@@ -247,7 +261,7 @@ int main(int argc, char **argv)
         case O_HTTP: o.http.addr = optarg; break;
         case O_KEYFILE: key_file = optarg; break;
         case O_CORS: o.http.cors = optarg; break;
-        case O_IDLE: bad = parse_int(optarg, 1, 86400, &idle_s); break;
+        case O_HTTP_IDLE: bad = parse_int(optarg, 1, 86400, &idle_s); break;
         case 'h': fputs(usage, stdout); return 0;
         case O_VERSION: printf("sensed %s\n", SN_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
