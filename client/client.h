@@ -2,7 +2,7 @@
  * client.h -- shared by the files of the `sense` command-line program.
  *
  * sense.c parses the global options and dispatches to one file per command
- * (cmd_embed.c, cmd_add.c, cmd_search.c, cmd_get.c, cmd_delete.c,
+ * (cmd_embed.c, cmd_tokenize.c, cmd_add.c, cmd_search.c, cmd_get.c, cmd_delete.c,
  * cmd_stats.c, cmd_which.c, and cmd_senses.c with its subcommands, of which
  * import-wordnet is cmd_wordnet.c); conn.c is the daemon's socket, spoken
  * as newline-delimited JSON (docs/protocol.md).
@@ -37,6 +37,7 @@ int sn_cmd_stats(int argc, char **argv);
 int sn_cmd_which(int argc, char **argv);
 int sn_cmd_senses(int argc, char **argv);
 int sn_cmd_pull(int argc, char **argv);
+int sn_cmd_tokenize(int argc, char **argv);
 /* `sense senses import-wordnet`: argv[0] is the subcommand's name. */
 int sn_cmd_import_wordnet(int argc, char **argv);
 

@@ -15,6 +15,7 @@ static const char usage[] =
     "commands:\n"
     "  embed     encode texts: in-process with --model PATH|NAME, else by\n"
     "            the daemon\n"
+    "  tokenize  a model's tokenizer alone: ids, tokens and offsets\n"
     "  add       add text files or JSON-lines documents to a collection\n"
     "  search    the chunks nearest in meaning to a query\n"
     "  get       documents by id\n"
@@ -57,7 +58,7 @@ int main(int argc, char **argv)
         {"search", sn_cmd_search}, {"get", sn_cmd_get},
         {"delete", sn_cmd_delete}, {"stats", sn_cmd_stats},
         {"which", sn_cmd_which}, {"senses", sn_cmd_senses},
-        {"pull", sn_cmd_pull},
+        {"pull", sn_cmd_pull}, {"tokenize", sn_cmd_tokenize},
     };
     int i = 1;
 

@@ -168,9 +168,14 @@ static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
     int errcode;
     PCRE2_SIZE erroff;
 
-    if (literal) {
-        memcpy(buf, pat, (size_t)n * sizeof *pat);
-        k = n;
+    if (literal) { /* every char that is not a letter or digit escaped */
+        for (int i = 0; i < n; i++) {
+            uint32_t c = pat[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+                  (c >= 'a' && c <= 'z') || c >= 0x80))
+                buf[k++] = '\\';
+            buf[k++] = c;
+        }
     } else {
         for (int i = 0; i < n; i++) {
             uint32_t c = pat[i];
@@ -219,7 +224,7 @@ static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
     }
     pcre2_code *re = pcre2_compile(
         (PCRE2_SPTR)buf, (PCRE2_SIZE)k,
-        PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0), &errcode,
+        PCRE2_UTF | PCRE2_UCP, &errcode,
         &erroff, NULL);
     if (!re) {
         PCRE2_UCHAR32 ebuf[256];
@@ -610,8 +615,10 @@ typedef struct {
 
 typedef struct {
     int32_t id;
-    int32_t pos, len;   /* code points of the span */
-    int32_t prev, next; /* linked list; len 0: merged away */
+    int32_t pos, len;   /* UTF-8 bytes of the word, counted as HF counts
+                         * them: over the symbols kept, dropped chars not
+                         * counted; len 0: merged away */
+    int32_t prev, next; /* linked list */
 } sym_t;
 
 typedef struct {
@@ -626,6 +633,8 @@ typedef struct {
     int n_heap, cap_heap;
     char *u8;
     int cap_u8;
+    int32_t *b2c; /* byte of the word -> its char */
+    int cap_b2c;
     pcre2_match_data *md;
 } bpe_scratch_t;
 
@@ -897,29 +906,47 @@ static heap_t heap_pop(bpe_scratch_t *s)
     return top;
 }
 
-static int sym_push(bpe_scratch_t *s, int *n, int32_t id, int32_t a,
-                    int32_t b)
+static int sym_push(bpe_scratch_t *s, int *n, int32_t id, int32_t *cursor,
+                    int32_t n_bytes)
 {
     int rc = grow((void **)&s->sym, &s->cap_sym, *n + 1, sizeof *s->sym);
     if (rc)
         return rc;
     sym_t *y = &s->sym[*n];
     y->id = id;
-    y->pos = a;
-    y->len = b - a; /* code points; byte tokens of one char share it */
+    y->pos = *cursor;
+    y->len = n_bytes;
     y->prev = *n - 1;
     y->next = *n + 1;
+    *cursor += n_bytes;
     (*n)++;
     return 0;
 }
 
-/* BPE over the span t[a, b). */
+/* BPE over the span t[a, b). Offsets as HF's Word keeps them: each symbol
+ * added takes the next bytes of the word, so a char dropped for want of an
+ * unk token shifts the spans after it (they then point into the dropped
+ * char), and a pending unk is added after byte-fallback bytes. */
 static int bpe_word(const sn_tokenizer_t *tok, const bpe_model_t *m,
                     const sn__ntext_t *t, int a, int b, bpe_scratch_t *s,
                     sn__toks_t *out)
 {
     int n = 0, rc = 0;
-    int32_t unk_a = -1, unk_b = -1;
+    int32_t unk_len = 0, cursor = 0, n_bytes = 0;
+    int have_unk = 0;
+
+    for (int i = a; i < b; i++)
+        n_bytes += t->cp[i] < 0x80 ? 1 : t->cp[i] < 0x800 ? 2
+                                        : t->cp[i] < 0x10000 ? 3 : 4;
+    if ((rc = grow((void **)&s->b2c, &s->cap_b2c, n_bytes + 1,
+                   sizeof *s->b2c)))
+        return rc;
+    for (int i = a, k = 0; i < b; i++) {
+        int nb = t->cp[i] < 0x80 ? 1 : t->cp[i] < 0x800 ? 2
+                                     : t->cp[i] < 0x10000 ? 3 : 4;
+        while (nb--)
+            s->b2c[k++] = i;
+    }
 
     if (m->ignore_merges) {
         int len = 0;
@@ -935,41 +962,40 @@ static int bpe_word(const sn_tokenizer_t *tok, const bpe_model_t *m,
     }
     /* one symbol per char, as HF's merge_word builds the word */
     for (int i = a; i < b && rc == 0; i++) {
+        uint8_t u[4];
+        int nb = (int)utf8proc_encode_char((utf8proc_int32_t)t->cp[i], u);
         int32_t id = char_id(tok, m, t->cp[i]);
         if (id >= 0) {
-            if (unk_a >= 0)
-                rc = sym_push(s, &n, tok->unk_id, unk_a, unk_b);
-            unk_a = -1;
+            if (have_unk)
+                rc = sym_push(s, &n, tok->unk_id, &cursor, unk_len);
+            have_unk = 0;
             if (rc == 0)
-                rc = sym_push(s, &n, id, i - a, i - a + 1);
+                rc = sym_push(s, &n, id, &cursor, nb);
             continue;
         }
         if (m->byte_fallback) {
-            uint8_t u[4];
-            int nb = (int)utf8proc_encode_char((utf8proc_int32_t)t->cp[i], u);
             int all = 1;
             for (int j = 0; j < nb; j++)
                 all &= m->byte_ids[u[j]] >= 0;
             if (all) {
-                /* HF adds the bytes without flushing a pending unk */
                 for (int j = 0; j < nb && rc == 0; j++)
-                    rc = sym_push(s, &n, m->byte_ids[u[j]], i - a, i - a + 1);
+                    rc = sym_push(s, &n, m->byte_ids[u[j]], &cursor, 1);
                 continue;
             }
         }
         if (tok->unk_id >= 0) {
-            if (unk_a >= 0 && m->fuse_unk) {
-                unk_b = i - a + 1;
+            if (have_unk && m->fuse_unk) {
+                unk_len += nb;
             } else {
-                if (unk_a >= 0)
-                    rc = sym_push(s, &n, tok->unk_id, unk_a, unk_b);
-                unk_a = i - a;
-                unk_b = i - a + 1;
+                if (have_unk)
+                    rc = sym_push(s, &n, tok->unk_id, &cursor, unk_len);
+                have_unk = 1;
+                unk_len = nb;
             }
         } /* else HF drops the char */
     }
-    if (rc == 0 && unk_a >= 0)
-        rc = sym_push(s, &n, tok->unk_id, unk_a, unk_b);
+    if (rc == 0 && have_unk)
+        rc = sym_push(s, &n, tok->unk_id, &cursor, unk_len);
     if (rc)
         return rc;
     if (n == 0)
@@ -993,9 +1019,7 @@ static int bpe_word(const sn_tokenizer_t *tok, const bpe_model_t *m,
         if (!mg || mg->new_id != top.new_id)
             continue; /* an expired entry */
         cur->id = top.new_id;
-        int32_t r_end = right->pos + right->len;
-        if (r_end > cur->pos + cur->len)
-            cur->len = r_end - cur->pos;
+        cur->len += right->len;
         cur->next = right->next;
         right->len = 0;
         if (cur->next >= 0)
@@ -1013,8 +1037,8 @@ static int bpe_word(const sn_tokenizer_t *tok, const bpe_model_t *m,
     }
     for (int i = 0; i >= 0 && rc == 0; i = s->sym[i].next) {
         const sym_t *y = &s->sym[i];
-        rc = sn__toks_push(out, y->id, t->start[a + y->pos],
-                           t->end[a + y->pos + y->len - 1]);
+        int32_t c0 = s->b2c[y->pos], c1 = s->b2c[y->pos + y->len - 1];
+        rc = sn__toks_push(out, y->id, t->start[c0], t->end[c1]);
     }
     return rc;
 }
@@ -1084,6 +1108,7 @@ fail:
     free(s.sym);
     free(s.heap);
     free(s.u8);
+    free(s.b2c);
     pcre2_match_data_free(s.md);
     return rc;
 }

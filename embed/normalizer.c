@@ -1045,6 +1045,12 @@ int sn__norm_load(const void *json, sn__norm_t **out, char *err,
 
 int sn__norm_apply(const sn__norm_t *m, sn__ntext_t **cur, sn__ntext_t **alt)
 {
+    return sn__norm_apply_ex(m, cur, alt, 0);
+}
+
+int sn__norm_apply_ex(const sn__norm_t *m, sn__ntext_t **cur,
+                      sn__ntext_t **alt, int no_strip)
+{
     ug_scratch_t s;
     int rc = 0;
 
@@ -1052,7 +1058,8 @@ int sn__norm_apply(const sn__norm_t *m, sn__ntext_t **cur, sn__ntext_t **alt)
         return 0;
     memset(&s, 0, sizeof s);
     for (int k = 0; k < m->n_norms && rc == 0; k++)
-        rc = norm_step(m, &m->norms[k], cur, alt, &s);
+        if (!no_strip || m->norms[k].kind != UG_STRIP)
+            rc = norm_step(m, &m->norms[k], cur, alt, &s);
     scratch_free(&s);
     return rc;
 }

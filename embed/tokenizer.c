@@ -72,6 +72,7 @@ typedef struct {
     /* what sentence-transformers does to a text before its tokenizer sees
      * it: str.strip(), then str.lower() when do_lower_case */
     int input_strip, input_lower;
+    int max_tokens; /* the folder's max_seq_length / model_max_length, or 0 */
 } tok_full_t;
 
 static tok_full_t *full(const sn_tokenizer_t *tok)
@@ -760,7 +761,11 @@ static int load_st_input(const char *dir, tok_full_t *t, char *err,
         return sn__err(err, err_len, SN_EJSON, "'%s': %s", path,
                        cfg ? "expected a json object" : je.text);
     }
-    json_t *v = json_object_get(cfg, "do_lower_case");
+    json_t *v = json_object_get(cfg, "max_seq_length");
+    if (json_is_integer(v) && json_integer_value(v) > 0 &&
+        json_integer_value(v) < (1 << 24))
+        t->max_tokens = (int)json_integer_value(v);
+    v = json_object_get(cfg, "do_lower_case");
     if (v && !json_is_null(v) && !json_is_boolean(v))
         rc = sn__err(err, err_len, SN_EMODEL,
                      "'%s': do_lower_case: expected a boolean", path);
@@ -805,10 +810,28 @@ int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
         sn_tokenizer_free(*out);
         *out = NULL;
     }
+    if (rc == 0 && full(*out)->max_tokens == 0 &&
+        sn__path_join(path, sizeof path, dir, "tokenizer_config.json") == 0 &&
+        sn__file_exists(path) &&
+        sn__read_file(path, SN_TOK_MAX_CONFIG, &buf, &len, NULL, 0) == 0) {
+        json_t *c = json_loadb(buf, len, 0, NULL);
+        json_t *v = json_object_get(c, "model_max_length");
+        /* transformers writes 1e30 for "no limit" */
+        if (json_is_integer(v) && json_integer_value(v) > 0 &&
+            json_integer_value(v) < (1 << 20))
+            full(*out)->max_tokens = (int)json_integer_value(v);
+        json_decref(c);
+        free(buf);
+    }
     return rc;
 }
 
 /* ---- queries --------------------------------------------------------------- */
+
+int sn_tokenizer_max_tokens(const sn_tokenizer_t *tok)
+{
+    return tok && full(tok) ? full(tok)->max_tokens : 0;
+}
 
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok)
 {
@@ -838,6 +861,86 @@ const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id)
     return NULL;
 }
 
+/* The added token of id `id` (the entry HF keeps), or NULL. */
+static const added_t *added_of(const sn_tokenizer_t *tok, int32_t id)
+{
+    const tok_full_t *t = full(tok);
+    int n = t ? t->n_added : 0, lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t->added[t->by_id[mid]].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && t->added[t->by_id[lo]].id == id ? &t->added[t->by_id[lo]]
+                                                      : NULL;
+}
+
+/* Byte offset of code point `cp` in text (len when past the end). */
+static size_t byte_at(const char *text, size_t len, int32_t cp)
+{
+    size_t at = 0;
+    for (int32_t k = 0; k < cp && at < len; k++) {
+        at++;
+        while (at < len && ((uint8_t)text[at] & 0xC0) == 0x80)
+            at++;
+    }
+    return at;
+}
+
+/* An added token with lstrip/rstrip is, in HF's tokens, the text it matched
+ * with the whitespace it took; trim_offsets may have cut that whitespace
+ * from its span, so widen the span again over whitespace, up to the
+ * neighbouring tokens. */
+static const char *added_text(const added_t *a, const sn_encoding_t *enc,
+                              int i, const char *text, size_t len, char *buf,
+                              size_t buf_len)
+{
+    int32_t lo = 0, hi = INT32_MAX;
+    for (int k = i - 1; k >= 0; k--)
+        if (!enc->special[k]) {
+            lo = enc->end[k];
+            break;
+        }
+    for (int k = i + 1; k < enc->n_tokens; k++)
+        if (!enc->special[k]) {
+            hi = enc->start[k];
+            break;
+        }
+    size_t a0 = byte_at(text, len, enc->start[i]);
+    size_t b0 = byte_at(text, len, enc->end[i]);
+    size_t lo_b = byte_at(text, len, lo);
+    size_t hi_b = hi == INT32_MAX ? len : byte_at(text, len, hi);
+    /* whitespace here is ASCII or multi-byte: step by code points */
+    while (a->lstrip && a0 > lo_b) {
+        size_t p = a0 - 1;
+        while (p > lo_b && ((uint8_t)text[p] & 0xC0) == 0x80)
+            p--;
+        utf8proc_int32_t c;
+        if (utf8proc_iterate((const utf8proc_uint8_t *)text + p,
+                             (utf8proc_ssize_t)(a0 - p), &c) <= 0 ||
+            !sn__is_white_space((uint32_t)c))
+            break;
+        a0 = p;
+    }
+    while (a->rstrip && b0 < hi_b) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate(
+            (const utf8proc_uint8_t *)text + b0, (utf8proc_ssize_t)(len - b0),
+            &c);
+        if (k <= 0 || !sn__is_white_space((uint32_t)c))
+            break;
+        b0 += (size_t)k;
+    }
+    size_t n = b0 > a0 ? b0 - a0 : 0;
+    if (n >= buf_len)
+        n = buf_len - 1;
+    memcpy(buf, text + a0, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
                                    const sn_encoding_t *enc, int i,
                                    const char *text, size_t len, char *buf,
@@ -845,6 +948,10 @@ const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
 {
     if (!tok || !enc || i < 0 || i >= enc->n_tokens)
         return NULL;
+    const added_t *a = added_of(tok, enc->ids[i]);
+    if (a && !enc->special[i] && (a->lstrip || a->rstrip) && text && buf &&
+        buf_len > 0)
+        return added_text(a, enc, i, text, len, buf, buf_len);
     if (tok->kind != SN_TOK_UNIGRAM || enc->special[i] ||
         enc->ids[i] != tok->unk_id || !text || !buf || buf_len == 0)
         return sn_tokenizer_piece(tok, enc->ids[i]);
@@ -866,6 +973,25 @@ const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
     }
     if (sn__unigram_unk_text(tok, cps, n, buf, buf_len) != 0)
         return sn_tokenizer_piece(tok, enc->ids[i]);
+    /* other tokens from the same chars ("İ" -> "i" + U+0307) hold their
+     * part of the normalized text: take theirs off the ends */
+    size_t blen = strlen(buf);
+    for (int k = 0; k < enc->n_tokens; k++) {
+        if (k == i || enc->special[k] || enc->start[k] != enc->start[i] ||
+            enc->end[k] != enc->end[i])
+            continue;
+        const char *p = sn_tokenizer_piece(tok, enc->ids[k]);
+        size_t pl = p ? strlen(p) : 0;
+        if (!pl || pl > blen)
+            continue;
+        if (k < i && memcmp(buf, p, pl) == 0) {
+            memmove(buf, buf + pl, blen - pl + 1);
+            blen -= pl;
+        } else if (k > i && memcmp(buf + blen - pl, p, pl) == 0) {
+            blen -= pl;
+            buf[blen] = '\0';
+        }
+    }
     return buf;
 }
 
@@ -1067,13 +1193,13 @@ fail:
 }
 
 static int model_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
-                        sn__toks_t *out)
+                        int32_t offset, sn__toks_t *out)
 {
     switch (tok->kind) {
     case SN_TOK_WORDPIECE:
         return sn__wordpiece_encode(tok, cps, n, out);
     case SN_TOK_UNIGRAM:
-        return sn__unigram_encode(tok, cps, n, out);
+        return sn__unigram_encode_at(tok, cps, n, offset, out);
     case SN_TOK_USE:
         return sn__usetok_encode(tok, cps, n, out);
     case SN_TOK_BPE:
@@ -1088,23 +1214,31 @@ static int model_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
  * post-processor with trim_offsets): a token whose string starts or ends
  * with spaces ('\u0120', or White_Space) loses them from its span; the
  * first token keeps one leading space that add_prefix_space put there. */
-static void trim_offsets(const sn_tokenizer_t *tok, sn__tok_t *v, int n)
+static void trim_offsets(const sn_tokenizer_t *tok, const uint32_t *cps,
+                         sn__tok_t *v, int n)
 {
     for (int i = 0; i < n; i++) {
-        const char *p = sn_tokenizer_piece(tok, v[i].id);
+        /* the token's string: its piece, or for an added token the text it
+         * matched (with the whitespace lstrip/rstrip took) */
+        const char *p = v[i].added ? "" : sn_tokenizer_piece(tok, v[i].id);
         if (!p)
             continue;
         size_t len = strlen(p);
         int32_t lead = 0, trail = 0, n_cps = 0;
         int in_lead = 1;
-        for (size_t at = 0; at < len;) {
+        for (size_t at = 0, k = (size_t)v[i].start;
+             v[i].added ? k < (size_t)v[i].end : at < len; k++) {
             utf8proc_int32_t c;
-            utf8proc_ssize_t k = utf8proc_iterate(
-                (const utf8proc_uint8_t *)p + at, (utf8proc_ssize_t)(len - at),
-                &c);
-            if (k <= 0)
-                break;
-            at += (size_t)k;
+            if (v[i].added) {
+                c = (utf8proc_int32_t)cps[k];
+            } else {
+                utf8proc_ssize_t r = utf8proc_iterate(
+                    (const utf8proc_uint8_t *)p + at,
+                    (utf8proc_ssize_t)(len - at), &c);
+                if (r <= 0)
+                    break;
+                at += (size_t)r;
+            }
             int sp = c == 0x120 || sn__is_white_space((uint32_t)c);
             if (in_lead && sp)
                 lead++;
@@ -1289,9 +1423,12 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
         const split_t *s = &splits.v[k];
         if (s->added >= 0) {
             rc = sn__toks_push(&toks, t->added[s->added].id, s->start, s->end);
+            if (rc == 0)
+                toks.v[toks.n - 1].added = 1;
         } else {
             int n0 = toks.n;
-            rc = model_encode(tok, cps + s->start, s->end - s->start, &toks);
+            rc = model_encode(tok, cps + s->start, s->end - s->start, s->start,
+                              &toks);
             for (int j = n0; !rc && j < toks.n; j++) {
                 toks.v[j].start += s->start;
                 toks.v[j].end += s->start;
@@ -1307,7 +1444,7 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
     }
 
     if (tok->trim_offsets)
-        trim_offsets(tok, toks.v, toks.n);
+        trim_offsets(tok, cps, toks.v, toks.n);
     if (orig) { /* offsets back into the text as given */
         for (int k = 0; k < toks.n; k++) {
             int32_t s0 = toks.v[k].start, e0 = toks.v[k].end;

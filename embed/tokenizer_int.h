@@ -56,6 +56,7 @@ void sn__ntext_free(sn__ntext_t *t);
 typedef struct {
     int32_t id;
     int32_t start, end;
+    int32_t added; /* set by tokenizer.c: an added token matched in the text */
 } sn__tok_t;
 
 typedef struct {
@@ -76,6 +77,10 @@ int sn__norm_load(const void *json, sn__norm_t **out, char *err,
                   size_t err_len);
 int sn__norm_apply(const sn__norm_t *norm, sn__ntext_t **cur,
                    sn__ntext_t **alt);
+/* The same, leaving out Strip steps when no_strip (for a piece of text out
+ * of context, where the text's ends are not its ends). */
+int sn__norm_apply_ex(const sn__norm_t *norm, sn__ntext_t **cur,
+                      sn__ntext_t **alt, int no_strip);
 void sn__norm_free(sn__norm_t *norm);
 
 /* Rust's char::is_whitespace (the Unicode White_Space property), which the
@@ -154,6 +159,10 @@ int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
  * replacement, as UTF-8 in buf (cut to len - 1 bytes). */
 int sn__unigram_unk_text(const sn_tokenizer_t *tok, const uint32_t *cps,
                          int n, char *buf, size_t len);
+/* As sn__unigram_encode for a piece of the text starting at original code
+ * point `offset` (Metaspace's prepend_scheme "first" asks for 0). */
+int sn__unigram_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps,
+                          int n, int32_t offset, sn__toks_t *out);
 int sn__bpe_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                    sn__toks_t *out);
 

@@ -14,11 +14,6 @@
  *      are fused into one token. A token spans [start of its first char, end
  *      of its last char).
  *
- * Known limits: prepend_scheme "first" prepends when the segment handed to
- * sn__unigram_encode starts the text (HF: original offset 0), so a caller
- * that encodes the pieces between added tokens one by one gets "always"
- * behaviour for later pieces.
- *
  * Invariants: after a successful sn__unigram_load, tok->ug.trie points to a
  * read-only ug_model_t, so any number of threads may encode at once; an
  * encode allocates its own scratch (a handful of arrays, sized once for the
@@ -617,7 +612,8 @@ static int viterbi(const sn_tokenizer_t *tok, const ug_model_t *m,
 /* Metaspace over segment t[a..b): ' ' -> replacement, prepend, split so
  * that each replacement opens a word; each word through Viterbi. */
 static int metaspace_segment(const sn_tokenizer_t *tok, const ug_model_t *m,
-                             const sn__ntext_t *t, int a, int b,
+                             int32_t offset, const sn__ntext_t *t, int a,
+                             int b,
                              sn__ntext_t *w, ug_scratch_t *s,
                              sn__toks_t *out)
 {
@@ -629,10 +625,14 @@ static int metaspace_segment(const sn_tokenizer_t *tok, const ug_model_t *m,
     if (b <= a)
         return 0;
     uint32_t first = t->cp[a] == SN_UG_SPACE ? rep : t->cp[a];
-    /* "first" prepends only at the start of the text (original offset 0) */
+    /* "first" prepends only at the start of the text: HF asks whether the
+     * split's original offset is 0, which for the whole text (or the piece
+     * before an added token) holds even when normalization dropped its
+     * first chars, and for a WhitespaceSplit word is its first char's */
     int prepend = first != rep &&
                   (tok->ug.prepend_always ||
-                   (tok->ug.prepend_first && (!m->ws_split || t->start[a] == 0)));
+                   (tok->ug.prepend_first && offset == 0 &&
+                    (!m->ws_split || t->start[a] == 0)));
     if (prepend)
         sn__ntext_push(w, rep, t->start[a], t->end[a]);
     for (int i = a; i < b; i++)
@@ -653,6 +653,12 @@ static int metaspace_segment(const sn_tokenizer_t *tok, const ug_model_t *m,
 
 int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                        sn__toks_t *out)
+{
+    return sn__unigram_encode_at(tok, cps, n, 0, out);
+}
+
+int sn__unigram_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps,
+                          int n, int32_t offset, sn__toks_t *out)
 {
     const ug_model_t *m = tok ? tok->ug.trie : NULL;
     sn__ntext_t bufs[3] = {{0}};
@@ -699,7 +705,7 @@ int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                 break;
         }
         if (m->metaspace)
-            rc = metaspace_segment(tok, m, cur, a, b, w, &s, out);
+            rc = metaspace_segment(tok, m, offset, cur, a, b, w, &s, out);
         else
             rc = viterbi(tok, m, cur->cp + a, cur->start + a, cur->end + a,
                          b - a, &s, out);
@@ -732,7 +738,7 @@ int sn__unigram_unk_text(const sn_tokenizer_t *tok, const uint32_t *cps,
     for (int i = 0; i < n; i++)
         if ((rc = sn__ntext_push(cur, cps[i], i, i + 1)))
             goto fail;
-    if ((rc = sn__norm_apply(m->norm, &cur, &alt)))
+    if ((rc = sn__norm_apply_ex(m->norm, &cur, &alt, 1)))
         goto fail;
     size_t o = 0;
     for (int i = 0; i < cur->n; i++) {

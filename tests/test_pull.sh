@@ -101,12 +101,29 @@ same_tree "$models/test/good" "$bert"
 ok "up to date on a second pull; --force replaces it in place"
 
 # ---- every layout of hf-reference-2 ----------------------------------------------
+# and each loads by name exactly as its folder does: the same vectors
+# where the folder loads, the same error where its architecture is not
+# supported yet
+n_loaded=0
 for d in "$fixtures"/hf-reference-2/*/model; do
     name=$(basename "$(dirname "$d")")
     run_pull 0 "ref2/$name"
     same_tree "$models/ref2/$name" "$d"
+    if "$sense" embed --model "$d" --json "$text" >"$tmp/by-folder" 2>"$tmp/err-folder"; then
+        "$sense" embed --model "ref2/$name" --json "$text" >"$tmp/by-name" 2>"$tmp/err" ||
+            fail "ref2/$name: loads as a folder, not by name: $(cat "$tmp/err")"
+        cmp -s "$tmp/by-name" "$tmp/by-folder" || fail "ref2/$name embeds differently by name"
+        n_loaded=$((n_loaded + 1))
+    else
+        "$sense" embed --model "ref2/$name" --json "$text" >/dev/null 2>"$tmp/err" &&
+            fail "ref2/$name: loads by name but not as a folder"
+        # the message after the last quoted path (which differs)
+        want=$(sed "s/^.*': //" "$tmp/err-folder")
+        err_has "$want"
+    fi
 done
-ok "the eight hf-reference-2 repositories pulled byte-identical"
+[ "$n_loaded" -ge 3 ] || fail "only $n_loaded hf-reference-2 models load"
+ok "the eight hf-reference-2 repositories pulled byte-identical; $n_loaded load by name with their folder's vectors, the others fail alike"
 
 # ---- a dropped connection, resumed --------------------------------------------------
 run_pull 0 test/drop

@@ -42,16 +42,26 @@ static void sh(const char *cmd)
     }
 }
 
-/* A copy of fixture model `model` (under hf-reference/) without its
- * weights, in base/name. */
+/* The fixture set a model is in. */
+static const char *set_of(const char *model)
+{
+    static const char *const first[] = {"tiny-bert-uncased", "tiny-bert-cased",
+                                        "tiny-xlmr-unigram"};
+    for (size_t i = 0; i < sizeof first / sizeof *first; i++)
+        if (!strcmp(model, first[i]))
+            return "hf-reference";
+    return "hf-reference-2";
+}
+
+/* A copy of fixture model `model` without its weights, in base/name. */
 static const char *copy_model(const char *model, const char *name)
 {
     static char dir[512];
     char cmd[2048];
     snprintf(dir, sizeof dir, "%s/%s-%s", base, model, name);
     snprintf(cmd, sizeof cmd,
-             "cp -r '%s/hf-reference/%s/model' '%s' && rm '%s/model.safetensors'",
-             SN_FIXTURES, model, dir, dir);
+             "cp -r '%s/%s/%s/model' '%s' && rm '%s/model.safetensors'",
+             SN_FIXTURES, set_of(model), model, dir, dir);
     sh(cmd);
     return dir;
 }
@@ -116,8 +126,8 @@ static sn__st_file_t *open_fixture(const char *model)
 {
     char path[512], err[512] = "";
     sn__st_file_t *f = NULL;
-    snprintf(path, sizeof path, "%s/hf-reference/%s/model/model.safetensors",
-             SN_FIXTURES, model);
+    snprintf(path, sizeof path, "%s/%s/%s/model/model.safetensors",
+             SN_FIXTURES, set_of(model), model);
     CHECK_OK(sn__st_open(path, &f, err, sizeof err), err);
     return f;
 }
@@ -336,8 +346,14 @@ static void test_formats(void)
 int main(void)
 {
     CHECK(mkdtemp(base) != NULL);
-    test_prefixes("tiny-bert-uncased");
-    test_prefixes("tiny-xlmr-unigram");
+    /* every architecture binds through the same layer */
+    static const char *const models[] = {
+        "tiny-bert-uncased", "tiny-xlmr-unigram", "tiny-mpnet",
+        "tiny-distilbert-dense", "tiny-modernbert", "tiny-qwen3-lasttoken",
+        "tiny-st5-dense", "tiny-roberta-bpe",
+    };
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+        test_prefixes(models[i]);
     test_formats();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);

@@ -47,7 +47,12 @@ void sn_encoding_free(sn_encoding_t *enc); /* frees the arrays, zeroes *enc */
 
 /* Load from a model folder: tokenizer.json if present, else vocab.txt with
  * tokenizer_config.json (do_lower_case, strip_accents,
- * tokenize_chinese_chars). */
+ * tokenize_chinese_chars). A sentence-transformers folder also decides what
+ * happens to a text before the tokenizer sees it, as sentence-transformers
+ * does it: str.strip() (versions up to 5, which saved most models; not when
+ * config_sentence_transformers.json records 6 or later), then str.lower()
+ * when sentence_bert_config.json has "do_lower_case": true; offsets still
+ * index the text as given. The pure constructors below do neither. */
 int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
                       size_t err_len);
 /* Pure constructors, no I/O: the contents of a tokenizer.json; of a
@@ -68,14 +73,21 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                         char *err, size_t err_len);
 
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok);
+/* The maximum the folder states (sentence_bert_config.json's
+ * max_seq_length, else tokenizer_config.json's model_max_length), specials
+ * included; 0 when it states none or the tokenizer was not loaded from a
+ * folder. A model may cap it lower (sn_model_max_tokens). */
+int sn_tokenizer_max_tokens(const sn_tokenizer_t *tok);
 /* The vocabulary string of `id` ("##lo", "\xe2\x96\x81World"), or NULL. */
 const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id);
 
 /* The token string Hugging Face reports for token i of `enc`, encoded from
  * `text` (`len` bytes): the vocabulary piece, except for the unknown token
- * of a Unigram model, which HF reports as the text it stands for (here the
- * text's code points [start, end), which is the same unless normalization
- * rewrote them). Returns the piece, or `buf` (NUL-terminated, cut at
+ * of a Unigram model, which HF reports as the normalized text it stands
+ * for (here: its chars [start, end) normalized again, less what tokens from
+ * the same chars hold -- exact on every reference we have, but a
+ * reconstruction), and an added token with lstrip/rstrip, which HF reports
+ * with the whitespace it took. Returns the piece, or `buf` (NUL-terminated, cut at
  * buf_len - 1 bytes) holding the text; NULL when i is out of range. */
 const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
                                    const sn_encoding_t *enc, int i,
