@@ -226,6 +226,7 @@ jflush
 
 # ---- raw sockets -------------------------------------------------------------------------------
 node "$HERE/raw.mjs" 127.0.0.1 "$PORT" "$KEY" 1000 || fail "raw.mjs"
+grep -q "http [0-9]*: paused" "$TMP/log" || fail "the greedy client was never paused"
 req 200 "$BASE/health"  # still serving
 stop_sensed
 
