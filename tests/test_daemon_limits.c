@@ -208,7 +208,10 @@ static void test_memory(void)
     /* warm up: the arenas and one reply of the size the hog asks for */
     char *warm = embed_line(999, N_TEXTS, LEN, 1);
     json_t *r = call(other, warm);
-    size_t one_reply = strlen(json_dumps(r, JSON_COMPACT));
+    char *dumped = json_dumps(r, JSON_COMPACT);
+    CHECK(dumped != NULL);
+    size_t one_reply = strlen(dumped);
+    free(dumped);
     json_decref(r);
     free(warm);
     long base = status_kb(pid, "VmRSS:");
@@ -578,6 +581,16 @@ int main(int argc, char **argv)
     RUN("document limits", test_doc_limits);
     RUN("failed save", test_save_fails);
 
+    /* no daemon run reported a sanitizer error */
+    for (int i = 1; i <= n_logs; i++) {
+        snprintf(log_path, sizeof log_path, "%s/log%d", tmp, i);
+        if (file_has(log_path, "Sanitizer") ||
+            file_has(log_path, "runtime error")) {
+            char *log = slurp(log_path);
+            fprintf(stderr, "%s:\n%s\n", log_path, log);
+            exit(1);
+        }
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);
