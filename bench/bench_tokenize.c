@@ -103,6 +103,7 @@ static int gpt2_match(const uint32_t *cp, int i, int n)
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *fix = "../shared/fixtures";
     double mb = 4;
     int c;
@@ -185,7 +186,7 @@ int main(int argc, char **argv)
             int len;
             if (mode < 2) {
                 int r = pcre2_match(re, cps, (PCRE2_SIZE)n_cps, (PCRE2_SIZE)i,
-                                    0, md, NULL);
+                                    PCRE2_NO_UTF_CHECK, md, NULL);
                 if (r < 0)
                     break;
                 PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
