@@ -38,6 +38,8 @@ int sn_cmd_which(int argc, char **argv);
 int sn_cmd_senses(int argc, char **argv);
 int sn_cmd_pull(int argc, char **argv);
 int sn_cmd_tokenize(int argc, char **argv);
+/* `sense check [--collection NAME] [--repair]`. */
+int sn_cmd_check(int argc, char **argv);
 /* `sense senses import-wordnet`: argv[0] is the subcommand's name. */
 int sn_cmd_import_wordnet(int argc, char **argv);
 

@@ -23,6 +23,8 @@ static const char usage[] =
     "  stats     the daemon's model, queues and collections\n"
     "  which     which sense of a word a text means\n"
     "  senses    the sense inventory: add, list, rm, import-wordnet\n"
+    "  check     read every stored vector back; --repair embeds the\n"
+    "            damaged ones again from their text\n"
     "  pull      download a model from the Hugging Face hub by its id\n"
     "            (org/name); then --model org/name loads it\n"
     "\n"
@@ -59,6 +61,7 @@ int main(int argc, char **argv)
         {"delete", sn_cmd_delete}, {"stats", sn_cmd_stats},
         {"which", sn_cmd_which}, {"senses", sn_cmd_senses},
         {"pull", sn_cmd_pull}, {"tokenize", sn_cmd_tokenize},
+        {"check", sn_cmd_check},
     };
     int i = 1;
 

@@ -250,6 +250,9 @@ struct sn__job {
     sn__job_run_cb run;
     sn__job_cb done;
     void *data;             /* the caller's */
+    const void *client;     /* whose: texts are dealt round robin among
+                             * clients (a connection; NULL is one client) */
+    int urgent;             /* dealt before the clients' (a search query) */
     /* results, valid in done(): out[n] (sched allocates, caller frees with
      * sn__job_free_out), rc and err for the first failed text */
     sn_embedding_t *out;
@@ -260,6 +263,7 @@ struct sn__job {
     int n_left;
     int n_queued;           /* texts still in the queue */
     int64_t t_enq;
+    uint64_t stamp;         /* the last batch it had texts in */
     sn__job_t *next;
 };
 
@@ -359,6 +363,8 @@ typedef void (*sn__req_cb)(sn__req_t *req);
 struct sn__req {
     sn__ops_ctx_t *ops;
     sn__req_cb done;          /* the transport's; set before dispatch */
+    const void *client;       /* the transport's client (a connection): the
+                               * encoders deal texts round robin by it */
     sn__request_t p;
     sn__buf_t reply;
     sn__perr_t code;          /* the reply's error, or SN__P_OK */
@@ -386,6 +392,10 @@ void sn__ops_stop(sn__ops_ctx_t *ops);
  * not touch it until `done` is called. `order` is the connection's: its
  * storage ops take effect in the order they were dispatched. */
 int sn__ops_dispatch(sn__req_t *req, sn__order_t *order);
+/* An upper estimate of the bytes of req's reply, from its parsed form,
+ * before any work: what a transport counts against a client's reply
+ * budget until the reply exists. */
+size_t sn__ops_reply_estimate(const sn__req_t *req);
 /* An error reply in place of whatever req->reply held. */
 void sn__ops_reply_error(sn__req_t *req, sn__perr_t code, const char *msg);
 /* Frees what the request holds -- its parsed input, its reply, its work --
@@ -399,6 +409,7 @@ typedef struct {
     const char *socket_group; /* NULL: mode 0600 */
     size_t max_line;
     int n_conns_max;
+    int idle_ms;              /* close connections idle this long; 0 never */
     sn__sched_opts_t sched;
 } sn__server_opts_t;
 

@@ -780,6 +780,47 @@ static void run_sense_remove(sn__req_t *req, sn_ctx_t *ctx)
     }
 }
 
+/* ---- check -------------------------------------------------------------------- */
+
+/* Every stored vector read back (the storage lane: holds the store for the
+ * scan): the damaged ones listed, to be embedded again from their text
+ * (`sense check --repair` adds the documents again). */
+static void run_check(sn__req_t *req, sn_ctx_t *ctx)
+{
+    const sn__request_t *p = &req->p;
+    sn_store_bad_t *bad = NULL;
+    int n_out = 0;
+    int64_t n_bad = 0, n_checked = 0;
+    char err[512] = "";
+    sn__buf_t *b = &req->reply;
+
+    (void)ctx;
+    int rc = sn_store_check(req->ops->store, p->collection, p->limit, &bad,
+                            &n_out, &n_bad, &n_checked, err, sizeof err);
+    if (rc) {
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
+        return;
+    }
+    if (n_bad)
+        sn__log_warn("check: %lld of %lld stored vectors are damaged",
+                     (long long)n_bad, (long long)n_checked);
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_printf(b, ",\"checked\":%lld,\"damaged\":%lld,\"chunks\":[",
+                   (long long)n_checked, (long long)n_bad);
+    for (int i = 0; i < n_out; i++) {
+        sn__buf_puts(b, i ? ",{\"collection\":" : "{\"collection\":");
+        put_str(b, bad[i].collection);
+        sn__buf_puts(b, ",\"id\":");
+        put_str(b, bad[i].id);
+        sn__buf_printf(b, ",\"chunk\":%d,\"problem\":", bad[i].chunk);
+        put_str(b, bad[i].problem);
+        sn__buf_put(b, "}", 1);
+    }
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+    sn_store_bad_free(bad, n_out);
+}
+
 /* ---- routes: the op table's route column ------------------------------------ */
 
 typedef void (*run_fn)(sn__req_t *req, sn_ctx_t *ctx);
@@ -885,6 +926,48 @@ static void model_back(sn__job_t *job)
     back_to_lane(REQ_OF_JOB(job));
 }
 
+/* ---- reply sizes, before the work ------------------------------------------------- */
+
+/* Upper estimates: a float is at most 16 bytes of JSON ("-1.23456789e-38,"),
+ * a text has at most one token per byte (plus the specials) and at most the
+ * model's maximum. Hits and documents are counted at a typical 4 KiB: their
+ * texts are the store's, unknown here (a bigger reply is counted at its
+ * size as soon as it is built). */
+size_t sn__ops_reply_estimate(const sn__req_t *req)
+{
+    const sn__request_t *p = &req->p;
+    const sn_model_t *m = req->ops->model;
+    size_t dim = (size_t)sn_model_dim(m), max_tok = (size_t)sn_model_max_tokens(m);
+    size_t est = 256;
+
+    if (!p->has_op || (unsigned)p->op >= SN_OP_COUNT)
+        return est;
+    switch (p->op) {
+    case SN_OP_EMBED:
+        if (p->dimensions > 0 && (size_t)p->dimensions < dim)
+            dim = (size_t)p->dimensions;
+        for (int i = 0; i < p->n_texts; i++) {
+            est += dim * 16 + 32;
+            if (p->want_tokens) {
+                size_t n_tok = p->lens[i] + 2 < max_tok ? p->lens[i] + 2
+                                                        : max_tok;
+                est += n_tok * ((size_t)sn_model_hidden(m) * 16 + 128);
+            }
+        }
+        return est;
+    case SN_OP_ADD:
+        return est + (size_t)p->n_docs * 1100; /* an id is <= 1024 bytes */
+    case SN_OP_SEARCH:
+        return est + (size_t)p->k * 4096;
+    case SN_OP_GET:
+        return est + (size_t)p->n_ids * 4096;
+    case SN_OP_CHECK:
+        return est + (size_t)p->limit * 1400;
+    default:
+        return est + 4096;
+    }
+}
+
 /* ---- dispatch (loop thread) ---------------------------------------------------- */
 
 static void ticket(sn__req_t *req, sn__order_t *order)
@@ -906,6 +989,7 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
     __atomic_add_fetch(&ops->n_requests, 1, __ATOMIC_RELAXED);
     memset(job, 0, sizeof *job);
     memset(&req->task, 0, sizeof req->task);
+    job->client = req->client;
     if ((unsigned)p->op >= SN_OP_COUNT) {
         sn__ops_reply_error(req, SN__P_UNKNOWN_OP, "unknown op");
         return 0;
@@ -955,6 +1039,7 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         job->lens = &p->query_len;
         job->n = 1;
         job->opts.prompt = prompt;
+        job->urgent = 1; /* one short text a person waits on */
         job->done = to_lane;
         ticket(req, order);
         req->task.keep_turn = 1;

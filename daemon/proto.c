@@ -764,6 +764,20 @@ static sn__perr_t parse_sense_remove(sn__request_t *req, char *msg,
     return SN__P_OK;
 }
 
+/* check: "collection" (absent: every collection), "limit" (the damaged
+ * chunks listed; all are counted). */
+static sn__perr_t parse_check(sn__request_t *req, char *msg, size_t msg_len)
+{
+    sn__perr_t rc;
+    req->limit = SN_CHECK_DEFAULT;
+    if ((rc = get_str(req->root, "collection", 0, 1, 1, SN_MAX_NAME,
+                      &req->collection, NULL, msg, msg_len)) ||
+        (rc = get_int(req->root, "limit", 0, SN_MAX_CHECK, SN__P_TOO_MANY,
+                      &req->limit, msg, msg_len)))
+        return rc;
+    return SN__P_OK;
+}
+
 static sn__perr_t parse_nothing(sn__request_t *req, char *msg,
                                 size_t msg_len)
 {

@@ -63,6 +63,9 @@ static const char usage[] =
     "                       is free; only when recent batches held requests\n"
     "                       from several connections: a lone client's\n"
     "                       requests start at once (default 2000; 0: never)\n"
+    "  --idle-timeout SEC   close a connection that sent nothing and read\n"
+    "                       no reply for SEC seconds, with no work in\n"
+    "                       flight (default 600; 0: never)\n"
     "  --log-level LEVEL    error, warn, info (default) or debug\n"
     "  --check              load and validate the model, print a summary,\n"
     "                       exit\n"
@@ -167,7 +170,7 @@ static int parse_int(const char *s, int min, int max, int *out)
 int main(int argc, char **argv)
 {
     enum { O_SOCKET = 256, O_GROUP, O_DB, O_MODEL, O_THREADS, O_MAXLINE,
-           O_MAXCONN, O_BTOK, O_BWAIT, O_LOG, O_CHECK, O_VERSION };
+           O_MAXCONN, O_BTOK, O_BWAIT, O_IDLE, O_LOG, O_CHECK, O_VERSION };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"socket-group", required_argument, NULL, O_GROUP},
@@ -178,6 +181,7 @@ int main(int argc, char **argv)
         {"max-connections", required_argument, NULL, O_MAXCONN},
         {"batch-tokens", required_argument, NULL, O_BTOK},
         {"batch-wait-us", required_argument, NULL, O_BWAIT},
+        {"idle-timeout", required_argument, NULL, O_IDLE},
         {"log-level", required_argument, NULL, O_LOG},
         {"check", no_argument, NULL, O_CHECK},
         {"help", no_argument, NULL, 'h'},
@@ -198,6 +202,7 @@ int main(int argc, char **argv)
     o.sched.n_workers = 1;
     o.sched.batch_tokens = 4096;
     o.sched.window_us = 2000;
+    o.idle_ms = 600 * 1000;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
@@ -218,6 +223,15 @@ int main(int argc, char **argv)
         case O_BWAIT:
             bad = parse_int(optarg, 0, 1000000, &o.sched.window_us);
             break;
+        case O_IDLE: {
+            char *end;
+            double sec = strtod(optarg, &end);
+            bad = end == optarg || *end || !(sec >= 0) || sec > 86400 * 365;
+            o.idle_ms = bad ? 0 : (int)(sec * 1000 + 0.5);
+            if (!bad && sec > 0 && o.idle_ms == 0)
+                o.idle_ms = 1;
+            break;
+        }
         case O_LOG: {
             int lv = sn__log_parse_level(optarg);
             if (lv < 0)

@@ -14,7 +14,21 @@
  * SN_CONN_MAX_REQS requests or SN_CONN_MAX_BYTES of request lines not yet
  * answered, or SN_CONN_WBUF_HIGH bytes of replies its peer has not read, or
  * while all connections together hold SN_SRV_MAX_BYTES of request lines; it
- * resumes when back under, lines already buffered first. A line longer
+ * resumes when back under, lines already buffered first.
+ *
+ * Replies are bounded too, before they exist: a request is dispatched only
+ * when the connection's replies built or being built but not yet written
+ * -- each counted at the engine's estimate (sn__ops_reply_estimate) until
+ * it is built, then at its size -- stay within SN_CONN_REPLY_BUDGET with
+ * it; otherwise it waits, parsed, in the FIFO (and so do the ones after
+ * it, to keep request order) until the peer reads. A request whose reply
+ * alone is over the budget runs when the connection holds no other reply.
+ * So a client that pipelines requests and never reads costs the budget
+ * (or one reply, when one is bigger), not one reply per request.
+ *
+ * Idle connections: one with nothing read and no reply written for
+ * --idle-timeout seconds, and no work in flight, is closed (a sweep every
+ * second, at most). A line longer
  * than --max-line gets a line_too_long reply, after which the connection is
  * closed. Nothing a client sends can grow memory past these bounds or stall
  * another connection: parsing of big lines, encoding and storage all run off
@@ -64,7 +78,10 @@
 
 #define SN_PARSE_INLINE (256u << 10)    /* parse longer lines off the loop */
 #define SN_CONN_MAX_REQS 64             /* unanswered requests per conn */
-#define SN_CONN_MAX_BYTES (64u << 20)   /* their line bytes */
+#define SN_CONN_MAX_BYTES (8u << 20)    /* their line bytes (a longer line
+                                         * is still read: --max-line) */
+#define SN_CONN_REPLY_BUDGET (4u << 20) /* replies built or being built,
+                                         * not written (estimates) */
 #define SN_CONN_WBUF_HIGH (8u << 20)    /* unread reply bytes per conn */
 #define SN_SRV_MAX_BYTES (512u << 20)   /* line bytes, all connections */
 #define SN_READ_CHUNK (64u << 10)
@@ -87,6 +104,8 @@ struct sreq {
     int done;                     /* reply is ready */
     int on_worker;
     int late;                     /* read after shutdown began */
+    int held;                     /* parsed, waiting for the reply budget */
+    size_t reserve;               /* reply bytes counted in conn->reserved */
     char *line;                   /* owned until parsed (big lines) */
     size_t line_len;
     size_t n_line_bytes;          /* the line's bytes, counted in the conn */
@@ -106,6 +125,9 @@ struct sn__conn {
     int n_reqs;                   /* in the FIFO or being written */
     size_t n_bytes;               /* their line bytes */
     size_t wbytes;                /* reply bytes in uv_write */
+    size_t reserved;              /* replies dispatched, not yet written */
+    int n_held;                   /* requests waiting for the budget */
+    uint64_t t_active;            /* uv_now() of the last read or write */
     int n_writes;
     int n_work;                   /* requests on workers */
     uint64_t n_seq;
@@ -124,6 +146,7 @@ struct sn__server {
     uv_signal_t sigterm, sigint;
     uv_async_t async;
     uv_timer_t drain;
+    uv_timer_t idle;              /* the idle sweep */
     sn__server_opts_t o;
     sn__ops_ctx_t ops;
     pthread_mutex_t done_mu;
@@ -151,6 +174,9 @@ static void req_free(sreq_t *req)
     c->n_reqs--;
     c->n_bytes -= req->n_line_bytes;
     srv->bytes -= req->n_line_bytes;
+    c->reserved -= req->reserve;
+    if (req->held)
+        c->n_held--;
     sn__ops_release(&req->r);
     free(req->line);
     free(req);
@@ -172,10 +198,14 @@ static void req_log(sreq_t *req)
                       sn__perr_name(req->r.code), ms);
 }
 
-/* The reply is ready (loop thread). */
+/* The reply is ready (loop thread): counted at its size from now on. */
 static void req_ready(sreq_t *req)
 {
+    sn__conn_t *c = req->conn;
     req->done = 1;
+    c->reserved -= req->reserve;
+    req->reserve = req->r.reply.len;
+    c->reserved += req->reserve;
     req_log(req);
 }
 
@@ -192,6 +222,7 @@ static sreq_t *req_new(sn__conn_t *c, size_t line_len)
     req->conn = c;
     req->r.ops = &c->srv->ops;
     req->r.done = on_req_done;
+    req->r.client = c;
     req->seq = ++c->n_seq;
     req->t0_ns = sn__now_ns();
     req->n_line_bytes = line_len;
@@ -208,7 +239,17 @@ static sreq_t *req_new(sn__conn_t *c, size_t line_len)
     return req;
 }
 
-/* Parsed (or failed to): start the work. */
+/* Would a reply of `est` bytes take the connection over its budget? Not
+ * when it holds no other: a big reply runs alone. */
+static int over_budget(const sn__conn_t *c, size_t est)
+{
+    size_t held = c->reserved + c->wbytes;
+    return held > 0 && held + est > SN_CONN_REPLY_BUDGET;
+}
+
+static void req_start(sreq_t *req);
+
+/* Parsed (or failed to): start the work, or hold it for the budget. */
 static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
 {
     sn__conn_t *c = req->conn;
@@ -222,6 +263,46 @@ static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
         req_ready(req);
         return;
     }
+    size_t est = sn__ops_reply_estimate(&req->r);
+    if (c->n_held || over_budget(c, est)) {
+        req->held = 1;
+        req->reserve = 0;
+        c->n_held++;
+        return;
+    }
+    req->reserve = est;
+    c->reserved += est;
+    req_start(req);
+}
+
+/* Held requests whose turn has come (in order), while the budget allows. */
+static void conn_release_held(sn__conn_t *c)
+{
+    for (sreq_t *req = c->head; req && c->n_held && !c->closing;
+         req = req->next) {
+        if (!req->held)
+            continue;
+        size_t est = sn__ops_reply_estimate(&req->r);
+        if (over_budget(c, est))
+            break;
+        req->held = 0;
+        c->n_held--;
+        if (req->late || c->srv->stopping) {
+            req_error(req, SN__P_SHUTTING_DOWN,
+                      "the daemon is shutting down");
+            req_ready(req);
+            continue;
+        }
+        req->reserve = est;
+        c->reserved += est;
+        req_start(req);
+    }
+}
+
+/* Hand a request to the engine. */
+static void req_start(sreq_t *req)
+{
+    sn__conn_t *c = req->conn;
     req->on_worker = 1;
     if (sn__ops_dispatch(&req->r, &c->order)) {
         c->n_work++;
@@ -445,6 +526,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread > 0) {
         c->rlen += (size_t)nread;
+        c->t_active = uv_now(&c->srv->loop);
         conn_process(c);
         return;
     }
@@ -552,6 +634,7 @@ static void on_write(uv_write_t *w, int status)
     sn__server_t *srv = c->srv;
     c->wbytes -= req->r.reply.len;
     c->n_writes--;
+    c->t_active = uv_now(&srv->loop);
     free(w);
     req_free(req);
     if (c->closing) {
@@ -564,6 +647,8 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    conn_release_held(c);
+    conn_flush(c);
     conn_process(c);
     conn_maybe_close(c);
     server_resume_all(srv);
@@ -596,6 +681,8 @@ static void conn_flush(sn__conn_t *c)
             return;
         }
         c->wbytes += req->r.reply.len;
+        c->reserved -= req->reserve;
+        req->reserve = 0;
         c->n_writes++;
     }
     conn_maybe_close(c);
@@ -615,6 +702,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = srv;
     c->serial = ++srv->n_serial;
+    c->t_active = uv_now(&srv->loop);
     uv_pipe_init(&srv->loop, &c->pipe, 0);
     c->pipe.data = c;
     c->next = srv->conns;
@@ -690,6 +778,8 @@ static void on_async(uv_async_t *a)
             conn_maybe_free(c);
         } else {
             req_ready(req);
+            conn_flush(c);
+            conn_release_held(c);
             conn_flush(c);
         }
         req = next;
@@ -808,6 +898,26 @@ static int server_listen(sn__server_t *srv, char *err, size_t err_len)
     return 0;
 }
 
+/* ---- idle connections ----------------------------------------------------------------- */
+
+static void on_idle_sweep(uv_timer_t *t)
+{
+    sn__server_t *srv = t->data;
+    uint64_t now = uv_now(&srv->loop);
+    uint64_t limit = (uint64_t)srv->o.idle_ms;
+    for (sn__conn_t *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing || c->n_work || now - c->t_active < limit)
+            continue;
+        sn__log_info("conn %llu: idle for %llu ms (%d requests waiting, "
+                     "%zu reply bytes unread); closing",
+                     (unsigned long long)c->serial,
+                     (unsigned long long)(now - c->t_active), c->n_reqs,
+                     c->wbytes);
+        conn_close(c);
+    }
+}
+
 /* ---- shutdown ----------------------------------------------------------------------- */
 
 static void server_maybe_finish(sn__server_t *srv)
@@ -817,12 +927,14 @@ static void server_maybe_finish(sn__server_t *srv)
     srv->finished = 1;
     sn__log_info("all connections closed; stopping the workers");
     uv_timer_stop(&srv->drain);
+    uv_timer_stop(&srv->idle);
     sn__ops_stop(&srv->ops); /* idle: every connection, so every request,
                               * is done */
     uv_close((uv_handle_t *)&srv->async, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->drain, NULL);
+    uv_close((uv_handle_t *)&srv->idle, NULL);
 }
 
 /* Shutdown has waited SN_DRAIN_MS: close the connections with no work in
@@ -926,10 +1038,17 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->sigterm.data = srv->sigint.data = srv;
     uv_timer_init(&srv->loop, &srv->drain);
     srv->drain.data = srv;
+    uv_timer_init(&srv->loop, &srv->idle);
+    srv->idle.data = srv;
     if ((rc = server_listen(srv, err, err_len)))
         goto fail;
     if ((rc = sn__ops_start(&srv->ops, &opts->sched, err, err_len)))
         goto fail;
+    if (srv->o.idle_ms > 0) {
+        uint64_t every = srv->o.idle_ms / 4 < 1000 ? srv->o.idle_ms / 4 : 1000;
+        uv_timer_start(&srv->idle, on_idle_sweep, every ? every : 1,
+                       every ? every : 1);
+    }
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     sn__log_info("listening on '%s' (mode %s), %d encoder workers, max line "

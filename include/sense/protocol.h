@@ -40,7 +40,8 @@
     X(SENSE_WHICH, "sense.which", parse_sense_which, MODEL, run_sense_which) \
     X(SENSE_LIST, "sense.list", parse_sense_list, STORE, run_sense_list)     \
     X(SENSE_REMOVE, "sense.remove", parse_sense_remove, STORE,               \
-      run_sense_remove)
+      run_sense_remove)                                                      \
+    X(CHECK, "check", parse_check, STORE, run_check)
 
 typedef enum {
 #define SN__OP_ENUM(id, name, parse, route, run) SN_OP_##id,
@@ -89,5 +90,7 @@ static inline int sn_op_find(const char *name, size_t len)
                                     * (= SN_WSD_MAX_BATCH, sense/wsd.h) */
 #define SN_LIST_DEFAULT 1000       /* lemmas per sense.list, by default */
 #define SN_MAX_LIST 100000         /* lemmas per sense.list */
+#define SN_CHECK_DEFAULT 1000      /* damaged chunks listed by check */
+#define SN_MAX_CHECK 100000        /* at most, when asked */
 
 #endif
