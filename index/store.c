@@ -933,6 +933,8 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
                           err_len)) < 0)
         goto fail_msg;
     if (!st->readonly) {
+        if ((rc = sn__db_page_size(st->db, err, err_len)) < 0)
+            goto fail_msg;
         if ((rc = pragma_text(st, "PRAGMA journal_mode = WAL", mode,
                               sizeof mode, err, err_len)) < 0)
             goto fail_msg;

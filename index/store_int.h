@@ -74,7 +74,20 @@
 
 /* ---- schema.c ------------------------------------------------------------ */
 
-#define SN__SCHEMA_VERSION 1
+#define SN__SCHEMA_VERSION 2
+
+/* The page size of a new database. A chunk row holds its vector (dim
+ * float32: 2 KiB at 512 dimensions, 1.5 KiB at 384) plus ~30 bytes; at
+ * SQLite's default 4 KiB pages only one such row fits a page, so half the
+ * file was empty (187 MiB for 20,000 documents of 8.5 MB text). At 16 KiB
+ * seven 512-d rows (ten 384-d) share a page: ~89-95% full. Measured with
+ * bench/bench_ir (bytes per document, bench/README.md). An existing
+ * database keeps its page size (changing it means a VACUUM outside WAL). */
+#define SN__PAGE_SIZE 16384
+
+/* On a database that has no pages yet, set SN__PAGE_SIZE (call before
+ * anything writes it, journal mode included); otherwise do nothing. */
+int sn__db_page_size(sqlite3 *db, char *err, size_t err_len);
 
 typedef void (*sn__log_fn)(void *ud, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
