@@ -61,6 +61,20 @@
 #define SN__FILTER_OVERFETCH 8
 #define SN__SEARCH_MAX_FETCH 4096
 
+/* Fusion (store.c, sn_store_query): hybrid = P + W_T * T + W_V * known *
+ * cosine, P and T the BM25 of the stemmed-word and trigram tables over the
+ * query's ideal score. Tuned on a random half of each dev set's queries
+ * (bench/bench_ir; the other half reported beside it in bench/README.md):
+ * on debian-dev the two lexical lists together gain ~0.02 in Recall@10 and
+ * MRR@10 over the word list alone at W_T 1 (0.5 and 1.5 within 0.005); on
+ * korean-dev trigrams carry the list (words alone 0.72, with W_T 1 0.81).
+ * The default model's cosine adds about 0.005-0.01 in MRR@10 on English
+ * at W_V 0.3-0.5 and nothing on Korean (known ~0.2 there). */
+#define SN__FUSE_W_TRIGRAM 1.0
+#define SN__FUSE_W_VECTOR 0.4
+/* Documents taken from each list before exact scoring. */
+#define SN__FUSE_CANDIDATES 100
+
 /* ---- limits -------------------------------------------------------------- */
 
 #define SN_STORE_MAX_NAME 256          /* collection name, model id (bytes) */
@@ -103,6 +117,28 @@ int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
  * system errno or -EIO, SQLITE_CORRUPT/NOTADB SN_ECORRUPT, SQLITE_BUSY
  * -EBUSY, SQLITE_NOMEM -ENOMEM, SQLITE_CONSTRAINT SN_EARG. */
 int sn__sqlite_code(sqlite3 *db, int rc);
+
+/* ---- lexical.c ---------------------------------------------------------- */
+
+/* BM25's term-frequency saturation and length normalization: the usual
+ * values. On debian-dev / korean-dev (tuning halves) k1 0.6-1.5 and b
+ * 0.4-0.9 moved Recall@10 and MRR@10 by under 0.01. */
+#define SN__BM25_K1 1.2
+#define SN__BM25_B 0.75
+/* Terms of one MATCH expression (words, or trigrams), and the bytes of a
+ * query text that are looked at: past them a query is cut. */
+#define SN__LEX_MAX_TERMS 256
+#define SN__LEX_MAX_QUERY 4096
+
+/* Register sense_rank() (BM25 over the query's ideal score, see lexical.c)
+ * on a connection. */
+int sn__lex_register(sqlite3 *db, char *err, size_t err_len);
+/* The FTS5 MATCH expressions of a query text: its words OR-ed (for
+ * documents_fts) and its trigrams OR-ed (documents_tri), each term quoted
+ * once (case-folded duplicates dropped). Either is NULL when the text has
+ * none (no letter or digit; under 3 characters). Free both. */
+int sn__lex_match(const char *text, size_t len, char **words,
+                  char **trigrams, char *err, size_t err_len);
 
 /* ---- ann.c: one collection's faiss index and its file -------------------- */
 
