@@ -28,7 +28,9 @@
  *      and CJK words whatever particle or compound they sit in, and
  *      misspelled or partial words). Both are external-content tables
  *      (content='documents'): the text is stored once. Migrating a
- *      version 1 database backfills them ('rebuild').
+ *      version 1 database backfills them ('rebuild'). documents_tri_vocab
+ *      (fts5vocab, no storage of its own) gives a trigram's document
+ *      count.
  *
  * Invariants of version 1, relied on by store.c:
  *   - chunks.id is AUTOINCREMENT: never reused, so a faiss index built at
@@ -64,6 +66,9 @@ static const char SCHEMA_V2[] =
     "CREATE VIRTUAL TABLE documents_tri USING fts5 (\n"
     "    text, content = 'documents', content_rowid = 'id',\n"
     "    tokenize = 'trigram'\n"
+    ");\n"
+    "CREATE VIRTUAL TABLE documents_tri_vocab USING fts5vocab (\n"
+    "    documents_tri, row\n"
     ");\n"
     "CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN\n"
     "    INSERT INTO documents_fts (rowid, text) VALUES (new.id, new.text);\n"

@@ -87,6 +87,7 @@ enum {
     Q_HIT,
     Q_CHUNKS_OF_DOC,
     Q_DOC_HIT,
+    Q_DOC_TEXT,
     N_QUERIES
 };
 
@@ -137,6 +138,8 @@ static const char *const SQL[N_QUERIES] = {
                         "document = ?1 AND collection = ?2 ORDER BY ordinal",
     [Q_DOC_HIT] = "SELECT ext_id, '', -1, 0, 0, meta FROM documents "
                   "WHERE id = ?1 AND collection = ?2",
+    [Q_DOC_TEXT] = "SELECT text FROM documents WHERE id = ?1 AND "
+                   "collection = ?2",
 };
 
 typedef struct {
@@ -2385,6 +2388,27 @@ oom:
     return sn__err(err, err_len, -ENOMEM, "out of memory");
 }
 
+/* The trigram score of document doc, from its text. */
+static int doc_tri(sn_store_t *st, const coll_t *c, const sn__tri_t *tri,
+                   int64_t doc, double *out, char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *out = 0;
+    if ((rc = query(st, Q_DOC_TEXT, c->id, &s, err, err_len)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, doc);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sn__tri_score(tri, (const char *)sqlite3_column_text(s, 0),
+                             (size_t)sqlite3_column_bytes(s, 0));
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot read a document");
+    return 0;
+}
+
 /* Read result x back into hit (text, span, meta). */
 static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
                       sn_hit_t *hit, char *err, size_t err_len)
@@ -2446,8 +2470,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
     char *m_words = NULL, *m_tri = NULL;
     filter_t f = {0};
     hits_t vh = {0};
-    lexlist_t lex = {0};
-    lexdoc_t *top = NULL;
+    lexlist_t lex = {0}, tri_nom = {0};
+    sn__tri_t tri = {0};
     ids_t docs = {0};
     fusedv_t res = {0};
     sn_hit_t *hits = NULL;
@@ -2518,28 +2542,40 @@ int sn_store_query(sn_store_t *st, const char *collection,
         w_vec = (float)SN__FUSE_W_VECTOR * known;
     }
 
-    /* The lexical list: every match, scored. */
+    /* The lexical list: every document matching a word, scored; the
+     * trigram score of each candidate comes later, from its text. A query
+     * with characters outside ASCII (Korean, CJK, accented words: where
+     * words split poorly) also takes candidates from a trigram search. */
     if (use_lex) {
+        const char *p;
+        int wide = 0;
+        for (p = q->text; *p; p++)
+            wide |= (unsigned char)*p >= 0x80;
         if ((rc = sn__lex_match(q->text, strlen(q->text), &m_words, &m_tri,
                                 err, err_len)) < 0 ||
+            (rc = sn__tri_query(st->db, q->text, strlen(q->text), &tri, err,
+                                err_len)) < 0 ||
             (rc = lex_table(st, c, "documents_fts", m_words, 1.0, &f, &lex,
                             err, err_len)) < 0 ||
-            (rc = lex_table(st, c, "documents_tri", m_tri,
-                            SN__FUSE_W_TRIGRAM, &f, &lex, err,
-                            err_len)) < 0)
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 1.0, &f,
+                                     &tri_nom, err, err_len)) < 0))
             goto done;
-        if (lex.n)
-            lists |= SN_LIST_LEXICAL;
-        if (lex.n && !(top = malloc((size_t)lex.n * sizeof *top))) {
-            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
-            goto done;
-        }
-        if (lex.n)
-            memcpy(top, lex.v, (size_t)lex.n * sizeof *top);
-        qsort(top, (size_t)lex.n, sizeof *top, cmp_lexdoc_score);
-        for (int64_t i = 0; i < lex.n && i < n_cand; i++)
-            if (ids_push(&docs, top[i].doc) < 0)
+        for (int pass = 0; pass < 2; pass++) {
+            lexlist_t *l = pass ? &tri_nom : &lex;
+            if (!l->n)
+                continue;
+            lexdoc_t *top = malloc((size_t)l->n * sizeof *top);
+            if (!top)
                 goto oom;
+            memcpy(top, l->v, (size_t)l->n * sizeof *top);
+            qsort(top, (size_t)l->n, sizeof *top, cmp_lexdoc_score);
+            for (int64_t i = 0; i < l->n && i < n_cand; i++)
+                if (ids_push(&docs, top[i].doc) < 0) {
+                    free(top);
+                    goto oom;
+                }
+            free(top);
+        }
     }
     /* The vector list: the best chunks, as documents. */
     if (use_vec) {
@@ -2560,7 +2596,16 @@ int sn_store_query(sn_store_t *st, const char *collection,
     for (int64_t i = 0; i < docs.n; i++) {
         if (i && docs.v[i] == docs.v[i - 1])
             continue;
-        float l = use_lex ? lex_score(&lex, docs.v[i]) : NAN;
+        float l = NAN;
+        if (use_lex) {
+            double t = 0;
+            if (tri.n && (rc = doc_tri(st, c, &tri, docs.v[i], &t, err,
+                                       err_len)) < 0)
+                goto done;
+            l = lex_score(&lex, docs.v[i]) + (float)(SN__FUSE_W_TRIGRAM * t);
+            if (l > 0)
+                lists |= SN_LIST_LEXICAL;
+        }
         if (q->mode == SN_SEARCH_LEXICAL && !(l > 0))
             continue;
         if ((rc = score_doc(st, c, docs.v[i], q, use_vec, use_lex ? l : 0,
@@ -2600,7 +2645,8 @@ done:
     free(m_words);
     free(m_tri);
     free(lex.v);
-    free(top);
+    free(tri_nom.v);
+    sn__tri_free(&tri);
     free(docs.v);
     free(res.v);
     pthread_mutex_unlock(&st->lock);

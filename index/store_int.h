@@ -140,6 +140,23 @@ int sn__lex_register(sqlite3 *db, char *err, size_t err_len);
 int sn__lex_match(const char *text, size_t len, char **words,
                   char **trigrams, char *err, size_t err_len);
 
+/* A query's trigrams with their idf, to score candidates from their text
+ * (lexical.c: why not through FTS5). */
+typedef struct {
+    int n;            /* distinct trigrams */
+    uint64_t *keys;   /* sorted: three 21-bit case-folded code points */
+    double *idf;      /* per key */
+    double ideal;     /* sum of idf */
+    double n_rows, avgdl;
+} sn__tri_t;
+
+int sn__tri_query(sqlite3 *db, const char *text, size_t len, sn__tri_t *t,
+                  char *err, size_t err_len);
+/* BM25 of the document text over the query's ideal score (0 without
+ * trigrams). */
+double sn__tri_score(const sn__tri_t *t, const char *text, size_t len);
+void sn__tri_free(sn__tri_t *t);
+
 /* ---- ann.c: one collection's faiss index and its file -------------------- */
 
 typedef struct sn__ann {
