@@ -2,7 +2,7 @@
  * client.h -- shared by the files of the `sense` command-line program.
  *
  * sense.c parses the global options and dispatches to one file per command
- * (cmd_embed.c, cmd_add.c, cmd_search.c, cmd_get.c, cmd_delete.c,
+ * (cmd_embed.c, cmd_tokenize.c, cmd_add.c, cmd_search.c, cmd_get.c, cmd_delete.c,
  * cmd_stats.c, cmd_which.c, and cmd_senses.c with its subcommands, of which
  * import-wordnet is cmd_wordnet.c); conn.c is the daemon's socket, spoken
  * as newline-delimited JSON (docs/protocol.md).
@@ -18,12 +18,13 @@
 
 #include <jansson.h>
 
+#include "sense/protocol.h" /* op names, limits */
 #include "sense/sense.h" /* sn_utf8_valid, error codes */
 
 enum { SN_EXIT_OK = 0, SN_EXIT_ERROR = 1, SN_EXIT_USAGE = 2,
        SN_EXIT_CONNECT = 3 };
 
-#define SN_MAX_LINE (16u << 20) /* an input line: 16 MiB at most */
+#define SN_MAX_LINE SN_MAX_LINE_DEFAULT /* an input line: what sensed takes */
 #define SN_CLI_MAX_REPLY (1u << 30) /* a reply line: 1 GiB at most */
 
 /* The commands: argv[0] is the command's name. */
@@ -35,6 +36,10 @@ int sn_cmd_delete(int argc, char **argv);
 int sn_cmd_stats(int argc, char **argv);
 int sn_cmd_which(int argc, char **argv);
 int sn_cmd_senses(int argc, char **argv);
+int sn_cmd_pull(int argc, char **argv);
+int sn_cmd_tokenize(int argc, char **argv);
+/* `sense check [--collection NAME] [--repair]`. */
+int sn_cmd_check(int argc, char **argv);
 /* `sense senses import-wordnet`: argv[0] is the subcommand's name. */
 int sn_cmd_import_wordnet(int argc, char **argv);
 
@@ -79,7 +84,7 @@ typedef struct {
     json_t *reply;
 } sn_cli_ids_t;
 
-int sn_cli_ids_call(int argc, char **argv, const char *op,
+int sn_cli_ids_call(int argc, char **argv, sn_op_t op,
                     const char *usage, sn_cli_ids_t *out);
 
 /* Print a reply's error as "sense: MESSAGE (CODE)". */

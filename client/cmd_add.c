@@ -90,7 +90,7 @@ static int send_batch(adder_t *a)
         sn_cli_error("out of memory");
         return SN_EXIT_ERROR;
     }
-    json_object_set_new(req, "op", json_string("add"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_ADD)));
     json_object_set_new(req, "collection", json_string(a->collection));
     if (a->index)
         json_object_set_new(req, "index", json_string(a->index));
@@ -107,6 +107,14 @@ static int send_batch(adder_t *a)
         a->n_docs += (long)json_array_size(json_object_get(reply, "ids"));
         json_array_foreach(chunks, i, v)
             a->n_chunks += (long)json_integer_value(v);
+        json_t *cut = json_object_get(reply, "truncated"), *ids;
+        ids = json_object_get(reply, "ids");
+        json_array_foreach(cut, i, v)
+            if (json_integer_value(v) > 0 && !a->json)
+                fprintf(stderr, "sense: warning: '%s': %lld chunk(s) longer "
+                                "than the model's maximum, cut\n",
+                        json_string_value(json_array_get(ids, i)),
+                        (long long)json_integer_value(v));
     }
     a->n_sent += (long)n;
     json_decref(reply);
@@ -306,8 +314,9 @@ int sn_cmd_add(int argc, char **argv)
         case 'b': {
             char *end;
             long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 1024) {
-                sn_cli_error("--batch: '%s' is not in 1..1024", optarg);
+            if (*end || v < 1 || v > SN_MAX_DOCS) {
+                sn_cli_error("--batch: '%s' is not in 1..%d", optarg,
+                             SN_MAX_DOCS);
                 return SN_EXIT_USAGE;
             }
             a.batch_max = (int)v;

@@ -22,7 +22,7 @@ static const char delete_usage[] =
 int sn_cmd_delete(int argc, char **argv)
 {
     sn_cli_ids_t r;
-    int rc = sn_cli_ids_call(argc, argv, "delete", delete_usage, &r);
+    int rc = sn_cli_ids_call(argc, argv, SN_OP_DELETE, delete_usage, &r);
     if (!rc && r.reply && !r.json) {
         long long n = json_integer_value(json_object_get(r.reply, "deleted"));
         printf("deleted %lld of %d document%s from '%s'\n", n, r.n_ids,

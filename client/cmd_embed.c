@@ -23,7 +23,7 @@
 #define SN_EMBED_BATCH 32
 
 static const char embed_usage[] =
-    "usage: sense embed [--model PATH] [options] [TEXT...]\n"
+    "usage: sense embed [--model PATH|NAME] [options] [TEXT...]\n"
     "\n"
     "Encode texts. With --model, in this process with that model folder (as\n"
     "SentenceTransformer.save() or a Hugging Face clone leaves it); without\n"
@@ -31,10 +31,13 @@ static const char embed_usage[] =
     "read from stdin, one per line.\n"
     "\n"
     "options:\n"
-    "  --model PATH       model folder, or 'default' for the default model;\n"
-    "                     encode in this process, no daemon\n"
+    "  --model PATH|NAME  model folder, 'default' for the default model, or\n"
+    "                     a repository id fetched by `sense pull`; encode in\n"
+    "                     this process, no daemon\n"
     "  --socket PATH      the daemon's socket (without --model)\n"
-    "  --json             one JSON object per text: {\"text\", \"embedding\"}\n"
+    "  --json             one JSON object per text: {\"text\", \"embedding\",\n"
+    "                     \"n_tokens\", \"truncated\"} (truncated: the text\n"
+    "                     was longer than the model's maximum and cut)\n"
     "  --tokens           also list every token fed to the encoder with its\n"
     "                     id, piece, character offsets and last hidden state\n"
     "  --input FORMAT     stdin format: 'lines' (default) or 'jsonl' (one\n"
@@ -93,6 +96,8 @@ static void print_json(FILE *out, const sn_model_t *model,
     put_string(out, text, len);
     fputs(",\"embedding\":", out);
     put_floats(out, e->sentence, e->dim);
+    fprintf(out, ",\"n_tokens\":%d,\"truncated\":%s", e->enc.n_tokens,
+            e->enc.truncated ? "true" : "false");
     if (tokens) {
         fputs(",\"tokens\":[", out);
         for (int t = 0; t < e->enc.n_tokens; t++) {
@@ -110,9 +115,11 @@ static void print_json(FILE *out, const sn_model_t *model,
     fputs("}\n", out);
 }
 
+/* Human output: one line per text, and a warning on stderr for a text cut
+ * to the model's maximum (input `index`, 1-based). */
 static void print_human(FILE *out, const sn_model_t *model,
                         const char *const *pieces, const sn_embedding_t *e,
-                        const char *text, size_t len, int tokens)
+                        const char *text, size_t len, int tokens, int index)
 {
     /* the first 48 bytes of the text, cut on a character boundary */
     size_t show = len;
@@ -129,6 +136,13 @@ static void print_human(FILE *out, const sn_model_t *model,
     for (int i = 0; i < e->dim && i < 4; i++)
         fprintf(out, "%s%.4f", i ? ", " : "", e->sentence[i]);
     fputs(e->dim > 4 ? ", ...]\n" : "]\n", out);
+    if (e->enc.truncated) {
+        fflush(out);
+        fprintf(stderr,
+                "sense: warning: input %d is longer than the model's %d "
+                "tokens: only its beginning is embedded\n",
+                index, e->enc.n_tokens);
+    }
     if (tokens) {
         for (int t = 0; t < e->enc.n_tokens; t++) {
             const char *piece = piece_of(model, pieces, e, t);
@@ -175,7 +189,7 @@ static int flush_batch(const sn_model_t *model, sn_ctx_t *ctx, batch_t *b,
                        opts->want_tokens);
         else
             print_human(stdout, model, NULL, &out[i], b->texts[i], b->lens[i],
-                        opts->want_tokens);
+                        opts->want_tokens, first_index + i + 1);
         sn_embedding_free(&out[i]);
     }
     batch_clear(b);
@@ -239,14 +253,14 @@ static int tokens_of(json_t *list, sn_embedding_t *e, const char ***pieces)
 /* Send texts [0, n) of the batch as one embed request; print the results. */
 static int daemon_embed(sn_cli_conn_t *conn, const char *prompt_name,
                         batch_t *b, int n, const sn_embed_opts_t *opts,
-                        int json)
+                        int json, int first_index)
 {
     json_t *req = json_object(), *texts = json_array(), *reply = NULL;
     int rc = SN_EXIT_ERROR;
 
     if (!req || !texts)
         goto oom;
-    json_object_set_new(req, "op", json_string("embed"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_EMBED)));
     for (int i = 0; i < n; i++)
         if (json_array_append_new(texts, json_stringn(b->texts[i],
                                                       b->lens[i])))
@@ -266,6 +280,7 @@ static int daemon_embed(sn_cli_conn_t *conn, const char *prompt_name,
     json_t *embs = json_object_get(reply, "embeddings");
     json_t *n_tok = json_object_get(reply, "n_tokens");
     json_t *toks = json_object_get(reply, "tokens");
+    json_t *cut = json_object_get(reply, "truncated"); /* older daemons: none */
     if (json_array_size(embs) != (size_t)n ||
         json_array_size(n_tok) != (size_t)n ||
         (opts->want_tokens && json_array_size(toks) != (size_t)n)) {
@@ -278,6 +293,7 @@ static int daemon_embed(sn_cli_conn_t *conn, const char *prompt_name,
         e.sentence = floats_of(json_array_get(embs, (size_t)i), &e.dim);
         e.enc.n_tokens =
             (int)json_integer_value(json_array_get(n_tok, (size_t)i));
+        e.enc.truncated = json_is_true(json_array_get(cut, (size_t)i));
         if (!e.sentence || (opts->want_tokens &&
                             tokens_of(json_array_get(toks, (size_t)i), &e,
                                       &pieces))) {
@@ -291,7 +307,7 @@ static int daemon_embed(sn_cli_conn_t *conn, const char *prompt_name,
                        opts->want_tokens);
         else
             print_human(stdout, NULL, pieces, &e, b->texts[i], b->lens[i],
-                        opts->want_tokens);
+                        opts->want_tokens, first_index + i + 1);
         sn_embedding_free(&e);
         free(pieces);
     }
@@ -320,7 +336,7 @@ static int flush_daemon(sn_cli_conn_t *conn, const char *prompt_name,
     if (bad >= 0)
         n = bad;
     if (n > 0)
-        rc = daemon_embed(conn, prompt_name, b, n, opts, json);
+        rc = daemon_embed(conn, prompt_name, b, n, opts, json, first_index);
     batch_clear(b);
     if (rc)
         return rc;

@@ -25,7 +25,7 @@ static const char get_usage[] =
 int sn_cmd_get(int argc, char **argv)
 {
     sn_cli_ids_t r;
-    int rc = sn_cli_ids_call(argc, argv, "get", get_usage, &r);
+    int rc = sn_cli_ids_call(argc, argv, SN_OP_GET, get_usage, &r);
     if (rc || !r.reply)
         goto out;
     json_t *docs = json_object_get(r.reply, "docs"), *d;

@@ -132,7 +132,7 @@ int sn_cmd_search(int argc, char **argv)
     if ((rc = sn_cli_connect(&conn)))
         goto out;
     req = json_object();
-    json_object_set_new(req, "op", json_string("search"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_SEARCH)));
     json_object_set_new(req, "collection", json_string(collection));
     json_object_set_new(req, "query", json_string(query));
     json_object_set_new(req, "k", json_integer(k));
@@ -143,6 +143,12 @@ int sn_cmd_search(int argc, char **argv)
         printf("%s\n", raw);
     if (rc || json)
         goto out;
+    if (json_is_true(json_object_get(reply, "truncated")))
+        fprintf(stderr, "sense: warning: the query is longer than the "
+                        "model's %lld tokens: only its beginning is "
+                        "searched\n",
+                (long long)json_integer_value(
+                    json_object_get(reply, "n_tokens")));
     json_t *results = json_object_get(reply, "results"), *r;
     size_t i;
     if (!json_array_size(results))

@@ -11,7 +11,7 @@
  * data/senses-demo.jsonl: {"lemma": ..., "sense": ..., "gloss": ...
  * (optional), "examples": [text or {"text", "start", "end"}, ...]}. Its
  * senses go to the daemon in sense.add requests of at most --batch examples
- * (SN_SENSES_BATCH_BYTES of JSON, SN_SENSES_BATCH_SENSES senses), one
+ * (SN_SENSES_BATCH_BYTES of JSON, SN_MAX_SENSES senses), one
  * request in flight; each request is one transaction, so a failure leaves
  * the batches before it in place. A line with more examples than a batch
  * is split. Errors the daemon names by position ("senses[3].examples[1]:")
@@ -25,10 +25,8 @@
 #include "client.h"
 
 #define SN_SENSES_BATCH 256             /* examples per request, default */
-#define SN_SENSES_MAX_BATCH 4096        /* the daemon's limit */
-#define SN_SENSES_BATCH_SENSES 1024     /* senses per request */
 #define SN_SENSES_BATCH_BYTES (4u << 20)
-#define SN_SENSES_PAGE 1000             /* lemmas per sense.list request */
+#define SN_SENSES_PAGE SN_LIST_DEFAULT  /* lemmas per sense.list request */
 
 static const char senses_usage[] =
     "usage: sense senses <subcommand> [<args>]\n"
@@ -193,7 +191,7 @@ static int loader_send(loader_t *l)
         sn_cli_error("out of memory");
         return SN_EXIT_ERROR;
     }
-    json_object_set_new(req, "op", json_string("sense.add"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_SENSE_ADD)));
     json_object_set(req, "senses", l->senses);
     rc = sn_cli_call(l->conn, req, &reply, &raw, 1);
     json_decref(req);
@@ -229,7 +227,7 @@ static int loader_push(loader_t *l, json_t *entry, int n_ex, long line,
         return SN_EXIT_ERROR;
     }
     if (n && (l->n_ex + n_ex > l->batch_max ||
-              n >= SN_SENSES_BATCH_SENSES ||
+              n >= SN_MAX_SENSES ||
               l->bytes + len > SN_SENSES_BATCH_BYTES)) {
         if ((rc = loader_send(l))) {
             json_decref(entry);
@@ -396,7 +394,7 @@ static int cmd_add(int argc, char **argv)
         case 'g': gloss = optarg; break;
         case 'f': file = optarg; break;
         case 'b':
-            if ((rc = parse_count("--batch", optarg, 1, SN_SENSES_MAX_BATCH,
+            if ((rc = parse_count("--batch", optarg, 1, SN_MAX_EXAMPLES,
                                   &batch)))
                 return rc;
             break;
@@ -437,7 +435,7 @@ static int cmd_add(int argc, char **argv)
     ex = json_array();
     for (int i = optind + 2; i < argc; i++)
         json_array_append_new(ex, json_string(argv[i]));
-    json_object_set_new(req, "op", json_string("sense.add"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_SENSE_ADD)));
     json_object_set_new(req, "lemma", json_string(argv[optind]));
     json_object_set_new(req, "sense", json_string(argv[optind + 1]));
     if (gloss)
@@ -500,7 +498,7 @@ static int list_lemma(sn_cli_conn_t *conn, const char *lemma, int examples,
     size_t i;
     int rc, width = 0;
 
-    json_object_set_new(req, "op", json_string("sense.list"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_SENSE_LIST)));
     json_object_set_new(req, "lemma", json_string(lemma));
     if (examples)
         json_object_set_new(req, "examples", json_true());
@@ -573,7 +571,8 @@ static int list_all(sn_cli_conn_t *conn, long offset, long limit, int json)
             break;
         json_t *req = json_object(), *lemmas, *x;
         size_t i;
-        json_object_set_new(req, "op", json_string("sense.list"));
+        json_object_set_new(req, "op",
+                            json_string(sn_op_name(SN_OP_SENSE_LIST)));
         json_object_set_new(req, "offset", json_integer(offset + n_shown));
         json_object_set_new(req, "limit", json_integer(want));
         json_decref(reply);
@@ -718,7 +717,8 @@ static int cmd_rm(int argc, char **argv)
     if ((rc = sn_cli_connect(&conn)))
         return rc;
     req = json_object();
-    json_object_set_new(req, "op", json_string("sense.remove"));
+    json_object_set_new(req, "op",
+                        json_string(sn_op_name(SN_OP_SENSE_REMOVE)));
     json_object_set_new(req, "lemma", json_string(lemma));
     if (sense)
         json_object_set_new(req, "sense", json_string(sense));

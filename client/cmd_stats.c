@@ -62,7 +62,7 @@ int sn_cmd_stats(int argc, char **argv)
     if ((rc = sn_cli_connect(&conn)))
         return rc;
     req = json_object();
-    json_object_set_new(req, "op", json_string("stats"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_STATS)));
     rc = sn_cli_call(conn, req, &reply, &raw, 0);
     if (json && raw)
         printf("%s\n", raw);

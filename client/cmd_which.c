@@ -142,7 +142,7 @@ int sn_cmd_which(int argc, char **argv)
     if ((rc = sn_cli_connect(&conn)))
         goto out;
     req = json_object();
-    json_object_set_new(req, "op", json_string("sense.which"));
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_SENSE_WHICH)));
     json_object_set_new(req, "text", json_string(text));
     json_object_set_new(req, "word", json_string(word));
     if (span_s >= 0) {

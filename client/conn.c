@@ -5,6 +5,13 @@
  *
  * Replies are read into a growable buffer bounded by SN_CLI_MAX_REPLY; a
  * connection that closes before a whole reply line is an error.
+ *
+ * Trust: a request carries the user's documents and queries, so before
+ * sending anything the client checks that the socket sits in a folder of
+ * this user that nobody else can write to (else another local user could
+ * have made the folder first and be listening there), that the socket file
+ * is this user's, and that the process answering runs as this user
+ * (SO_PEERCRED). The daemon refuses such folders for itself the same way.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -12,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -53,6 +61,58 @@ static const char *reason(int e)
     }
 }
 
+/* The socket's folder and file must be this user's, the folder closed to
+ * writes by others. 0, or -1 after printing why. */
+static int check_place(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+    uid_t me = getuid();
+
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &st) != 0)
+        return 0; /* connect says what is missing */
+    if (!S_ISDIR(st.st_mode) || st.st_uid != me || (st.st_mode & 022)) {
+        sn_cli_error("refusing '%s': its folder '%s' is not private to this "
+                     "user (owner uid %u, mode %04o; want uid %u, not "
+                     "writable by others)", path, dir, (unsigned)st.st_uid,
+                     (unsigned)(st.st_mode & 07777), (unsigned)me);
+        return -1;
+    }
+    if (lstat(path, &st) == 0 && st.st_uid != me) {
+        sn_cli_error("refusing '%s': the socket belongs to uid %u, not %u",
+                     path, (unsigned)st.st_uid, (unsigned)me);
+        return -1;
+    }
+    return 0;
+}
+
+/* The process listening on fd runs as this user. 0, or -1 after printing. */
+static int check_peer(int fd, const char *path)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        sn_cli_error("cannot tell who listens on '%s': %s", path,
+                     strerror(errno));
+        return -1;
+    }
+    if (cred.uid != getuid()) {
+        sn_cli_error("refusing '%s': the process listening there (pid %d) "
+                     "runs as uid %u, not %u", path, (int)cred.pid,
+                     (unsigned)cred.uid, (unsigned)getuid());
+        return -1;
+    }
+    return 0;
+}
+
 int sn_cli_connect(sn_cli_conn_t **out)
 {
     char path[4096];
@@ -69,6 +129,8 @@ int sn_cli_connect(sn_cli_conn_t **out)
         goto fail;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (check_place(path) < 0)
+        return SN_EXIT_CONNECT;
     c = calloc(1, sizeof *c);
     if (!c) {
         e = ENOMEM;
@@ -84,6 +146,11 @@ int sn_cli_connect(sn_cli_conn_t **out)
         e = errno;
         close(c->fd);
         goto fail;
+    }
+    if (check_peer(c->fd, path) < 0) {
+        close(c->fd);
+        free(c);
+        return SN_EXIT_CONNECT;
     }
     *out = c;
     return 0;

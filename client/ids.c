@@ -9,7 +9,7 @@
 
 #include "client.h"
 
-int sn_cli_ids_call(int argc, char **argv, const char *op,
+int sn_cli_ids_call(int argc, char **argv, sn_op_t op,
                     const char *usage, sn_cli_ids_t *out)
 {
     static const struct option longopts[] = {
@@ -37,7 +37,7 @@ int sn_cli_ids_call(int argc, char **argv, const char *op,
         }
     }
     if (optind >= argc) {
-        sn_cli_error("%s: which ids?", op);
+        sn_cli_error("%s: which ids?", sn_op_name(op));
         fputs(usage, stderr);
         return SN_EXIT_USAGE;
     }
@@ -47,7 +47,8 @@ int sn_cli_ids_call(int argc, char **argv, const char *op,
     for (int i = 0; i < out->n_ids; i++) {
         json_t *s = json_string(out->ids[i]);
         if (!s) {
-            sn_cli_error("%s: id '%s' is not utf-8", op, out->ids[i]);
+            sn_cli_error("%s: id '%s' is not utf-8", sn_op_name(op),
+                         out->ids[i]);
             json_decref(ids);
             return SN_EXIT_USAGE;
         }
@@ -56,7 +57,7 @@ int sn_cli_ids_call(int argc, char **argv, const char *op,
     if ((rc = sn_cli_connect(&conn)))
         goto out;
     req = json_object();
-    json_object_set_new(req, "op", json_string(op));
+    json_object_set_new(req, "op", json_string(sn_op_name(op)));
     json_object_set_new(req, "collection", json_string(out->collection));
     json_object_set(req, "ids", ids);
     rc = sn_cli_call(conn, req, &out->reply, &raw, 0);

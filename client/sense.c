@@ -13,8 +13,9 @@ static const char usage[] =
     "usage: sense [--socket PATH] [--version] [--help] <command> [<args>]\n"
     "\n"
     "commands:\n"
-    "  embed     encode texts: in-process with --model PATH, else by the\n"
-    "            daemon\n"
+    "  embed     encode texts: in-process with --model PATH|NAME, else by\n"
+    "            the daemon\n"
+    "  tokenize  a model's tokenizer alone: ids, tokens and offsets\n"
     "  add       add text files or JSON-lines documents to a collection\n"
     "  search    the chunks nearest in meaning to a query\n"
     "  get       documents by id\n"
@@ -22,6 +23,10 @@ static const char usage[] =
     "  stats     the daemon's model, queues and collections\n"
     "  which     which sense of a word a text means\n"
     "  senses    the sense inventory: add, list, rm, import-wordnet\n"
+    "  check     read every stored vector back; --repair embeds the\n"
+    "            damaged ones again from their text\n"
+    "  pull      download a model from the Hugging Face hub by its id\n"
+    "            (org/name); then --model org/name loads it\n"
     "\n"
     "options:\n"
     "  --socket PATH   the daemon's socket (default $SENSE_SOCKET, else\n"
@@ -55,6 +60,8 @@ int main(int argc, char **argv)
         {"search", sn_cmd_search}, {"get", sn_cmd_get},
         {"delete", sn_cmd_delete}, {"stats", sn_cmd_stats},
         {"which", sn_cmd_which}, {"senses", sn_cmd_senses},
+        {"pull", sn_cmd_pull}, {"tokenize", sn_cmd_tokenize},
+        {"check", sn_cmd_check},
     };
     int i = 1;
 

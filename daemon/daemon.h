@@ -15,14 +15,20 @@
  *              itself (word senses) with their own encoder context; one
  *              storage thread runs store and inventory calls in
  *              per-connection request order
- *   ops.c      the worker that finishes the work formats the reply line
+ *   ops.c      the worker that finishes the work formats the reply line and
+ *              calls the request's completion callback
  *   server.c   the reply comes back to the loop through a uv_async_t; replies
  *              are written in request order
  *
+ * ops.c, sched.c and the storage are the engine; server.c is a transport:
+ * it owns the connections and wraps each engine request (sn__req_t) in a
+ * struct of its own (FIFO links, connection, timings), which the engine
+ * never sees.
+ *
  * Threads: only the loop thread touches sockets, libuv handles and the
- * connection structs' loop-side fields. Workers see a request's own fields
- * (parsed input, job, reply buffer) and nothing else until they hand it back
- * with sn__server_done().
+ * transport's fields. Workers see an engine request's own fields (parsed
+ * input, job, reply buffer) and nothing else until they hand it back
+ * through its `done` callback.
  */
 #ifndef SENSE_DAEMON_H
 #define SENSE_DAEMON_H
@@ -34,26 +40,18 @@
 
 #include <jansson.h>
 
+#include "sense/protocol.h"
 #include "sense/sense.h"
 #include "sense/store.h"
 #include "sense/wsd.h"
 
-/* ---- limits (the protocol's, documented in docs/protocol.md) ------------- */
+/* ---- limits ------------------------------------------------------------------ */
 
-#define SN_MAX_LINE_DEFAULT (16u << 20) /* request line, --max-line */
-#define SN_MAX_TEXTS 1024          /* texts per embed request */
-#define SN_MAX_DOCS 1024           /* documents per add request */
-#define SN_MAX_CHUNKS 65536        /* chunks per add request, all docs */
-#define SN_MAX_IDS 10000           /* ids per get / delete request */
-#define SN_MAX_K 1000              /* search results */
+/* The protocol's limits and op table are in sense/protocol.h, shared with
+ * the client; these are the daemon's own. */
 #define SN_MAX_READERS 8           /* search threads (one per core)   */
-#define SN_MAX_DIM 65536           /* floats in a search's query vector */
-#define SN_MAX_NAME 256            /* collection, prompt and document ids */
-#define SN_MAX_REPLY (256u << 20)  /* a reply line */
-#define SN_MAX_SENSES 1024         /* senses per sense.add request */
-/* exemplars per sense.add request: SN_WSD_MAX_BATCH (sense/wsd.h) */
-#define SN_LIST_DEFAULT 1000       /* lemmas per sense.list, by default */
-#define SN_MAX_LIST 100000         /* lemmas per sense.list */
+_Static_assert(SN_MAX_EXAMPLES == SN_WSD_MAX_BATCH,
+               "sense.add's limit is the library's batch");
 
 /* ---- log.c: one line per event on stderr ---------------------------------- */
 
@@ -131,20 +129,22 @@ const char *sn__perr_name(sn__perr_t code);
 /* The protocol code for a library error (SN_E*, -errno). */
 sn__perr_t sn__perr_of(int rc);
 
+/* Where an op's work runs (the route column of SN_OPS; ops.c). */
 typedef enum {
-    SN__OP_EMBED = 0,
-    SN__OP_ADD,
-    SN__OP_SEARCH,
-    SN__OP_GET,
-    SN__OP_DELETE,
-    SN__OP_STATS,
-    SN__OP_SENSE_ADD,
-    SN__OP_SENSE_WHICH,
-    SN__OP_SENSE_LIST,
-    SN__OP_SENSE_REMOVE,
-} sn__op_t;
+    SN__ROUTE_ENCODE,      /* the encoder workers embed the texts; run on
+                            * the worker that finishes the last one */
+    SN__ROUTE_CHUNK_ENCODE_STORE, /* a worker chunks the documents, the
+                            * encoders embed the chunks; run on the lane at
+                            * the connection's turn */
+    SN__ROUTE_ENCODE_READ, /* the encoders embed the query (unless it is a
+                            * vector); at the turn, run on a reader thread;
+                            * back through the lane to end the turn */
+    SN__ROUTE_STORE,       /* run on the lane at the connection's turn */
+    SN__ROUTE_STATE,       /* run on the lane, in no connection's order */
+    SN__ROUTE_MODEL,       /* at the turn, run on an encoder worker with its
+                            * sn_ctx_t; back through the lane */
+} sn__route_t;
 
-const char *sn__op_name(sn__op_t op);
 
 typedef struct {
     const char *id;      /* NULL: the store makes one */
@@ -167,7 +167,7 @@ typedef struct {
 typedef struct {
     json_t *root;
     char *id_json;        /* the request's id, as compact JSON; "null" */
-    sn__op_t op;
+    sn_op_t op;
     int has_op;           /* op was recognized */
     const char *collection;
     /* embed */
@@ -250,6 +250,9 @@ struct sn__job {
     sn__job_run_cb run;
     sn__job_cb done;
     void *data;             /* the caller's */
+    const void *client;     /* whose: texts are dealt round robin among
+                             * clients (a connection; NULL is one client) */
+    int urgent;             /* dealt before the clients' (a search query) */
     /* results, valid in done(): out[n] (sched allocates, caller frees with
      * sn__job_free_out), rc and err for the first failed text */
     sn_embedding_t *out;
@@ -260,6 +263,7 @@ struct sn__job {
     int n_left;
     int n_queued;           /* texts still in the queue */
     int64_t t_enq;
+    uint64_t stamp;         /* the last batch it had texts in */
     sn__job_t *next;
 };
 
@@ -319,22 +323,15 @@ void sn__lane_stop(sn__lane_t *l); /* runs what is queued, then joins */
 
 int64_t sn__now_ns(void); /* CLOCK_MONOTONIC */
 
-/* ---- server.c / ops.c ------------------------------------------------------ */
-
-typedef struct sn__server sn__server_t;
-typedef struct sn__conn sn__conn_t;
 typedef struct sn__req sn__req_t;
 
-typedef struct {
-    const char *socket_path;
-    const char *socket_group; /* NULL: mode 0600 */
-    size_t max_line;
-    int n_conns_max;
-    sn__sched_opts_t sched;
-} sn__server_opts_t;
+/* ---- ops.c: the engine ------------------------------------------------------- */
 
-/* What ops.c needs from the server, shared with the workers. Immutable
- * after start except the counters, which are atomics. */
+/* The engine: the model, the storage, and the threads that run the ops
+ * (encoder workers, the storage lane, the search readers). Transports
+ * (server.c: the Unix socket) hand it parsed requests and get them back,
+ * finished, through each request's callback. Immutable after
+ * sn__ops_start() except the counters, which are atomics. */
 typedef struct {
     const sn_model_t *model;
     const char *model_id;    /* what collections and senses are bound to */
@@ -348,51 +345,73 @@ typedef struct {
     sn__lane_t *readers[SN_MAX_READERS];
     int n_readers;
     unsigned next_reader;    /* atomic; round robin */
-    sn__server_t *srv;
     int64_t t_start_ns;
     int n_workers;
-    int n_conns;             /* atomic; written by the loop */
+    int n_conns;             /* atomic; the transports' open connections */
     int64_t n_requests;      /* atomic */
 } sn__ops_ctx_t;
 
-/* One request, from its line to its reply. Owned by its connection's FIFO
- * on the loop thread; while `on_worker` it belongs to whichever thread holds
- * its work, and comes back through sn__server_done(). */
+/* Called once when a request's work is finished and req->reply holds its
+ * whole reply line, on whichever thread finished it (a worker, the lane, a
+ * reader): the transport takes it back to its loop from there. */
+typedef void (*sn__req_cb)(sn__req_t *req);
+
+/* One request, from its parsed form to its reply: what the engine needs,
+ * nothing of the transport's (which embeds this struct in its own and
+ * finds it again from the callback). While dispatched, it belongs to
+ * whichever thread holds its work, until `done` is called. */
 struct sn__req {
-    sn__req_t *next;          /* the connection's FIFO */
-    sn__req_t *done_next;     /* the server's list of returned requests */
-    sn__conn_t *conn;
     sn__ops_ctx_t *ops;
-    uint64_t seq;             /* per connection, for the logs */
-    int64_t t0_ns;
-    int done;                 /* reply is ready */
-    int on_worker;
-    int late;                 /* read after shutdown began */
-    char *line;               /* owned until parsed */
-    size_t line_len;
+    sn__req_cb done;          /* the transport's; set before dispatch */
+    const void *client;       /* the transport's client (a connection): the
+                               * encoders deal texts round robin by it */
     sn__request_t p;
     sn__buf_t reply;
     sn__perr_t code;          /* the reply's error, or SN__P_OK */
     /* the work */
     sn__job_t job;
     sn__task_t task;
-    sn__task_t read;         /* a search, on a reader */
+    sn__task_t read;          /* a search, on a reader */
     char **texts_own;         /* add: chunk texts point into docs */
     size_t *lens_own;
     int *doc_chunks;          /* add: chunks per doc */
     int32_t *spans;           /* add: (start, end) code points per chunk */
-    size_t stats_bytes;       /* the line's bytes, counted in the server */
 };
 
-/* ops.c: start the work for a parsed request (loop thread). Returns 0 when
- * the reply is ready (req->reply), or 1 when the request went to a worker:
- * then the caller must not touch it until it comes back through
- * sn__server_done(). `order` is the connection's. */
+/* Start the engine's threads for ops->model, store, senses and morph (set
+ * by the caller, with t_start_ns and n_workers). On failure what started
+ * is stopped. */
+int sn__ops_start(sn__ops_ctx_t *ops, const sn__sched_opts_t *o, char *err,
+                  size_t err_len);
+/* Let the threads finish what is queued, then join them. Every request
+ * must be back. */
+void sn__ops_stop(sn__ops_ctx_t *ops);
+/* Start the work for a parsed request (the transport's loop thread).
+ * Returns 0 when the reply is ready at once (req->reply; `done` is not
+ * called), or 1 when the request went to a worker: then the caller must
+ * not touch it until `done` is called. `order` is the connection's: its
+ * storage ops take effect in the order they were dispatched. */
 int sn__ops_dispatch(sn__req_t *req, sn__order_t *order);
-/* Frees what ops attached to the request (not the request). */
+/* An upper estimate of the bytes of req's reply, from its parsed form,
+ * before any work: what a transport counts against a client's reply
+ * budget until the reply exists. */
+size_t sn__ops_reply_estimate(const sn__req_t *req);
+/* An error reply in place of whatever req->reply held. */
+void sn__ops_reply_error(sn__req_t *req, sn__perr_t code, const char *msg);
+/* Frees what the request holds -- its parsed input, its reply, its work --
+ * but not the request itself (the transport's). */
 void sn__ops_release(sn__req_t *req);
-/* A worker hands a finished request back to the loop. Thread-safe. */
-void sn__server_done(sn__server_t *srv, sn__req_t *req);
+
+/* ---- server.c: the loop and the Unix socket -------------------------------- */
+
+typedef struct {
+    const char *socket_path;
+    const char *socket_group; /* NULL: mode 0600 */
+    size_t max_line;
+    int n_conns_max;
+    int idle_ms;              /* close connections idle this long; 0 never */
+    sn__sched_opts_t sched;
+} sn__server_opts_t;
 
 /* Run the daemon until SIGTERM/SIGINT: bind, serve, drain, save. The model,
  * store, inventory and morph table stay the caller's (morph may be NULL:

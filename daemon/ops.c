@@ -22,11 +22,17 @@
  *   sense.list, sense.remove
  *            the lane
  *
- * Threads: sn__ops_dispatch() runs on the loop thread and only reads the
- * model; everything else here runs on a worker or the lane and touches
- * nothing but its own request, the model (immutable) and the store (which
- * serializes itself). Each path ends in exactly one sn__server_done(), with
- * req->reply holding a whole reply line.
+ * The op table (SN_OPS, sense/protocol.h) gives each op a route and a
+ * runner: the route (the glue under "routes" below) takes the request to
+ * the thread its work needs, and the runner, called there, does the work
+ * and writes the reply. Adding an op is a row, a parser and a runner.
+ *
+ * Threads: sn__ops_dispatch() runs on the transport's loop thread and only
+ * reads the model; everything else here runs on a worker or the lane and
+ * touches nothing but its own request, the model (immutable) and the store
+ * (which serializes itself). Each path ends in exactly one call of the
+ * request's `done` callback (the transport's), with req->reply holding a
+ * whole reply line.
  *
  * Requests that touch storage get an order ticket at dispatch, in request
  * order, and always pass through the lane, failed or not (see sched.c), so
@@ -46,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
@@ -54,7 +61,7 @@
 #define REQ_OF_JOB(j) ((sn__req_t *)((char *)(j)-offsetof(sn__req_t, job)))
 #define REQ_OF_TASK(t) ((sn__req_t *)((char *)(t)-offsetof(sn__req_t, task)))
 
-static void reply_error(sn__req_t *req, sn__perr_t code, const char *msg)
+void sn__ops_reply_error(sn__req_t *req, sn__perr_t code, const char *msg)
 {
     sn__buf_free(&req->reply);
     sn__buf_init(&req->reply, (size_t)-1);
@@ -71,16 +78,16 @@ static void reply_check(sn__req_t *req)
         char msg[128];
         snprintf(msg, sizeof msg, "the reply would exceed %u MiB; ask for "
                  "less per request", SN_MAX_REPLY >> 20);
-        reply_error(req, SN__P_TOO_LARGE, msg);
+        sn__ops_reply_error(req, SN__P_TOO_LARGE, msg);
     } else {
-        reply_error(req, SN__P_INTERNAL, "out of memory");
+        sn__ops_reply_error(req, SN__P_INTERNAL, "out of memory");
     }
 }
 
 static void finish(sn__req_t *req)
 {
     reply_check(req);
-    sn__server_done(req->ops->srv, req);
+    req->done(req);
 }
 
 /* The prompt text for a request: its explicit prompt name, else the op's
@@ -108,16 +115,14 @@ static int resolve_prompt(sn__req_t *req, const char *const *defaults,
 
 /* ---- embed ------------------------------------------------------------------ */
 
-static void embed_done(sn__job_t *job)
+/* The encoders' vectors (and token states), as the reply. */
+static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_JOB(job);
+    const sn__job_t *job = &req->job;
     const sn_tokenizer_t *tok = sn_model_tokenizer(req->ops->model);
     sn__buf_t *b = &req->reply;
 
-    if (job->rc) {
-        reply_error(req, sn__perr_of(job->rc), job->err);
-        goto out;
-    }
+    (void)ctx;
     int dim = job->n ? job->out[0].dim : (job->opts.dimensions
                                                ? job->opts.dimensions
                                                : sn_model_dim(req->ops->model));
@@ -125,6 +130,10 @@ static void embed_done(sn__job_t *job)
     sn__buf_printf(b, ",\"dim\":%d,\"n_tokens\":[", dim);
     for (int i = 0; i < job->n; i++)
         sn__buf_printf(b, i ? ",%d" : "%d", job->out[i].enc.n_tokens);
+    sn__buf_puts(b, "],\"truncated\":[");
+    for (int i = 0; i < job->n; i++)
+        sn__buf_puts(b, job->out[i].enc.truncated ? (i ? ",true" : "true")
+                                                  : (i ? ",false" : "false"));
     sn__buf_puts(b, "],\"embeddings\":[");
     for (int i = 0; i < job->n && !b->err; i++) {
         if (i)
@@ -154,9 +163,6 @@ static void embed_done(sn__job_t *job)
         sn__buf_put(b, "]", 1);
     }
     sn__proto_reply_end(b);
-out:
-    sn__job_free_out(job);
-    finish(req);
 }
 
 /* ---- add -------------------------------------------------------------------- */
@@ -281,15 +287,10 @@ out:
     free(n_spans);
 }
 
-static void to_lane(sn__job_t *job)
+/* The lane, at the request's turn: store the documents with their chunks'
+ * vectors in one transaction. */
+static void run_add(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_JOB(job);
-    sn__lane_submit(req->ops->lane, &req->task);
-}
-
-static void add_store(sn__task_t *task)
-{
-    sn__req_t *req = REQ_OF_TASK(task);
     sn__ops_ctx_t *ops = req->ops;
     sn__job_t *job = &req->job;
     const sn__request_t *p = &req->p;
@@ -298,15 +299,12 @@ static void add_store(sn__task_t *task)
     char **ids = NULL, err[512] = "";
     int rc, dim = sn_model_dim(ops->model);
 
-    if (job->rc) {
-        reply_error(req, sn__perr_of(job->rc), job->err);
-        goto out;
-    }
+    (void)ctx;
     docs = calloc((size_t)(p->n_docs ? p->n_docs : 1), sizeof *docs);
     chunks = calloc((size_t)(job->n ? job->n : 1), sizeof *chunks);
     ids = calloc((size_t)(p->n_docs ? p->n_docs : 1), sizeof *ids);
     if (!docs || !chunks || !ids) {
-        reply_error(req, SN__P_INTERNAL, "out of memory");
+        sn__ops_reply_error(req, SN__P_INTERNAL, "out of memory");
         goto out;
     }
     for (int k = 0; k < job->n; k++) {
@@ -325,13 +323,12 @@ static void add_store(sn__task_t *task)
         docs[d].n_chunks = req->doc_chunks[d];
         k += req->doc_chunks[d];
     }
-    rc = sn_store_collection(ops->store, p->collection, ops->model_id, dim,
-                             (sn_index_kind_t)p->index_kind, err, sizeof err);
-    if (!rc && p->n_docs)
-        rc = sn_store_add(ops->store, p->collection, ops->model_id, docs,
-                          p->n_docs, ids, err, sizeof err);
+    /* One transaction: a new collection exists only with its documents. */
+    rc = sn_store_add_create(ops->store, p->collection, ops->model_id, dim,
+                             (sn_index_kind_t)p->index_kind, docs, p->n_docs,
+                             ids, err, sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
         goto out;
     }
     sn__buf_t *b = &req->reply;
@@ -345,6 +342,15 @@ static void add_store(sn__task_t *task)
     sn__buf_puts(b, "],\"chunks\":[");
     for (int d = 0; d < p->n_docs; d++)
         sn__buf_printf(b, d ? ",%d" : "%d", req->doc_chunks[d]);
+    /* chunks are cut to fit the model; one whose text tokenizes longer on
+     * its own than in its document is cut, and counted here */
+    sn__buf_puts(b, "],\"truncated\":[");
+    for (int d = 0, k = 0; d < p->n_docs; d++) {
+        int n_cut = 0;
+        for (int i = 0; i < req->doc_chunks[d]; i++, k++)
+            n_cut += job->out[k].enc.truncated > 0;
+        sn__buf_printf(b, d ? ",%d" : "%d", n_cut);
+    }
     sn__buf_put(b, "]", 1);
     sn__proto_reply_end(b);
 out:
@@ -353,8 +359,6 @@ out:
     free(ids);
     free(docs);
     free(chunks);
-    sn__job_free_out(job);
-    finish(req);
 }
 
 /* ---- search ----------------------------------------------------------------- */
@@ -363,7 +367,8 @@ out:
  * vector (model_id: ours) or the caller's own (model_id NULL: any
  * collection of its dimension). */
 static void search_reply(sn__req_t *req, const char *model_id,
-                         const float *vec, int dim)
+                         const float *vec, int dim,
+                         const sn_encoding_t *query)
 {
     const sn__request_t *p = &req->p;
     sn_hit_t *hits = NULL;
@@ -379,7 +384,7 @@ static void search_reply(sn__req_t *req, const char *model_id,
                                  p->k, p->filter_json, &hits, &n_hits, err,
                                  sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
         return;
     }
     sn__buf_t *b = &req->reply;
@@ -399,65 +404,43 @@ static void search_reply(sn__req_t *req, const char *model_id,
         sn__buf_put(b, "}", 1);
     }
     sn__buf_put(b, "]", 1);
+    if (query) /* a text query: its tokens, and whether it was cut */
+        sn__buf_printf(b, ",\"n_tokens\":%d,\"truncated\":%s",
+                       query->n_tokens, query->truncated ? "true" : "false");
     sn__proto_reply_end(b);
     sn_hits_free(hits, n_hits);
 }
 
-/* Back on the lane: the turn ends (the lane advanced it), the reply goes. */
-static void search_finish(sn__task_t *task)
+/* A reader: search with the query's vector (the encoder's, or the
+ * caller's). */
+static void run_search(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
-    sn__job_free_out(&req->job);
-    finish(req);
-}
-
-/* On a reader: search with the query's vector (the encoder's, or the
- * caller's), then back to the lane. */
-static void search_read(sn__task_t *read)
-{
-    sn__req_t *req = (sn__req_t *)((char *)read - offsetof(sn__req_t, read));
     sn__job_t *job = &req->job;
 
+    (void)ctx;
     if (req->p.vector) {
-        search_reply(req, NULL, req->p.vector, req->p.n_vector);
-    } else if (job->rc) {
-        reply_error(req, sn__perr_of(job->rc), job->err);
+        search_reply(req, NULL, req->p.vector, req->p.n_vector, NULL);
     } else {
         sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
         search_reply(req, req->ops->model_id, job->out[0].sentence,
-                     job->out[0].dim);
+                     job->out[0].dim, &job->out[0].enc);
     }
-    req->task.keep_turn = 0;
-    req->task.run = search_finish;
-    sn__lane_submit(req->ops->lane, &req->task);
-}
-
-/* On the lane, at the request's turn (which it keeps): to a reader. */
-static void search_turn(sn__task_t *task)
-{
-    sn__req_t *req = REQ_OF_TASK(task);
-    sn__ops_ctx_t *ops = req->ops;
-    unsigned i = __atomic_fetch_add(&ops->next_reader, 1, __ATOMIC_RELAXED);
-
-    memset(&req->read, 0, sizeof req->read);
-    req->read.run = search_read;
-    sn__lane_submit(ops->readers[i % (unsigned)ops->n_readers], &req->read);
 }
 
 /* ---- get, delete, stats ------------------------------------------------------ */
 
-static void get_run(sn__task_t *task)
+static void run_get(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
     const sn__request_t *p = &req->p;
     sn_doc_t *docs = NULL;
     int n = 0, rc;
     char err[512] = "";
 
+    (void)ctx;
     rc = sn_store_get(req->ops->store, p->collection, p->ids, p->n_ids, &docs,
                       &n, err, sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
         goto out;
     }
     sn__buf_t *b = &req->reply;
@@ -482,25 +465,23 @@ out:
     for (int i = 0; i < n; i++)
         sn_doc_free(&docs[i]);
     free(docs);
-    finish(req);
 }
 
-static void delete_run(sn__task_t *task)
+static void run_delete(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
     const sn__request_t *p = &req->p;
     int n_deleted = 0;
     char err[512] = "";
+    (void)ctx;
     int rc = sn_store_delete(req->ops->store, p->collection, p->ids,
                              p->n_ids, &n_deleted, err, sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
     } else {
         sn__proto_reply_begin(&req->reply, p->id_json);
         sn__buf_printf(&req->reply, ",\"deleted\":%d", n_deleted);
         sn__proto_reply_end(&req->reply);
     }
-    finish(req);
 }
 
 static const char *kind_name(sn_index_kind_t k)
@@ -512,18 +493,17 @@ static const char *kind_name(sn_index_kind_t k)
     }
 }
 
-static void stats_run(sn__task_t *task)
+static void run_stats(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
     sn__ops_ctx_t *ops = req->ops;
     sn_collection_info_t *cols = NULL;
     int n_cols = 0;
     char err[512] = "";
+    (void)ctx;
     int rc = sn_store_collections(ops->store, &cols, &n_cols, err,
                                   sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
-        finish(req);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
         return;
     }
     sn__buf_t *b = &req->reply;
@@ -561,33 +541,9 @@ static void stats_run(sn__task_t *task)
     sn__buf_put(b, "]", 1);
     sn__proto_reply_end(b);
     sn_collection_info_free(cols, n_cols);
-    finish(req);
 }
 
 /* ---- word senses ------------------------------------------------------------- */
-
-/* Lane, at the request's turn: hand the work to an encoder worker and keep
- * the turn (task.keep_turn). */
-static void sense_start(sn__task_t *task)
-{
-    sn__req_t *req = REQ_OF_TASK(task);
-    sn__sched_submit(req->ops->sched, &req->job);
-}
-
-/* Lane: the reply is ready; the turn ends (lane_run advanced it). */
-static void sense_finish(sn__task_t *task)
-{
-    finish(REQ_OF_TASK(task));
-}
-
-/* Worker, after run: back to the lane to end the turn. */
-static void sense_back(sn__job_t *job)
-{
-    sn__req_t *req = REQ_OF_JOB(job);
-    req->task.keep_turn = 0;
-    req->task.run = sense_finish;
-    sn__lane_submit(req->ops->lane, &req->task);
-}
 
 /* Code points of valid UTF-8 (the parser checked it). */
 static int64_t cp_count(const char *s, size_t len)
@@ -615,9 +571,8 @@ static void origin_str(const sn__ex_origin_t *o, char *buf, size_t len)
 /* Worker: locate each lemma in its example (so that a miss is named by
  * where it is in the request), then embed and store them all in one
  * transaction. */
-static void sense_add_run(sn__job_t *job, sn_ctx_t *ctx)
+static void run_sense_add(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_JOB(job);
     sn__ops_ctx_t *ops = req->ops;
     sn__request_t *p = &req->p;
     char err[512], sub[256], where[80], folded[SN_WSD_MAX_WORD];
@@ -629,7 +584,7 @@ static void sense_add_run(sn__job_t *job, sn_ctx_t *ctx)
         if ((rc = sn_wsd_casefold(e->lemma, folded, sizeof folded, sub,
                                   sizeof sub)) < 0) {
             snprintf(err, sizeof err, "%slemma: %s", where, sub);
-            reply_error(req, SN__P_BAD_REQUEST, err);
+            sn__ops_reply_error(req, SN__P_BAD_REQUEST, err);
             return;
         }
         if (!e->example)
@@ -645,7 +600,7 @@ static void sense_add_run(sn__job_t *job, sn_ctx_t *ctx)
                              folded);
                 else
                     snprintf(err, sizeof err, "%s%s", where, sub);
-                reply_error(req, rc == SN_ENOTFOUND ? SN__P_BAD_REQUEST
+                sn__ops_reply_error(req, rc == SN_ENOTFOUND ? SN__P_BAD_REQUEST
                                                     : sn__perr_of(rc), err);
                 return;
             }
@@ -655,7 +610,7 @@ static void sense_add_run(sn__job_t *job, sn_ctx_t *ctx)
                 snprintf(err, sizeof err, "%sspan [%d, %d) is not inside the "
                          "example's %lld characters", where, (int)e->start,
                          (int)e->end, (long long)n_cp);
-                reply_error(req, SN__P_BAD_REQUEST, err);
+                sn__ops_reply_error(req, SN__P_BAD_REQUEST, err);
                 return;
             }
         }
@@ -664,7 +619,7 @@ static void sense_add_run(sn__job_t *job, sn_ctx_t *ctx)
                     err, sizeof err);
     if (rc) {
         /* an example is bad input, not a missing resource */
-        reply_error(req, rc == SN_ENOTFOUND ? SN__P_BAD_REQUEST
+        sn__ops_reply_error(req, rc == SN_ENOTFOUND ? SN__P_BAD_REQUEST
                                             : sn__perr_of(rc), err);
         return;
     }
@@ -687,9 +642,8 @@ static double finite_or_0(float x)
 }
 
 /* Worker: which sense of the word the text means. */
-static void sense_which_run(sn__job_t *job, sn_ctx_t *ctx)
+static void run_sense_which(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_JOB(job);
     sn__ops_ctx_t *ops = req->ops;
     const sn__request_t *p = &req->p;
     sn_wsd_query_t q = {p->query, p->query_len, p->word, p->start, p->end};
@@ -698,7 +652,7 @@ static void sense_which_run(sn__job_t *job, sn_ctx_t *ctx)
     int rc = sn_wsd_which(ops->senses, ops->model, ctx, &q, &r, err,
                           sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
         return;
     }
     sn__buf_t *b = &req->reply;
@@ -724,9 +678,8 @@ static void sense_which_run(sn__job_t *job, sn_ctx_t *ctx)
 
 /* Lane: a lemma's senses (with their examples on request), or the lemmas
  * with an inventory, a page at a time, and the totals. */
-static void sense_list_run(sn__task_t *task)
+static void run_sense_list(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
     sn__ops_ctx_t *ops = req->ops;
     const sn__request_t *p = &req->p;
     sn__buf_t *b = &req->reply;
@@ -737,6 +690,7 @@ static void sense_list_run(sn__task_t *task)
     int n = 0, n_ex = 0, rc;
     char err[512] = "", folded[SN_WSD_MAX_WORD];
 
+    (void)ctx;
     if (p->lemma) {
         if ((rc = sn_wsd_casefold(p->lemma, folded, sizeof folded, err,
                                   sizeof err)) < 0 ||
@@ -800,32 +754,218 @@ static void sense_list_run(sn__task_t *task)
     sn__proto_reply_end(b);
     goto out;
 fail:
-    reply_error(req, sn__perr_of(rc), err);
+    sn__ops_reply_error(req, sn__perr_of(rc), err);
 out:
     sn_sense_examples_free(ex, n_ex);
     if (senses)
         sn_sense_info_free(senses, n);
     if (lemmas)
         sn_lemma_info_free(lemmas, n);
-    finish(req);
 }
 
-static void sense_remove_run(sn__task_t *task)
+static void run_sense_remove(sn__req_t *req, sn_ctx_t *ctx)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
     const sn__request_t *p = &req->p;
     int n_removed = 0;
     char err[512] = "";
+    (void)ctx;
     int rc = sn_senses_remove(req->ops->senses, req->ops->model_id, p->lemma,
                               p->sense, &n_removed, err, sizeof err);
     if (rc) {
-        reply_error(req, sn__perr_of(rc), err);
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
     } else {
         sn__proto_reply_begin(&req->reply, p->id_json);
         sn__buf_printf(&req->reply, ",\"removed\":%d", n_removed);
         sn__proto_reply_end(&req->reply);
     }
+}
+
+/* ---- check -------------------------------------------------------------------- */
+
+/* Every stored vector read back (the storage lane: holds the store for the
+ * scan): the damaged ones listed, to be embedded again from their text
+ * (`sense check --repair` adds the documents again). */
+static void run_check(sn__req_t *req, sn_ctx_t *ctx)
+{
+    const sn__request_t *p = &req->p;
+    sn_store_bad_t *bad = NULL;
+    int n_out = 0;
+    int64_t n_bad = 0, n_checked = 0;
+    char err[512] = "";
+    sn__buf_t *b = &req->reply;
+
+    (void)ctx;
+    int rc = sn_store_check(req->ops->store, p->collection, p->limit, &bad,
+                            &n_out, &n_bad, &n_checked, err, sizeof err);
+    if (rc) {
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
+        return;
+    }
+    if (n_bad)
+        sn__log_warn("check: %lld of %lld stored vectors are damaged",
+                     (long long)n_bad, (long long)n_checked);
+    sn__proto_reply_begin(b, p->id_json);
+    sn__buf_printf(b, ",\"checked\":%lld,\"damaged\":%lld,\"chunks\":[",
+                   (long long)n_checked, (long long)n_bad);
+    for (int i = 0; i < n_out; i++) {
+        sn__buf_puts(b, i ? ",{\"collection\":" : "{\"collection\":");
+        put_str(b, bad[i].collection);
+        sn__buf_puts(b, ",\"id\":");
+        put_str(b, bad[i].id);
+        sn__buf_printf(b, ",\"chunk\":%d,\"problem\":", bad[i].chunk);
+        put_str(b, bad[i].problem);
+        sn__buf_put(b, "}", 1);
+    }
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
+    sn_store_bad_free(bad, n_out);
+}
+
+/* ---- routes: the op table's route column ------------------------------------ */
+
+typedef void (*run_fn)(sn__req_t *req, sn_ctx_t *ctx);
+
+static const struct {
+    sn__route_t route;
+    run_fn run;
+} op_rows[SN_OP_COUNT] = {
+#define SN__OP_ROW(id, name, parse, route, run)                              \
+    [SN_OP_##id] = {SN__ROUTE_##route, run},
+    SN_OPS(SN__OP_ROW)
+#undef SN__OP_ROW
+};
+
+/* The op's runner, unless the encoders failed before it. */
+static void run_op(sn__req_t *req, sn_ctx_t *ctx)
+{
+    if (req->job.rc)
+        sn__ops_reply_error(req, sn__perr_of(req->job.rc), req->job.err);
+    else
+        op_rows[req->p.op].run(req, ctx);
+}
+
+/* ENCODE: the worker that finished the last text. */
+static void encoded(sn__job_t *job)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    run_op(req, NULL);
+    sn__job_free_out(job);
     finish(req);
+}
+
+/* CHUNK_ENCODE_STORE, ENCODE_READ: encoded; on to the lane for the turn. */
+static void to_lane(sn__job_t *job)
+{
+    sn__req_t *req = REQ_OF_JOB(job);
+    sn__lane_submit(req->ops->lane, &req->task);
+}
+
+/* STORE, STATE, CHUNK_ENCODE_STORE: the lane (at the turn, if ticketed). */
+static void lane_run(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    run_op(req, NULL);
+    sn__job_free_out(&req->job);
+    finish(req);
+}
+
+/* ENCODE_READ, MODEL: back on the lane, the turn ends (the lane advanced
+ * it); the reply goes. */
+static void turn_end(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__job_free_out(&req->job);
+    finish(req);
+}
+
+static void back_to_lane(sn__req_t *req)
+{
+    req->task.keep_turn = 0;
+    req->task.run = turn_end;
+    sn__lane_submit(req->ops->lane, &req->task);
+}
+
+/* ENCODE_READ: a reader runs the op, then back to the lane. */
+static void read_run(sn__task_t *read)
+{
+    sn__req_t *req = (sn__req_t *)((char *)read - offsetof(sn__req_t, read));
+    run_op(req, NULL);
+    back_to_lane(req);
+}
+
+/* ENCODE_READ: on the lane, at the request's turn (which it keeps): to a
+ * reader, round robin. */
+static void read_turn(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__ops_ctx_t *ops = req->ops;
+    unsigned i = __atomic_fetch_add(&ops->next_reader, 1, __ATOMIC_RELAXED);
+
+    memset(&req->read, 0, sizeof req->read);
+    req->read.run = read_run;
+    sn__lane_submit(ops->readers[i % (unsigned)ops->n_readers], &req->read);
+}
+
+/* MODEL: on the lane, at the request's turn: hand the work to an encoder
+ * worker and keep the turn (task.keep_turn). */
+static void model_turn(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    sn__sched_submit(req->ops->sched, &req->job);
+}
+
+/* MODEL: an encoder worker, with its own encoder context. */
+static void model_run(sn__job_t *job, sn_ctx_t *ctx)
+{
+    run_op(REQ_OF_JOB(job), ctx);
+}
+
+/* MODEL: after run, back to the lane to end the turn. */
+static void model_back(sn__job_t *job)
+{
+    back_to_lane(REQ_OF_JOB(job));
+}
+
+/* ---- reply sizes, before the work ------------------------------------------------- */
+
+/* Upper estimates: a float is at most 16 bytes of JSON ("-1.23456789e-38,"),
+ * a text has at most one token per byte (plus the specials) and at most the
+ * model's maximum. Hits and documents are counted at a typical 4 KiB: their
+ * texts are the store's, unknown here (a bigger reply is counted at its
+ * size as soon as it is built). */
+size_t sn__ops_reply_estimate(const sn__req_t *req)
+{
+    const sn__request_t *p = &req->p;
+    const sn_model_t *m = req->ops->model;
+    size_t dim = (size_t)sn_model_dim(m), max_tok = (size_t)sn_model_max_tokens(m);
+    size_t est = 256;
+
+    if (!p->has_op || (unsigned)p->op >= SN_OP_COUNT)
+        return est;
+    switch (p->op) {
+    case SN_OP_EMBED:
+        if (p->dimensions > 0 && (size_t)p->dimensions < dim)
+            dim = (size_t)p->dimensions;
+        for (int i = 0; i < p->n_texts; i++) {
+            est += dim * 16 + 32;
+            if (p->want_tokens) {
+                size_t n_tok = p->lens[i] + 2 < max_tok ? p->lens[i] + 2
+                                                        : max_tok;
+                est += n_tok * ((size_t)sn_model_hidden(m) * 16 + 128);
+            }
+        }
+        return est;
+    case SN_OP_ADD:
+        return est + (size_t)p->n_docs * 1100; /* an id is <= 1024 bytes */
+    case SN_OP_SEARCH:
+        return est + (size_t)p->k * 4096;
+    case SN_OP_GET:
+        return est + (size_t)p->n_ids * 4096;
+    case SN_OP_CHECK:
+        return est + (size_t)p->limit * 1400;
+    default:
+        return est + 4096;
+    }
 }
 
 /* ---- dispatch (loop thread) ---------------------------------------------------- */
@@ -849,8 +989,15 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
     __atomic_add_fetch(&ops->n_requests, 1, __ATOMIC_RELAXED);
     memset(job, 0, sizeof *job);
     memset(&req->task, 0, sizeof req->task);
-    switch (p->op) {
-    case SN__OP_EMBED:
+    job->client = req->client;
+    if ((unsigned)p->op >= SN_OP_COUNT) {
+        sn__ops_reply_error(req, SN__P_UNKNOWN_OP, "unknown op");
+        return 0;
+    }
+    /* Model-dependent checks come before any ticket: every ticket issued
+     * must reach the lane. */
+    switch (op_rows[p->op].route) {
+    case SN__ROUTE_ENCODE:
         if (resolve_prompt(req, NULL, &prompt, msg, sizeof msg))
             goto bad;
         if (p->dimensions > sn_model_dim(ops->model)) {
@@ -864,25 +1011,25 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         job->opts.prompt = prompt;
         job->opts.dimensions = p->dimensions;
         job->opts.want_tokens = p->want_tokens;
-        job->done = embed_done;
+        job->done = encoded;
         sn__sched_submit(ops->sched, job);
         return 1;
-    case SN__OP_ADD:
+    case SN__ROUTE_CHUNK_ENCODE_STORE:
         if (resolve_prompt(req, doc_prompts, &prompt, msg, sizeof msg))
             goto bad;
         job->opts.prompt = prompt;
         job->prepare = add_prepare;
         job->done = to_lane;
         ticket(req, order);
-        req->task.run = add_store;
+        req->task.run = lane_run;
         sn__sched_submit(ops->sched, job);
         return 1;
-    case SN__OP_SEARCH:
+    case SN__ROUTE_ENCODE_READ:
         if (p->vector) {
             sn_vec_normalize(p->vector, p->n_vector);
             ticket(req, order);
             req->task.keep_turn = 1;
-            req->task.run = search_turn;
+            req->task.run = read_turn;
             sn__lane_submit(ops->lane, &req->task);
             return 1;
         }
@@ -892,46 +1039,87 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         job->lens = &p->query_len;
         job->n = 1;
         job->opts.prompt = prompt;
+        job->urgent = 1; /* one short text a person waits on */
         job->done = to_lane;
         ticket(req, order);
         req->task.keep_turn = 1;
-        req->task.run = search_turn;
+        req->task.run = read_turn;
         sn__sched_submit(ops->sched, job);
         return 1;
-    case SN__OP_GET:
-    case SN__OP_DELETE:
+    case SN__ROUTE_STORE:
         ticket(req, order);
-        req->task.run = p->op == SN__OP_GET ? get_run : delete_run;
+        /* fall through */
+    case SN__ROUTE_STATE:
+        req->task.run = lane_run;
         sn__lane_submit(ops->lane, &req->task);
         return 1;
-    case SN__OP_STATS:
-        req->task.run = stats_run;
-        sn__lane_submit(ops->lane, &req->task);
-        return 1;
-    case SN__OP_SENSE_ADD:
-    case SN__OP_SENSE_WHICH:
-        job->run = p->op == SN__OP_SENSE_ADD ? sense_add_run
-                                             : sense_which_run;
-        job->done = sense_back;
+    case SN__ROUTE_MODEL:
+        job->run = model_run;
+        job->done = model_back;
         ticket(req, order);
         req->task.keep_turn = 1;
-        req->task.run = sense_start;
-        sn__lane_submit(ops->lane, &req->task);
-        return 1;
-    case SN__OP_SENSE_LIST:
-    case SN__OP_SENSE_REMOVE:
-        ticket(req, order);
-        req->task.run = p->op == SN__OP_SENSE_LIST ? sense_list_run
-                                                   : sense_remove_run;
+        req->task.run = model_turn;
         sn__lane_submit(ops->lane, &req->task);
         return 1;
     }
     snprintf(msg, sizeof msg, "unknown op");
-    reply_error(req, SN__P_UNKNOWN_OP, msg);
+    sn__ops_reply_error(req, SN__P_UNKNOWN_OP, msg);
     return 0;
 bad:
-    reply_error(req, SN__P_BAD_REQUEST, msg);
+    sn__ops_reply_error(req, SN__P_BAD_REQUEST, msg);
     return 0;
+}
+
+/* ---- the engine's threads ------------------------------------------------------ */
+
+/* Search threads: one per core (at most SN_MAX_READERS): searches are
+ * short and run faiss on one OpenMP thread each, so one per core uses them
+ * all. */
+static int readers_start(sn__ops_ctx_t *ops, char *err, size_t err_len)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int rc;
+
+    if (n < 1)
+        n = 1;
+    if (n > SN_MAX_READERS)
+        n = SN_MAX_READERS;
+    for (int i = 0; i < n; i++) {
+        if ((rc = sn__lane_start(&ops->readers[i], err, err_len)))
+            return rc;
+        ops->n_readers = i + 1;
+    }
+    return 0;
+}
+
+int sn__ops_start(sn__ops_ctx_t *ops, const sn__sched_opts_t *o, char *err,
+                  size_t err_len)
+{
+    sn__sched_opts_t so = *o;
+    int rc;
+
+    so.n_conns = &ops->n_conns; /* waits only for who is there */
+    if ((rc = sn__sched_start(ops->model, &so, &ops->sched, err, err_len)) ||
+        (rc = sn__lane_start(&ops->lane, err, err_len)) ||
+        (rc = readers_start(ops, err, err_len))) {
+        sn__ops_stop(ops);
+        return rc;
+    }
+    return 0;
+}
+
+void sn__ops_stop(sn__ops_ctx_t *ops)
+{
+    /* the encoders first: their jobs may still go to the lane */
+    sn__sched_stop(ops->sched);
+    ops->sched = NULL;
+    for (int i = 0; i < ops->n_readers; i++) {
+        sn__lane_stop(ops->readers[i]);
+        ops->readers[i] = NULL;
+    }
+    ops->n_readers = 0;
+    sn__lane_stop(ops->lane);
+    ops->lane = NULL;
 }
 
 void sn__ops_release(sn__req_t *req)
@@ -947,4 +1135,6 @@ void sn__ops_release(sn__req_t *req)
     req->lens_own = NULL;
     req->doc_chunks = NULL;
     req->spans = NULL;
+    sn__request_free(&req->p);
+    sn__buf_free(&req->reply);
 }

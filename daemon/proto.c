@@ -29,8 +29,6 @@
 
 #include "daemon.h"
 
-#define SN_MAX_ID 4096 /* a document id: a file path fits */
-
 /* ---- buffers ---------------------------------------------------------------- */
 
 void sn__buf_init(sn__buf_t *b, size_t max)
@@ -194,16 +192,6 @@ sn__perr_t sn__perr_of(int rc)
     case -ENOSYS: return SN__P_UNAVAILABLE;
     default: return SN__P_INTERNAL;
     }
-}
-
-static const char *const op_names[] = {
-    "embed", "add", "search", "get", "delete", "stats",
-    "sense.add", "sense.which", "sense.list", "sense.remove"};
-
-const char *sn__op_name(sn__op_t op)
-{
-    return (unsigned)op < sizeof op_names / sizeof *op_names ? op_names[op]
-                                                             : "?";
 }
 
 /* ---- request parsing -------------------------------------------------------- */
@@ -445,6 +433,11 @@ static sn__perr_t parse_add(sn__request_t *req, char *msg, size_t msg_len)
             doc->meta_json = json_dumps(meta, JSON_COMPACT);
             if (!doc->meta_json)
                 return fail(msg, msg_len, SN__P_INTERNAL, "out of memory");
+            size_t meta_len = strlen(doc->meta_json);
+            if (meta_len > SN_MAX_META)
+                return fail(msg, msg_len, SN__P_TOO_LARGE, "docs[%zu].meta "
+                            "is %zu bytes as compact json (limit %u)", i,
+                            meta_len, SN_MAX_META);
         }
     }
     return SN__P_OK;
@@ -771,6 +764,27 @@ static sn__perr_t parse_sense_remove(sn__request_t *req, char *msg,
     return SN__P_OK;
 }
 
+/* check: "collection" (absent: every collection), "limit" (the damaged
+ * chunks listed; all are counted). */
+static sn__perr_t parse_check(sn__request_t *req, char *msg, size_t msg_len)
+{
+    sn__perr_t rc;
+    req->limit = SN_CHECK_DEFAULT;
+    if ((rc = get_str(req->root, "collection", 0, 1, 1, SN_MAX_NAME,
+                      &req->collection, NULL, msg, msg_len)) ||
+        (rc = get_int(req->root, "limit", 0, SN_MAX_CHECK, SN__P_TOO_MANY,
+                      &req->limit, msg, msg_len)))
+        return rc;
+    return SN__P_OK;
+}
+
+static sn__perr_t parse_nothing(sn__request_t *req, char *msg,
+                                size_t msg_len)
+{
+    (void)req, (void)msg, (void)msg_len;
+    return SN__P_OK;
+}
+
 sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
                            char *msg, size_t msg_len)
 {
@@ -807,26 +821,20 @@ sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
     const char *name = json_string_value(op);
     if (strlen(name) != json_string_length(op))
         return fail(msg, msg_len, SN__P_UNKNOWN_OP, "unknown op");
-    int i_op = -1;
-    for (int i = 0; i < (int)(sizeof op_names / sizeof *op_names); i++)
-        if (!strcmp(name, op_names[i]))
-            i_op = i;
+    int i_op = sn_op_find(name, strlen(name));
     if (i_op < 0)
         return fail(msg, msg_len, SN__P_UNKNOWN_OP, "unknown op '%.64s'",
                     name);
-    req->op = (sn__op_t)i_op;
+    req->op = (sn_op_t)i_op;
     req->has_op = 1;
     switch (req->op) {
-    case SN__OP_EMBED: return parse_embed(req, msg, msg_len);
-    case SN__OP_ADD: return parse_add(req, msg, msg_len);
-    case SN__OP_SEARCH: return parse_search(req, msg, msg_len);
-    case SN__OP_GET:
-    case SN__OP_DELETE: return parse_ids(req, msg, msg_len);
-    case SN__OP_STATS: return SN__P_OK;
-    case SN__OP_SENSE_ADD: return parse_sense_add(req, msg, msg_len);
-    case SN__OP_SENSE_WHICH: return parse_sense_which(req, msg, msg_len);
-    case SN__OP_SENSE_LIST: return parse_sense_list(req, msg, msg_len);
-    case SN__OP_SENSE_REMOVE: return parse_sense_remove(req, msg, msg_len);
+#define SN__OP_PARSE(id, name, parse, route, run)                            \
+    case SN_OP_##id:                                                         \
+        return parse(req, msg, msg_len);
+        SN_OPS(SN__OP_PARSE)
+#undef SN__OP_PARSE
+    case SN_OP_COUNT:
+        break;
     }
     return fail(msg, msg_len, SN__P_UNKNOWN_OP, "unknown op");
 }

@@ -54,6 +54,16 @@
  * task with keep_turn, whose request is not complete when run() returns:
  * its turn ends when it is submitted again without keep_turn.
  *
+ * Fairness: texts wait in one queue per client (job->client: a
+ * connection, or whatever a transport calls a client), and a batch is
+ * dealt from the clients in turn -- one text from each client that has one
+ * with the batch's options, round and round until the budget is full,
+ * starting each batch one client further on. So a client that queued
+ * thousands of texts takes its share of each batch, and a lone request
+ * that arrives behind it goes into the next batch: it waits at most one
+ * batch. Urgent jobs (a search's query: one short text that a person is
+ * waiting on) have a queue of their own, dealt from first.
+ *
  * Tuned for: a few cores, requests of 1..1000 short texts, and latency of a
  * lone request close to one forward pass.
  */
@@ -75,6 +85,13 @@ typedef struct item {
     struct item *next;
 } item_t;
 
+/* One client's queued texts, in order; on the ring while it has any. */
+typedef struct client_q {
+    const void *key;
+    item_t *head, *tail;
+    struct client_q *next, *prev; /* the ring */
+} client_q_t;
+
 typedef struct {
     sn__sched_t *s;
     sn_ctx_t *ctx;
@@ -91,7 +108,10 @@ struct sn__sched {
     int max_tokens;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    item_t *head, *tail;
+    client_q_t *ring;  /* clients with texts queued; the next to deal from */
+    client_q_t urgent; /* urgent jobs' texts (not on the ring) */
+    client_q_t *spare; /* freed client queues, for reuse */
+    uint64_t n_batches;
     int n_items;
     int n_jobs;        /* jobs with texts in the queue */
     int n_expect;      /* jobs the last batch held (arrived together) */
@@ -121,9 +141,61 @@ static int same_opts(const sn_embed_opts_t *a, const sn_embed_opts_t *b)
            a->want_tokens == b->want_tokens;
 }
 
-/* Put the job's texts on the queue (mu held). */
-static void enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
+/* The queue of a job's client (mu held): the urgent one, one on the ring,
+ * or a new one put on the ring just before the current position (so it is
+ * dealt from last in this round). NULL when out of memory. */
+static client_q_t *client_of(sn__sched_t *s, const sn__job_t *job)
 {
+    client_q_t *q = s->ring;
+    if (job->urgent)
+        return &s->urgent;
+    if (q)
+        do {
+            if (q->key == job->client)
+                return q;
+            q = q->next;
+        } while (q != s->ring);
+    if ((q = s->spare))
+        s->spare = q->next;
+    else if (!(q = malloc(sizeof *q)))
+        return NULL;
+    q->key = job->client;
+    q->head = q->tail = NULL;
+    if (s->ring) {
+        q->next = s->ring;
+        q->prev = s->ring->prev;
+        q->prev->next = q;
+        s->ring->prev = q;
+    } else {
+        q->next = q->prev = q;
+        s->ring = q;
+    }
+    return q;
+}
+
+/* A client's queue ran empty (mu held): off the ring. */
+static void client_drop(sn__sched_t *s, client_q_t *q)
+{
+    if (q == &s->urgent)
+        return;
+    if (q->next == q) {
+        s->ring = NULL;
+    } else {
+        q->prev->next = q->next;
+        q->next->prev = q->prev;
+        if (s->ring == q)
+            s->ring = q->next;
+    }
+    q->next = s->spare;
+    s->spare = q;
+}
+
+/* Put the job's texts on its client's queue (mu held). 0, or -ENOMEM. */
+static int enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
+{
+    client_q_t *q = client_of(s, job);
+    if (!q)
+        return -ENOMEM;
     job->items = items;
     job->n_left = job->n;
     job->n_queued = job->n;
@@ -136,15 +208,32 @@ static void enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
         it->i_text = i;
         it->est = est > (size_t)s->max_tokens ? s->max_tokens : (int)est;
         it->next = NULL;
-        if (s->tail)
-            s->tail->next = it;
+        if (q->tail)
+            q->tail->next = it;
         else
-            s->head = it;
-        s->tail = it;
+            q->head = it;
+        q->tail = it;
         s->n_items++;
         s->queued_tokens += it->est;
     }
     pthread_cond_broadcast(&s->cv);
+    return 0;
+}
+
+/* When the oldest queued text arrived (mu held; some text is queued). */
+static int64_t oldest_locked(const sn__sched_t *s)
+{
+    int64_t t = INT64_MAX;
+    const client_q_t *q = s->ring;
+    if (s->urgent.head)
+        t = s->urgent.head->job->t_enq;
+    if (q)
+        do {
+            if (q->head && q->head->job->t_enq < t)
+                t = q->head->job->t_enq;
+            q = q->next;
+        } while (q != s->ring);
+    return t;
 }
 
 /* Allocate results and queue the texts; a job that cannot start is done
@@ -163,9 +252,14 @@ static void enqueue(sn__sched_t *s, sn__job_t *job)
         goto done;
     }
     pthread_mutex_lock(&s->mu);
-    enqueue_locked(s, job, items);
+    int rc = enqueue_locked(s, job, items);
     pthread_mutex_unlock(&s->mu);
-    return;
+    if (rc == 0)
+        return;
+    free(items);
+    job->items = NULL;
+    job->rc = rc;
+    snprintf(job->err, sizeof job->err, "out of memory");
 done:
     job->done(job);
 }
@@ -200,35 +294,84 @@ int sn__sched_depth(sn__sched_t *s)
     return n;
 }
 
-/* Take a batch from the queue (mu held): texts sharing the head's options,
- * up to the token budget, at least one. */
+/* Take one text from the head of q into the batch (mu held). */
+static void take_item(sn__sched_t *s, worker_t *w, client_q_t *q,
+                      long *tokens, int *n_jobs)
+{
+    item_t *it = q->head;
+    q->head = it->next;
+    if (!q->head)
+        q->tail = NULL;
+    it->next = NULL;
+    s->n_items--;
+    s->queued_tokens -= it->est;
+    *tokens += it->est;
+    if (--it->job->n_queued == 0)
+        s->n_jobs--;
+    if (it->job->stamp != s->n_batches) {
+        it->job->stamp = s->n_batches;
+        ++*n_jobs;
+    }
+    w->batch[w->n_batch++] = it;
+}
+
+static int fits(const sn__sched_t *s, const worker_t *w, const item_t *it,
+                const sn_embed_opts_t *key, long tokens)
+{
+    return w->n_batch < SN_SCHED_MAX_BATCH && same_opts(&it->job->opts, key) &&
+           (w->n_batch == 0 || tokens + it->est <= s->o.batch_tokens);
+}
+
+/* Take a batch (mu held; some text is queued): the urgent texts first,
+ * then one text from each client in turn (see the top), texts sharing the
+ * options of the first one taken, up to the token budget, at least one. */
 static void take_batch(sn__sched_t *s, worker_t *w)
 {
-    item_t **pp = &s->head, *prev = NULL;
-    const sn_embed_opts_t *key = &s->head->job->opts;
+    const sn_embed_opts_t *key;
     long tokens = 0;
     int n_jobs = 0;
+
+    s->n_batches++;
     w->n_batch = 0;
-    while (*pp && w->n_batch < SN_SCHED_MAX_BATCH) {
-        item_t *it = *pp;
-        if (!same_opts(&it->job->opts, key)) {
-            prev = it;
-            pp = &it->next;
-            continue;
+    key = s->urgent.head ? &s->urgent.head->job->opts
+                         : &s->ring->head->job->opts;
+    while (s->urgent.head && fits(s, w, s->urgent.head, key, tokens))
+        take_item(s, w, &s->urgent, &tokens, &n_jobs);
+    /* rounds over the ring, from where the last batch started, plus one */
+    client_q_t *start = s->ring;
+    for (int progress = 1; s->ring && progress;) {
+        progress = 0;
+        client_q_t *q = start;
+        do {
+            client_q_t *next = q->next;
+            if (q->head && fits(s, w, q->head, key, tokens)) {
+                take_item(s, w, q, &tokens, &n_jobs);
+                progress = 1;
+            }
+            q = next;
+        } while (q != start);
+    }
+    /* the next batch starts one client further on (the first one after
+     * this batch's start that still has texts); the empty ones leave */
+    if (s->ring) {
+        client_q_t *next = NULL, *q = start->next;
+        for (;; q = q->next) {
+            if (q->head) {
+                next = q;
+                break;
+            }
+            if (q == start)
+                break;
         }
-        if (w->n_batch > 0 && tokens + it->est > s->o.batch_tokens)
-            break;
-        tokens += it->est;
-        *pp = it->next;
-        if (s->tail == it)
-            s->tail = prev;
-        s->n_items--;
-        s->queued_tokens -= it->est;
-        if (--it->job->n_queued == 0)
-            s->n_jobs--;
-        /* a job's texts are contiguous in the queue, and so in the batch */
-        n_jobs += w->n_batch == 0 || w->batch[w->n_batch - 1]->job != it->job;
-        w->batch[w->n_batch++] = it;
+        while (s->ring && !s->ring->head)
+            client_drop(s, s->ring);
+        for (q = s->ring ? s->ring->next : NULL; q && q != s->ring;) {
+            client_q_t *after = q->next;
+            if (!q->head)
+                client_drop(s, q);
+            q = after;
+        }
+        s->ring = next;
     }
     s->n_expect = n_jobs;
 }
@@ -347,7 +490,7 @@ static void *worker_main(void *arg)
             s->n_busy--;
             continue;
         }
-        if (!s->head) {
+        if (!s->n_items) {
             if (s->stop)
                 break;
             pthread_cond_wait(&s->cv, &s->mu);
@@ -355,8 +498,8 @@ static void *worker_main(void *arg)
         }
         /* more requests expected: let the batch fill, until they are
          * here, the budget is, or the window ends (see the top) */
-        int64_t deadline = s->head->job->t_enq + window;
-        while (s->head && !s->stop && !s->prep_head &&
+        int64_t deadline = oldest_locked(s) + window;
+        while (s->n_items && !s->stop && !s->prep_head &&
                s->n_jobs < expected_jobs(s) &&
                s->queued_tokens < s->o.batch_tokens &&
                s->n_items < SN_SCHED_MAX_BATCH && sn__now_ns() < deadline) {
@@ -364,7 +507,7 @@ static void *worker_main(void *arg)
             deadline_ts(deadline, &ts);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
-        if (!s->head)
+        if (!s->n_items)
             continue;
         take_batch(s, w);
         s->n_busy++;
@@ -458,6 +601,7 @@ void sn__sched_stop(sn__sched_t *s)
 {
     if (!s)
         return;
+    /* (the client queues are freed below, once the workers are gone) */
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_broadcast(&s->cv);
@@ -466,6 +610,13 @@ void sn__sched_stop(sn__sched_t *s)
         pthread_join(s->th[i], NULL);
     for (int i = 0; i < s->o.n_workers; i++)
         sn_ctx_free(s->w[i].ctx);
+    while (s->ring)
+        client_drop(s, s->ring);
+    while (s->spare) {
+        client_q_t *q = s->spare;
+        s->spare = q->next;
+        free(q);
+    }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

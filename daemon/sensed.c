@@ -50,7 +50,8 @@ static const char usage[] =
     "  --db PATH            the database (default $SENSE_DATA/sense.db, else\n"
     "                       $XDG_DATA_HOME/sense/sense.db, else\n"
     "                       ~/.local/share/sense/sense.db)\n"
-    "  --model PATH         model folder, or 'default' (the default model)\n"
+    "  --model PATH|NAME    model folder, 'default' (the default model), or\n"
+    "                       a repository id fetched by `sense pull`\n"
     "  --threads N          encoder worker threads (default 1; BLAS gets\n"
     "                       cores / N threads each)\n"
     "  --max-line BYTES     longest request line (default 16M; K, M, G\n"
@@ -62,6 +63,9 @@ static const char usage[] =
     "                       is free; only when recent batches held requests\n"
     "                       from several connections: a lone client's\n"
     "                       requests start at once (default 2000; 0: never)\n"
+    "  --idle-timeout SEC   close a connection that sent nothing and read\n"
+    "                       no reply for SEC seconds, with no work in\n"
+    "                       flight (default 600; 0: never)\n"
     "  --log-level LEVEL    error, warn, info (default) or debug\n"
     "  --check              load and validate the model, print a summary,\n"
     "                       exit\n"
@@ -103,6 +107,36 @@ static int default_socket(char *buf, size_t len, char *err, size_t err_len)
     return 0;
 }
 
+/* The default data folder holds the documents: 0700 whatever the umask or
+ * the mode it was left with (an older setup made it 0755). */
+static int private_folder(const char *db_path)
+{
+    char dir[4096];
+    const char *slash = strrchr(db_path, '/');
+    struct stat st;
+
+    if (!slash || slash == db_path || (size_t)(slash - db_path) >= sizeof dir)
+        return 0;
+    memcpy(dir, db_path, (size_t)(slash - db_path));
+    dir[slash - db_path] = '\0';
+    if (lstat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+        return -EPERM;
+    if ((st.st_mode & 07777) != 0700 && chmod(dir, 0700) != 0)
+        return -errno;
+    if ((st.st_mode & 07777) != 0700)
+        sn__log_info("data folder '%s' made private (0700, was %04o)", dir,
+                     (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+static void store_log(void *ud, const char *line)
+{
+    (void)ud;
+    sn__log_warn("store: %s", line);
+}
+
 static int parse_size(const char *s, size_t *out)
 {
     char *end;
@@ -136,7 +170,7 @@ static int parse_int(const char *s, int min, int max, int *out)
 int main(int argc, char **argv)
 {
     enum { O_SOCKET = 256, O_GROUP, O_DB, O_MODEL, O_THREADS, O_MAXLINE,
-           O_MAXCONN, O_BTOK, O_BWAIT, O_LOG, O_CHECK, O_VERSION };
+           O_MAXCONN, O_BTOK, O_BWAIT, O_IDLE, O_LOG, O_CHECK, O_VERSION };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"socket-group", required_argument, NULL, O_GROUP},
@@ -147,6 +181,7 @@ int main(int argc, char **argv)
         {"max-connections", required_argument, NULL, O_MAXCONN},
         {"batch-tokens", required_argument, NULL, O_BTOK},
         {"batch-wait-us", required_argument, NULL, O_BWAIT},
+        {"idle-timeout", required_argument, NULL, O_IDLE},
         {"log-level", required_argument, NULL, O_LOG},
         {"check", no_argument, NULL, O_CHECK},
         {"help", no_argument, NULL, 'h'},
@@ -155,6 +190,7 @@ int main(int argc, char **argv)
     };
     const char *model_path = "default", *socket_path = NULL, *db_path = NULL;
     char socket_buf[4096], db_buf[4096], err[1024];
+    int db_default = 0;
     sn__server_opts_t o = {0};
     sn_model_t *model = NULL;
     sn_store_t *store = NULL;
@@ -166,6 +202,7 @@ int main(int argc, char **argv)
     o.sched.n_workers = 1;
     o.sched.batch_tokens = 4096;
     o.sched.window_us = 2000;
+    o.idle_ms = 600 * 1000;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
@@ -186,6 +223,15 @@ int main(int argc, char **argv)
         case O_BWAIT:
             bad = parse_int(optarg, 0, 1000000, &o.sched.window_us);
             break;
+        case O_IDLE: {
+            char *end;
+            double sec = strtod(optarg, &end);
+            bad = end == optarg || *end || !(sec >= 0) || sec > 86400 * 365;
+            o.idle_ms = bad ? 0 : (int)(sec * 1000 + 0.5);
+            if (!bad && sec > 0 && o.idle_ms == 0)
+                o.idle_ms = 1;
+            break;
+        }
         case O_LOG: {
             int lv = sn__log_parse_level(optarg);
             if (lv < 0)
@@ -243,16 +289,25 @@ int main(int argc, char **argv)
             goto out;
         }
         db_path = db_buf;
+        db_default = 1;
     }
     if ((rc = sn_mkdir_parents(db_path))) {
         sn__log_error("cannot create the folder of '%s': %s", db_path,
                       strerror(-rc));
         goto out;
     }
+    if (db_default && (rc = private_folder(db_path)) < 0) {
+        sn__log_error("cannot make the folder of '%s' private (0700): %s",
+                      db_path, strerror(-rc));
+        goto out;
+    }
     if ((rc = sn_store_open(db_path, &store, err, sizeof err))) {
         sn__log_error("cannot open database '%s': %s", db_path, err);
         goto out;
     }
+    /* The store's notes (an index rebuilt, caught up, not saved; damaged
+     * vectors) go to the log; those from the open come now. */
+    sn_store_set_log(store, store_log, NULL);
     sn__log_info("database '%s'", db_path);
     if ((rc = sn_wsd_morph_new(&morph, err, sizeof err))) {
         sn__log_error("cannot make the morph table: %s", err);
@@ -287,8 +342,16 @@ out:
     sn_senses_close(senses); /* before the morph table it borrows */
     sn_wsd_morph_free(morph);
     if (store) {
+        /* Say what happened: a failed save costs a rebuild or a catch-up
+         * at the next start, never data, but it is not "saved". */
+        if (sn_store_save(store, err, sizeof err) < 0)
+            sn__log_warn("indexes not saved (they will be rebuilt or caught "
+                         "up from the database at the next start): %s", err);
+        else
+            sn__log_info("indexes saved");
+        sn_store_set_log(store, NULL, NULL); /* close's own retry: quiet */
         sn_store_close(store);
-        sn__log_info("database closed, indexes saved");
+        sn__log_info("database closed");
     }
     sn_model_free(model);
     if (!check)

@@ -14,18 +14,37 @@
  * SN_CONN_MAX_REQS requests or SN_CONN_MAX_BYTES of request lines not yet
  * answered, or SN_CONN_WBUF_HIGH bytes of replies its peer has not read, or
  * while all connections together hold SN_SRV_MAX_BYTES of request lines; it
- * resumes when back under, lines already buffered first. A line longer
+ * resumes when back under, lines already buffered first.
+ *
+ * Replies are bounded too, before they exist: a request is dispatched only
+ * when the connection's replies built or being built but not yet written
+ * -- each counted at the engine's estimate (sn__ops_reply_estimate) until
+ * it is built, then at its size -- stay within SN_CONN_REPLY_BUDGET with
+ * it; otherwise it waits, parsed, in the FIFO (and so do the ones after
+ * it, to keep request order) until the peer reads. A request whose reply
+ * alone is over the budget runs when the connection holds no other reply.
+ * So a client that pipelines requests and never reads costs the budget
+ * (or one reply, when one is bigger), not one reply per request.
+ *
+ * Idle connections: one with nothing read and no reply written for
+ * --idle-timeout seconds, and no work in flight, is closed (a sweep every
+ * second, at most). A line longer
  * than --max-line gets a line_too_long reply, after which the connection is
  * closed. Nothing a client sends can grow memory past these bounds or stall
  * another connection: parsing of big lines, encoding and storage all run off
  * the loop thread.
  *
+ * Requests: each is the engine's sn__req_t (ops.c) inside this transport's
+ * sreq_t, which holds what only the socket needs (FIFO links, connection,
+ * timings); the engine hands it back through its `done` callback,
+ * on_req_done(), which queues it on `done_*` (mutex) and wakes the loop
+ * with a uv_async_t.
+ *
  * Lifetimes: a request is freed by the loop thread only -- after its reply
  * is written, or when its connection closes, unless it is on a worker then:
  * it is freed when it comes back (the connection counts them in n_work). A
  * connection is freed when its handle's close callback has run and n_work
- * and n_writes are zero. Workers hand requests back through `done_*`
- * (mutex) and a uv_async_t.
+ * and n_writes are zero.
  *
  * Shutdown (SIGTERM/SIGINT): close the listener (libuv unlinks the socket
  * file), stop reading everywhere, let the requests already read finish and
@@ -59,12 +78,40 @@
 
 #define SN_PARSE_INLINE (256u << 10)    /* parse longer lines off the loop */
 #define SN_CONN_MAX_REQS 64             /* unanswered requests per conn */
-#define SN_CONN_MAX_BYTES (64u << 20)   /* their line bytes */
+#define SN_CONN_MAX_BYTES (8u << 20)    /* their line bytes (a longer line
+                                         * is still read: --max-line) */
+#define SN_CONN_REPLY_BUDGET (4u << 20) /* replies built or being built,
+                                         * not written (estimates) */
 #define SN_CONN_WBUF_HIGH (8u << 20)    /* unread reply bytes per conn */
 #define SN_SRV_MAX_BYTES (512u << 20)   /* line bytes, all connections */
 #define SN_READ_CHUNK (64u << 10)
 #define SN_DRAIN_MS 10000               /* shutdown: wait for replies */
 #define SN_MAX_CONNS_DEFAULT 512
+
+typedef struct sn__server sn__server_t;
+typedef struct sn__conn sn__conn_t;
+typedef struct sreq sreq_t;
+
+/* A request as the socket sees it: the engine's request, and around it
+ * what only this transport needs. */
+struct sreq {
+    sn__req_t r;                  /* the engine's */
+    sreq_t *next;                 /* the connection's FIFO */
+    sreq_t *done_next;            /* the server's list of returned requests */
+    sn__conn_t *conn;
+    uint64_t seq;                 /* per connection, for the logs */
+    int64_t t0_ns;
+    int done;                     /* reply is ready */
+    int on_worker;
+    int late;                     /* read after shutdown began */
+    int held;                     /* parsed, waiting for the reply budget */
+    size_t reserve;               /* reply bytes counted in conn->reserved */
+    char *line;                   /* owned until parsed (big lines) */
+    size_t line_len;
+    size_t n_line_bytes;          /* the line's bytes, counted in the conn */
+};
+
+#define SREQ_OF(req) ((sreq_t *)((char *)(req)-offsetof(sreq_t, r)))
 
 struct sn__conn {
     uv_pipe_t pipe;
@@ -74,10 +121,13 @@ struct sn__conn {
     char *rbuf;                   /* rbuf[rstart..rlen): unparsed bytes */
     size_t rstart, rlen, rcap;
     size_t scan;                  /* rbuf[rstart..scan) holds no newline */
-    sn__req_t *head, *tail;       /* FIFO, request order */
+    sreq_t *head, *tail;          /* FIFO, request order */
     int n_reqs;                   /* in the FIFO or being written */
     size_t n_bytes;               /* their line bytes */
     size_t wbytes;                /* reply bytes in uv_write */
+    size_t reserved;              /* replies dispatched, not yet written */
+    int n_held;                   /* requests waiting for the budget */
+    uint64_t t_active;            /* uv_now() of the last read or write */
     int n_writes;
     int n_work;                   /* requests on workers */
     uint64_t n_seq;
@@ -96,10 +146,11 @@ struct sn__server {
     uv_signal_t sigterm, sigint;
     uv_async_t async;
     uv_timer_t drain;
+    uv_timer_t idle;              /* the idle sweep */
     sn__server_opts_t o;
     sn__ops_ctx_t ops;
     pthread_mutex_t done_mu;
-    sn__req_t *done_head, *done_tail;
+    sreq_t *done_head, *done_tail;
     sn__conn_t *conns;
     int n_conns;
     uint64_t n_serial;
@@ -110,68 +161,73 @@ struct sn__server {
 };
 
 static void conn_process(sn__conn_t *c);
+static void on_req_done(sn__req_t *r);
 static void conn_close(sn__conn_t *c);
 static void conn_flush(sn__conn_t *c);
 
 /* ---- requests ------------------------------------------------------------------ */
 
-static void req_free(sn__req_t *req)
+static void req_free(sreq_t *req)
 {
     sn__conn_t *c = req->conn;
     sn__server_t *srv = c->srv;
     c->n_reqs--;
-    c->n_bytes -= req->stats_bytes;
-    srv->bytes -= req->stats_bytes;
-    sn__ops_release(req);
-    sn__request_free(&req->p);
-    sn__buf_free(&req->reply);
+    c->n_bytes -= req->n_line_bytes;
+    srv->bytes -= req->n_line_bytes;
+    c->reserved -= req->reserve;
+    if (req->held)
+        c->n_held--;
+    sn__ops_release(&req->r);
     free(req->line);
     free(req);
 }
 
-static void req_log(sn__req_t *req)
+static void req_log(sreq_t *req)
 {
     double ms = (double)(sn__now_ns() - req->t0_ns) / 1e6;
-    if (req->code == SN__P_INTERNAL)
+    if (req->r.code == SN__P_INTERNAL)
         sn__log_warn("conn %llu #%llu %s: internal error after %.1f ms",
                      (unsigned long long)req->conn->serial,
                      (unsigned long long)req->seq,
-                     req->p.has_op ? sn__op_name(req->p.op) : "-", ms);
+                     req->r.p.has_op ? sn_op_name(req->r.p.op) : "-", ms);
     else
         sn__log_debug("conn %llu #%llu %s: %s, %.1f ms",
                       (unsigned long long)req->conn->serial,
                       (unsigned long long)req->seq,
-                      req->p.has_op ? sn__op_name(req->p.op) : "-",
-                      sn__perr_name(req->code), ms);
+                      req->r.p.has_op ? sn_op_name(req->r.p.op) : "-",
+                      sn__perr_name(req->r.code), ms);
 }
 
-/* The reply is ready (loop thread). */
-static void req_ready(sn__req_t *req)
+/* The reply is ready (loop thread): counted at its size from now on. */
+static void req_ready(sreq_t *req)
 {
+    sn__conn_t *c = req->conn;
     req->done = 1;
+    c->reserved -= req->reserve;
+    req->reserve = req->r.reply.len;
+    c->reserved += req->reserve;
     req_log(req);
 }
 
-static void req_error(sn__req_t *req, sn__perr_t code, const char *msg)
+static void req_error(sreq_t *req, sn__perr_t code, const char *msg)
 {
-    sn__buf_free(&req->reply);
-    sn__buf_init(&req->reply, (size_t)-1);
-    req->code = code;
-    sn__proto_reply_error(&req->reply, req->p.id_json, code, msg);
+    sn__ops_reply_error(&req->r, code, msg);
 }
 
-static sn__req_t *req_new(sn__conn_t *c, size_t line_len)
+static sreq_t *req_new(sn__conn_t *c, size_t line_len)
 {
-    sn__req_t *req = calloc(1, sizeof *req);
+    sreq_t *req = calloc(1, sizeof *req);
     if (!req)
         return NULL;
     req->conn = c;
-    req->ops = &c->srv->ops;
+    req->r.ops = &c->srv->ops;
+    req->r.done = on_req_done;
+    req->r.client = c;
     req->seq = ++c->n_seq;
     req->t0_ns = sn__now_ns();
-    req->stats_bytes = line_len;
+    req->n_line_bytes = line_len;
     req->late = c->srv->stopping;
-    sn__buf_init(&req->reply, SN_MAX_REPLY);
+    sn__buf_init(&req->r.reply, SN_MAX_REPLY);
     c->n_reqs++;
     c->n_bytes += line_len;
     c->srv->bytes += line_len;
@@ -183,8 +239,18 @@ static sn__req_t *req_new(sn__conn_t *c, size_t line_len)
     return req;
 }
 
-/* Parsed (or failed to): start the work. */
-static void req_dispatch(sn__req_t *req, sn__perr_t code, const char *msg)
+/* Would a reply of `est` bytes take the connection over its budget? Not
+ * when it holds no other: a big reply runs alone. */
+static int over_budget(const sn__conn_t *c, size_t est)
+{
+    size_t held = c->reserved + c->wbytes;
+    return held > 0 && held + est > SN_CONN_REPLY_BUDGET;
+}
+
+static void req_start(sreq_t *req);
+
+/* Parsed (or failed to): start the work, or hold it for the budget. */
+static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
 {
     sn__conn_t *c = req->conn;
     if (code) {
@@ -197,8 +263,48 @@ static void req_dispatch(sn__req_t *req, sn__perr_t code, const char *msg)
         req_ready(req);
         return;
     }
+    size_t est = sn__ops_reply_estimate(&req->r);
+    if (c->n_held || over_budget(c, est)) {
+        req->held = 1;
+        req->reserve = 0;
+        c->n_held++;
+        return;
+    }
+    req->reserve = est;
+    c->reserved += est;
+    req_start(req);
+}
+
+/* Held requests whose turn has come (in order), while the budget allows. */
+static void conn_release_held(sn__conn_t *c)
+{
+    for (sreq_t *req = c->head; req && c->n_held && !c->closing;
+         req = req->next) {
+        if (!req->held)
+            continue;
+        size_t est = sn__ops_reply_estimate(&req->r);
+        if (over_budget(c, est))
+            break;
+        req->held = 0;
+        c->n_held--;
+        if (req->late || c->srv->stopping) {
+            req_error(req, SN__P_SHUTTING_DOWN,
+                      "the daemon is shutting down");
+            req_ready(req);
+            continue;
+        }
+        req->reserve = est;
+        c->reserved += est;
+        req_start(req);
+    }
+}
+
+/* Hand a request to the engine. */
+static void req_start(sreq_t *req)
+{
+    sn__conn_t *c = req->conn;
     req->on_worker = 1;
-    if (sn__ops_dispatch(req, &c->order)) {
+    if (sn__ops_dispatch(&req->r, &c->order)) {
         c->n_work++;
         return; /* the worker owns it now */
     }
@@ -208,14 +314,14 @@ static void req_dispatch(sn__req_t *req, sn__perr_t code, const char *msg)
 
 static void parse_work(uv_work_t *w)
 {
-    sn__req_t *req = w->data;
+    sreq_t *req = w->data;
     char msg[512];
-    req->code = sn__proto_parse(req->line, req->line_len, &req->p, msg,
+    req->r.code = sn__proto_parse(req->line, req->line_len, &req->r.p, msg,
                                 sizeof msg);
-    if (req->code) {
+    if (req->r.code) {
         /* keep the message for the loop: reuse the reply buffer */
-        sn__buf_puts(&req->reply, msg);
-        sn__buf_put(&req->reply, "", 1);
+        sn__buf_puts(&req->r.reply, msg);
+        sn__buf_put(&req->r.reply, "", 1);
     }
     free(req->line);
     req->line = NULL;
@@ -223,7 +329,7 @@ static void parse_work(uv_work_t *w)
 
 static void parse_after(uv_work_t *w, int status)
 {
-    sn__req_t *req = w->data;
+    sreq_t *req = w->data;
     sn__conn_t *c = req->conn;
     (void)status;
     free(w);
@@ -236,10 +342,10 @@ static void parse_after(uv_work_t *w, int status)
         return;
     }
     char msg[512] = "";
-    if (req->code && req->reply.data)
-        snprintf(msg, sizeof msg, "%s", req->reply.data);
-    sn__buf_free(&req->reply);
-    req_dispatch(req, req->code, msg);
+    if (req->r.code && req->r.reply.data)
+        snprintf(msg, sizeof msg, "%s", req->r.reply.data);
+    sn__buf_free(&req->r.reply);
+    req_dispatch(req, req->r.code, msg);
     conn_flush(c);
     conn_process(c);
 }
@@ -247,7 +353,7 @@ static void parse_after(uv_work_t *w, int status)
 /* A complete line (without its newline). */
 static void conn_line(sn__conn_t *c, const char *line, size_t len)
 {
-    sn__req_t *req = req_new(c, len);
+    sreq_t *req = req_new(c, len);
     char msg[512];
     if (!req) {
         sn__log_error("conn %llu: out of memory", (unsigned long long)c->serial);
@@ -255,7 +361,7 @@ static void conn_line(sn__conn_t *c, const char *line, size_t len)
         return;
     }
     if (len <= SN_PARSE_INLINE || req->late) {
-        sn__perr_t code = sn__proto_parse(line, len, &req->p, msg, sizeof msg);
+        sn__perr_t code = sn__proto_parse(line, len, &req->r.p, msg, sizeof msg);
         req_dispatch(req, code, msg);
         return;
     }
@@ -329,10 +435,10 @@ static void conn_close(sn__conn_t *c)
     }
     c->closing = 1;
     c->reading = 0;
-    sn__req_t *req = c->head;
+    sreq_t *req = c->head;
     c->head = c->tail = NULL;
     while (req) {
-        sn__req_t *next = req->next;
+        sreq_t *next = req->next;
         req->next = NULL;
         if (!req->on_worker)
             req_free(req);
@@ -394,7 +500,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void conn_too_long(sn__conn_t *c)
 {
     char msg[128];
-    sn__req_t *req = req_new(c, 0);
+    sreq_t *req = req_new(c, 0);
     sn__log_info("conn %llu: line longer than %zu bytes; closing",
                  (unsigned long long)c->serial, c->srv->o.max_line);
     c->drain_close = 1;
@@ -420,6 +526,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread > 0) {
         c->rlen += (size_t)nread;
+        c->t_active = uv_now(&c->srv->loop);
         conn_process(c);
         return;
     }
@@ -522,11 +629,12 @@ static void server_resume_all(sn__server_t *srv)
 
 static void on_write(uv_write_t *w, int status)
 {
-    sn__req_t *req = w->data;
+    sreq_t *req = w->data;
     sn__conn_t *c = req->conn;
     sn__server_t *srv = c->srv;
-    c->wbytes -= req->reply.len;
+    c->wbytes -= req->r.reply.len;
     c->n_writes--;
+    c->t_active = uv_now(&srv->loop);
     free(w);
     req_free(req);
     if (c->closing) {
@@ -539,6 +647,8 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    conn_release_held(c);
+    conn_flush(c);
     conn_process(c);
     conn_maybe_close(c);
     server_resume_all(srv);
@@ -548,7 +658,7 @@ static void on_write(uv_write_t *w, int status)
 static void conn_flush(sn__conn_t *c)
 {
     while (!c->closing && c->head && c->head->done) {
-        sn__req_t *req = c->head;
+        sreq_t *req = c->head;
         c->head = req->next;
         if (!c->head)
             c->tail = NULL;
@@ -560,7 +670,7 @@ static void conn_flush(sn__conn_t *c)
             return;
         }
         w->data = req;
-        uv_buf_t b = uv_buf_init(req->reply.data, (unsigned)req->reply.len);
+        uv_buf_t b = uv_buf_init(req->r.reply.data, (unsigned)req->r.reply.len);
         int rc = uv_write(w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
         if (rc) {
             free(w);
@@ -570,7 +680,9 @@ static void conn_flush(sn__conn_t *c)
             conn_close(c);
             return;
         }
-        c->wbytes += req->reply.len;
+        c->wbytes += req->r.reply.len;
+        c->reserved -= req->reserve;
+        req->reserve = 0;
         c->n_writes++;
     }
     conn_maybe_close(c);
@@ -590,6 +702,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = srv;
     c->serial = ++srv->n_serial;
+    c->t_active = uv_now(&srv->loop);
     uv_pipe_init(&srv->loop, &c->pipe, 0);
     c->pipe.data = c;
     c->next = srv->conns;
@@ -608,7 +721,7 @@ static void on_connection(uv_stream_t *server, int status)
                   (unsigned long long)c->serial, srv->n_conns);
     if (srv->n_conns > srv->o.n_conns_max) {
         char msg[96];
-        sn__req_t *req = req_new(c, 0);
+        sreq_t *req = req_new(c, 0);
         sn__log_warn("conn %llu: refused: %d connections is the limit",
                      (unsigned long long)c->serial, srv->o.n_conns_max);
         c->drain_close = 1;
@@ -628,8 +741,13 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- completions from the workers ----------------------------------------------- */
 
-void sn__server_done(sn__server_t *srv, sn__req_t *req)
+/* The engine's completion callback, on the thread that finished the work:
+ * queue the request for the loop. The connection is alive: it is freed
+ * only once its requests on workers are back. */
+static void on_req_done(sn__req_t *r)
 {
+    sreq_t *req = SREQ_OF(r);
+    sn__server_t *srv = req->conn->srv;
     pthread_mutex_lock(&srv->done_mu);
     req->done_next = NULL;
     if (srv->done_tail)
@@ -647,11 +765,11 @@ static void on_async(uv_async_t *a)
 {
     sn__server_t *srv = a->data;
     pthread_mutex_lock(&srv->done_mu);
-    sn__req_t *req = srv->done_head;
+    sreq_t *req = srv->done_head;
     srv->done_head = srv->done_tail = NULL;
     pthread_mutex_unlock(&srv->done_mu);
     while (req) {
-        sn__req_t *next = req->done_next;
+        sreq_t *next = req->done_next;
         sn__conn_t *c = req->conn;
         c->n_work--;
         req->on_worker = 0;
@@ -660,6 +778,8 @@ static void on_async(uv_async_t *a)
             conn_maybe_free(c);
         } else {
             req_ready(req);
+            conn_flush(c);
+            conn_release_held(c);
             conn_flush(c);
         }
         req = next;
@@ -778,34 +898,24 @@ static int server_listen(sn__server_t *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* ---- search threads ------------------------------------------------------------------ */
+/* ---- idle connections ----------------------------------------------------------------- */
 
-/* One per core (at most SN_MAX_READERS): searches are short and run
- * faiss on one OpenMP thread each, so one per core uses them all. */
-static int readers_start(sn__server_t *srv, char *err, size_t err_len)
+static void on_idle_sweep(uv_timer_t *t)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    int rc;
-
-    if (n < 1)
-        n = 1;
-    if (n > SN_MAX_READERS)
-        n = SN_MAX_READERS;
-    for (int i = 0; i < n; i++) {
-        if ((rc = sn__lane_start(&srv->ops.readers[i], err, err_len)))
-            return rc;
-        srv->ops.n_readers = i + 1;
+    sn__server_t *srv = t->data;
+    uint64_t now = uv_now(&srv->loop);
+    uint64_t limit = (uint64_t)srv->o.idle_ms;
+    for (sn__conn_t *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing || c->n_work || now - c->t_active < limit)
+            continue;
+        sn__log_info("conn %llu: idle for %llu ms (%d requests waiting, "
+                     "%zu reply bytes unread); closing",
+                     (unsigned long long)c->serial,
+                     (unsigned long long)(now - c->t_active), c->n_reqs,
+                     c->wbytes);
+        conn_close(c);
     }
-    return 0;
-}
-
-static void readers_stop(sn__server_t *srv)
-{
-    for (int i = 0; i < srv->ops.n_readers; i++) {
-        sn__lane_stop(srv->ops.readers[i]);
-        srv->ops.readers[i] = NULL;
-    }
-    srv->ops.n_readers = 0;
 }
 
 /* ---- shutdown ----------------------------------------------------------------------- */
@@ -817,15 +927,14 @@ static void server_maybe_finish(sn__server_t *srv)
     srv->finished = 1;
     sn__log_info("all connections closed; stopping the workers");
     uv_timer_stop(&srv->drain);
-    sn__sched_stop(srv->ops.sched);
-    srv->ops.sched = NULL;
-    readers_stop(srv); /* idle: every connection, so every request, is done */
-    sn__lane_stop(srv->ops.lane);
-    srv->ops.lane = NULL;
+    uv_timer_stop(&srv->idle);
+    sn__ops_stop(&srv->ops); /* idle: every connection, so every request,
+                              * is done */
     uv_close((uv_handle_t *)&srv->async, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->drain, NULL);
+    uv_close((uv_handle_t *)&srv->idle, NULL);
 }
 
 /* Shutdown has waited SN_DRAIN_MS: close the connections with no work in
@@ -892,7 +1001,6 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
                    const sn_wsd_morph_t *morph, char *err, size_t err_len)
 {
     sn__server_t *srv = calloc(1, sizeof *srv);
-    sn__sched_opts_t sched_o;
     int rc = 0, lock_fd = -1, loop_ok = 0, mu_ok = 0;
 
     if (!srv)
@@ -907,7 +1015,6 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->ops.store = store;
     srv->ops.senses = senses;
     srv->ops.morph = morph;
-    srv->ops.srv = srv;
     srv->ops.t_start_ns = sn__now_ns();
     srv->ops.n_workers = opts->sched.n_workers;
 
@@ -931,15 +1038,17 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     srv->sigterm.data = srv->sigint.data = srv;
     uv_timer_init(&srv->loop, &srv->drain);
     srv->drain.data = srv;
+    uv_timer_init(&srv->loop, &srv->idle);
+    srv->idle.data = srv;
     if ((rc = server_listen(srv, err, err_len)))
         goto fail;
-    sched_o = opts->sched;
-    sched_o.n_conns = &srv->ops.n_conns; /* waits only for who is there */
-    if ((rc = sn__sched_start(model, &sched_o, &srv->ops.sched, err,
-                              err_len)) ||
-        (rc = sn__lane_start(&srv->ops.lane, err, err_len)) ||
-        (rc = readers_start(srv, err, err_len)))
+    if ((rc = sn__ops_start(&srv->ops, &opts->sched, err, err_len)))
         goto fail;
+    if (srv->o.idle_ms > 0) {
+        uint64_t every = srv->o.idle_ms / 4 < 1000 ? srv->o.idle_ms / 4 : 1000;
+        uv_timer_start(&srv->idle, on_idle_sweep, every ? every : 1,
+                       every ? every : 1);
+    }
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     sn__log_info("listening on '%s' (mode %s), %d encoder workers, max line "
@@ -958,9 +1067,7 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
     loop_ok = 0;
     goto out;
 fail:
-    sn__sched_stop(srv->ops.sched);
-    readers_stop(srv);
-    sn__lane_stop(srv->ops.lane);
+    sn__ops_stop(&srv->ops);
     if (loop_ok) {
         uv_walk(&srv->loop, on_walk_close, NULL);
         uv_run(&srv->loop, UV_RUN_DEFAULT);

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t begin, end; /* byte offsets relative to the data section */
     int used;            /* set when bound by sn__st_get_f32 */
     float *converted;    /* owned f32 copy when not F32 or misaligned */
+    int shard;           /* sharded files: index into shards[]; else 0 */
 } sn__st_tensor_t;
 
 typedef struct {
@@ -64,18 +65,55 @@ int sn__st_parse(const uint8_t *buf, size_t len, const char *name,
                  sn__st_header_t *out, char *err, size_t err_len);
 void sn__st_header_free(sn__st_header_t *hdr);
 
+#define SN_ST_MAX_SHARDS 4096          /* shards one index may name */
+#define SN_ST_MAX_INDEX (64u << 20)    /* model.safetensors.index.json */
+#define SN_ST_MAX_PREFIX 128           /* a detected tensor-name prefix */
+
+/* One file of a sharded checkpoint. */
+typedef struct {
+    char *path;
+    void *map;
+    size_t map_len;
+    uint64_t data_offset;
+} sn__st_shard_t;
+
+/* The weights of a model: one mapped .safetensors file, or the shards a
+ * model.safetensors.index.json names, merged into one tensor table.
+ *
+ * Single file: path, map, map_len and hdr describe it; n_shards is 0.
+ * Sharded: path is the index, map is NULL, hdr.tensors is the merged table
+ * (sorted by name, names unique across shards) and each tensor's `shard`
+ * says where its bytes are.
+ *
+ * Tensor-name prefix: checkpoints saved from a wrapper (BertForMaskedLM,
+ * RobertaModel inside a bi-encoder, ModernBertForMaskedLM, Qwen3ForCausalLM,
+ * ...) hold the encoder's tensors under a prefix ("bert.", "roberta.",
+ * "model.", "0.auto_model."...). Bindings ask for the bare names the base
+ * model has ("embeddings.word_embeddings.weight"); a name not found as is
+ * is looked for as "<P>.<name>", and the first tensor bound that way fixes
+ * P for the file (see sn__st_find). Tensors outside P then belong to the
+ * wrapper's heads, and sn__st_check_unused ignores them. */
 typedef struct {
     char *path;
     void *map;
     size_t map_len;
     sn__st_header_t hdr;
+    int n_shards;
+    sn__st_shard_t *shards;
+    int prefix_fixed;             /* prefix[] holds the file's prefix */
+    char prefix[SN_ST_MAX_PREFIX];
 } sn__st_file_t;
 
-/* mmap `path` read-only and parse its header. */
+/* Open the weights at `path`, normally "<dir>/model.safetensors": mmap it
+ * read-only and parse its header. When it does not exist, "<path>.index.json"
+ * (model.safetensors.index.json) is tried, and then every shard it names is
+ * opened and checked against its weight map. When neither exists, the error
+ * says what the folder holds instead (pytorch_model.bin: convert it, with
+ * the command; onnx/; other formats) and that safetensors is what loads. */
 int sn__st_open(const char *path, sn__st_file_t **out, char *err,
                 size_t err_len);
 void sn__st_close(sn__st_file_t *f);
-/* The tensor called `name`, or NULL. */
+/* The tensor called `name` (or, see above, "<prefix><name>"), or NULL. */
 sn__st_tensor_t *sn__st_find(sn__st_file_t *f, const char *name);
 /* Bind tensor `name` as f32 data of exactly the given shape: a view into the
  * map for aligned F32, else a converted copy owned by f. Marks it used.
@@ -84,14 +122,24 @@ int sn__st_get_f32(sn__st_file_t *f, const char *name, int n_dims,
                    const int64_t *shape, const float **out, char *err,
                    size_t err_len);
 /* Fail naming the first tensor not bound and not under one of the
- * NULL-terminated `ignore_prefixes`. */
+ * NULL-terminated `ignore_prefixes` (relative to the file's detected
+ * prefix; tensors outside that prefix are the wrapper's and ignored). */
 int sn__st_check_unused(const sn__st_file_t *f,
                         const char *const *ignore_prefixes, char *err,
                         size_t err_len);
+/* Let the kernel drop the resident pages of bytes [p, p + len) when they
+ * lie in one of f's mappings (after they were packed elsewhere): whole
+ * pages only; anything else is left alone. */
+void sn__st_release(const sn__st_file_t *f, const void *p, size_t len);
 
 /* ---- bert.c: the BERT / XLM-R encoder ----------------------------------- */
 
-typedef enum { SN_ACT_GELU = 0, SN_ACT_GELU_TANH } sn__act_t;
+typedef enum {
+    SN_ACT_GELU = 0,  /* exact, erf */
+    SN_ACT_GELU_TANH, /* gelu_new, gelu_pytorch_tanh */
+    SN_ACT_SILU,      /* x sigmoid(x) */
+    SN_ACT_RELU,
+} sn__act_t;
 
 typedef struct {
     int n_vocab, n_hidden, n_layers, n_heads, n_inter;
@@ -149,5 +197,16 @@ void sn__use_ctx_free(sn__use_ctx_t *c);
 int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
                     const int *lens, int n_seq, float *tokens_out,
                     float *sent_out, char *err, size_t err_len);
+
+/* ---- model.c, for tests ---------------------------------------------------- */
+
+/* sn_model_load without the tokenizer: for feeding reference ids. */
+int sn__model_load_notok(const char *path, sn_model_t **out, char *err,
+                         size_t err_len);
+/* sn_model_embed of pre-tokenized texts: ids[i] has n_ids[i] entries. */
+int sn__model_embed_ids(const sn_model_t *m, sn_ctx_t *c,
+                        const int32_t *const *ids, const int *n_ids, int n,
+                        const sn_embed_opts_t *opts, sn_embedding_t *out,
+                        char *err, size_t err_len);
 
 #endif

@@ -15,6 +15,18 @@
  *   sn__st_open    mmaps the file and runs sn__st_parse over the mapping;
  *                  sn__st_get_f32 then binds tensors by name and shape.
  *
+ * Behind the same calls, for every architecture's binding code:
+ *   - sharded checkpoints: when model.safetensors is absent and
+ *     model.safetensors.index.json is there, every shard its weight_map
+ *     names is mapped and parsed, the tables are merged (names unique across
+ *     shards) and checked against the weight map;
+ *   - wrapper prefixes: a name not found as is binds "<P><name>" (P ending
+ *     in '.'; "bert.", "model.", "0.auto_model."...), and the first tensor
+ *     bound fixes P for the file; tensors outside P are the wrapper's heads,
+ *     which sn__st_check_unused ignores;
+ *   - no safetensors at all: the error says what the folder holds instead
+ *     (pytorch_model.bin, with the command that converts it; onnx/; ...).
+ *
  * Invariants of a parsed header (what the rest of the file relies on, and
  * why the accessors need no bounds checks of their own):
  *   - data_offset == 8 + N and data_offset <= len;
@@ -105,6 +117,11 @@ static int cmp_by_offset(const void *a, const void *b)
     if (x->end != y->end)
         return x->end < y->end ? -1 : 1;
     return 0;
+}
+
+static int cmp_key_name_fwd(const void *key, const void *elem)
+{
+    return strcmp(key, ((const sn__st_tensor_t *)elem)->name);
 }
 
 /* Fill t (whose name is already set) from the JSON entry `val`; check its
@@ -385,58 +402,346 @@ void sn__st_header_free(sn__st_header_t *hdr)
 
 /* ---- the mapped file ----------------------------------------------------- */
 
+/* mmap `path` read-only: *map, *map_len. */
+static int map_file(const char *path, void **map, size_t *map_len, char *err,
+                    size_t err_len)
+{
+    struct stat st;
+    int fd, rc;
+
+    *map = NULL;
+    *map_len = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sn__err(err, err_len, -errno, "'%s': %s", path,
+                       strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = sn__err(err, err_len, -EINVAL, "'%s': not a regular file", path);
+        goto done;
+    }
+    if (st.st_size == 0) { /* mmap of 0 bytes fails with EINVAL */
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': empty file", path);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': file too large", path);
+        goto done;
+    }
+    *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (*map == MAP_FAILED) {
+        *map = NULL;
+        rc = sn__err(err, err_len, -errno, "'%s': mmap: %s", path,
+                     strerror(errno));
+        goto done;
+    }
+    *map_len = (size_t)st.st_size;
+    rc = 0;
+done:
+    close(fd); /* the mapping keeps the file */
+    return rc;
+}
+
+/* The folder part of `path` ("." when it has none) into buf. */
+static void dir_of(const char *path, char *buf, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == path)
+        snprintf(buf, len, "/");
+    else
+        snprintf(buf, len, "%.*s", (int)(slash - path), path);
+}
+
+/* A file or folder called `name` in dir. */
+static int exists_in(const char *dir, const char *name)
+{
+    char p[4096];
+    struct stat st;
+    return !sn__path_join(p, sizeof p, dir, name) && stat(p, &st) == 0;
+}
+
+/* Neither `path` nor its index exists: say what the folder holds instead.
+ * Returns -ENOENT (the weights are missing) or SN_EMODEL (they are there in
+ * a format we do not read). */
+static int explain_missing(const char *path, char *err, size_t err_len)
+{
+    char dir[4096];
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    dir_of(path, dir, sizeof dir);
+
+    /* only model.safetensors is a model's main weights file: a Dense
+     * module's or any other name gets the plain message */
+    if (!strcmp(base, "model.safetensors")) {
+        if (exists_in(dir, "pytorch_model.bin"))
+            return sn__err(
+                err, err_len, SN_EMODEL,
+                "'%s': no model.safetensors, only pytorch_model.bin (a "
+                "PyTorch pickle), which sense does not load; convert it once, "
+                "in that folder: python3 -c \"import torch, safetensors.torch "
+                "as s; s.save_file({k: v.clone().contiguous() for k, v in "
+                "torch.load('pytorch_model.bin', map_location='cpu')"
+                ".items()}, 'model.safetensors')\"",
+                dir);
+        if (exists_in(dir, "pytorch_model.bin.index.json"))
+            return sn__err(
+                err, err_len, SN_EMODEL,
+                "'%s': no model.safetensors, only pytorch_model.bin shards "
+                "(PyTorch pickles), which sense does not load; convert them "
+                "once, in that folder: python3 -c \"from transformers import "
+                "AutoModel as A; A.from_pretrained('.').save_pretrained('.', "
+                "safe_serialization=True)\"",
+                dir);
+        static const struct {
+            const char *name, *what;
+        } others[] = {
+            {"onnx", "onnx/ (an ONNX export)"},
+            {"model.onnx", "model.onnx (an ONNX export)"},
+            {"openvino", "openvino/ (an OpenVINO export)"},
+            {"tf_model.h5", "tf_model.h5 (TensorFlow)"},
+            {"flax_model.msgpack", "flax_model.msgpack (Flax)"},
+            {"model.gguf", "model.gguf (GGUF)"},
+        };
+        char found[512] = "";
+        size_t pos = 0;
+        for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+            if (!exists_in(dir, others[i].name))
+                continue;
+            int n = snprintf(found + pos, sizeof found - pos, "%s%s",
+                             pos ? ", " : "", others[i].what);
+            if (n < 0 || (size_t)n >= sizeof found - pos)
+                break;
+            pos += (size_t)n;
+        }
+        if (pos)
+            return sn__err(err, err_len, SN_EMODEL,
+                           "'%s': no model.safetensors; found %s, which "
+                           "sense does not load: it needs the weights as "
+                           "model.safetensors (or sharded, with "
+                           "model.safetensors.index.json), which most "
+                           "Hugging Face repositories have beside them "
+                           "(`sense pull` fetches them)",
+                           dir, found);
+        return sn__err(err, err_len, -ENOENT,
+                       "'%s': no such file (nor model.safetensors.index.json "
+                       "for shards): the model's weights are missing; sense "
+                       "loads them from safetensors files",
+                       path);
+    }
+    return sn__err(err, err_len, -ENOENT, "'%s': %s", path,
+                   strerror(ENOENT));
+}
+
+static int open_single(sn__st_file_t *f, char *err, size_t err_len)
+{
+    int rc = map_file(f->path, &f->map, &f->map_len, err, err_len);
+    if (rc)
+        return rc;
+    return sn__st_parse(f->map, f->map_len, f->path, &f->hdr, err, err_len);
+}
+
+/* A shard's file name as the index gives it: a plain name in the folder. */
+static int shard_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n < 256 && !strchr(s, '/') && strcmp(s, ".") &&
+           strcmp(s, "..");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Open the shards that the index at f->path names and merge their tensor
+ * tables. Every tensor of the weight map must be in the shard it names. */
+static int open_sharded(sn__st_file_t *f, char *err, size_t err_len)
+{
+    char dir[4096], spath[4096];
+    char *buf = NULL;
+    const char **names = NULL;
+    size_t len, n_names = 0, n_total = 0;
+    json_t *root = NULL, *wmap, *val;
+    json_error_t jerr;
+    const char *key;
+    int rc;
+
+    dir_of(f->path, dir, sizeof dir);
+    if ((rc = sn__read_file(f->path, SN_ST_MAX_INDEX, &buf, &len, err,
+                            err_len)))
+        return rc;
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        rc = sn__err(err, err_len, SN_EJSON,
+                     "'%s': malformed json at line %d column %d: %s", f->path,
+                     jerr.line, jerr.column, jerr.text);
+        goto fail;
+    }
+    wmap = json_object_get(root, "weight_map");
+    if (!json_is_object(wmap) || !json_object_size(wmap)) {
+        rc = sn__err(err, err_len, SN_ECORRUPT,
+                     "'%s': %s weight_map (want {tensor: shard file})",
+                     f->path, wmap ? "empty or malformed" : "no");
+        goto fail;
+    }
+    /* the distinct shard names, sorted */
+    names = malloc(json_object_size(wmap) * sizeof *names);
+    if (!names) {
+        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", f->path);
+        goto fail;
+    }
+    json_object_foreach(wmap, key, val) {
+        const char *s = json_string_value(val);
+        if (!s || !shard_name_ok(s)) {
+            rc = sn__err(err, err_len, SN_ECORRUPT,
+                         "'%s': weight_map entry for '%s' is not a file name "
+                         "in the folder",
+                         f->path, key);
+            goto fail;
+        }
+        names[n_names++] = s;
+    }
+    qsort(names, n_names, sizeof *names, cmp_str);
+    {
+        size_t k = 0;
+        for (size_t i = 0; i < n_names; i++)
+            if (!k || strcmp(names[k - 1], names[i]))
+                names[k++] = names[i];
+        n_names = k;
+    }
+    if (n_names > SN_ST_MAX_SHARDS) {
+        rc = sn__err(err, err_len, SN_ETOOBIG,
+                     "'%s': %zu shards, at most %d", f->path, n_names,
+                     SN_ST_MAX_SHARDS);
+        goto fail;
+    }
+    f->shards = calloc(n_names, sizeof *f->shards);
+    if (!f->shards) {
+        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", f->path);
+        goto fail;
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        sn__st_shard_t *sh = &f->shards[i];
+        sn__st_header_t h;
+        if (sn__path_join(spath, sizeof spath, dir, names[i])) {
+            rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
+                         dir);
+            goto fail;
+        }
+        if (!(sh->path = strdup(spath))) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        f->n_shards++;
+        if (!sn__file_exists(spath)) {
+            rc = sn__err(err, err_len, -ENOENT,
+                         "'%s': no such file: shard %zu of %zu named by '%s' "
+                         "is missing (an interrupted download?)",
+                         spath, i + 1, n_names, f->path);
+            goto fail;
+        }
+        if ((rc = map_file(spath, &sh->map, &sh->map_len, err, err_len)))
+            goto fail;
+        if ((rc = sn__st_parse(sh->map, sh->map_len, spath, &h, err,
+                               err_len)))
+            goto fail;
+        sh->data_offset = h.data_offset;
+        sn__st_tensor_t *all = realloc(
+            f->hdr.tensors, (n_total + (size_t)h.n_tensors + 1) * sizeof *all);
+        if (!all) {
+            sn__st_header_free(&h);
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        f->hdr.tensors = all;
+        for (int k = 0; k < h.n_tensors; k++) {
+            all[n_total] = h.tensors[k]; /* the name moves over */
+            all[n_total].shard = (int)i;
+            n_total++;
+        }
+        f->hdr.n_tensors = (int)n_total;
+        free(h.tensors);
+        if (n_total > INT_MAX / 2) {
+            rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': too many tensors",
+                         f->path);
+            goto fail;
+        }
+    }
+    qsort(f->hdr.tensors, n_total, sizeof *f->hdr.tensors, cmp_by_name);
+    for (size_t i = 1; i < n_total; i++) {
+        const sn__st_tensor_t *x = &f->hdr.tensors[i - 1],
+                              *y = &f->hdr.tensors[i];
+        if (!strcmp(x->name, y->name)) {
+            rc = sn__err(err, err_len, SN_ECORRUPT,
+                         "'%s': tensor '%s' is in two shards, '%s' and '%s'",
+                         f->path, x->name, f->shards[x->shard].path,
+                         f->shards[y->shard].path);
+            goto fail;
+        }
+    }
+    /* each tensor of the weight map where the index says */
+    json_object_foreach(wmap, key, val) {
+        sn__st_tensor_t *t =
+            n_total ? bsearch(key, f->hdr.tensors, n_total,
+                              sizeof *f->hdr.tensors, cmp_key_name_fwd)
+                    : NULL;
+        const char *want = json_string_value(val);
+        const char *got = t ? strrchr(f->shards[t->shard].path, '/') : NULL;
+        got = got ? got + 1 : (t ? f->shards[t->shard].path : NULL);
+        if (!t || strcmp(got, want)) {
+            rc = sn__err(err, err_len, SN_ECORRUPT,
+                         "'%s': tensor '%s' should be in '%s', %s%s%s",
+                         f->path, key, want, t ? "but is in '" : "",
+                         t ? got : "which does not hold it",
+                         t ? "'" : "");
+            goto fail;
+        }
+    }
+    free(names);
+    json_decref(root);
+    free(buf);
+    return 0;
+fail:
+    free(names);
+    json_decref(root);
+    free(buf);
+    return rc;
+}
+
 int sn__st_open(const char *path, sn__st_file_t **out, char *err,
                 size_t err_len)
 {
     sn__st_file_t *f = NULL;
-    struct stat st;
-    int fd = -1, rc;
+    char index[4096];
+    int rc, sharded = 0;
 
+    struct stat st;
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
-        goto fail;
-    }
-    if (fstat(fd, &st) != 0) {
-        rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = sn__err(err, err_len, -EINVAL, "'%s': not a regular file", path);
-        goto fail;
-    }
-    if (st.st_size == 0) { /* mmap of 0 bytes fails with EINVAL */
-        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': empty file", path);
-        goto fail;
-    }
-    if ((uint64_t)st.st_size > SIZE_MAX) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': file too large", path);
-        goto fail;
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        int n = snprintf(index, sizeof index, "%s.index.json", path);
+        if (n < 0 || (size_t)n >= sizeof index)
+            return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
+                           path);
+        if (!sn__file_exists(index))
+            return explain_missing(path, err, err_len);
+        sharded = 1;
     }
     f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        rc = sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
-        goto fail;
+    if (!f || !(f->path = strdup(sharded ? index : path))) {
+        free(f);
+        return sn__err(err, err_len, -ENOMEM, "'%s': out of memory", path);
     }
-    f->map_len = (size_t)st.st_size;
-    f->map = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (f->map == MAP_FAILED) {
-        f->map = NULL;
-        rc = sn__err(err, err_len, -errno, "'%s': mmap: %s", path,
-                     strerror(errno));
-        goto fail;
-    }
-    close(fd); /* the mapping keeps the file */
-    fd = -1;
-    rc = sn__st_parse(f->map, f->map_len, path, &f->hdr, err, err_len);
+    rc = sharded ? open_sharded(f, err, err_len) : open_single(f, err, err_len);
     if (rc < 0)
         goto fail;
     *out = f;
     return 0;
 fail:
-    if (fd >= 0)
-        close(fd);
     sn__st_close(f);
     return rc;
 }
@@ -448,21 +753,125 @@ void sn__st_close(sn__st_file_t *f)
     sn__st_header_free(&f->hdr);
     if (f->map)
         munmap(f->map, f->map_len);
+    for (int i = 0; i < f->n_shards; i++) {
+        if (f->shards[i].map)
+            munmap(f->shards[i].map, f->shards[i].map_len);
+        free(f->shards[i].path);
+    }
+    free(f->shards);
     free(f->path);
     free(f);
 }
 
-static int cmp_key_name(const void *key, const void *elem)
+/* ---- finding tensors, with a wrapper's prefix ------------------------------ */
+
+static sn__st_tensor_t *find_exact(sn__st_file_t *f, const char *name)
 {
-    return strcmp(key, ((const sn__st_tensor_t *)elem)->name);
+    if (!f->hdr.n_tensors)
+        return NULL;
+    return bsearch(name, f->hdr.tensors, (size_t)f->hdr.n_tensors,
+                   sizeof *f->hdr.tensors, cmp_key_name_fwd);
+}
+
+/* Tensors whose names start with the first `len` bytes of `p`. */
+static int count_under(const sn__st_file_t *f, const char *p, size_t len)
+{
+    int n = 0;
+    for (int i = 0; i < f->hdr.n_tensors; i++)
+        n += strncmp(f->hdr.tensors[i].name, p, len) == 0;
+    return n;
+}
+
+/* `name` is not in the file as is: the tensors named "<P><name>" where P
+ * ends with '.'. When several prefixes fit, the one holding the most
+ * tensors wins (the encoder, not a head that happens to reuse a name), then
+ * the shortest, then the first by name: deterministic. */
+static sn__st_tensor_t *find_suffixed(sn__st_file_t *f, const char *name)
+{
+    size_t nl = strlen(name);
+    sn__st_tensor_t *best = NULL;
+    size_t best_pl = 0;
+    int best_n = -1;
+
+    for (int i = 0; i < f->hdr.n_tensors; i++) {
+        sn__st_tensor_t *t = &f->hdr.tensors[i];
+        size_t tl = strlen(t->name);
+        if (tl <= nl + 1 || t->name[tl - nl - 1] != '.' ||
+            strcmp(t->name + tl - nl, name))
+            continue;
+        size_t pl = tl - nl;
+        if (pl >= SN_ST_MAX_PREFIX)
+            continue;
+        int n = count_under(f, t->name, pl);
+        if (n > best_n || (n == best_n && pl < best_pl)) {
+            best = t;
+            best_pl = pl;
+            best_n = n;
+        }
+    }
+    return best;
 }
 
 sn__st_tensor_t *sn__st_find(sn__st_file_t *f, const char *name)
 {
-    if (!f || !name || !f->hdr.n_tensors)
+    sn__st_tensor_t *t;
+    char full[1024];
+
+    if (!f || !name)
         return NULL;
-    return bsearch(name, f->hdr.tensors, (size_t)f->hdr.n_tensors,
-                   sizeof *f->hdr.tensors, cmp_key_name);
+    if (f->prefix_fixed && f->prefix[0]) {
+        int n = snprintf(full, sizeof full, "%s%s", f->prefix, name);
+        if (n > 0 && (size_t)n < sizeof full && (t = find_exact(f, full)))
+            return t;
+    }
+    if ((t = find_exact(f, name)) || f->prefix_fixed)
+        return t;
+    return find_suffixed(f, name);
+}
+
+/* The first tensor bound fixes the file's prefix: what its full name has in
+ * front of the name asked for. */
+static void fix_prefix(sn__st_file_t *f, const sn__st_tensor_t *t,
+                       const char *name)
+{
+    size_t tl = strlen(t->name), nl = strlen(name);
+    if (f->prefix_fixed)
+        return;
+    f->prefix_fixed = 1;
+    if (tl > nl && tl - nl < sizeof f->prefix &&
+        !strcmp(t->name + tl - nl, name))
+        snprintf(f->prefix, sizeof f->prefix, "%.*s", (int)(tl - nl),
+                 t->name);
+}
+
+static const uint8_t *tensor_data(const sn__st_file_t *f,
+                                  const sn__st_tensor_t *t)
+{
+    if (f->n_shards)
+        return (const uint8_t *)f->shards[t->shard].map +
+               f->shards[t->shard].data_offset + t->begin;
+    return (const uint8_t *)f->map + f->hdr.data_offset + t->begin;
+}
+
+void sn__st_release(const sn__st_file_t *f, const void *p, size_t len)
+{
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p, hi = lo + len;
+
+    if (!f || !p || pg == 0 || (pg & (pg - 1)))
+        return;
+    for (int i = -1; i < f->n_shards; i++) {
+        const void *map = i < 0 ? f->map : f->shards[i].map;
+        size_t map_len = i < 0 ? f->map_len : f->shards[i].map_len;
+        uintptr_t m0 = (uintptr_t)map;
+        if (!map || lo < m0 || hi > m0 + map_len)
+            continue;
+        lo = (lo + pg - 1) & ~(pg - 1);
+        hi &= ~(pg - 1);
+        if (hi > lo)
+            (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        return;
+    }
 }
 
 /* "[a, b, c]" into buf, truncated with "..." if it does not fit. */
@@ -543,8 +952,10 @@ int sn__st_get_f32(sn__st_file_t *f, const char *name, int n_dims,
     *out = NULL;
     t = sn__st_find(f, name);
     if (!t) {
-        rc = sn__err(err, err_len, SN_EMODEL, "'%s': missing tensor '%s'",
-                     f ? f->path : "(null)", name ? name : "(null)");
+        rc = sn__err(err, err_len, SN_EMODEL, "'%s': missing tensor '%s%s'",
+                     f ? f->path : "(null)",
+                     f && f->prefix_fixed ? f->prefix : "",
+                     name ? name : "(null)");
         goto fail;
     }
     if (n_dims < 0 || n_dims > SN_ST_MAX_DIMS || (n_dims && !shape)) {
@@ -569,7 +980,8 @@ int sn__st_get_f32(sn__st_file_t *f, const char *name, int n_dims,
         goto fail;
     }
 
-    src = (const uint8_t *)f->map + f->hdr.data_offset + t->begin;
+    fix_prefix(f, t, name);
+    src = tensor_data(f, t);
     if (t->converted) { /* bound before */
         t->used = 1;
         *out = t->converted;
@@ -620,13 +1032,20 @@ int sn__st_check_unused(const sn__st_file_t *f,
                         const char *const *ignore_prefixes, char *err,
                         size_t err_len)
 {
+    size_t pl = f->prefix_fixed ? strlen(f->prefix) : 0;
     for (int i = 0; i < f->hdr.n_tensors; i++) {
         const sn__st_tensor_t *t = &f->hdr.tensors[i];
+        const char *rel = t->name;
         int ignored = 0;
         if (t->used)
             continue;
+        if (pl) { /* outside the encoder's prefix: the wrapper's heads */
+            if (strncmp(rel, f->prefix, pl))
+                continue;
+            rel += pl;
+        }
         for (const char *const *p = ignore_prefixes; p && *p && !ignored; p++)
-            ignored = strncmp(t->name, *p, strlen(*p)) == 0;
+            ignored = strncmp(rel, *p, strlen(*p)) == 0;
         if (!ignored)
             return sn__err(err, err_len, SN_EMODEL,
                            "'%s': unexpected tensor '%s'", f->path, t->name);

@@ -161,6 +161,7 @@ int sn__toks_push(sn__toks_t *t, int32_t id, int32_t start, int32_t end)
     t->v[t->n].id = id;
     t->v[t->n].start = start;
     t->v[t->n].end = end;
+    t->v[t->n].added = 0;
     t->n++;
     return 0;
 }

@@ -69,6 +69,10 @@ typedef struct {
     int n_by_first[2];
     int *by_id; /* indices into added sorted by id, for sn_tokenizer_piece */
     int n_vocab;
+    /* what sentence-transformers does to a text before its tokenizer sees
+     * it: str.strip(), then str.lower() when do_lower_case */
+    int input_strip, input_lower;
+    int max_tokens; /* the folder's max_seq_length / model_max_length, or 0 */
 } tok_full_t;
 
 static tok_full_t *full(const sn_tokenizer_t *tok)
@@ -101,6 +105,8 @@ void sn_tokenizer_free(sn_tokenizer_t *tok)
     }
     if (tok->kind == SN_TOK_UNIGRAM)
         sn__unigram_free(tok);
+    if (tok->kind == SN_TOK_BPE)
+        sn__bpe_free(tok);
     sn__vocab_free(&tok->vocab); /* a no-op if unigram_free did it */
     for (int i = 0; i < t->n_added; i++) {
         free(t->added[i].content);
@@ -395,11 +401,19 @@ static int load_post_processor(sn_tokenizer_t *tok, const json_t *pp,
                        "post_processor: expected an object with a type");
     if (strcmp(type, "TemplateProcessing") == 0)
         return load_template(tok, pp, err, err_len);
+    if (strcmp(type, "RobertaProcessing") == 0 ||
+        strcmp(type, "ByteLevel") == 0) {
+        /* both trim offsets, by default with a prefix space */
+        json_t *to = json_object_get(pp, "trim_offsets");
+        json_t *aps = json_object_get(pp, "add_prefix_space");
+        tok->trim_offsets = to ? json_is_true(to) : 1;
+        tok->trim_prefix_space = aps ? json_is_true(aps) : 1;
+        if (strcmp(type, "ByteLevel") == 0)
+            return 0;
+    }
     if (strcmp(type, "BertProcessing") == 0 ||
         strcmp(type, "RobertaProcessing") == 0)
         return load_cls_sep(tok, pp, type, err, err_len);
-    if (strcmp(type, "ByteLevel") == 0)
-        return 0; /* only trims offsets of byte-level BPE */
     if (strcmp(type, "Sequence") == 0 && depth == 0) {
         json_t *list = json_object_get(pp, "processors");
         size_t i;
@@ -451,9 +465,13 @@ static int from_json(tok_full_t *t, const char *buf, size_t len, char *err,
     } else if (strcmp(type, "Unigram") == 0) {
         t->base.kind = SN_TOK_UNIGRAM;
         rc = sn__unigram_load(&t->base, model, nz, pt, err, err_len);
+    } else if (strcmp(type, "BPE") == 0) {
+        t->base.kind = SN_TOK_BPE;
+        rc = sn__bpe_load(&t->base, model, nz, pt, err, err_len);
     } else {
         rc = sn__err(err, err_len, SN_EMODEL,
-                     "model.type '%s' is not supported (WordPiece, Unigram)",
+                     "model.type '%s' is not supported (WordPiece, Unigram, "
+                     "BPE)",
                      type);
     }
     if (rc)
@@ -691,6 +709,71 @@ fail:
     return rc;
 }
 
+/* sentence-transformers' input handling for a model folder: up to version
+ * 5 it strips every text (str.strip()); 6 does not (the fixtures show both:
+ * hf-reference was made with 6.0.1, hf-reference-2 with 5.1.2), so we
+ * follow the version that saved the folder (config_sentence_transformers
+ * .json's __version__; none recorded: strip, as the older ones do). With
+ * "do_lower_case": true in sentence_bert_config.json it lowercases the text
+ * (str.lower()). A folder with neither sentence_bert_config.json nor
+ * modules.json is a plain Hugging Face tokenizer: the text goes in as
+ * given. */
+static int load_st_input(const char *dir, tok_full_t *t, char *err,
+                         size_t err_len)
+{
+    char path[4096];
+    char *buf = NULL;
+    size_t len;
+    int rc;
+
+    if (sn__path_join(path, sizeof path, dir,
+                      "config_sentence_transformers.json"))
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    int st6 = 0;
+    if (sn__file_exists(path) &&
+        sn__read_file(path, SN_TOK_MAX_CONFIG, &buf, &len, NULL, 0) == 0) {
+        json_t *c = json_loadb(buf, len, 0, NULL);
+        const char *ver = json_string_value(json_object_get(
+            json_object_get(c, "__version__"), "sentence_transformers"));
+        st6 = ver && atoi(ver) >= 6;
+        json_decref(c);
+        free(buf);
+        buf = NULL;
+    }
+    if (sn__path_join(path, sizeof path, dir, "sentence_bert_config.json"))
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    if (!sn__file_exists(path)) {
+        if (sn__path_join(path, sizeof path, dir, "modules.json"))
+            return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
+                           dir);
+        t->input_strip = !st6 && sn__file_exists(path);
+        return 0;
+    }
+    t->input_strip = !st6;
+    if ((rc = sn__read_file(path, SN_TOK_MAX_CONFIG, &buf, &len, err,
+                            err_len)))
+        return rc;
+    json_error_t je;
+    json_t *cfg = json_loadb(buf, len, 0, &je);
+    free(buf);
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        return sn__err(err, err_len, SN_EJSON, "'%s': %s", path,
+                       cfg ? "expected a json object" : je.text);
+    }
+    json_t *v = json_object_get(cfg, "max_seq_length");
+    if (json_is_integer(v) && json_integer_value(v) > 0 &&
+        json_integer_value(v) < (1 << 24))
+        t->max_tokens = (int)json_integer_value(v);
+    v = json_object_get(cfg, "do_lower_case");
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        rc = sn__err(err, err_len, SN_EMODEL,
+                     "'%s': do_lower_case: expected a boolean", path);
+    t->input_lower = json_is_true(v);
+    json_decref(cfg);
+    return rc;
+}
+
 int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
                       size_t err_len)
 {
@@ -712,17 +795,43 @@ int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
             return rc;
         rc = from_json_named(buf, len, path, out, err, err_len);
         free(buf);
-        return rc;
+    } else {
+        if (sn__path_join(path, sizeof path, dir, "vocab.txt"))
+            return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
+                           dir);
+        if (!sn__file_exists(path))
+            return sn__err(err, err_len, -ENOENT,
+                           "'%s': no tokenizer.json or vocab.txt in the "
+                           "folder",
+                           dir);
+        rc = load_vocab_dir(dir, path, out, err, err_len);
     }
-    if (sn__path_join(path, sizeof path, dir, "vocab.txt"))
-        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
-    if (sn__file_exists(path))
-        return load_vocab_dir(dir, path, out, err, err_len);
-    return sn__err(err, err_len, -ENOENT,
-                   "'%s': no tokenizer.json or vocab.txt in the folder", dir);
+    if (rc == 0 && (rc = load_st_input(dir, full(*out), err, err_len))) {
+        sn_tokenizer_free(*out);
+        *out = NULL;
+    }
+    if (rc == 0 && full(*out)->max_tokens == 0 &&
+        sn__path_join(path, sizeof path, dir, "tokenizer_config.json") == 0 &&
+        sn__file_exists(path) &&
+        sn__read_file(path, SN_TOK_MAX_CONFIG, &buf, &len, NULL, 0) == 0) {
+        json_t *c = json_loadb(buf, len, 0, NULL);
+        json_t *v = json_object_get(c, "model_max_length");
+        /* transformers writes 1e30 for "no limit" */
+        if (json_is_integer(v) && json_integer_value(v) > 0 &&
+            json_integer_value(v) < (1 << 20))
+            full(*out)->max_tokens = (int)json_integer_value(v);
+        json_decref(c);
+        free(buf);
+    }
+    return rc;
 }
 
 /* ---- queries --------------------------------------------------------------- */
+
+int sn_tokenizer_max_tokens(const sn_tokenizer_t *tok)
+{
+    return tok && full(tok) ? full(tok)->max_tokens : 0;
+}
 
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok)
 {
@@ -750,6 +859,140 @@ const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id)
     if (id < tok->vocab.n_pieces)
         return tok->vocab.pieces[id];
     return NULL;
+}
+
+/* The added token of id `id` (the entry HF keeps), or NULL. */
+static const added_t *added_of(const sn_tokenizer_t *tok, int32_t id)
+{
+    const tok_full_t *t = full(tok);
+    int n = t ? t->n_added : 0, lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t->added[t->by_id[mid]].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && t->added[t->by_id[lo]].id == id ? &t->added[t->by_id[lo]]
+                                                      : NULL;
+}
+
+/* Byte offset of code point `cp` in text (len when past the end). */
+static size_t byte_at(const char *text, size_t len, int32_t cp)
+{
+    size_t at = 0;
+    for (int32_t k = 0; k < cp && at < len; k++) {
+        at++;
+        while (at < len && ((uint8_t)text[at] & 0xC0) == 0x80)
+            at++;
+    }
+    return at;
+}
+
+/* An added token with lstrip/rstrip is, in HF's tokens, the text it matched
+ * with the whitespace it took; trim_offsets may have cut that whitespace
+ * from its span, so widen the span again over whitespace, up to the
+ * neighbouring tokens. */
+static const char *added_text(const added_t *a, const sn_encoding_t *enc,
+                              int i, const char *text, size_t len, char *buf,
+                              size_t buf_len)
+{
+    int32_t lo = 0, hi = INT32_MAX;
+    for (int k = i - 1; k >= 0; k--)
+        if (!enc->special[k]) {
+            lo = enc->end[k];
+            break;
+        }
+    for (int k = i + 1; k < enc->n_tokens; k++)
+        if (!enc->special[k]) {
+            hi = enc->start[k];
+            break;
+        }
+    size_t a0 = byte_at(text, len, enc->start[i]);
+    size_t b0 = byte_at(text, len, enc->end[i]);
+    size_t lo_b = byte_at(text, len, lo);
+    size_t hi_b = hi == INT32_MAX ? len : byte_at(text, len, hi);
+    /* whitespace here is ASCII or multi-byte: step by code points */
+    while (a->lstrip && a0 > lo_b) {
+        size_t p = a0 - 1;
+        while (p > lo_b && ((uint8_t)text[p] & 0xC0) == 0x80)
+            p--;
+        utf8proc_int32_t c;
+        if (utf8proc_iterate((const utf8proc_uint8_t *)text + p,
+                             (utf8proc_ssize_t)(a0 - p), &c) <= 0 ||
+            !sn__is_white_space((uint32_t)c))
+            break;
+        a0 = p;
+    }
+    while (a->rstrip && b0 < hi_b) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate(
+            (const utf8proc_uint8_t *)text + b0, (utf8proc_ssize_t)(len - b0),
+            &c);
+        if (k <= 0 || !sn__is_white_space((uint32_t)c))
+            break;
+        b0 += (size_t)k;
+    }
+    size_t n = b0 > a0 ? b0 - a0 : 0;
+    if (n >= buf_len)
+        n = buf_len - 1;
+    memcpy(buf, text + a0, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
+                                   const sn_encoding_t *enc, int i,
+                                   const char *text, size_t len, char *buf,
+                                   size_t buf_len)
+{
+    if (!tok || !enc || i < 0 || i >= enc->n_tokens)
+        return NULL;
+    const added_t *a = added_of(tok, enc->ids[i]);
+    if (a && !enc->special[i] && (a->lstrip || a->rstrip) && text && buf &&
+        buf_len > 0)
+        return added_text(a, enc, i, text, len, buf, buf_len);
+    if (tok->kind != SN_TOK_UNIGRAM || enc->special[i] ||
+        enc->ids[i] != tok->unk_id || !text || !buf || buf_len == 0)
+        return sn_tokenizer_piece(tok, enc->ids[i]);
+    /* the code points [start, end) of the text, normalized again */
+    uint32_t cps[256];
+    int n = 0;
+    int32_t cp = 0;
+    for (size_t at = 0; at < len && cp < enc->end[i];) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate(
+            (const utf8proc_uint8_t *)text + at, (utf8proc_ssize_t)(len - at),
+            &c);
+        if (k <= 0)
+            break;
+        if (cp >= enc->start[i] && n < (int)(sizeof cps / sizeof *cps))
+            cps[n++] = (uint32_t)c;
+        at += (size_t)k;
+        cp++;
+    }
+    if (sn__unigram_unk_text(tok, cps, n, buf, buf_len) != 0)
+        return sn_tokenizer_piece(tok, enc->ids[i]);
+    /* other tokens from the same chars ("İ" -> "i" + U+0307) hold their
+     * part of the normalized text: take theirs off the ends */
+    size_t blen = strlen(buf);
+    for (int k = 0; k < enc->n_tokens; k++) {
+        if (k == i || enc->special[k] || enc->start[k] != enc->start[i] ||
+            enc->end[k] != enc->end[i])
+            continue;
+        const char *p = sn_tokenizer_piece(tok, enc->ids[k]);
+        size_t pl = p ? strlen(p) : 0;
+        if (!pl || pl > blen)
+            continue;
+        if (k < i && memcmp(buf, p, pl) == 0) {
+            memmove(buf, buf + pl, blen - pl + 1);
+            blen -= pl;
+        } else if (k > i && memcmp(buf + blen - pl, p, pl) == 0) {
+            blen -= pl;
+            buf[blen] = '\0';
+        }
+    }
+    return buf;
 }
 
 /* ---- encode ---------------------------------------------------------------- */
@@ -950,33 +1193,183 @@ fail:
 }
 
 static int model_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
-                        sn__toks_t *out)
+                        int32_t offset, sn__toks_t *out)
 {
     switch (tok->kind) {
     case SN_TOK_WORDPIECE:
         return sn__wordpiece_encode(tok, cps, n, out);
     case SN_TOK_UNIGRAM:
-        return sn__unigram_encode(tok, cps, n, out);
+        return sn__unigram_encode_at(tok, cps, n, offset, out);
     case SN_TOK_USE:
         return sn__usetok_encode(tok, cps, n, out);
+    case SN_TOK_BPE:
+        return sn__bpe_encode(tok, cps, n, out);
     }
     return SN_EMODEL;
+}
+
+
+
+/* ByteLevel's process_offsets (RobertaProcessing and the ByteLevel
+ * post-processor with trim_offsets): a token whose string starts or ends
+ * with spaces ('\u0120', or White_Space) loses them from its span; the
+ * first token keeps one leading space that add_prefix_space put there. */
+static void trim_offsets(const sn_tokenizer_t *tok, const uint32_t *cps,
+                         sn__tok_t *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        /* the token's string: its piece, or for an added token the text it
+         * matched (with the whitespace lstrip/rstrip took) */
+        const char *p = v[i].added ? "" : sn_tokenizer_piece(tok, v[i].id);
+        if (!p)
+            continue;
+        size_t len = strlen(p);
+        int32_t lead = 0, trail = 0, n_cps = 0;
+        int in_lead = 1;
+        for (size_t at = 0, k = (size_t)v[i].start;
+             v[i].added ? k < (size_t)v[i].end : at < len; k++) {
+            utf8proc_int32_t c;
+            if (v[i].added) {
+                c = (utf8proc_int32_t)cps[k];
+            } else {
+                utf8proc_ssize_t r = utf8proc_iterate(
+                    (const utf8proc_uint8_t *)p + at,
+                    (utf8proc_ssize_t)(len - at), &c);
+                if (r <= 0)
+                    break;
+                at += (size_t)r;
+            }
+            int sp = c == 0x120 || sn__is_white_space((uint32_t)c);
+            if (in_lead && sp)
+                lead++;
+            else
+                in_lead = 0;
+            trail = sp ? trail + 1 : 0;
+            n_cps++;
+        }
+        if (lead == n_cps) /* all spaces: Rust counts them from each end */
+            trail = lead;
+        if (lead > 0) {
+            int is_first = i == 0 || v[i].start == 0;
+            if (is_first && tok->trim_prefix_space && lead == 1)
+                lead = 0;
+            v[i].start = v[i].start + lead < v[i].end ? v[i].start + lead
+                                                      : v[i].end;
+        }
+        if (trail > 0 && v[i].end >= trail)
+            v[i].end = v[i].end - trail > v[i].start ? v[i].end - trail
+                                                     : v[i].start;
+    }
+}
+
+/* ---- sentence-transformers' input: str.strip() and str.lower() ------------ */
+
+/* Python's str.isspace(): bidi class WS, B or S, or category Zs. */
+static int py_isspace(uint32_t c)
+{
+    if (c < 0x80)
+        return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+    return c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* Unicode Cased, closely enough: a letter with case or one that changes
+ * under a case mapping. */
+static int py_cased(uint32_t c)
+{
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL ||
+           k == UTF8PROC_CATEGORY_LT ||
+           utf8proc_tolower((utf8proc_int32_t)c) != (utf8proc_int32_t)c ||
+           utf8proc_toupper((utf8proc_int32_t)c) != (utf8proc_int32_t)c;
+}
+
+/* Unicode Case_Ignorable: Mn, Me, Cf, Lm, Sk, and Word_Break MidLetter,
+ * MidNumLet or Single_Quote. */
+static int py_case_ignorable(uint32_t c)
+{
+    switch (c) {
+    case 0x27: case 0x2e: case 0x3a: case 0xb7: case 0x387: case 0x55f:
+    case 0x5f4: case 0x2018: case 0x2019: case 0x2024: case 0x2027:
+    case 0xfe13: case 0xfe52: case 0xfe55: case 0xff07: case 0xff0e:
+    case 0xff1a:
+        return 1;
+    }
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_SK:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Python's final-sigma rule for U+03A3 at cps[i] of cps[a, b). */
+static int py_final_sigma(const uint32_t *cps, int a, int b, int i)
+{
+    int j = i - 1;
+    while (j >= a && py_case_ignorable(cps[j]))
+        j--;
+    if (j < a || !py_cased(cps[j]))
+        return 0;
+    j = i + 1;
+    while (j < b && py_case_ignorable(cps[j]))
+        j++;
+    return j == b || !py_cased(cps[j]);
+}
+
+/* Rewrite cps[0, *n) as sentence-transformers would hand it to the
+ * tokenizer; orig[k] gets the original index of output code point k.
+ * `out` and `orig` hold 2 * n entries (lowercasing U+0130 doubles it). */
+static void st_input(const tok_full_t *t, const uint32_t *cps, int n,
+                     uint32_t *out, int32_t *orig, int *n_out)
+{
+    int a = 0, b = n, k = 0;
+    if (t->input_strip) {
+        while (a < b && py_isspace(cps[a]))
+            a++;
+        while (b > a && py_isspace(cps[b - 1]))
+            b--;
+    }
+    for (int i = a; i < b; i++) {
+        uint32_t c = cps[i];
+        if (t->input_lower) {
+            if (c == 0x130) { /* the one unconditional special casing */
+                out[k] = 'i';
+                orig[k++] = i;
+                c = 0x307;
+            } else if (c == 0x3a3) {
+                c = py_final_sigma(cps, a, b, i) ? 0x3c2 : 0x3c3;
+            } else {
+                c = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
+            }
+        }
+        out[k] = c;
+        orig[k++] = i;
+    }
+    *n_out = k;
 }
 
 int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                         size_t len, int max_tokens, sn_encoding_t *out,
                         char *err, size_t err_len)
 {
-    uint32_t *cps = NULL;
+    uint32_t *cps = NULL, *work = NULL;
+    int32_t *orig = NULL;
     splits_t splits = {0};
     sn__toks_t toks = {0};
-    int n = 0, rc;
+    int n = 0, n_work = 0, n_orig = 0, rc;
 
     if (!tok || !out || (!text && len))
         return sn__err(err, err_len, SN_EARG,
                        "encode: no tokenizer, text or output");
     const tok_full_t *t = full(tok);
     out->n_tokens = 0;
+    out->truncated = 0;
     if (len > SN_TOK_MAX_TEXT)
         return sn__err(err, err_len, SN_ETOOBIG,
                        "text of %zu bytes, more than %d", len,
@@ -1006,6 +1399,20 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
         cps[n++] = (uint32_t)c;
         at += (size_t)k;
     }
+    if (t && (t->input_strip || t->input_lower)) {
+        work = malloc((2 * (size_t)n + 1) * sizeof *work);
+        orig = malloc((2 * (size_t)n + 1) * sizeof *orig);
+        if (!work || !orig) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        st_input(t, cps, n, work, orig, &n_work);
+        uint32_t *tmp = cps;
+        cps = work;
+        work = tmp;
+        n_orig = n;
+        n = n_work;
+    }
 
     rc = split_added(t, cps, n, &splits);
     if (rc) {
@@ -1016,9 +1423,12 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
         const split_t *s = &splits.v[k];
         if (s->added >= 0) {
             rc = sn__toks_push(&toks, t->added[s->added].id, s->start, s->end);
+            if (rc == 0)
+                toks.v[toks.n - 1].added = 1;
         } else {
             int n0 = toks.n;
-            rc = model_encode(tok, cps + s->start, s->end - s->start, &toks);
+            rc = model_encode(tok, cps + s->start, s->end - s->start, s->start,
+                              &toks);
             for (int j = n0; !rc && j < toks.n; j++) {
                 toks.v[j].start += s->start;
                 toks.v[j].end += s->start;
@@ -1033,10 +1443,23 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
         }
     }
 
+    if (tok->trim_offsets)
+        trim_offsets(tok, cps, toks.v, toks.n);
+    if (orig) { /* offsets back into the text as given */
+        for (int k = 0; k < toks.n; k++) {
+            int32_t s0 = toks.v[k].start, e0 = toks.v[k].end;
+            int32_t s1 = s0 < n ? orig[s0] : n_orig;
+            int32_t e1 = e0 > s0 && e0 <= n ? orig[e0 - 1] + 1 : s1;
+            toks.v[k].start = s1;
+            toks.v[k].end = e1;
+        }
+    }
+
     int n_seq = toks.n;
     if (max_tokens > 0 && n_seq > max_tokens - n_specials)
         n_seq = max_tokens - n_specials; /* keep the first tokens */
     int total = n_seq + n_specials;
+    int n_cut = toks.n - n_seq;
     rc = encoding_reserve(out, total);
     if (rc) {
         rc = sn__err(err, err_len, rc, "out of memory");
@@ -1060,9 +1483,12 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
         out->special[o] = 1;
     }
     out->n_tokens = total;
+    out->truncated = n_cut;
     rc = 0;
 fail:
     free(cps);
+    free(work);
+    free(orig);
     free(splits.v);
     sn__toks_free(&toks);
     return rc;

@@ -22,6 +22,7 @@ typedef enum {
     SN_TOK_WORDPIECE = 0,
     SN_TOK_UNIGRAM,
     SN_TOK_USE, /* the default model's SentencePiece, as its JS does it */
+    SN_TOK_BPE, /* BPE (byte-level or not) with its pre-tokenizers */
 } sn__tok_kind_t;
 
 /* A vocabulary: pieces by id, and an open-addressing hash piece -> id. */
@@ -55,6 +56,7 @@ void sn__ntext_free(sn__ntext_t *t);
 typedef struct {
     int32_t id;
     int32_t start, end;
+    int32_t added; /* set by tokenizer.c: an added token matched in the text */
 } sn__tok_t;
 
 typedef struct {
@@ -64,6 +66,22 @@ typedef struct {
 
 int sn__toks_push(sn__toks_t *t, int32_t id, int32_t start, int32_t end);
 void sn__toks_free(sn__toks_t *t);
+
+/* normalizer.c: a tokenizer.json "normalizer" (null: none) as a read-only
+ * list of steps. sn__norm_apply runs them over *cur, using *alt as the
+ * second buffer; the result is left in *cur (the two may be swapped).
+ * A NULL sn__norm_t is the identity. */
+#define SN_NORM_MAX_TEXT (1 << 25) /* normalized code points per text */
+typedef struct sn__norm sn__norm_t;
+int sn__norm_load(const void *json, sn__norm_t **out, char *err,
+                  size_t err_len);
+int sn__norm_apply(const sn__norm_t *norm, sn__ntext_t **cur,
+                   sn__ntext_t **alt);
+/* The same, leaving out Strip steps when no_strip (for a piece of text out
+ * of context, where the text's ends are not its ends). */
+int sn__norm_apply_ex(const sn__norm_t *norm, sn__ntext_t **cur,
+                      sn__ntext_t **alt, int no_strip);
+void sn__norm_free(sn__norm_t *norm);
 
 /* Rust's char::is_whitespace (the Unicode White_Space property), which the
  * Hugging Face normalizers and pre-tokenizers ask. */
@@ -77,6 +95,10 @@ struct sn_tokenizer {
     /* post-processing: ids added before and after the sequence */
     int n_prefix, n_suffix;
     int32_t prefix[SN_TOK_MAX_SPECIALS], suffix[SN_TOK_MAX_SPECIALS];
+    /* ByteLevel / RobertaProcessing trim_offsets: token spans lose their
+     * leading and trailing spaces ('\u0120'); trim_prefix_space is the
+     * processor's add_prefix_space (a first token keeps one space) */
+    int trim_offsets, trim_prefix_space;
 
     /* WordPiece + BertNormalizer + BertPreTokenizer */
     struct {
@@ -87,7 +109,6 @@ struct sn_tokenizer {
 
     /* Unigram + (Nmt, NFKC, Replace) + Metaspace */
     struct {
-        int nmt, nfkc, collapse_spaces;
         int byte_fallback;
         uint32_t replacement;     /* U+2581 */
         int prepend_always;       /* prepend_scheme "always" (else "first"
@@ -98,6 +119,11 @@ struct sn_tokenizer {
         /* lookup helpers owned by unigram.c, built at load */
         void *trie;
     } ug;
+
+    /* BPE: vocabulary, merges, normalizer and pre-tokenizers (bpe.c) */
+    struct {
+        void *model;
+    } bpe;
 };
 
 /* Per-model loaders, called by tokenizer.c with the tokenizer.json sections
@@ -111,6 +137,12 @@ int sn__unigram_load(sn_tokenizer_t *tok, const void *model,
                      const void *normalizer, const void *pretok, char *err,
                      size_t err_len);
 void sn__unigram_free(sn_tokenizer_t *tok);
+/* bpe.c: the BPE model with its normalizer and pre-tokenizers, kept in
+ * tok->bpe (read-only after load). */
+int sn__bpe_load(sn_tokenizer_t *tok, const void *model,
+                 const void *normalizer, const void *pretok, char *err,
+                 size_t err_len);
+void sn__bpe_free(sn_tokenizer_t *tok);
 
 /* vocab.txt: one piece per line, id = line number. */
 int sn__wordpiece_load_vocab(sn_tokenizer_t *tok, const char *buf, size_t len,
@@ -122,6 +154,17 @@ int sn__wordpiece_encode(const sn_tokenizer_t *tok, const uint32_t *cps,
                          int n, sn__toks_t *out);
 int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                        sn__toks_t *out);
+/* The text HF reports for an unk token of a Unigram model covering the
+ * original code points cps[0, n): normalized, spaces as the Metaspace
+ * replacement, as UTF-8 in buf (cut to len - 1 bytes). */
+int sn__unigram_unk_text(const sn_tokenizer_t *tok, const uint32_t *cps,
+                         int n, char *buf, size_t len);
+/* As sn__unigram_encode for a piece of the text starting at original code
+ * point `offset` (Metaspace's prepend_scheme "first" asks for 0). */
+int sn__unigram_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps,
+                          int n, int32_t offset, sn__toks_t *out);
+int sn__bpe_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
+                   sn__toks_t *out);
 
 /* use_tokenizer.c: the default model's tokenizer from its vocab.json (a
  * JSON array of [piece, score]). Allocates *out with kind SN_TOK_USE, fills

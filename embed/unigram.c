@@ -4,37 +4,15 @@
  * Hugging Face `tokenizers` token for token and offset for offset.
  *
  * Pipeline for one text (original code points cps[0..n)):
- *   1. normalize: a flat list of steps (Nmt, NFC/NFD/NFKC/NFKD, Lowercase,
- *      Replace, Prepend, Strip), each rewriting an sn__ntext_t in which every
- *      normalized code point carries the [start, end) span of original code
- *      points it came from;
+ *   1. normalize: the tokenizer's normalizer steps (normalizer.c), which
+ *      keep, for every normalized code point, the [start, end) span of
+ *      original code points it came from;
  *   2. pre-tokenize: optional WhitespaceSplit, then Metaspace (' ' -> U+2581,
- *      prepend U+2581, split so that each U+2581 opens a word);
+ *      prepend U+2581, split so that each U+2581 opens a word; prepending
+ *      gives U+2581 the alignment of the first char);
  *   3. Viterbi over each word with the piece scores; runs of unknown pieces
- *      are fused into one token.
- *
- * Alignment rules (HF's NormalizedString::transform, which we follow on code
- * points rather than bytes; every rule below is what HF does, not a choice):
- *   - a transform is a stream of (char, change): change <= 0 takes the
- *     alignment of the next unconsumed source char and consumes it plus
- *     -change more; change > 0 (an insertion) copies the alignment of the
- *     last consumed source char, or (0, 0) when none was consumed yet;
- *   - NFKC & co produce that stream like the unicode-normalization-alignments
- *     crate: the first char of each decomposition 0, the others +1, canonical
- *     reordering moves the tags with the chars, and a composition of
- *     (a, ta) with (b, tb) carries ta + tb - 1;
- *   - Replace gives every char of the replacement the alignment of the LAST
- *     char of the match (so "a   b" collapsed to "a b" aligns the kept
- *     space with the third original space);
- *   - prepending U+2581 gives it the alignment of the first char;
- *   - a token spans [start of its first char, end of its last char).
- *
- * Known limits: prepend_scheme "first" prepends when the segment handed to
- * sn__unigram_encode starts the text (HF: original offset 0), so a caller
- * that encodes the pieces between added tokens one by one gets "always"
- * behaviour for later pieces; Unicode tables are utf8proc's (15.0), where
- * HF's crate is older, which only matters for characters added since; the
- * Precompiled (SentencePiece charsmap) normalizer is not implemented.
+ *      are fused into one token. A token spans [start of its first char, end
+ *      of its last char).
  *
  * Invariants: after a successful sn__unigram_load, tok->ug.trie points to a
  * read-only ug_model_t, so any number of threads may encode at once; an
@@ -59,40 +37,11 @@
 #include "embed_int.h"
 #include "tokenizer_int.h"
 
-#define SN_UG_MAX_NORMS 16          /* normalizer steps, Sequences flattened */
-#define SN_UG_MAX_PATTERN 64        /* code points of a Replace/Prepend text */
-#define SN_UG_MAX_NORM_TEXT (1 << 25) /* normalized code points per text */
+#define SN_UG_MAX_NORM_TEXT SN_NORM_MAX_TEXT
 #define SN_UG_MAX_TRIE_CPS (1 << 26)  /* code points over all pieces */
-#define SN_UG_MAX_DECOMP 32         /* a full decomposition (U+FDFA: 18) */
 #define SN_UG_UNK_PENALTY 10.0      /* unk score = min score - this (HF) */
 #define SN_UG_SPACE 0x20u
 #define SN_UG_METASPACE 0x2581u
-
-typedef enum {
-    UG_NMT = 0,
-    UG_NFC,
-    UG_NFD,
-    UG_NFKC,
-    UG_NFKD,
-    UG_LOWERCASE,
-    UG_REPLACE,
-    UG_PREPEND,
-    UG_STRIP,
-} ug_norm_kind_t;
-
-typedef struct {
-    ug_norm_kind_t kind;
-    /* UG_REPLACE: a literal (n_pat > 0), or rep_cp repeated rep_min to
-     * rep_max times (rep_max 0: unbounded), as a Regex like " {2,}" */
-    uint32_t pat[SN_UG_MAX_PATTERN];
-    int n_pat;
-    uint32_t rep_cp;
-    int rep_min, rep_max;
-    /* UG_REPLACE content, UG_PREPEND text */
-    uint32_t text[SN_UG_MAX_PATTERN];
-    int n_text;
-    int strip_left, strip_right; /* UG_STRIP */
-} ug_norm_t;
 
 typedef struct {
     uint64_t key;  /* (parent << 21) | code point */
@@ -100,8 +49,7 @@ typedef struct {
 } ug_edge_t;
 
 typedef struct {
-    ug_norm_t norms[SN_UG_MAX_NORMS];
-    int n_norms;
+    sn__norm_t *norm;
     int ws_split;  /* WhitespaceSplit before Metaspace */
     int metaspace; /* Metaspace pre-tokenizer (params in tok->ug) */
     double *scores;
@@ -269,181 +217,6 @@ static int get_text(const json_t *j, uint32_t *out, int max, int *n_out)
     return 0;
 }
 
-/* A Replace "Regex": a literal (escaped metacharacters allowed), or one
- * literal char with +, {n}, {n,} or {n,m}. Anything else is refused. */
-static int parse_regex(const char *re, ug_norm_t *st)
-{
-    uint32_t cps[SN_UG_MAX_PATTERN];
-    int n = 0;
-    size_t len = strlen(re), i = 0;
-    int quant = 0, qmin = 0, qmax = 0;
-
-    while (i < len) {
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)re + i,
-                                              (utf8proc_ssize_t)(len - i), &c);
-        if (k <= 0)
-            return -1;
-        i += (size_t)k;
-        if (quant)
-            return -1; /* nothing may follow the quantifier */
-        if (c == '\\') {
-            if (i >= len)
-                return -1;
-            c = (unsigned char)re[i++];
-            /* \s, \d, \w, \b...: classes and assertions are not literals */
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (c >= '0' && c <= '9') || c >= 0x80)
-                return -1;
-        } else if (c == '+' || c == '{') {
-            if (n != 1)
-                return -1; /* only a single quantified char */
-            if (c == '+') {
-                qmin = 1;
-                qmax = 0;
-            } else {
-                char *end;
-                long a, b;
-                if (re[i] < '0' || re[i] > '9')
-                    return -1;
-                a = strtol(re + i, &end, 10);
-                if (a < 1 || a > 1000000)
-                    return -1;
-                if (*end == '}') {
-                    b = a;
-                } else if (end[0] == ',' && end[1] == '}') {
-                    b = 0;
-                    end++;
-                } else if (*end == ',') {
-                    const char *p = end + 1;
-                    if (*p < '0' || *p > '9')
-                        return -1;
-                    b = strtol(p, &end, 10);
-                    if (b < a || b > 1000000 || *end != '}')
-                        return -1;
-                } else {
-                    return -1;
-                }
-                qmin = (int)a;
-                qmax = (int)b;
-                i = (size_t)(end - re) + 1;
-            }
-            quant = 1;
-            continue;
-        } else if (strchr(".^$|()[]*?}", (int)c) && c < 0x80) {
-            return -1;
-        }
-        if (n >= SN_UG_MAX_PATTERN)
-            return -1;
-        cps[n++] = (uint32_t)c;
-    }
-    if (n == 0)
-        return -1;
-    if (quant) {
-        st->rep_cp = cps[0];
-        st->rep_min = qmin;
-        st->rep_max = qmax;
-        st->n_pat = 0;
-    } else {
-        memcpy(st->pat, cps, (size_t)n * sizeof *cps);
-        st->n_pat = n;
-    }
-    return 0;
-}
-
-static int add_normalizer(sn_tokenizer_t *tok, ug_model_t *m, const json_t *j,
-                          int depth, char *err, size_t err_len)
-{
-    if (!j || json_is_null(j))
-        return 0;
-    const char *type = json_string_value(json_object_get(j, "type"));
-    if (!json_is_object(j) || !type)
-        return sn__err(err, err_len, SN_EMODEL,
-                       "unigram: normalizer has no 'type'");
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *arr = json_object_get(j, "normalizers");
-        if (!json_is_array(arr) || depth > 4)
-            return sn__err(err, err_len, SN_EMODEL,
-                           "unigram: normalizer 'Sequence' has no "
-                           "'normalizers' array");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            int rc = add_normalizer(tok, m, json_array_get(arr, i), depth + 1,
-                                    err, err_len);
-            if (rc)
-                return rc;
-        }
-        return 0;
-    }
-    if (m->n_norms >= SN_UG_MAX_NORMS)
-        return sn__err(err, err_len, SN_EMODEL,
-                       "unigram: more than %d normalizers", SN_UG_MAX_NORMS);
-    ug_norm_t *st = &m->norms[m->n_norms];
-    memset(st, 0, sizeof *st);
-    if (strcmp(type, "Nmt") == 0) {
-        st->kind = UG_NMT;
-        tok->ug.nmt = 1;
-    } else if (strcmp(type, "NFKC") == 0) {
-        st->kind = UG_NFKC;
-        tok->ug.nfkc = 1;
-    } else if (strcmp(type, "NFC") == 0) {
-        st->kind = UG_NFC;
-    } else if (strcmp(type, "NFD") == 0) {
-        st->kind = UG_NFD;
-    } else if (strcmp(type, "NFKD") == 0) {
-        st->kind = UG_NFKD;
-    } else if (strcmp(type, "Lowercase") == 0) {
-        st->kind = UG_LOWERCASE;
-    } else if (strcmp(type, "Replace") == 0) {
-        const json_t *pat = json_object_get(j, "pattern");
-        const json_t *lit = json_object_get(pat, "String");
-        const json_t *re = json_object_get(pat, "Regex");
-        st->kind = UG_REPLACE;
-        if (get_text(json_object_get(j, "content"), st->text,
-                     SN_UG_MAX_PATTERN, &st->n_text) != 0)
-            return sn__err(err, err_len, SN_EMODEL,
-                           "unigram: normalizer 'Replace' has no usable "
-                           "'content'");
-        if (json_is_string(lit)) {
-            if (get_text(lit, st->pat, SN_UG_MAX_PATTERN, &st->n_pat) != 0 ||
-                st->n_pat == 0)
-                return sn__err(err, err_len, SN_EMODEL,
-                               "unigram: normalizer 'Replace' has an empty "
-                               "or too long pattern");
-        } else if (json_is_string(re)) {
-            if (parse_regex(json_string_value(re), st) != 0)
-                return sn__err(err, err_len, SN_EMODEL,
-                               "unigram: normalizer 'Replace' regex '%s' is "
-                               "not supported (only literals and one char "
-                               "repeated, like ' {2,}')",
-                               json_string_value(re));
-            if (st->n_pat == 0 && st->rep_cp == SN_UG_SPACE &&
-                st->rep_min == 2 && st->rep_max == 0 && st->n_text == 1 &&
-                st->text[0] == SN_UG_SPACE)
-                tok->ug.collapse_spaces = 1;
-        } else {
-            return sn__err(err, err_len, SN_EMODEL,
-                           "unigram: normalizer 'Replace' has no 'String' or "
-                           "'Regex' pattern");
-        }
-    } else if (strcmp(type, "Prepend") == 0) {
-        st->kind = UG_PREPEND;
-        if (get_text(json_object_get(j, "prepend"), st->text,
-                     SN_UG_MAX_PATTERN, &st->n_text) != 0)
-            return sn__err(err, err_len, SN_EMODEL,
-                           "unigram: normalizer 'Prepend' has no usable "
-                           "'prepend'");
-    } else if (strcmp(type, "Strip") == 0) {
-        st->kind = UG_STRIP;
-        st->strip_left = json_is_true(json_object_get(j, "strip_left"));
-        st->strip_right = json_is_true(json_object_get(j, "strip_right"));
-    } else {
-        return sn__err(err, err_len, SN_EMODEL,
-                       "unigram: normalizer '%s' is not supported", type);
-    }
-    m->n_norms++;
-    return 0;
-}
-
 static int add_pretok(sn_tokenizer_t *tok, ug_model_t *m, const json_t *j,
                       int depth, char *err, size_t err_len)
 {
@@ -535,6 +308,7 @@ static void model_free(ug_model_t *m)
 {
     if (!m)
         return;
+    sn__norm_free(m->norm);
     free(m->scores);
     free(m->node_piece);
     free(m->edges);
@@ -661,7 +435,7 @@ int sn__unigram_load(sn_tokenizer_t *tok, const void *model_,
     rc = trie_build(m, &tok->vocab, err, err_len);
     if (rc)
         goto fail;
-    rc = add_normalizer(tok, m, normalizer_, 0, err, err_len);
+    rc = sn__norm_load(normalizer_, &m->norm, err, err_len);
     if (rc)
         goto fail;
     rc = add_pretok(tok, m, pretok_, 0, err, err_len);
@@ -688,21 +462,6 @@ void sn__unigram_free(sn_tokenizer_t *tok)
 /* ---- encoding scratch ----------------------------------------------------- */
 
 typedef struct {
-    uint32_t cp;
-    uint8_t ccc;
-    int8_t tag;
-} ug_dchar_t;
-
-typedef struct {
-    uint32_t cp;
-    int32_t change;
-} ug_op_t;
-
-typedef struct {
-    ug_dchar_t *dec, *tmp; /* decomposition, and a sort buffer */
-    int n_dec, cap_dec, cap_tmp;
-    ug_op_t *ops, *blocked; /* transform stream; marks blocked (compose) */
-    int n_ops, cap_ops, n_blocked, cap_blocked;
     double *score; /* Viterbi, per word position */
     int32_t *from, *piece, *path;
     int cap_score, cap_from, cap_piece, cap_path;
@@ -712,429 +471,11 @@ typedef struct {
 
 static void scratch_free(ug_scratch_t *s)
 {
-    free(s->dec);
-    free(s->tmp);
-    free(s->ops);
-    free(s->blocked);
     free(s->score);
     free(s->from);
     free(s->piece);
     free(s->path);
     free(s->utf8);
-}
-
-static int push_op(ug_op_t **v, int *n, int *cap, uint32_t cp, int32_t change)
-{
-    if (*n == *cap) {
-        int rc = grow((void **)v, cap, *n + 1, sizeof **v);
-        if (rc)
-            return rc;
-    }
-    (*v)[*n].cp = cp;
-    (*v)[*n].change = change;
-    (*n)++;
-    return 0;
-}
-
-/* ---- normalizers ---------------------------------------------------------- */
-
-/* Apply a (char, change) stream to src (HF's transform, in code points). */
-static int apply_ops(const sn__ntext_t *src, const ug_op_t *ops, int n_ops,
-                     int initial, sn__ntext_t *dst)
-{
-    int rc = ntext_grow(dst, n_ops);
-    if (rc)
-        return rc;
-    dst->n = 0;
-    int pos = initial;
-    for (int i = 0; i < n_ops; i++) {
-        int32_t s = 0, e = 0;
-        if (ops[i].change > 0) {
-            if (pos >= 1 && pos - 1 < src->n) {
-                s = src->start[pos - 1];
-                e = src->end[pos - 1];
-            }
-        } else {
-            /* A well-formed stream never runs past the source; clamp. */
-            int at = pos < src->n ? pos : src->n - 1;
-            if (at >= 0) {
-                s = src->start[at];
-                e = src->end[at];
-            }
-            pos += 1 - ops[i].change;
-        }
-        dst->cp[dst->n] = ops[i].cp;
-        dst->start[dst->n] = s;
-        dst->end[dst->n] = e;
-        dst->n++;
-    }
-    return 0;
-}
-
-static int nmt_removed(uint32_t c)
-{
-    return (c >= 0x1 && c <= 0x8) || c == 0xB || (c >= 0xE && c <= 0x1F) ||
-           c == 0x7F || c == 0x8F || c == 0x9F;
-}
-
-static uint32_t nmt_map(uint32_t c)
-{
-    switch (c) {
-    case 0x9: case 0xA: case 0xC: case 0xD: case 0x1680: case 0x2028:
-    case 0x2029: case 0x2581: case 0xFEFF: case 0xFFFD:
-        return SN_UG_SPACE;
-    default:
-        return c >= 0x200B && c <= 0x200F ? SN_UG_SPACE : c;
-    }
-}
-
-/* Nmt: drop some controls, map other spaces to ' ', in place. A dropped
- * char takes nothing with it; kept chars keep their alignments. */
-static void nmt_apply(sn__ntext_t *t)
-{
-    int j = 0;
-    for (int i = 0; i < t->n; i++) {
-        if (nmt_removed(t->cp[i]))
-            continue;
-        t->cp[j] = nmt_map(t->cp[i]);
-        t->start[j] = t->start[i];
-        t->end[j] = t->end[i];
-        j++;
-    }
-    t->n = j;
-}
-
-static void strip_apply(const ug_norm_t *st, sn__ntext_t *t)
-{
-    int a = 0, b = t->n;
-    if (st->strip_left)
-        while (a < b && sn__is_white_space(t->cp[a]))
-            a++;
-    if (st->strip_right)
-        while (b > a && sn__is_white_space(t->cp[b - 1]))
-            b--;
-    if (a > 0) {
-        memmove(t->cp, t->cp + a, (size_t)(b - a) * sizeof *t->cp);
-        memmove(t->start, t->start + a, (size_t)(b - a) * sizeof *t->start);
-        memmove(t->end, t->end + a, (size_t)(b - a) * sizeof *t->end);
-    }
-    t->n = b - a;
-}
-
-static int lowercase_apply(const sn__ntext_t *src, sn__ntext_t *dst)
-{
-    int rc = ntext_grow(dst, src->n + 16);
-    dst->n = 0;
-    for (int i = 0; i < src->n && rc == 0; i++) {
-        uint32_t c = src->cp[i];
-        if (c == 0x130) { /* the one multi-char lowercase: i + U+0307 */
-            rc = sn__ntext_push(dst, 'i', src->start[i], src->end[i]);
-            if (rc == 0)
-                rc = sn__ntext_push(dst, 0x307, src->start[i], src->end[i]);
-        } else {
-            rc = sn__ntext_push(dst, (uint32_t)utf8proc_tolower((int32_t)c),
-                                src->start[i], src->end[i]);
-        }
-        if (rc == 0 && dst->n > SN_UG_MAX_NORM_TEXT)
-            rc = SN_ETOOBIG;
-    }
-    return rc;
-}
-
-/* Length of the match of a Replace pattern at src[i], 0 when none; *skip is
- * set to how far a failed match lets the scan jump. */
-static int replace_match(const ug_norm_t *st, const sn__ntext_t *src, int i,
-                         int *skip)
-{
-    *skip = 1;
-    if (st->n_pat > 0) {
-        if (src->n - i < st->n_pat)
-            return 0;
-        for (int k = 0; k < st->n_pat; k++)
-            if (src->cp[i + k] != st->pat[k])
-                return 0;
-        return st->n_pat;
-    }
-    if (src->cp[i] != st->rep_cp)
-        return 0;
-    int r = 1;
-    while (i + r < src->n && src->cp[i + r] == st->rep_cp &&
-           (st->rep_max == 0 || r < st->rep_max))
-        r++;
-    if (r < st->rep_min) {
-        *skip = r; /* a shorter tail of the same run cannot match either */
-        return 0;
-    }
-    return r;
-}
-
-static int replace_apply(const ug_norm_t *st, const sn__ntext_t *src,
-                         sn__ntext_t *dst)
-{
-    int rc = ntext_grow(dst, src->n + 16);
-    dst->n = 0;
-    int i = 0;
-    while (i < src->n && rc == 0) {
-        int skip, len = replace_match(st, src, i, &skip);
-        if (len > 0) {
-            int32_t s = src->start[i + len - 1], e = src->end[i + len - 1];
-            for (int k = 0; k < st->n_text && rc == 0; k++)
-                rc = sn__ntext_push(dst, st->text[k], s, e);
-            i += len;
-        } else {
-            for (int k = 0; k < skip && rc == 0; k++, i++)
-                rc = sn__ntext_push(dst, src->cp[i], src->start[i],
-                                    src->end[i]);
-        }
-        if (rc == 0 && dst->n > SN_UG_MAX_NORM_TEXT)
-            rc = SN_ETOOBIG;
-    }
-    return rc;
-}
-
-static int prepend_apply(const ug_norm_t *st, const sn__ntext_t *src,
-                         sn__ntext_t *dst)
-{
-    int rc = ntext_grow(dst, src->n + st->n_text);
-    if (rc)
-        return rc;
-    dst->n = 0;
-    if (src->n == 0)
-        return 0;
-    for (int k = 0; k < st->n_text; k++)
-        sn__ntext_push(dst, st->text[k], src->start[0], src->end[0]);
-    for (int i = 0; i < src->n; i++)
-        sn__ntext_push(dst, src->cp[i], src->start[i], src->end[i]);
-    return 0;
-}
-
-/* Hangul syllables, composed by the Unicode rules (LV + T needs T > TBase). */
-#define HG_SBASE 0xAC00u
-#define HG_LBASE 0x1100u
-#define HG_VBASE 0x1161u
-#define HG_TBASE 0x11A7u
-#define HG_LCOUNT 19u
-#define HG_VCOUNT 21u
-#define HG_TCOUNT 28u
-#define HG_NCOUNT (HG_VCOUNT * HG_TCOUNT)
-#define HG_SCOUNT (HG_LCOUNT * HG_NCOUNT)
-
-/* The primary composite of (a, b), or 0. */
-static uint32_t compose_pair(uint32_t a, uint32_t b)
-{
-    if (b < 0x300) /* no composition has a second char below U+0300 */
-        return 0;
-    if (a - HG_LBASE < HG_LCOUNT && b - HG_VBASE < HG_VCOUNT)
-        return HG_SBASE + ((a - HG_LBASE) * HG_VCOUNT + (b - HG_VBASE)) *
-                              HG_TCOUNT;
-    if (a - HG_SBASE < HG_SCOUNT && (a - HG_SBASE) % HG_TCOUNT == 0) {
-        if (b - HG_TBASE - 1 < HG_TCOUNT - 1)
-            return a + (b - HG_TBASE);
-        return 0;
-    }
-    if (b - HG_TBASE < HG_TCOUNT || b - HG_VBASE < HG_VCOUNT)
-        return 0;
-    utf8proc_int32_t buf[2] = {(utf8proc_int32_t)a, (utf8proc_int32_t)b};
-    utf8proc_ssize_t k =
-        utf8proc_normalize_utf32(buf, 2, UTF8PROC_COMPOSE | UTF8PROC_STABLE);
-    return k == 1 ? (uint32_t)buf[0] : 0;
-}
-
-/* Stable sort of one run of non-starters by combining class. */
-static int sort_run(ug_scratch_t *s, int a, int b)
-{
-    ug_dchar_t *d = s->dec;
-    if (b - a <= 32) {
-        for (int i = a + 1; i < b; i++) {
-            ug_dchar_t x = d[i];
-            int j = i;
-            while (j > a && d[j - 1].ccc > x.ccc) {
-                d[j] = d[j - 1];
-                j--;
-            }
-            d[j] = x;
-        }
-        return 0;
-    }
-    int rc = grow((void **)&s->tmp, &s->cap_tmp, b - a, sizeof *s->tmp);
-    if (rc)
-        return rc;
-    int count[257] = {0};
-    for (int i = a; i < b; i++)
-        count[d[i].ccc + 1]++;
-    for (int c = 1; c < 257; c++)
-        count[c] += count[c - 1];
-    for (int i = a; i < b; i++)
-        s->tmp[count[d[i].ccc]++] = d[i];
-    memcpy(d + a, s->tmp, (size_t)(b - a) * sizeof *d);
-    return 0;
-}
-
-/* NFC / NFD / NFKC / NFKD with alignments. */
-static int unf_apply(int compat, int compose, const sn__ntext_t *src,
-                     sn__ntext_t *dst, ug_scratch_t *s)
-{
-    utf8proc_int32_t buf[SN_UG_MAX_DECOMP];
-    int rc;
-
-    /* 1. full decomposition, first char of each tagged 0, the others +1 */
-    s->n_dec = 0;
-    rc = grow((void **)&s->dec, &s->cap_dec, src->n + 1, sizeof *s->dec);
-    for (int i = 0; i < src->n && rc == 0; i++) {
-        uint32_t c = src->cp[i];
-        int k = 1;
-        buf[0] = (utf8proc_int32_t)c;
-        if (c >= 0xA0) {
-            int last = 0;
-            utf8proc_ssize_t r = utf8proc_decompose_char(
-                (utf8proc_int32_t)c, buf, SN_UG_MAX_DECOMP,
-                UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0), &last);
-            if (r >= 1 && r <= SN_UG_MAX_DECOMP)
-                k = (int)r;
-            else
-                buf[0] = (utf8proc_int32_t)c;
-        }
-        if (s->n_dec + k > s->cap_dec)
-            rc = grow((void **)&s->dec, &s->cap_dec, s->n_dec + k,
-                      sizeof *s->dec);
-        for (int j = 0; j < k && rc == 0; j++) {
-            ug_dchar_t *d = &s->dec[s->n_dec++];
-            d->cp = (uint32_t)buf[j];
-            d->ccc = d->cp < 0x300 ? 0
-                                   : (uint8_t)utf8proc_get_property(buf[j])
-                                         ->combining_class;
-            d->tag = j == 0 ? 0 : 1;
-        }
-    }
-    /* 2. canonical ordering: each run of non-starters, stably by class */
-    for (int i = 0; i < s->n_dec && rc == 0;) {
-        if (s->dec[i].ccc == 0) {
-            i++;
-            continue;
-        }
-        int j = i;
-        while (j < s->n_dec && s->dec[j].ccc != 0)
-            j++;
-        if (j - i > 1)
-            rc = sort_run(s, i, j);
-        i = j;
-    }
-    /* 3. the stream, recomposed like the alignments crate when composing */
-    s->n_ops = 0;
-    if (rc == 0)
-        rc = grow((void **)&s->ops, &s->cap_ops, s->n_dec + 1, sizeof *s->ops);
-    if (rc == 0 && !compose) {
-        for (int i = 0; i < s->n_dec; i++) {
-            s->ops[i].cp = s->dec[i].cp;
-            s->ops[i].change = s->dec[i].tag;
-        }
-        s->n_ops = s->n_dec;
-    } else if (rc == 0) {
-        int have_k = 0, last_ccc = -1;
-        uint32_t k_cp = 0;
-        int32_t k_tag = 0;
-        s->n_blocked = 0;
-        for (int i = 0; i < s->n_dec && rc == 0; i++) {
-            uint32_t c = s->dec[i].cp;
-            int ccc = s->dec[i].ccc;
-            int32_t tag = s->dec[i].tag;
-            if (!have_k) {
-                if (ccc != 0) {
-                    rc = push_op(&s->ops, &s->n_ops, &s->cap_ops, c, tag);
-                } else {
-                    have_k = 1;
-                    k_cp = c;
-                    k_tag = tag;
-                }
-                continue;
-            }
-            if (last_ccc >= 0 && last_ccc >= ccc) {
-                /* c is blocked from the starter */
-                if (ccc == 0) {
-                    rc = push_op(&s->ops, &s->n_ops, &s->cap_ops, k_cp, k_tag);
-                    for (int b = 0; b < s->n_blocked && rc == 0; b++)
-                        rc = push_op(&s->ops, &s->n_ops, &s->cap_ops,
-                                     s->blocked[b].cp, s->blocked[b].change);
-                    s->n_blocked = 0;
-                    last_ccc = -1;
-                    k_cp = c;
-                    k_tag = tag;
-                } else {
-                    rc = push_op(&s->blocked, &s->n_blocked, &s->cap_blocked,
-                                 c, tag);
-                    last_ccc = ccc;
-                }
-                continue;
-            }
-            uint32_t r = compose_pair(k_cp, c);
-            if (r) {
-                k_cp = r;
-                k_tag = k_tag + tag - 1;
-            } else if (last_ccc < 0 && ccc == 0) {
-                rc = push_op(&s->ops, &s->n_ops, &s->cap_ops, k_cp, k_tag);
-                k_cp = c;
-                k_tag = tag;
-            } else {
-                rc = push_op(&s->blocked, &s->n_blocked, &s->cap_blocked, c,
-                             tag);
-                last_ccc = ccc;
-            }
-        }
-        if (rc == 0 && have_k)
-            rc = push_op(&s->ops, &s->n_ops, &s->cap_ops, k_cp, k_tag);
-        for (int b = 0; b < s->n_blocked && rc == 0; b++)
-            rc = push_op(&s->ops, &s->n_ops, &s->cap_ops, s->blocked[b].cp,
-                         s->blocked[b].change);
-    }
-    if (rc == 0 && s->n_ops > SN_UG_MAX_NORM_TEXT)
-        rc = SN_ETOOBIG;
-    if (rc == 0)
-        rc = apply_ops(src, s->ops, s->n_ops, 0, dst);
-    return rc;
-}
-
-/* Run one step; *cur holds the text before and after (buffers swap). */
-static int norm_step(const ug_norm_t *st, sn__ntext_t **cur,
-                     sn__ntext_t **alt, ug_scratch_t *s)
-{
-    sn__ntext_t *src = *cur, *dst = *alt;
-    int rc = 0;
-
-    switch (st->kind) {
-    case UG_NMT:
-        nmt_apply(src);
-        return 0;
-    case UG_STRIP:
-        strip_apply(st, src);
-        return 0;
-    case UG_NFC:
-    case UG_NFD:
-    case UG_NFKC:
-    case UG_NFKD: {
-        int ascii = 1;
-        for (int i = 0; i < src->n && ascii; i++)
-            ascii = src->cp[i] < 0xA0;
-        if (ascii) /* nothing below U+00A0 decomposes or composes */
-            return 0;
-        rc = unf_apply(st->kind == UG_NFKC || st->kind == UG_NFKD,
-                       st->kind == UG_NFC || st->kind == UG_NFKC, src, dst, s);
-        break;
-    }
-    case UG_LOWERCASE:
-        rc = lowercase_apply(src, dst);
-        break;
-    case UG_REPLACE:
-        rc = replace_apply(st, src, dst);
-        break;
-    case UG_PREPEND:
-        rc = prepend_apply(st, src, dst);
-        break;
-    }
-    if (rc == 0) {
-        *cur = dst;
-        *alt = src;
-    }
-    return rc;
 }
 
 /* ---- the model ------------------------------------------------------------ */
@@ -1271,7 +612,8 @@ static int viterbi(const sn_tokenizer_t *tok, const ug_model_t *m,
 /* Metaspace over segment t[a..b): ' ' -> replacement, prepend, split so
  * that each replacement opens a word; each word through Viterbi. */
 static int metaspace_segment(const sn_tokenizer_t *tok, const ug_model_t *m,
-                             const sn__ntext_t *t, int a, int b,
+                             int32_t offset, const sn__ntext_t *t, int a,
+                             int b,
                              sn__ntext_t *w, ug_scratch_t *s,
                              sn__toks_t *out)
 {
@@ -1283,10 +625,14 @@ static int metaspace_segment(const sn_tokenizer_t *tok, const ug_model_t *m,
     if (b <= a)
         return 0;
     uint32_t first = t->cp[a] == SN_UG_SPACE ? rep : t->cp[a];
-    /* "first" prepends only at the start of the text (original offset 0) */
+    /* "first" prepends only at the start of the text: HF asks whether the
+     * split's original offset is 0, which for the whole text (or the piece
+     * before an added token) holds even when normalization dropped its
+     * first chars, and for a WhitespaceSplit word is its first char's */
     int prepend = first != rep &&
                   (tok->ug.prepend_always ||
-                   (tok->ug.prepend_first && (!m->ws_split || t->start[a] == 0)));
+                   (tok->ug.prepend_first && offset == 0 &&
+                    (!m->ws_split || t->start[a] == 0)));
     if (prepend)
         sn__ntext_push(w, rep, t->start[a], t->end[a]);
     for (int i = a; i < b; i++)
@@ -1307,6 +653,12 @@ static int metaspace_segment(const sn_tokenizer_t *tok, const ug_model_t *m,
 
 int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                        sn__toks_t *out)
+{
+    return sn__unigram_encode_at(tok, cps, n, 0, out);
+}
+
+int sn__unigram_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps,
+                          int n, int32_t offset, sn__toks_t *out)
 {
     const ug_model_t *m = tok ? tok->ug.trie : NULL;
     sn__ntext_t bufs[3] = {{0}};
@@ -1335,11 +687,9 @@ int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
     }
     cur->n = n;
 
-    for (int k = 0; k < m->n_norms; k++) {
-        rc = norm_step(&m->norms[k], &cur, &alt, &s);
-        if (rc)
-            goto fail;
-    }
+    rc = sn__norm_apply(m->norm, &cur, &alt);
+    if (rc)
+        goto fail;
 
     /* Pre-tokenize: WhitespaceSplit segments (whitespace removed), or the
      * whole text; then Metaspace, or the segment as one word. */
@@ -1355,7 +705,7 @@ int sn__unigram_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                 break;
         }
         if (m->metaspace)
-            rc = metaspace_segment(tok, m, cur, a, b, w, &s, out);
+            rc = metaspace_segment(tok, m, offset, cur, a, b, w, &s, out);
         else
             rc = viterbi(tok, m, cur->cp + a, cur->start + a, cur->end + a,
                          b - a, &s, out);
@@ -1370,5 +720,41 @@ fail:
     sn__ntext_free(&bufs[1]);
     sn__ntext_free(&bufs[2]);
     scratch_free(&s);
+    return rc;
+}
+
+int sn__unigram_unk_text(const sn_tokenizer_t *tok, const uint32_t *cps,
+                         int n, char *buf, size_t len)
+{
+    const ug_model_t *m = tok ? tok->ug.trie : NULL;
+    sn__ntext_t bufs[2] = {{0}};
+    sn__ntext_t *cur = &bufs[0], *alt = &bufs[1];
+    int rc;
+
+    if (!m || tok->kind != SN_TOK_UNIGRAM || n < 0 || !buf || len == 0)
+        return SN_EARG;
+    if ((rc = ntext_grow(cur, n + 1)))
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if ((rc = sn__ntext_push(cur, cps[i], i, i + 1)))
+            goto fail;
+    if ((rc = sn__norm_apply_ex(m->norm, &cur, &alt, 1)))
+        goto fail;
+    size_t o = 0;
+    for (int i = 0; i < cur->n; i++) {
+        char u[4];
+        uint32_t c = cur->cp[i];
+        if (m->metaspace && c == SN_UG_SPACE)
+            c = tok->ug.replacement;
+        size_t k = (size_t)utf8_put(u, c);
+        if (o + k >= len)
+            break;
+        memcpy(buf + o, u, k);
+        o += k;
+    }
+    buf[o] = '\0';
+fail:
+    sn__ntext_free(&bufs[0]);
+    sn__ntext_free(&bufs[1]);
     return rc;
 }

@@ -1392,3 +1392,55 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
     dump(c, "sentence", sent_out, (size_t)n_seq * (size_t)m->dim);
     return 0;
 }
+
+/* ---- the architecture (embed/nn.h): the default model's entry -------------
+ * Chosen by the folder's format (model.json, no config.json), not by a
+ * model_type. It pools itself: the forward pass writes the sentence
+ * vectors. */
+
+#include "nn.h"
+
+static int arch_load(const char *dir, json_t *cfg, const char *cfg_path,
+                     sn__enc_t *e, char *err, size_t err_len)
+{
+    sn__use_t *m;
+    int rc;
+
+    (void)cfg;
+    (void)cfg_path;
+    if ((rc = sn__use_load(dir, &m, err, err_len)))
+        return rc;
+    e->impl = m;
+    e->kind = "use-lite";
+    e->n_vocab = m->n_rows;
+    e->n_hidden = m->d_model;
+    e->n_layers = m->n_layers;
+    e->max_len = m->max_len;
+    e->pools = 1;
+    e->dim = m->dim;
+    return 0;
+}
+
+static void arch_free(void *impl) { sn__use_free(impl); }
+static void *arch_ctx_new(const void *impl) { return sn__use_ctx_new(impl); }
+static void arch_ctx_free(void *ctx) { sn__use_ctx_free(ctx); }
+
+static int arch_forward(const void *impl, void *ctx, const int32_t *ids,
+                        const int *lens, int n_seq, float *tokens_out,
+                        float *sent_out, char *err, size_t err_len)
+{
+    return sn__use_forward(impl, ctx, ids, lens, n_seq, tokens_out, sent_out,
+                           err, err_len);
+}
+
+static const char *const model_types[] = {"use-lite", NULL};
+
+const sn__arch_t sn__arch_use = {
+    .name = "use-lite",
+    .model_types = model_types,
+    .load = arch_load,
+    .free = arch_free,
+    .ctx_new = arch_ctx_new,
+    .ctx_free = arch_ctx_free,
+    .forward = arch_forward,
+};

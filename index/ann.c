@@ -11,8 +11,12 @@
  *     "IDMap2,HNSW<M>,Flat" (approximate; faiss cannot remove from HNSW, so
  *     a deletion only counts a tombstone and store.c filters hits against
  *     SQLite). Inner product on L2-normalized vectors: the score is cosine.
- *   - the file is a 64-byte header (see store_int.h) and faiss' own
- *     serialization. The checksum covers the header and the payload and is
+ *   - the file is a 96-byte header (see store_int.h) and faiss' own
+ *     serialization. The header names the database (its random id) and
+ *     the collection (its row id and a tag of its name, model and creation
+ *     time) the index was built for: a file that outlived its database, or
+ *     a collection dropped and made again under the same row id, is
+ *     refused like a corrupt one, and store.c rebuilds. The checksum covers the header and the payload and is
  *     verified by streaming the file once before faiss parses a byte of it,
  *     so a torn or bit-flipped file is refused instead of being trusted
  *     with, say, a corrupted vector count. Saving is write temp, fsync,
@@ -46,7 +50,7 @@
 #include "store_int.h"
 
 #define ANN_MAGIC "SENSEIDX"
-#define ANN_FORMAT 1u
+#define ANN_FORMAT 2u
 #define ANN_KIND_FLAT 1u
 #define ANN_KIND_HNSW 2u
 #define ANN_IO_BLOCK (1u << 20)
@@ -270,6 +274,35 @@ int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
     return 0;
 }
 
+int sn__ann_get(const sn__ann_t *a, int64_t n, const int64_t *ids,
+                float *vecs, int *found, char *err, size_t err_len)
+{
+    FaissIndexIDMap *m = faiss_IndexIDMap_cast(a->index);
+    idx_t *map = NULL;
+    size_t n_map = 0;
+
+    for (int64_t i = 0; i < n; i++)
+        found[i] = 0;
+    if (!m)
+        return sn__err(err, err_len, SN_ECORRUPT, "index: not an id map");
+    FaissIndex *sub = faiss_IndexIDMap_sub_index(m);
+    faiss_IndexIDMap_id_map(m, &map, &n_map);
+    for (size_t pos = 0; pos < n_map; pos++) {
+        const int64_t *hit = n > 0 ? bsearch(&map[pos], ids, (size_t)n,
+                                             sizeof *ids, cmp_i64)
+                                   : NULL;
+        if (!hit)
+            continue;
+        int64_t i = hit - ids;
+        if (faiss_Index_reconstruct(sub, (idx_t)pos, vecs + i * a->dim))
+            return sn__err(err, err_len, -ENOMEM, "faiss: cannot read "
+                           "vector #%lld back: %s", (long long)map[pos],
+                           ferr());
+        found[i] = 1;
+    }
+    return 0;
+}
+
 /* ---- the file -------------------------------------------------------------- */
 
 static int fsync_dir_of(const char *path)
@@ -323,7 +356,7 @@ static int read_all(int fd, uint8_t *p, size_t len, off_t off)
     return 0;
 }
 
-/* Checksum of header[0..64) and the len payload bytes after the header. */
+/* Checksum of the header but its last 8 bytes, and the len payload bytes after the header. */
 static int sum_file(int fd, const uint8_t *hdr, uint64_t len, uint64_t *out)
 {
     uint8_t *buf = malloc(ANN_IO_BLOCK);
@@ -334,7 +367,7 @@ static int sum_file(int fd, const uint8_t *hdr, uint64_t len, uint64_t *out)
     if (!buf)
         return -ENOMEM;
     sum_init(&s);
-    sum_update(&s, hdr, 64);
+    sum_update(&s, hdr, SN__ANN_HEADER_LEN - 8); /* all but the checksum */
     while (off < len) {
         size_t n = len - off < ANN_IO_BLOCK ? (size_t)(len - off)
                                             : ANN_IO_BLOCK;
@@ -348,8 +381,8 @@ static int sum_file(int fd, const uint8_t *hdr, uint64_t len, uint64_t *out)
     return rc;
 }
 
-int sn__ann_save(const sn__ann_t *a, const char *path, int64_t collection,
-                 char *err, size_t err_len)
+int sn__ann_save(const sn__ann_t *a, const char *path,
+                 const sn__ann_ident_t *id, char *err, size_t err_len)
 {
     uint8_t hdr[SN__ANN_HEADER_LEN] = {0};
     char tmp[4096];
@@ -361,10 +394,17 @@ int sn__ann_save(const sn__ann_t *a, const char *path, int64_t collection,
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long",
                        path);
-    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* 0600 whatever the umask, and whatever mode a stale temp file had:
+     * the index holds the documents' vectors. */
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return sn__err(err, err_len, -errno, "cannot create '%s': %s", tmp,
                        strerror(errno));
+    if (fchmod(fd, 0600) != 0) {
+        rc = sn__err(err, err_len, -errno, "cannot chmod '%s': %s", tmp,
+                     strerror(errno));
+        goto fail;
+    }
     /* faiss writes through a FILE*; the header goes in last, with the
      * checksum of what actually reached the file. */
     int fd2 = dup(fd);
@@ -400,19 +440,21 @@ int sn__ann_save(const sn__ann_t *a, const char *path, int64_t collection,
     memcpy(hdr, ANN_MAGIC, 8);
     put_u32(hdr + 8, ANN_FORMAT);
     put_u32(hdr + 12, a->hnsw ? ANN_KIND_HNSW : ANN_KIND_FLAT);
-    put_u64(hdr + 16, (uint64_t)collection);
+    put_u64(hdr + 16, (uint64_t)id->collection);
     put_u32(hdr + 24, (uint32_t)a->dim);
     put_u64(hdr + 32, (uint64_t)a->max_rowid);
     put_u64(hdr + 40, (uint64_t)faiss_Index_ntotal(a->index));
     put_u64(hdr + 48, (uint64_t)a->n_dead);
     put_u64(hdr + 56, (uint64_t)sb.st_size - SN__ANN_HEADER_LEN);
+    memcpy(hdr + 64, id->db_id, sizeof id->db_id);
+    put_u64(hdr + 80, id->tag);
     if ((rc = sum_file(fd, hdr, (uint64_t)sb.st_size - SN__ANN_HEADER_LEN,
                        &sum)) < 0) {
         sn__err(err, err_len, rc, "cannot read back '%s': %s", tmp,
                 strerror(-rc));
         goto fail;
     }
-    put_u64(hdr + 64, sum);
+    put_u64(hdr + 88, sum);
     if ((rc = write_all(fd, hdr, sizeof hdr, 0)) < 0 ||
         (fsync(fd) != 0 && (rc = -errno))) {
         sn__err(err, err_len, rc, "cannot write '%s': %s", tmp,
@@ -444,7 +486,7 @@ fail:
     return rc;
 }
 
-int sn__ann_load(const char *path, int64_t collection, int dim,
+int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
                  sn__ann_t **out, char *err, size_t err_len)
 {
     uint8_t hdr[SN__ANN_HEADER_LEN];
@@ -487,10 +529,20 @@ int sn__ann_load(const char *path, int64_t collection, int dim,
                      path, kind);
         goto fail;
     }
-    if ((int64_t)get_u64(hdr + 16) != collection) {
-        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': belongs to collection "
-                     "%lld, not %lld", path, (long long)get_u64(hdr + 16),
-                     (long long)collection);
+    if (memcmp(hdr + 64, id->db_id, sizeof id->db_id) != 0) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': built for another "
+                     "database (the database was replaced or recreated)",
+                     path);
+        goto fail;
+    }
+    if ((int64_t)get_u64(hdr + 16) != id->collection ||
+        get_u64(hdr + 80) != id->tag) {
+        rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': built for another "
+                     "collection (#%lld, tag %016llx), not #%lld (tag "
+                     "%016llx)", path, (long long)get_u64(hdr + 16),
+                     (unsigned long long)get_u64(hdr + 80),
+                     (long long)id->collection,
+                     (unsigned long long)id->tag);
         goto fail;
     }
     if (get_u32(hdr + 24) != (uint32_t)dim) {
@@ -508,7 +560,7 @@ int sn__ann_load(const char *path, int64_t collection, int dim,
         sn__err(err, err_len, rc, "'%s': %s", path, strerror(-rc));
         goto fail;
     }
-    if (sum != get_u64(hdr + 64)) {
+    if (sum != get_u64(hdr + 88)) {
         rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': checksum mismatch",
                      path);
         goto fail;

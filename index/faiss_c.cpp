@@ -379,6 +379,18 @@ void faiss_IndexIDMap_id_map(FaissIndexIDMap *index, idx_t **p_id_map,
         *p_size = m->id_map.size();
 }
 
+FaissIndex *faiss_IndexIDMap_sub_index(FaissIndexIDMap *index)
+{
+    return reinterpret_cast<FaissIndex *>(
+            reinterpret_cast<faiss::IndexIDMap *>(index)->index);
+}
+
+int faiss_Index_reconstruct(const FaissIndex *index, idx_t key,
+                            float *recons)
+{
+    return guarded([&] { ix(index)->reconstruct(key, recons); });
+}
+
 /* ---- ID selectors ----------------------------------------------------------- */
 
 int faiss_IDSelectorBatch_new(FaissIDSelectorBatch **p_sel, size_t n,

@@ -19,7 +19,11 @@
  *      documents(id, collection, ext_id, text, meta), chunks(id, document,
  *      ordinal, vector). No timestamps, index kinds, spans or senses.
  *   1  the first release: the tables below.
- *   2  the lexical index: two FTS5 tables over documents.text, written by
+ *   2  store_info (key, value): the database's own facts; `db_id`, 16
+ *      random bytes drawn when the step runs (hex), names this database
+ *      in its index files, so that a file that outlived its database
+ *      (deleted, recreated, replaced) is never trusted.
+ *   3  the lexical index: two FTS5 tables over documents.text, written by
  *      triggers in the same transaction as the document row (so an
  *      acknowledged add is searchable both ways, and a delete, a replace
  *      or a rollback changes both or neither). documents_fts uses
@@ -28,7 +32,7 @@
  *      and CJK words whatever particle or compound they sit in, and
  *      misspelled or partial words). Both are external-content tables
  *      (content='documents'): the text is stored once. Migrating a
- *      version 1 database backfills them ('rebuild'). documents_tri_vocab
+ *      version 2 database backfills them ('rebuild'). documents_tri_vocab
  *      (fts5vocab, no storage of its own) gives a trigram's document
  *      count.
  *
@@ -58,7 +62,7 @@
  * the top 10 for 72% of the queries, over Hangul bigrams 80%, over trigrams
  * 84%; on debian-dev the stemmed words alone 87%, the two lists together
  * 89%. */
-static const char SCHEMA_V2[] =
+static const char SCHEMA_V3[] =
     "CREATE VIRTUAL TABLE documents_fts USING fts5 (\n"
     "    text, content = 'documents', content_rowid = 'id',\n"
     "    tokenize = 'porter unicode61 remove_diacritics 2'\n"
@@ -90,8 +94,8 @@ static const char SCHEMA_V2[] =
     "    INSERT INTO documents_tri (rowid, text) VALUES (new.id, new.text);\n"
     "END;\n";
 
-/* Version 1 to 2: the tables, then their index built from what is there. */
-static const char MIGRATE_V1_V2[] =
+/* Version 2 to 3: the tables, then their index built from what is there. */
+static const char MIGRATE_V2_V3[] =
     "INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');\n"
     "INSERT INTO documents_tri (documents_tri) VALUES ('rebuild');\n";
 
@@ -227,10 +231,23 @@ static int step_v1(sqlite3 *db, char *err, size_t err_len)
     return exec(db, sql, err, err_len);
 }
 
+static const char SCHEMA_V2[] =
+    "CREATE TABLE store_info (\n"
+    "    key   TEXT PRIMARY KEY,\n"
+    "    value TEXT NOT NULL\n"
+    ") WITHOUT ROWID;\n"
+    "INSERT INTO store_info (key, value)\n"
+    "    VALUES ('db_id', lower(hex(randomblob(16))));\n";
+
 static int step_v2(sqlite3 *db, char *err, size_t err_len)
 {
-    int rc = exec(db, SCHEMA_V2, err, err_len);
-    return rc < 0 ? rc : exec(db, MIGRATE_V1_V2, err, err_len);
+    return exec(db, SCHEMA_V2, err, err_len);
+}
+
+static int step_v3(sqlite3 *db, char *err, size_t err_len)
+{
+    int rc = exec(db, SCHEMA_V3, err, err_len);
+    return rc < 0 ? rc : exec(db, MIGRATE_V2_V3, err, err_len);
 }
 
 static const struct {
@@ -239,7 +256,8 @@ static const struct {
     int (*apply)(sqlite3 *db, char *err, size_t err_len);
 } steps[] = {
     {1, "collections, documents, chunks, senses", step_v1},
-    {2, "lexical index over documents, backfilled", step_v2},
+    {2, "store_info with the database's id", step_v2},
+    {3, "lexical index over documents, backfilled", step_v3},
 };
 
 static int user_version(sqlite3 *db, int *out, char *err, size_t err_len)

@@ -250,6 +250,7 @@ int sn_senses_open(const char *db_path, sn_senses_t **out, char *err,
     if (!(s = calloc(1, sizeof *s)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    sn__db_private(db_path); /* 0600, as sn_store_open makes it */
     rc = sqlite3_open_v2(db_path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                              SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,

@@ -54,8 +54,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include "embed_int.h"
@@ -88,6 +90,8 @@ enum {
     Q_CHUNKS_OF_DOC,
     Q_DOC_HIT,
     Q_DOC_TEXT,
+    Q_CHUNK_SEQ,
+    Q_CHUNK_DOC,
     N_QUERIES
 };
 
@@ -102,8 +106,8 @@ enum {
     "ON d.id = c.document WHERE c.collection = ?2"
 
 static const char *const SQL[N_QUERIES] = {
-    [Q_COLL_BY_NAME] = "SELECT id, model_id, dim, index_kind FROM collections "
-                       "WHERE name = ?1",
+    [Q_COLL_BY_NAME] = "SELECT id, model_id, dim, index_kind, created FROM "
+                       "collections WHERE name = ?1",
     [Q_COLL_INSERT] = "INSERT INTO collections (name, model_id, dim, "
                       "index_kind, created) VALUES (?1, ?3, ?4, ?5, ?6)",
     [Q_COLL_LIST] = "SELECT c.id, c.name, c.model_id, c.dim, c.index_kind, "
@@ -140,12 +144,17 @@ static const char *const SQL[N_QUERIES] = {
                   "WHERE id = ?1 AND collection = ?2",
     [Q_DOC_TEXT] = "SELECT text FROM documents WHERE id = ?1 AND "
                    "collection = ?2",
+    [Q_CHUNK_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'chunks'",
+    [Q_CHUNK_DOC] = "SELECT d.ext_id, c.ordinal FROM chunks c JOIN documents "
+                    "d ON d.id = c.document WHERE c.id = ?1",
 };
 
 typedef struct {
     int64_t id;
     char *name, *model_id;
     int dim;
+    int64_t created;
+    uint64_t tag;         /* of name, model, dim, created: index files */
     sn_index_kind_t kind; /* as created; AUTO stays AUTO */
     sn__ann_t *ann;       /* NULL until first needed */
     int stale;            /* ann out of step with SQLite: rebuild it */
@@ -160,6 +169,8 @@ struct sn_store {
     pthread_mutex_t lock;
     int readonly;
     char *idx_dir; /* "<db>.idx"; NULL for an in-memory database */
+    uint8_t db_id[16]; /* store_info.db_id: names the database in index
+                        * files */
     coll_t **colls;
     int n_colls, cap_colls;
     sqlite3_stmt *q[N_QUERIES];
@@ -436,6 +447,27 @@ static void coll_free(coll_t *c)
     free(c);
 }
 
+/* A collection's identity in its index file: FNV-1a over its name, model,
+ * dimension and creation time. A collection dropped and made again under
+ * the same row id (or in a recreated database) gets another tag, almost
+ * surely; the database id covers the rest. */
+static uint64_t coll_tag(const coll_t *c)
+{
+    char tail[64];
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *parts[3] = {c->name, c->model_id, tail};
+
+    snprintf(tail, sizeof tail, "%d/%lld", c->dim, (long long)c->created);
+    for (int i = 0; i < 3; i++)
+        for (const unsigned char *p = (const unsigned char *)parts[i];;
+             p++) {
+            h = (h ^ *p) * 0x100000001b3ull;
+            if (!*p)
+                break;
+        }
+    return h;
+}
+
 static coll_t *coll_cached(sn_store_t *st, const char *name)
 {
     for (int i = 0; i < st->n_colls; i++)
@@ -486,6 +518,7 @@ static int coll_find(sn_store_t *st, const char *name, coll_t **out,
     c->model_id = dup_col(s, 1);
     c->dim = sqlite3_column_int(s, 2);
     c->kind = kind_parse((const char *)sqlite3_column_text(s, 3));
+    c->created = sqlite3_column_int64(s, 4);
     c->name = strdup(name);
     sqlite3_reset(s);
     if (!c->model_id || !c->name) {
@@ -498,6 +531,7 @@ static int coll_find(sn_store_t *st, const char *name, coll_t **out,
         coll_free(c);
         return rc;
     }
+    c->tag = coll_tag(c);
     st->colls[st->n_colls++] = c;
     *out = c;
     return 0;
@@ -553,20 +587,62 @@ static int index_path(const sn_store_t *st, const coll_t *c, char *buf,
     return n < 0 || (size_t)n >= len ? SN_ETOOBIG : 0;
 }
 
-/* A chunk's vector from the current row of s (column col), checked. */
-static int row_vec(sn_store_t *st, const coll_t *c, sqlite3_stmt *s, int col,
-                   int64_t id, const float **out, char *err, size_t err_len)
+/* A chunk's vector from the current row of s (column col), checked as it
+ * was when stored: dim floats, finite, of unit length. Returns 0 (*out
+ * set), or 1 when it is damaged (why[] says how). */
+static int row_vec(const coll_t *c, sqlite3_stmt *s, int col,
+                   const float **out, char *why, size_t why_len)
 {
     int bytes = sqlite3_column_bytes(s, col);
     const void *blob = sqlite3_column_blob(s, col);
+    double norm;
 
-    (void)st;
-    if (bytes != c->dim * (int)sizeof(float) || !blob)
-        return sn__err(err, err_len, SN_ECORRUPT, "collection '%s': chunk "
-                       "%lld has a vector of %d bytes, expected %d", c->name,
-                       (long long)id, bytes, c->dim * (int)sizeof(float));
+    *out = NULL;
+    if (bytes != c->dim * (int)sizeof(float) || !blob) {
+        snprintf(why, why_len, "%d bytes, expected %d", bytes,
+                 c->dim * (int)sizeof(float));
+        return 1;
+    }
+    if (check_vec(blob, c->dim, &norm) < 0) {
+        if (isnan(norm))
+            snprintf(why, why_len, "not finite");
+        else
+            snprintf(why, why_len, "norm %g, expected 1", norm);
+        return 1;
+    }
     *out = blob;
     return 0;
+}
+
+/* Log a damaged vector met while building c's index (the first few of a
+ * build; `n` counts them). */
+static void log_bad(sn_store_t *st, const coll_t *c, int64_t id,
+                    const char *why, int64_t n)
+{
+    char doc[128] = "?";
+    int ordinal = -1;
+    sqlite3_stmt *s;
+
+    if (n > 10)
+        return;
+    if (n == 10) {
+        store_log(st, "collection '%s': more damaged vectors; `sense check` "
+                  "lists them all", c->name);
+        return;
+    }
+    if (query(st, Q_CHUNK_DOC, c->id, &s, NULL, 0) == 0) {
+        sqlite3_bind_int64(s, 1, id);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(s, 0);
+            snprintf(doc, sizeof doc, "%s", t ? t : "?");
+            ordinal = sqlite3_column_int(s, 1);
+        }
+        sqlite3_reset(s);
+    }
+    store_log(st, "collection '%s': document '%s' chunk %d (#%lld) has a "
+              "damaged vector (%s); left out of the index (`sense check "
+              "--repair` embeds it again)", c->name, doc, ordinal,
+              (long long)id, why);
 }
 
 /* Build c's index from scratch out of SQLite (every core), replacing any. */
@@ -575,7 +651,8 @@ static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     sn__ann_t *ann = NULL;
     sqlite3_stmt *s;
     float *buf = NULL;
-    int64_t *ids = NULL, n = 0, n_live;
+    int64_t *ids = NULL, n = 0, n_live, n_bad = 0;
+    char why[96];
     int rc;
 
     if ((rc = count_chunks(st, c, &n_live, err, err_len)) < 0)
@@ -598,8 +675,10 @@ static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
         if (step == SQLITE_ROW) {
             const float *v;
             ids[n] = sqlite3_column_int64(s, 0);
-            if ((rc = row_vec(st, c, s, 1, ids[n], &v, err, err_len)) < 0)
-                break;
+            if (row_vec(c, s, 1, &v, why, sizeof why)) {
+                log_bad(st, c, ids[n], why, n_bad++);
+                continue;
+            }
             memcpy(buf + n * c->dim, v, (size_t)c->dim * sizeof *buf);
             if (++n < REBUILD_BATCH)
                 continue;
@@ -633,13 +712,87 @@ fail:
     return rc;
 }
 
+/* Do the vectors the file holds under the highest ids it shares with the
+ * database match the database's? Chunk ids are never reused within one
+ * database, so they do -- unless the database was restored from an older
+ * copy and has handed the same ids out again, to other chunks: those are
+ * then the highest shared ids. A mismatch is SN_ECORRUPT with
+ * *index_failed set (rebuild). `have` (the file's ids) and extra (those
+ * not in the database) are sorted. */
+static int same_vectors(sn_store_t *st, const coll_t *c, const sn__ann_t *ann,
+                        const int64_t *have, int64_t n_have,
+                        const ids_t *extra, int *index_failed, char *err,
+                        size_t err_len)
+{
+    enum { N_CHECK = 16 };
+    int64_t ids[N_CHECK], n = 0, e = extra->n;
+    float *mine = NULL;
+    int found[N_CHECK], rc = 0;
+    sqlite3_stmt *s;
+
+    for (int64_t i = n_have - 1; i >= 0 && n < N_CHECK; i--) {
+        while (e > 0 && extra->v[e - 1] > have[i])
+            e--;
+        if (e > 0 && extra->v[e - 1] == have[i])
+            continue; /* gone from the database */
+        ids[n++] = have[i];
+    }
+    if (!n)
+        return 0;
+    /* ascending, for sn__ann_get */
+    for (int64_t i = 0; i < n / 2; i++) {
+        int64_t t = ids[i];
+        ids[i] = ids[n - 1 - i];
+        ids[n - 1 - i] = t;
+    }
+    if (!(mine = malloc((size_t)n * c->dim * sizeof *mine)))
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    if ((rc = sn__ann_get(ann, n, ids, mine, found, err, err_len)) < 0) {
+        *index_failed = 1;
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *v;
+        char why[96];
+        int differs;
+        if ((rc = query(st, Q_CHUNK_VEC, c->id, &s, err, err_len)) < 0)
+            goto done;
+        sqlite3_bind_int64(s, 1, ids[i]);
+        if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+            rc = db_fail(st, rc, err, err_len, "cannot read a chunk");
+            goto done;
+        }
+        rc = 0;
+        if (row_vec(c, s, 0, &v, why, sizeof why)) {
+            sqlite3_reset(s);
+            continue; /* damaged: left out of the index below */
+        }
+        differs = !found[i] ||
+                  memcmp(v, mine + i * c->dim, (size_t)c->dim * sizeof *v);
+        sqlite3_reset(s);
+        if (differs) {
+            *index_failed = 1;
+            rc = sn__err(err, err_len, SN_ECORRUPT, "the file holds another "
+                         "vector under chunk #%lld than the database (was "
+                         "the database restored from an older copy?)",
+                         (long long)ids[i]);
+            goto done;
+        }
+    }
+done:
+    free(mine);
+    return rc;
+}
+
 /* Compare the ids in `ann` (just loaded) with the collection's chunks and
  * fix the difference: add what the file missed, drop what was deleted.
  * *index_failed tells a faiss failure (rebuild) from a SQLite one (report). */
 static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
                     int *index_failed, char *err, size_t err_len)
 {
-    int64_t *have = NULL, n_have = 0, i = 0, n_buf = 0, n_gone;
+    int64_t *have = NULL, n_have = 0, i = 0, n_buf = 0, n_gone, n_bad = 0;
+    int64_t n_good = 0;
+    char why[96];
     ids_t extra = {0}, add = {0};
     float *buf = NULL;
     int64_t max_rowid;
@@ -674,6 +827,9 @@ static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
             goto oom;
     }
     sqlite3_reset(s);
+    if ((rc = same_vectors(st, c, ann, have, n_have, &extra, index_failed,
+                           err, err_len)) < 0)
+        goto fail;
     /* An HNSW file keeps its tombstones: extra counts them all, and those
      * the file already knew about are not news. */
     n_gone = extra.n - (ann->hnsw ? ann->n_dead : 0);
@@ -691,8 +847,10 @@ static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
             goto oom;
     }
     sn__ann_threads(sn__ann_build_threads());
+    /* add.v is compacted in place: the ids of good vectors, in order */
     for (int64_t j = 0; j < add.n; j++) {
         const float *v;
+        int bad;
         if ((rc = query(st, Q_CHUNK_VEC, c->id, &s, err, err_len)) < 0)
             break;
         sqlite3_bind_int64(s, 1, add.v[j]);
@@ -700,14 +858,18 @@ static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
             rc = db_fail(st, rc, err, err_len, "cannot read a chunk");
             break;
         }
-        rc = row_vec(st, c, s, 0, add.v[j], &v, err, err_len);
-        if (rc == 0)
+        rc = 0;
+        bad = row_vec(c, s, 0, &v, why, sizeof why);
+        if (!bad) {
             memcpy(buf + n_buf * c->dim, v, (size_t)c->dim * sizeof *buf);
+            add.v[n_good++] = add.v[j];
+            n_buf++;
+        }
         sqlite3_reset(s);
-        if (rc < 0)
-            break;
-        if (++n_buf == REBUILD_BATCH || j + 1 == add.n) {
-            rc = sn__ann_add(ann, n_buf, buf, add.v + j + 1 - n_buf, err,
+        if (bad)
+            log_bad(st, c, add.v[j], why, n_bad++);
+        if (n_buf && (n_buf == REBUILD_BATCH || j + 1 == add.n)) {
+            rc = sn__ann_add(ann, n_buf, buf, add.v + n_good - n_buf, err,
                              err_len);
             n_buf = 0;
             if (rc < 0) {
@@ -719,11 +881,11 @@ static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
     sn__ann_threads(1);
     if (rc < 0)
         goto fail;
-    if (add.n || n_gone)
+    if (n_good || n_gone)
         store_log(st, "collection '%s': index file was behind the database "
                   "(it reflected chunks up to #%lld): added %lld vectors, "
                   "dropped %lld deleted ones", c->name,
-                  (long long)max_rowid, (long long)add.n,
+                  (long long)max_rowid, (long long)n_good,
                   (long long)n_gone);
     rc = 0;
     goto done;
@@ -768,6 +930,33 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
     return rc;
 }
 
+static void coll_ident(const sn_store_t *st, const coll_t *c,
+                       sn__ann_ident_t *id)
+{
+    memcpy(id->db_id, st->db_id, sizeof id->db_id);
+    id->collection = c->id;
+    id->tag = c->tag;
+}
+
+/* The highest chunk rowid the database ever handed out (AUTOINCREMENT's
+ * sqlite_sequence), 0 when none. */
+static int chunk_seq(sn_store_t *st, int64_t *seq, char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *seq = 0;
+    if ((rc = query(st, Q_CHUNK_SEQ, 0, &s, err, err_len)) < 0)
+        return rc;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *seq = sqlite3_column_int64(s, 0);
+    else if (rc != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot read sqlite_sequence");
+    sqlite3_reset(s);
+    return 0;
+}
+
 /* Make c->ann usable: load its file and catch it up, or rebuild it. */
 static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
 {
@@ -787,7 +976,23 @@ static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
         if ((rc = index_path(st, c, path, sizeof path)) < 0)
             return sn__err(err, err_len, rc, "'%s': path too long",
                            st->idx_dir);
-        rc = sn__ann_load(path, c->id, c->dim, &ann, msg, sizeof msg);
+        sn__ann_ident_t ident;
+        int64_t seq;
+        coll_ident(st, c, &ident);
+        rc = sn__ann_load(path, &ident, c->dim, &ann, msg, sizeof msg);
+        if (rc == 0 && (rc = chunk_seq(st, &seq, err, err_len)) < 0) {
+            sn__ann_free(ann);
+            return rc;
+        }
+        if (rc == 0 && ann->max_rowid > seq) {
+            snprintf(msg, sizeof msg, "'%.300s' has chunks up to #%lld, the "
+                     "database never went past #%lld (restored from an "
+                     "older copy?)", path, (long long)ann->max_rowid,
+                     (long long)seq);
+            sn__ann_free(ann);
+            ann = NULL;
+            rc = SN_ECORRUPT;
+        }
         if (rc == -ENOENT) {
             if ((rc = count_chunks(st, c, &n_live, err, err_len)) < 0)
                 return rc;
@@ -902,6 +1107,62 @@ static int pragma_text(sn_store_t *st, const char *sql, char *out, size_t len,
     return rc;
 }
 
+
+/* Strip group and other bits from an existing file of ours. */
+static void make_private(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        sb.st_uid == geteuid() && (sb.st_mode & 077))
+        chmod(path, sb.st_mode & 0700);
+}
+
+/* The database file, created 0600 before SQLite opens it (SQLite would
+ * make it 0644 less the umask), and the files beside it made private.
+ * SQLite creates -wal, -shm and -journal with the database file's mode.
+ * A file we cannot open for writing is left to SQLite (read-only). */
+void sn__db_private(const char *db_path)
+{
+    static const char *const sfx[] = {"-wal", "-shm", "-journal"};
+    char side[4200];
+    int fd;
+
+    /* not ":memory:", not a URI */
+    if (!*db_path || !strcmp(db_path, ":memory:") ||
+        !strncmp(db_path, "file:", 5))
+        return;
+    fd = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    make_private(db_path);
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++)
+        if (snprintf(side, sizeof side, "%s%s", db_path, sfx[i]) <
+            (int)sizeof side)
+            make_private(side);
+}
+
+/* store_info.db_id, 32 hex digits, into st->db_id. */
+static int read_db_id(sn_store_t *st, char *err, size_t err_len)
+{
+    char hex[64];
+    int rc;
+
+    if ((rc = pragma_text(st, "SELECT value FROM store_info WHERE key = "
+                          "'db_id'", hex, sizeof hex, err, err_len)) < 0)
+        return rc;
+    if (strlen(hex) != 32)
+        return sn__err(err, err_len, SN_ECORRUPT, "store_info.db_id is "
+                       "'%s', not 32 hex digits", hex);
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return sn__err(err, err_len, SN_ECORRUPT, "store_info.db_id is "
+                           "'%s', not 32 hex digits", hex);
+        st->db_id[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
 int sn_store_open(const char *db_path, sn_store_t **out, char *err,
                   size_t err_len)
 {
@@ -919,6 +1180,7 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
     if (!st)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     pthread_mutex_init(&st->lock, NULL);
+    sn__db_private(db_path);
     rc = sqlite3_open_v2(db_path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                              SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
@@ -957,7 +1219,8 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
                                  err_len)) < 0)
         goto fail_msg;
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", err, err_len)) < 0 ||
-        (rc = sn__lex_register(st->db, err, err_len)) < 0)
+        (rc = sn__lex_register(st->db, err, err_len)) < 0 ||
+        (rc = read_db_id(st, err, err_len)) < 0)
         goto fail_msg;
     fname = sqlite3_db_filename(st->db, "main");
     if (fname && *fname) {
@@ -967,6 +1230,12 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
             goto fail;
         }
         snprintf(st->idx_dir, len, "%s.idx", fname);
+        struct stat sb;
+        /* an index folder from before files were kept private */
+        if (!st->readonly && lstat(st->idx_dir, &sb) == 0 &&
+            S_ISDIR(sb.st_mode) && sb.st_uid == geteuid() &&
+            (sb.st_mode & 077))
+            chmod(st->idx_dir, 0700);
     }
     *out = st;
     return 0;
@@ -985,20 +1254,41 @@ fail:
     return rc;
 }
 
+/* The index folder, 0700 whatever the umask or the mode it had. */
+static int make_idx_dir(sn_store_t *st, char *err, size_t err_len)
+{
+    struct stat sb;
+
+    if (mkdir(st->idx_dir, 0700) != 0 && errno != EEXIST)
+        return sn__err(err, err_len, -errno, "cannot create '%s': %s",
+                       st->idx_dir, strerror(errno));
+    if (lstat(st->idx_dir, &sb) != 0)
+        return sn__err(err, err_len, -errno, "'%s': %s", st->idx_dir,
+                       strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return sn__err(err, err_len, -ENOTDIR, "'%s': not a folder",
+                       st->idx_dir);
+    if ((sb.st_mode & 07777) != 0700 && chmod(st->idx_dir, 0700) != 0)
+        return sn__err(err, err_len, -errno, "cannot chmod '%s' to 0700: %s",
+                       st->idx_dir, strerror(errno));
+    return 0;
+}
+
 static int save_coll(sn_store_t *st, coll_t *c, char *err, size_t err_len)
 {
+    sn__ann_ident_t ident;
     char path[4096];
     int rc;
 
     if (!c->ann || !c->ann->dirty || c->stale || !st->idx_dir ||
         st->readonly)
         return 0;
-    if (mkdir(st->idx_dir, 0755) != 0 && errno != EEXIST)
-        return sn__err(err, err_len, -errno, "cannot create '%s': %s",
-                       st->idx_dir, strerror(errno));
+    if ((rc = make_idx_dir(st, err, err_len)) < 0)
+        return rc;
     if ((rc = index_path(st, c, path, sizeof path)) < 0)
         return sn__err(err, err_len, rc, "'%s': path too long", st->idx_dir);
-    if ((rc = sn__ann_save(c->ann, path, c->id, err, err_len)) < 0)
+    coll_ident(st, c, &ident);
+    if ((rc = sn__ann_save(c->ann, path, &ident, err, err_len)) < 0)
         return rc;
     c->ann->dirty = 0;
     return 0;
@@ -1393,15 +1683,59 @@ static int put_doc(sn_store_t *st, const coll_t *c, const sn_doc_in_t *d,
     return 0;
 }
 
-int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
-                 const sn_doc_in_t *docs, int n, char **ids_out, char *err,
-                 size_t err_len)
+/* Drop a collection from the cache (one whose creation rolled back). */
+static void coll_forget(sn_store_t *st, coll_t *c)
+{
+    for (int i = 0; i < st->n_colls; i++)
+        if (st->colls[i] == c) {
+            st->colls[i] = st->colls[--st->n_colls];
+            coll_free(c);
+            return;
+        }
+}
+
+/* Insert collection `name` (inside the caller's transaction) and read it
+ * back into the cache. */
+static int coll_insert(sn_store_t *st, const char *name, const char *model_id,
+                       int dim, sn_index_kind_t kind, coll_t **out,
+                       char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((rc = query(st, Q_COLL_INSERT, 0, &s, err, err_len)) < 0)
+        return rc;
+    if ((rc = sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC)) ||
+        (rc = sqlite3_bind_text(s, 3, model_id, -1, SQLITE_STATIC)) ||
+        (rc = sqlite3_bind_int(s, 4, dim)) ||
+        (rc = sqlite3_bind_text(s, 5, kind_name(kind), -1, SQLITE_STATIC)) ||
+        (rc = sqlite3_bind_int64(s, 6, (int64_t)time(NULL))))
+        return db_fail(st, rc, err, err_len, "cannot bind");
+    if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
+        rc = db_fail(st, rc, err, err_len, "cannot create the collection");
+        sqlite3_reset(s);
+        return rc;
+    }
+    sqlite3_reset(s);
+    if ((rc = coll_find(st, name, out, err, err_len)) < 0)
+        return rc;
+    if (!*out)
+        return sn__err(err, err_len, -EIO, "collection '%s' vanished", name);
+    return 0;
+}
+
+/* sn_store_add and sn_store_add_create (dim > 0: create the collection
+ * when it does not exist). */
+static int add_docs(sn_store_t *st, const char *collection,
+                    const char *model_id, int dim, sn_index_kind_t kind,
+                    const sn_doc_in_t *docs, int n, char **ids_out,
+                    char *err, size_t err_len)
 {
     int64_t *added = NULL, n_added = 0, total = 0, now = (int64_t)time(NULL);
     const float **vecs = NULL;
     char **ids = NULL;
     ids_t removed = {0};
-    coll_t *c;
+    coll_t *c = NULL, *created = NULL, stand_in = {0};
     int rc;
 
     if (!st)
@@ -1409,9 +1743,39 @@ int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
     pthread_mutex_lock(&st->lock);
     sn__ann_threads(1);
     if ((rc = check_name("model id", model_id, SN_STORE_MAX_NAME, err,
-                         err_len)) < 0 ||
-        (rc = coll_get(st, collection, model_id, &c, err, err_len)) < 0)
+                         err_len)) < 0)
         goto done;
+    if (dim > 0) {
+        if ((rc = check_name("collection name", collection,
+                             SN_STORE_MAX_NAME, err, err_len)) < 0 ||
+            (rc = coll_find(st, collection, &c, err, err_len)) < 0)
+            goto done;
+        if (c && (rc = coll_get(st, collection, model_id, &c, err,
+                                err_len)) < 0)
+            goto done;
+        if (c && c->dim != dim) {
+            rc = sn__err(err, err_len, SN_EMODEL, "collection '%s' has "
+                         "dimension %d, not %d", collection, c->dim, dim);
+            goto done;
+        }
+        if (!c && (dim > SN_STORE_MAX_DIM ||
+                   (kind != SN_INDEX_AUTO && kind != SN_INDEX_FLAT &&
+                    kind != SN_INDEX_HNSW))) {
+            rc = sn__err(err, err_len, SN_EARG, "collection '%s': dimension "
+                         "%d or index kind %d out of range", collection, dim,
+                         (int)kind);
+            goto done;
+        }
+    } else if ((rc = coll_get(st, collection, model_id, &c, err,
+                              err_len)) < 0) {
+        goto done;
+    }
+    if (!c) {
+        /* Checked against a stand-in: the real one is made in the
+         * transaction. */
+        stand_in.dim = dim;
+        c = &stand_in;
+    }
     if (n < 0 || n > SN_STORE_MAX_BATCH || (n && !docs)) {
         rc = sn__err(err, err_len, SN_EARG, "collection '%s': %d documents "
                      "(limit %d)", collection, n, SN_STORE_MAX_BATCH);
@@ -1422,6 +1786,8 @@ int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
             goto done;
         total += docs[i].n_chunks;
     }
+    if (!c->model_id)
+        c = NULL; /* the stand-in */
     ids = calloc((size_t)n + 1, sizeof *ids);
     added = malloc((size_t)(total + 1) * sizeof *added);
     vecs = malloc((size_t)(total + 1) * sizeof *vecs);
@@ -1433,6 +1799,22 @@ int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
      * its load catches up from SQLite. */
     if ((rc = exec(st, "BEGIN IMMEDIATE", err, err_len)) < 0)
         goto fail;
+    if (!c) {
+        /* Another process may have made it since: look again inside. */
+        if ((rc = coll_find(st, collection, &c, err, err_len)) < 0)
+            goto fail;
+        if (c && (strcmp(c->model_id, model_id) != 0 || c->dim != dim)) {
+            rc = sn__err(err, err_len, SN_EMODEL, "collection '%s' was "
+                         "built with model '%s' (dimension %d)", collection,
+                         c->model_id, c->dim);
+            goto fail;
+        }
+        if (!c && (rc = coll_insert(st, collection, model_id, dim, kind,
+                                    &created, err, err_len)) < 0)
+            goto fail;
+        if (!c)
+            c = created;
+    }
     for (int i = 0; i < n; i++) {
         if (docs[i].id) {
             ids[i] = strdup(docs[i].id);
@@ -1462,8 +1844,15 @@ int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
                           &removed, err, err_len)) < 0)
             goto fail;
     }
-    if ((rc = exec(st, "COMMIT", err, err_len)) < 0)
+    if ((rc = exec(st, "COMMIT", err, err_len)) < 0) {
+        /* A failed COMMIT may yet have reached the disk (an I/O error
+         * after the WAL frames were written): the index must not be
+         * trusted to say which; rebuild it from SQLite at its next use. */
+        if (c->ann)
+            c->stale = 1;
         goto fail;
+    }
+    created = NULL;
     apply_change(st, c, added, vecs, n_added, &removed);
     if (ids_out)
         for (int i = 0; i < n; i++) {
@@ -1474,6 +1863,8 @@ int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
     goto done;
 fail:
     rollback(st);
+    if (created)
+        coll_forget(st, created); /* its row rolled back */
     /* Say which collection, keeping SQLite's own words. */
     {
         char msg[512];
@@ -1490,6 +1881,27 @@ done:
     free(removed.v);
     pthread_mutex_unlock(&st->lock);
     return rc;
+}
+
+int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
+                 const sn_doc_in_t *docs, int n, char **ids_out, char *err,
+                 size_t err_len)
+{
+    return add_docs(st, collection, model_id, 0, SN_INDEX_AUTO, docs, n,
+                    ids_out, err, err_len);
+}
+
+int sn_store_add_create(sn_store_t *st, const char *collection,
+                        const char *model_id, int dim, sn_index_kind_t kind,
+                        const sn_doc_in_t *docs, int n, char **ids_out,
+                        char *err, size_t err_len)
+{
+    if (dim <= 0)
+        return sn__err(err, err_len, SN_EARG, "collection '%s': dimension "
+                       "%d out of range", collection ? collection : "",
+                       dim);
+    return add_docs(st, collection, model_id, dim, kind, docs, n, ids_out,
+                    err, err_len);
 }
 
 int sn_store_delete(sn_store_t *st, const char *collection,
@@ -1536,8 +1948,11 @@ int sn_store_delete(sn_store_t *st, const char *collection,
         }
         n_del++;
     }
-    if ((rc = exec(st, "COMMIT", err, err_len)) < 0)
+    if ((rc = exec(st, "COMMIT", err, err_len)) < 0) {
+        if (c->ann)
+            c->stale = 1; /* see add_docs */
         goto fail;
+    }
     apply_change(st, c, NULL, NULL, 0, &removed);
     if (n_deleted)
         *n_deleted = n_del;
@@ -1945,9 +2360,10 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(s, 0);
         const float *v;
+        char why[96];
         double dot = 0;
-        if ((rc = row_vec(st, c, s, 1, id, &v, err, err_len)) < 0)
-            goto fail;
+        if (row_vec(c, s, 1, &v, why, sizeof why))
+            continue; /* damaged: never a hit (logged at index builds) */
         for (int i = 0; i < c->dim; i++)
             dot += (double)q[i] * v[i];
         heap_push(hp, &n, h->k, (cand_t){(float)dot, id});
@@ -2347,10 +2763,9 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
         if (use_vec) {
             const float *v;
             double dot = 0;
-            if ((rc = row_vec(st, c, s, 2, x.chunk, &v, err, err_len)) < 0) {
-                sqlite3_reset(s);
-                return rc;
-            }
+            char why[96];
+            if (row_vec(c, s, 2, &v, why, sizeof why))
+                continue; /* damaged: never a hit (the check op reports) */
             for (int i = 0; i < c->dim; i++)
                 dot += (double)q->vec[i] * v[i];
             x.vec = (float)dot;
@@ -2651,4 +3066,95 @@ done:
     free(res.v);
     pthread_mutex_unlock(&st->lock);
     return rc < 0 ? rc : 0;
+}
+
+/* ---- check ------------------------------------------------------------------------- */
+
+void sn_store_bad_free(sn_store_bad_t *b, int n)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(b[i].collection);
+        free(b[i].id);
+        free(b[i].problem);
+    }
+    free(b);
+}
+
+int sn_store_check(sn_store_t *st, const char *collection, int max_report,
+                   sn_store_bad_t **out, int *n_out, int64_t *n_bad,
+                   int64_t *n_checked, char *err, size_t err_len)
+{
+    static const char SQL_CHECK[] =
+        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector "
+        "FROM chunks c JOIN collections k ON k.id = c.collection "
+        "JOIN documents d ON d.id = c.document "
+        "WHERE ?1 IS NULL OR k.name = ?1 ORDER BY c.id";
+    sn_store_bad_t *v = NULL;
+    sqlite3_stmt *s = NULL;
+    int k = 0, rc;
+    coll_t *c;
+
+    if (!st || !out || !n_out || !n_bad || !n_checked || max_report < 0)
+        return sn__err(err, err_len, SN_EARG, "sn_store_check: bad "
+                       "arguments");
+    *out = NULL;
+    *n_out = 0;
+    *n_bad = *n_checked = 0;
+    pthread_mutex_lock(&st->lock);
+    if (collection &&
+        (rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
+        goto done;
+    if (max_report &&
+        !(v = calloc((size_t)max_report, sizeof *v))) {
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto done;
+    }
+    rc = sqlite3_prepare_v2(st->db, SQL_CHECK, -1, &s, NULL);
+    if (rc == SQLITE_OK && collection)
+        rc = sqlite3_bind_text(s, 1, collection, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(st, rc, err, err_len, "cannot prepare the check");
+        goto fail;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        coll_t shape = {0};
+        const float *vec;
+        char why[96];
+        shape.dim = sqlite3_column_int(s, 1);
+        ++*n_checked;
+        if (!row_vec(&shape, s, 4, &vec, why, sizeof why))
+            continue;
+        ++*n_bad;
+        if (k == max_report)
+            continue;
+        v[k].collection = dup_col(s, 0);
+        v[k].id = dup_col(s, 2);
+        v[k].chunk = sqlite3_column_int(s, 3);
+        v[k].problem = strdup(why);
+        k++;
+        if (!v[k - 1].collection || !v[k - 1].id || !v[k - 1].problem) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(st, rc, err, err_len, "cannot read chunks");
+        goto fail;
+    }
+    rc = 0;
+    if (k == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n_out = k;
+    goto done;
+fail:
+    sn_store_bad_free(v, k);
+done:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }

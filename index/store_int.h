@@ -75,20 +75,11 @@
 /* Documents taken from each list before exact scoring. */
 #define SN__FUSE_CANDIDATES 100
 
-/* ---- limits -------------------------------------------------------------- */
-
-#define SN_STORE_MAX_NAME 256          /* collection name, model id (bytes) */
-#define SN_STORE_MAX_ID 1024           /* external document id (bytes) */
-#define SN_STORE_MAX_DIM 65536
-#define SN_STORE_MAX_K 10000
-#define SN_STORE_MAX_META (1u << 20)   /* meta JSON (bytes) */
-#define SN_STORE_MAX_TEXT (64u << 20)  /* document text (bytes) */
-#define SN_STORE_MAX_CHUNKS 100000     /* chunks per document */
-#define SN_STORE_MAX_BATCH 100000      /* documents per call */
+/* The limits (SN_STORE_MAX_*) are public: sense/store.h. */
 
 /* ---- schema.c ------------------------------------------------------------ */
 
-#define SN__SCHEMA_VERSION 2
+#define SN__SCHEMA_VERSION 3
 
 /* The page size of a new database. A chunk row holds its vector (dim
  * float32: 2 KiB at 512 dimensions, 1.5 KiB at 384) plus ~30 bytes; at
@@ -117,6 +108,12 @@ int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
  * system errno or -EIO, SQLITE_CORRUPT/NOTADB SN_ECORRUPT, SQLITE_BUSY
  * -EBUSY, SQLITE_NOMEM -ENOMEM, SQLITE_CONSTRAINT SN_EARG. */
 int sn__sqlite_code(sqlite3 *db, int rc);
+
+/* Before SQLite opens db_path: create it 0600 if missing, and strip group
+ * and other bits from it and its -wal, -shm, -journal (SQLite makes those
+ * with the database's mode). Best effort: a file we cannot open for
+ * writing is left to SQLite. */
+void sn__db_private(const char *db_path);
 
 /* ---- lexical.c ---------------------------------------------------------- */
 
@@ -186,10 +183,26 @@ int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k,
 int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
                 char *err, size_t err_len);
 
-/* The index file: a 72-byte header, then faiss' own serialization.
+/* What an index file was built for: the database (a random id drawn when
+ * the database was created, store_info.db_id), the collection's row id,
+ * and a tag hashed from the collection's name, model, dimension and
+ * creation time. */
+typedef struct {
+    uint8_t db_id[16];
+    int64_t collection;
+    uint64_t tag;
+} sn__ann_ident_t;
+
+/* The vectors stored under ids[0..n) (sorted ascending, distinct) into
+ * vecs (n x dim); found[i] says whether ids[i] is in the index. One pass
+ * over the id map: for a handful of ids. */
+int sn__ann_get(const sn__ann_t *a, int64_t n, const int64_t *ids,
+                float *vecs, int *found, char *err, size_t err_len);
+
+/* The index file: a 96-byte header, then faiss' own serialization.
  *
  *   0  "SENSEIDX"      magic
- *   8  u32 format      1
+ *   8  u32 format      2 (1: before the identity fields; rebuilt)
  *  12  u32 kind        1 Flat, 2 HNSW
  *  16  i64 collection  collections.id it belongs to
  *  24  u32 dim
@@ -198,19 +211,24 @@ int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
  *  40  i64 ntotal      vectors in the payload (tombstones included)
  *  48  i64 n_dead      tombstones among them (HNSW)
  *  56  u64 payload_len bytes after the header
- *  64  u64 checksum    over bytes 0..64 and the payload
+ *  64  u8[16] db_id    the database's random id
+ *  80  u64 tag         the collection's tag (sn__ann_ident_t)
+ *  88  u64 checksum    over bytes 0..88 and the payload
  *
  * All little-endian. The high-water mark and counts say what the file
- * reflects (they go into the catch-up log line); what catch-up trusts is
- * the id set itself, compared with SQLite's. Saving writes <path>.tmp,
+ * reflects: store.c refuses a file whose high-water mark is past the
+ * highest chunk rowid the database ever handed out (a database restored
+ * from a backup older than the file: those rowids will be handed out
+ * again, for other chunks). What catch-up trusts otherwise is the id set
+ * itself, compared with SQLite's. Saving writes <path>.tmp (mode 0600),
  * fsyncs it, renames it over <path> and fsyncs the directory: a crash
  * leaves the old file or the new one, never a mix. */
-#define SN__ANN_HEADER_LEN 72
-int sn__ann_save(const sn__ann_t *a, const char *path, int64_t collection,
-                 char *err, size_t err_len);
-/* Load and check (magic, format, collection, dim, size, checksum, then
+#define SN__ANN_HEADER_LEN 96
+int sn__ann_save(const sn__ann_t *a, const char *path,
+                 const sn__ann_ident_t *id, char *err, size_t err_len);
+/* Load and check (magic, format, identity, dim, size, checksum, then
  * faiss' own parse). Any mismatch is SN_ECORRUPT; a missing file -ENOENT. */
-int sn__ann_load(const char *path, int64_t collection, int dim,
+int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
                  sn__ann_t **out, char *err, size_t err_len);
 
 /* Set faiss' OpenMP team size for the calling thread (store.c: 1 for

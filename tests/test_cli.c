@@ -184,6 +184,34 @@ int main(void)
     CHECK(strstr(out, "\"hello\": 4 tokens, dim 64 [") != NULL);
     free(out);
 
+    /* truncation is reported: n_tokens and truncated in --json, a warning
+     * naming the input in human output (max_seq_length is 32 here) */
+    {
+        char longer[2048] = "";
+        for (int w = 0; w < 100; w++)
+            strcat(longer, w ? " word" : "word");
+        strcat(longer, "\nhello\n");
+        snprintf(args, sizeof args, "embed --model '%s' --json", model);
+        CHECK_EQ(run(args, longer, strlen(longer)), 0);
+        CHECK_EQ(n = read_lines(rows, 16), 2);
+        CHECK_EQ(json_integer_value(json_object_get(rows[0], "n_tokens")), 32);
+        CHECK(json_is_true(json_object_get(rows[0], "truncated")));
+        CHECK_EQ(json_integer_value(json_object_get(rows[1], "n_tokens")), 4);
+        CHECK(json_is_false(json_object_get(rows[1], "truncated")));
+        for (int i = 0; i < n; i++)
+            json_decref(rows[i]);
+        char *err = slurp(err_path);
+        CHECK(strstr(err, "warning") == NULL); /* --json: the flag only */
+        free(err);
+        snprintf(args, sizeof args, "embed --model '%s'", model);
+        CHECK_EQ(run(args, longer, strlen(longer)), 0);
+        check_stderr("sense: warning: input 1 is longer than the model's 32 "
+                     "tokens");
+        err = slurp(err_path);
+        CHECK(strstr(err, "input 2") == NULL);
+        free(err);
+    }
+
     /* invalid UTF-8 names the input and exits 1 */
     snprintf(args, sizeof args, "embed --model '%s' --json", model);
     const char *bad = "fine\nbad \xff byte\n";

@@ -1328,6 +1328,64 @@ int main(void)
             json_decref(rs[i]);
     }
 
+    /* ---- truncation is reported: embed, search, add (max 32 tokens) ------------ */
+    phase("truncation reported");
+    {
+        char longer[2048] = "", req[4096];
+        for (int w = 0; w < 100; w++)
+            strcat(longer, w ? " word" : "word");
+        snprintf(req, sizeof req, "{\"id\":1,\"op\":\"embed\",\"texts\":"
+                 "[\"Hello, World!\",\"%s\"]}", longer);
+        r = cl_call(c, req);
+        check_ok(r, "embed long");
+        json_t *nt = json_object_get(r, "n_tokens");
+        json_t *cut = json_object_get(r, "truncated");
+        CHECK_EQ(json_integer_value(json_array_get(nt, 0)), 7);
+        CHECK_EQ(json_integer_value(json_array_get(nt, 1)), 32);
+        CHECK_EQ(json_array_size(cut), 2);
+        CHECK(json_is_false(json_array_get(cut, 0)));
+        CHECK(json_is_true(json_array_get(cut, 1)));
+        json_decref(r);
+        /* a long document is chunked, not cut */
+        snprintf(req, sizeof req, "{\"id\":2,\"op\":\"add\",\"collection\":"
+                 "\"trunc\",\"docs\":[{\"id\":\"long\",\"text\":\"%s\"}]}",
+                 longer);
+        r = cl_call(c, req);
+        check_ok(r, "add long");
+        CHECK(json_integer_value(json_array_get(json_object_get(r, "chunks"),
+                                                0)) > 1);
+        CHECK_EQ(json_integer_value(json_array_get(
+                     json_object_get(r, "truncated"), 0)), 0);
+        json_decref(r);
+        snprintf(req, sizeof req, "{\"id\":3,\"op\":\"search\",\"collection\":"
+                 "\"trunc\",\"query\":\"%s\",\"k\":1}", longer);
+        r = cl_call(c, req);
+        check_ok(r, "search long");
+        CHECK(json_is_true(json_object_get(r, "truncated")));
+        CHECK_EQ(json_integer_value(json_object_get(r, "n_tokens")), 32);
+        json_decref(r);
+        r = cl_call(c, "{\"id\":4,\"op\":\"search\",\"collection\":"
+                       "\"trunc\",\"query\":\"word\",\"k\":1}");
+        check_ok(r, "search short");
+        CHECK(json_is_false(json_object_get(r, "truncated")));
+        json_decref(r);
+        /* the client warns, in human output only */
+        snprintf(req, sizeof req, "--socket '%s' search --collection trunc "
+                 "'%s'", sock_path, longer);
+        CHECK_EQ(run_cli(req, NULL), 0);
+        check_cli_err("sense: warning: the query is longer than the model's "
+                      "32 tokens");
+        snprintf(req, sizeof req, "--socket '%s' embed '%s'", sock_path,
+                 longer);
+        CHECK_EQ(run_cli(req, NULL), 0);
+        check_cli_err("sense: warning: input 1 is longer than the model's 32 "
+                      "tokens");
+        snprintf(req, sizeof req, "--socket '%s' embed --json '%s'", sock_path,
+                 longer);
+        CHECK_EQ(run_cli(req, NULL), 0);
+        check_cli_out("\"n_tokens\":32,\"truncated\":true");
+    }
+
     /* ---- search by the caller's own vector ---------------------------------------- */
     phase("search by vector");
     {

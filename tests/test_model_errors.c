@@ -96,13 +96,63 @@ int main(void)
     write_file(d, "modules.json", "[{\"idx\": 0,, }]");
     expect_fail(d, "malformed modules.json", "modules.json", "malformed");
 
-    d = fresh("dense-module");
+    d = fresh("other-module");
+    write_file(d, "modules.json",
+               "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": "
+               "\"sentence_transformers.models.Transformer\"}, "
+               "{\"idx\": 1, \"name\": \"1\", \"path\": \"2_WLP\", "
+               "\"type\": \"sentence_transformers.models."
+               "WeightedLayerPooling\"}]");
+    expect_fail(d, "unsupported module", "modules.json",
+                "WeightedLayerPooling");
+
+    d = fresh("dense-no-folder");
     write_file(d, "modules.json",
                "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": "
                "\"sentence_transformers.models.Transformer\"}, "
                "{\"idx\": 1, \"name\": \"1\", \"path\": \"2_Dense\", "
                "\"type\": \"sentence_transformers.models.Dense\"}]");
-    expect_fail(d, "unsupported module", "modules.json", "Dense");
+    expect_fail(d, "Dense without its folder", "2_Dense/config.json",
+                "no such file");
+
+    d = fresh("dense-bad-width");
+    write_file(d, "modules.json",
+               "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": "
+               "\"sentence_transformers.models.Transformer\"}, "
+               "{\"idx\": 1, \"name\": \"1\", \"path\": \"2_Dense\", "
+               "\"type\": \"sentence_transformers.models.Dense\"}]");
+    sh("mkdir -p '%s/2_Dense'", d);
+    write_file(d, "2_Dense/config.json",
+               "{\"in_features\": 7, \"out_features\": 3, \"bias\": true, "
+               "\"activation_function\": "
+               "\"torch.nn.modules.activation.Tanh\"}");
+    expect_fail(d, "Dense of the wrong width", "2_Dense/config.json",
+                "in_features 7");
+
+    /* a module path outside the model folder: "..", absolute, or a link
+     * (a config elsewhere that would otherwise load fine) */
+    {
+        static const char *const paths[] = {"../outside", "/tmp", "link",
+                                            "1_Pooling/../../outside"};
+        for (int i = 0; i < 4; i++) {
+            char mods[512];
+            d = fresh(i == 0 ? "mod-dotdot" : i == 1 ? "mod-abs"
+                      : i == 2 ? "mod-link" : "mod-deep");
+            sh("mkdir -p '%s/../outside' && cp '%s/1_Pooling/config.json' "
+               "'%s/../outside/'", d);
+            if (i == 2)
+                sh("ln -s ../outside '%s/link'", d);
+            snprintf(mods, sizeof mods,
+                     "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", "
+                     "\"type\": \"sentence_transformers.models.Transformer\"}, "
+                     "{\"idx\": 1, \"name\": \"1\", \"path\": \"%s\", "
+                     "\"type\": \"sentence_transformers.models.Pooling\"}]",
+                     paths[i]);
+            write_file(d, "modules.json", mods);
+            expect_fail(d, "module path outside", "modules.json",
+                        "outside the model folder");
+        }
+    }
 
     d = fresh("bad-pooling");
     write_file(d, "1_Pooling/config.json",
@@ -124,8 +174,9 @@ int main(void)
 
     d = fresh("lower-case");
     write_file(d, "sentence_bert_config.json",
-               "{\"max_seq_length\": 32, \"do_lower_case\": true}");
-    expect_fail(d, "do_lower_case", "sentence_bert_config.json", NULL);
+               "{\"max_seq_length\": 32, \"do_lower_case\": \"yes\"}");
+    expect_fail(d, "do_lower_case not a boolean", "sentence_bert_config.json",
+                "do_lower_case: expected a boolean");
 
     d = fresh("no-tokenizer");
     sh("rm '%s/tokenizer.json' '%s/vocab.txt'", d);
@@ -136,8 +187,40 @@ int main(void)
     expect_fail(d, "truncated safetensors", "model.safetensors", NULL);
 
     d = fresh("bad-tokenizer-json");
-    write_file(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}");
-    expect_fail(d, "unsupported tokenizer model", "tokenizer.json", "BPE");
+    write_file(d, "tokenizer.json", "{\"model\": {\"type\": \"WordLevel\"}}");
+    expect_fail(d, "unsupported tokenizer model", "tokenizer.json",
+                "WordLevel");
+
+    /* model names: repository ids, and where a pulled one is looked for */
+    static const char *const ids_ok[] = {"org/name", "name", "a.b-c_d/X.9"};
+    static const char *const ids_bad[] = {"", "../x", "/abs", "a/b/c",
+                                          ".hidden/x", "a/..", "a//b",
+                                          "org/", "-x/y", "a b/c"};
+    for (size_t i = 0; i < sizeof ids_ok / sizeof *ids_ok; i++)
+        CHECK(sn_model_repo_id_valid(ids_ok[i]));
+    for (size_t i = 0; i < sizeof ids_bad / sizeof *ids_bad; i++)
+        if (sn_model_repo_id_valid(ids_bad[i])) {
+            fprintf(stderr, "'%s' taken for a repository id\n", ids_bad[i]);
+            exit(1);
+        }
+    {
+        char path[4096];
+        setenv("SENSE_DATA", base, 1);
+        CHECK_OK(sn_model_pulled_path("org/name", path, sizeof path), "");
+        char want[600];
+        snprintf(want, sizeof want, "%s/models/org/name", base);
+        CHECK_STREQ(path, want);
+        CHECK(sn_model_pulled_path("../etc", path, sizeof path) == SN_EARG);
+        expect_fail("org/never-pulled", "a name not pulled", "sense pull "
+                    "org/never-pulled", NULL);
+        /* a pulled model is found by name */
+        sh("mkdir -p '%s/models/org' && cp -r '%s/good' "
+           "'%s/models/org/name'", base);
+        m = NULL;
+        CHECK_OK(sn_model_load("org/name", &m, err, sizeof err), err);
+        sn_model_free(m);
+        unsetenv("SENSE_DATA");
+    }
 
     sh("rm -rf '%s'", base);
     printf("model errors: ok\n");

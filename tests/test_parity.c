@@ -221,9 +221,12 @@ static void make_old_layout(const char *src, const char *dst, int hidden,
                             int keep_tokenizer_json)
 {
     char a[1024], b[1024], txt[2048];
+    /* config_sentence_transformers.json keeps the version that saved the
+     * model, which decides whether inputs are stripped (tokenizer.c) */
     static const char *files[] = {"config.json", "model.safetensors",
                                   "tokenizer_config.json", "vocab.txt",
-                                  "tokenizer.json"};
+                                  "tokenizer.json",
+                                  "config_sentence_transformers.json"};
     CHECK(mkdir(dst, 0700) == 0);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (!keep_tokenizer_json && !strcmp(files[i], "tokenizer.json"))

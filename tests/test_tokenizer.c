@@ -406,8 +406,49 @@ static void test_malformed_json(void)
     expect_json_error("{\"model\": ", SN_EJSON, "column");
     expect_json_error("[]", SN_EMODEL, "json object");
     expect_json_error("{\"model\": 5}", SN_EMODEL, "model");
+    expect_json_error("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}",
+                      SN_EMODEL, "model.type 'WordLevel'");
+    /* BPE: the parts a byte-level tokenizer.json must have */
     expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
-                      SN_EMODEL, "model.type 'BPE'");
+                      SN_EMODEL, "model.vocab: missing, empty");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0, \"b\": 1}}}",
+                      SN_EMODEL, "model.merges: missing");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": "
+                      "[\"a b\", \"a c\"]}}",
+                      SN_EMODEL, "model.merges[1]: 'c' is not in the vocabulary");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}",
+                      SN_EMODEL, "model.merges[0]: 'ab' is not in the vocabulary");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0, \"b\": 1}, \"merges\": [[\"a\"]]}}",
+                      SN_EMODEL, "model.merges[0]: expected");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0}, \"merges\": [], \"unk_token\": \"<unk>\"}}",
+                      SN_EMODEL, "model.unk_token '<unk>' is not in the vocabulary");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0}, \"merges\": [], \"dropout\": 0.1}}",
+                      SN_EMODEL, "model.dropout");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+                      "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, "
+                      "\"behavior\": \"Isolated\"}}",
+                      SN_EMODEL, "pre_tokenizer: Split: regex '(a'");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+                      "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
+                      "\"behavior\": \"Sideways\"}}",
+                      SN_EMODEL, "'behavior' 'Sideways'");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+                      "{\"type\": \"Digits\"}}",
+                      SN_EMODEL, "pre_tokenizer 'Digits' is not supported");
+    expect_json_error("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                      "{\"a\": 0}, \"merges\": []}, \"normalizer\": "
+                      "{\"type\": \"Precompiled\", \"precompiled_charsmap\": "
+                      "\"BAAAAAEC\"}}",
+                      SN_EMODEL, "'precompiled_charsmap' is truncated");
     expect_json_error("{\"model\": {\"type\": 7}}", SN_EMODEL, "model");
     expect_json_error("{" BERT_NORM ", " BERT_PRE ", "
                       "\"model\": {\"type\": \"WordPiece\", \"vocab\": [1]}}",

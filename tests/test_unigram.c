@@ -91,7 +91,6 @@ static void test_fixture(void)
     json_decref(root);
     CHECK_EQ(tok.vocab.n_pieces, 3000);
     CHECK_EQ(tok.unk_id, 3);
-    CHECK(tok.ug.nmt && tok.ug.nfkc && tok.ug.collapse_spaces);
     CHECK_EQ(tok.ug.replacement, 0x2581);
     CHECK(tok.ug.prepend_always && tok.ug.split);
 
@@ -300,8 +299,15 @@ static void test_malformed(void)
         {NULL, "{\"type\":\"BertNormalizer\"}", NULL,
          "normalizer 'BertNormalizer' is not supported"},
         {NULL, "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFKC\"},"
-               "{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"\"}]}",
-         NULL, "normalizer 'Precompiled' is not supported"},
+               "{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"E!AA\"}]}",
+         NULL, "'precompiled_charsmap' is not valid base64"},
+        {NULL, "{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+               "\"EAAAAAECAwQ=\"}",
+         NULL, "its trie claims 16 bytes, 4 follow"},
+        {NULL, "{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"EAA=\"}",
+         NULL, "too short"},
+        {NULL, "{\"type\":\"Precompiled\"}", NULL,
+         "no 'precompiled_charsmap' string"},
         {NULL, "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"\\\\s+\"},"
                "\"content\":\" \"}",
          NULL, "regex '\\s+' is not supported"},

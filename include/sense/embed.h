@@ -40,13 +40,19 @@ typedef struct {
     uint8_t *special;
     int n_tokens;
     int cap;          /* allocated entries */
+    int truncated;    /* text tokens cut off to fit max_tokens (0: none) */
 } sn_encoding_t;
 
 void sn_encoding_free(sn_encoding_t *enc); /* frees the arrays, zeroes *enc */
 
 /* Load from a model folder: tokenizer.json if present, else vocab.txt with
  * tokenizer_config.json (do_lower_case, strip_accents,
- * tokenize_chinese_chars). */
+ * tokenize_chinese_chars). A sentence-transformers folder also decides what
+ * happens to a text before the tokenizer sees it, as sentence-transformers
+ * does it: str.strip() (versions up to 5, which saved most models; not when
+ * config_sentence_transformers.json records 6 or later), then str.lower()
+ * when sentence_bert_config.json has "do_lower_case": true; offsets still
+ * index the text as given. The pure constructors below do neither. */
 int sn_tokenizer_load(const char *dir, sn_tokenizer_t **out, char *err,
                       size_t err_len);
 /* Pure constructors, no I/O: the contents of a tokenizer.json; of a
@@ -60,15 +66,33 @@ void sn_tokenizer_free(sn_tokenizer_t *tok);
 
 /* Tokenize `text` (`len` bytes of UTF-8) with special tokens added; when
  * max_tokens > 0, truncate so the result, specials included, has at most
- * max_tokens entries. Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
+ * max_tokens entries (out->truncated then counts the tokens dropped). Invalid UTF-8 fails with SN_EUTF8. `out` is reused:
  * its arrays grow as needed. */
 int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                         size_t len, int max_tokens, sn_encoding_t *out,
                         char *err, size_t err_len);
 
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok);
+/* The maximum the folder states (sentence_bert_config.json's
+ * max_seq_length, else tokenizer_config.json's model_max_length), specials
+ * included; 0 when it states none or the tokenizer was not loaded from a
+ * folder. A model may cap it lower (sn_model_max_tokens). */
+int sn_tokenizer_max_tokens(const sn_tokenizer_t *tok);
 /* The vocabulary string of `id` ("##lo", "\xe2\x96\x81World"), or NULL. */
 const char *sn_tokenizer_piece(const sn_tokenizer_t *tok, int32_t id);
+
+/* The token string Hugging Face reports for token i of `enc`, encoded from
+ * `text` (`len` bytes): the vocabulary piece, except for the unknown token
+ * of a Unigram model, which HF reports as the normalized text it stands
+ * for (here: its chars [start, end) normalized again, less what tokens from
+ * the same chars hold -- exact on every reference we have, but a
+ * reconstruction), and an added token with lstrip/rstrip, which HF reports
+ * with the whitespace it took. Returns the piece, or `buf` (NUL-terminated, cut at
+ * buf_len - 1 bytes) holding the text; NULL when i is out of range. */
+const char *sn_tokenizer_token_str(const sn_tokenizer_t *tok,
+                                   const sn_encoding_t *enc, int i,
+                                   const char *text, size_t len, char *buf,
+                                   size_t buf_len);
 
 /* ---- model -------------------------------------------------------------- */
 
@@ -80,9 +104,14 @@ typedef enum {
     SN_POOL_CLS,
     SN_POOL_MAX,
     SN_POOL_MEAN_SQRT_LEN,
+    SN_POOL_LASTTOKEN, /* the last token's state (decoders, whose last
+                        * token is the only one that has seen them all) */
 } sn_pool_t;
 
-/* Load the model in folder `path`, or the default model for "default". */
+/* Load the model in folder `path`, or the default model for "default", or,
+ * when no folder `path` exists and it is a repository id ("org/name" or
+ * "name"), the model `sense pull` stored under that name (see
+ * sn_model_pulled_path). */
 int sn_model_load(const char *path, sn_model_t **out, char *err,
                   size_t err_len);
 void sn_model_free(sn_model_t *model);
@@ -90,11 +119,28 @@ void sn_model_free(sn_model_t *model);
  * $SENSE_DATA/models/use-lite, else $XDG_DATA_HOME/sense/models/use-lite,
  * else ~/.local/share/sense/models/use-lite (where scripts/setup puts it). */
 int sn_model_default_path(char *buf, size_t len);
+/* A Hugging Face repository id: "name" or "org/name", each part 1 to 96
+ * characters of [A-Za-z0-9._-], not starting with '.' or '-', no "..". */
+int sn_model_repo_id_valid(const char *repo_id);
+/* Where `sense pull REPO_ID` stores a model and where sn_model_load finds
+ * it by name: sn_data_path("models/REPO_ID"), i.e. models/<org>/<name>
+ * under the data folder. SN_EARG when repo_id is not a valid id. */
+int sn_model_pulled_path(const char *repo_id, char *buf, size_t len);
+/* The folder sn_model_load would load for `name` (a folder, "default", or a
+ * pulled repository id), into buf; fails as sn_model_load would when there
+ * is none, with a hint (e.g. the `sense pull` command). For programs that
+ * read a model folder's files without loading the model. */
+int sn_model_locate(const char *name, char *buf, size_t len, char *err,
+                    size_t err_len);
 
-int sn_model_dim(const sn_model_t *model);        /* sentence vector size */
+int sn_model_dim(const sn_model_t *model);        /* sentence vector size
+                                                   * (after Dense modules) */
 int sn_model_hidden(const sn_model_t *model);     /* token vector size */
 int sn_model_max_tokens(const sn_model_t *model); /* specials included */
 sn_pool_t sn_model_pooling(const sn_model_t *model);
+/* 1 when token states are contextual only leftward (a decoder such as
+ * Qwen3: the state of token i has seen tokens 0..i only). */
+int sn_model_causal(const sn_model_t *model);
 int sn_model_normalizes(const sn_model_t *model);
 const sn_tokenizer_t *sn_model_tokenizer(const sn_model_t *model);
 /* The prompt text named `name` in config_sentence_transformers.json (e.g.

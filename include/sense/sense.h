@@ -12,6 +12,8 @@
  *   sense/wsd.h     word senses: locating a word, its vector, the sense
  *                   inventory (in the store's database), choosing a sense
  *   sense/wordnet.h WordNet 3.0 as a sense inventory: parsing, importing
+ *   sense/protocol.h the daemon's op table and limits, shared with the
+ *                   client
  * The daemon (daemon/) serves them over a Unix socket; its wire protocol is
  * docs/protocol.md. The data path: embed -> index -> daemon -> client.
  *

@@ -13,6 +13,10 @@
  *   - Collections are bound to the model that filled them (model id and
  *     dimension): writing or searching with another is SN_EMODEL.
  *
+ * Files: the database, its -wal and -shm, the index folder (<db>.idx) and
+ * its files are made 0600 / 0700 whatever the umask, and existing ones
+ * are brought back to that: they hold the documents.
+ *
  * Errors: 0 or a negative code (SN_E*, -errno); the message goes to `err`.
  * A full disk or read-only database is -ENOSPC / -EROFS / -EACCES with the
  * store left consistent (the failed transaction rolled back).
@@ -28,6 +32,16 @@ extern "C" {
 #endif
 
 typedef struct sn_store sn_store_t;
+
+/* Limits, checked by every call (the daemon's protocol uses these too). */
+#define SN_STORE_MAX_NAME 256          /* collection name, model id (bytes) */
+#define SN_STORE_MAX_ID 1024           /* external document id (bytes) */
+#define SN_STORE_MAX_DIM 65536
+#define SN_STORE_MAX_K 10000
+#define SN_STORE_MAX_META (1u << 20)   /* meta JSON (bytes) */
+#define SN_STORE_MAX_TEXT (64u << 20)  /* document text (bytes) */
+#define SN_STORE_MAX_CHUNKS 100000     /* chunks per document */
+#define SN_STORE_MAX_BATCH 100000      /* documents per call */
 
 typedef enum {
     SN_INDEX_AUTO = 0, /* Flat below a measured size, HNSW above */
@@ -78,6 +92,13 @@ typedef struct {
 int sn_store_add(sn_store_t *st, const char *collection, const char *model_id,
                  const sn_doc_in_t *docs, int n, char **ids_out, char *err,
                  size_t err_len);
+/* sn_store_add, creating the collection (as sn_store_collection would) in
+ * the same transaction when it does not exist: an add that fails or is
+ * killed half-way leaves no empty new collection behind. */
+int sn_store_add_create(sn_store_t *st, const char *collection,
+                        const char *model_id, int dim, sn_index_kind_t kind,
+                        const sn_doc_in_t *docs, int n, char **ids_out,
+                        char *err, size_t err_len);
 
 typedef struct {
     char *id;
@@ -102,6 +123,26 @@ int sn_store_delete(sn_store_t *st, const char *collection,
 int sn_store_list(sn_store_t *st, const char *collection, int64_t offset,
                   int limit, char ***ids_out, int *n_out, char *err,
                   size_t err_len);
+
+/* A stored vector that cannot be trusted: not dim floats, not finite, or
+ * not of unit length (as every vector is when stored). Such a vector is
+ * left out of the collection's index (and logged) when the index is built
+ * or caught up from the database, and reported by sn_store_check. */
+typedef struct {
+    char *collection;
+    char *id;        /* the document's external id */
+    int chunk;       /* ordinal of the chunk in its document */
+    char *problem;   /* "norm 4.2e+27", "not finite", "12 bytes, expected 1536" */
+} sn_store_bad_t;
+
+/* Read back every stored vector of `collection` (NULL: of every
+ * collection) and report the damaged ones: *out (at most max_report of
+ * them, malloc'd, free with sn_store_bad_free), *n_bad (all of them) and
+ * *n_checked (vectors read). Holds the store for the length of the scan. */
+int sn_store_check(sn_store_t *st, const char *collection, int max_report,
+                   sn_store_bad_t **out, int *n_out, int64_t *n_bad,
+                   int64_t *n_checked, char *err, size_t err_len);
+void sn_store_bad_free(sn_store_bad_t *b, int n);
 
 typedef struct {
     char *name;

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         /* echo what was parsed, as the ops would */
         sn__proto_reply_begin(&b, req.id_json);
-        sn__buf_printf(&b, ",\"op\":\"%s\",\"texts\":[", sn__op_name(req.op));
+        sn__buf_printf(&b, ",\"op\":\"%s\",\"texts\":[", sn_op_name(req.op));
         for (int i = 0; i < req.n_texts; i++) {
             if (i)
                 sn__buf_put(&b, ",", 1);

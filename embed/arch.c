@@ -1,0 +1,198 @@
+/*
+ * arch.c -- the architecture table: config.json's model_type picks one
+ * sn__arch_t (embed/nn.h), whose load, forward and free the rest of
+ * libsense calls through sn__enc_t. Adding an architecture is one file
+ * plus one line in `archs` below.
+ *
+ * sn__enc_forward checks every input before the architecture sees it: ids
+ * in [0, vocab), each sequence at most max_len tokens, the call at most
+ * SN_NN_MAX_TOKENS tokens; so an architecture's forward pass reads nothing
+ * out of bounds whatever the input.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+
+static const sn__arch_t *const archs[] = {
+    &sn__arch_bert, &sn__arch_mpnet, &sn__arch_distilbert, &sn__arch_t5,
+    &sn__arch_qwen3, &sn__arch_modernbert,
+};
+
+const char *sn__enc_supported(void)
+{
+    static char buf[512];
+
+    if (!buf[0]) {
+        size_t n = 0;
+        for (size_t a = 0; a < sizeof archs / sizeof *archs; a++)
+            for (const char *const *t = archs[a]->model_types; *t; t++)
+                n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s",
+                                      n ? ", " : "", *t);
+    }
+    return buf;
+}
+
+static const sn__arch_t *find_arch(const char *type)
+{
+    for (size_t a = 0; a < sizeof archs / sizeof *archs; a++)
+        for (const char *const *t = archs[a]->model_types; *t; t++)
+            if (!strcmp(*t, type))
+                return archs[a];
+    return NULL;
+}
+
+int sn__enc_load(const char *dir, sn__enc_t **out, char *err,
+                 size_t err_len)
+{
+    char path[4096];
+    char *buf = NULL;
+    size_t len;
+    json_error_t jerr;
+    json_t *cfg = NULL;
+    const char *type;
+    sn__enc_t *e = NULL;
+    int rc;
+
+    *out = NULL;
+    if (sn__path_join(path, sizeof path, dir, "config.json"))
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    if ((rc = sn__read_file(path, SN_NN_MAX_CONFIG, &buf, &len, err,
+                            err_len)))
+        return rc;
+    cfg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(buf);
+    if (!cfg)
+        return sn__err(err, err_len, SN_EJSON, "'%s': line %d column %d: %s",
+                       path, jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(cfg)) {
+        rc = sn__err(err, err_len, SN_EMODEL, "'%s': not a json object",
+                     path);
+        goto fail;
+    }
+    if ((rc = sn__cfg_str(cfg, "model_type", NULL, &type, path, err,
+                          err_len)))
+        goto fail;
+    const sn__arch_t *arch = find_arch(type);
+    if (!arch) {
+        rc = sn__err(err, err_len, SN_EMODEL,
+                     "'%s': unknown model_type '%s' (supported: %s)", path,
+                     type, sn__enc_supported());
+        goto fail;
+    }
+    if (!(e = calloc(1, sizeof *e))) {
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    e->arch = arch;
+    if ((rc = arch->load(dir, cfg, path, e, err, err_len)))
+        goto fail;
+    json_decref(cfg);
+    *out = e;
+    return 0;
+fail:
+    json_decref(cfg);
+    free(e);
+    return rc;
+}
+
+int sn__enc_load_use(const char *dir, sn__enc_t **out, char *err,
+                     size_t err_len)
+{
+    sn__enc_t *e = calloc(1, sizeof *e);
+    int rc;
+
+    *out = NULL;
+    if (!e)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    e->arch = &sn__arch_use;
+    if ((rc = sn__arch_use.load(dir, NULL, NULL, e, err, err_len))) {
+        free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void sn__enc_free(sn__enc_t *e)
+{
+    if (!e)
+        return;
+    e->arch->free(e->impl);
+    free(e);
+}
+
+void *sn__enc_ctx_new(const sn__enc_t *e)
+{
+    if (e->arch->ctx_new)
+        return e->arch->ctx_new(e->impl);
+    return sn__nn_new();
+}
+
+void sn__enc_ctx_free(const sn__enc_t *e, void *ctx)
+{
+    if (!e || !ctx)
+        return;
+    if (e->arch->ctx_free)
+        e->arch->ctx_free(ctx);
+    else
+        sn__nn_free(ctx);
+}
+
+int sn__enc_check(const char *kind, int n_vocab, int max_len,
+                  const int32_t *ids, const int *lens, int n_seq, char *err,
+                  size_t err_len)
+{
+    long long total = 0;
+
+    if (n_seq < 0 || (n_seq > 0 && (!ids || !lens)))
+        return sn__err(err, err_len, SN_EARG, "%s: invalid arguments", kind);
+    for (int s = 0; s < n_seq; s++) {
+        if (lens[s] < 0)
+            return sn__err(err, err_len, SN_EARG,
+                           "%s: sequence %d has negative length %d", kind, s,
+                           lens[s]);
+        if (max_len > 0 && lens[s] > max_len)
+            return sn__err(err, err_len, SN_ETOOBIG,
+                           "%s: sequence %d has %d tokens, the model takes "
+                           "at most %d",
+                           kind, s, lens[s], max_len);
+        total += lens[s];
+        if (total > SN_NN_MAX_TOKENS)
+            return sn__err(err, err_len, SN_ETOOBIG,
+                           "%s: batch of more than %d tokens "
+                           "(SN_NN_MAX_TOKENS); split it",
+                           kind, SN_NN_MAX_TOKENS);
+    }
+    for (long long t = 0; t < total; t++)
+        if (ids[t] < 0 || ids[t] >= n_vocab)
+            return sn__err(err, err_len, SN_EARG,
+                           "%s: token id %d at position %lld outside the "
+                           "vocabulary [0, %d)",
+                           kind, (int)ids[t], t, n_vocab);
+    return 0;
+}
+
+int sn__enc_forward(const sn__enc_t *e, void *ctx, const int32_t *ids,
+                    const int *lens, int n_seq, float *tokens_out,
+                    float *sent_out, char *err, size_t err_len)
+{
+    int rc;
+
+    if (!ctx)
+        return sn__err(err, err_len, SN_EARG, "%s: invalid arguments",
+                       e->kind);
+    if ((rc = sn__enc_check(e->kind, e->n_vocab, e->max_len, ids, lens,
+                            n_seq, err, err_len)))
+        return rc;
+    if (!e->pools && n_seq > 0 && !tokens_out)
+        return sn__err(err, err_len, SN_EARG, "%s: invalid arguments",
+                       e->kind);
+    if (e->pools && n_seq > 0 && !sent_out)
+        return sn__err(err, err_len, SN_EARG, "%s: invalid arguments",
+                       e->kind);
+    return e->arch->forward(e->impl, ctx, ids, lens, n_seq, tokens_out,
+                            sent_out, err, err_len);
+}

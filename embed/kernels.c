@@ -1,0 +1,678 @@
+/*
+ * kernels.c -- the element-wise and attention kernels every architecture
+ * calls (through sn__kernels_t, embed/nn.h): activations and their gated
+ * forms, bias adds, LayerNorm (with or without bias), RMSNorm, and
+ * attention over one (sequence, head) with a scale, an optional causal or
+ * sliding-window mask, an optional relative position bias, and any row
+ * strides (so grouped-query heads read their shared K/V head in place).
+ * The dense products are embed/gemm.c's.
+ *
+ * They are written once with GCC/Clang vector extensions (the #else
+ * branch of SN_KERNELS_PASS below), and compiled once per target by
+ * including this file into itself, each time with its own vector width:
+ * AVX-512 (16 lanes, 4-vector tiles), AVX2 + FMA (8 lanes, 2-vector tiles)
+ * and the baseline (4 lanes: SSE2, NEON). A width the target lacks is not
+ * an option: GCC lowers a 64-byte vector on AVX2 through the stack, ten
+ * times slower. The table is picked at run time from the CPU's features.
+ *
+ * Invariants. Every row, whatever its length, goes through the same
+ * vector code (tails run it on a zero-padded copy), and every (sequence,
+ * head) runs the same code whatever thread takes it: results do not
+ * depend on the batch or the thread split. glibc's scalar erff alone
+ * (12 ns a call) would double a BERT forward pass: our erf is within 1.12
+ * ulp of the true erf with FMA, 1.34 without (glibc erff: 0.97), so GELU
+ * is within 1.2e-7 absolute; exp is Cephes' (0.98 ulp).
+ *
+ * Masks. Masked scores get probability exactly 0, as transformers' additive
+ * finfo.min mask gives: the softmax runs over the visible range of the row
+ * only (causal: j <= i; window w: |i - j| <= w) and the rest is zeroed.
+ *
+ * Tuned for: rows of 64 to 4096 floats, heads of 16 to 128 columns,
+ * sequences of 1 to 8192 tokens.
+ */
+#ifndef SN_KERNELS_PASS /* the main pass: the table */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+
+#define SN_KERNELS_PASS 1
+/* AVX passes where GCC/Clang target x86-64; define SN_NO_SIMD_PASSES to
+ * build the baseline alone. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SN_NO_SIMD_PASSES)
+#define SN_W 16
+#define SN_NV 4
+#define SN_K(name) name##_avx512
+#define SN_KATTR __attribute__((target("avx512f,avx2,fma")))
+#include "kernels.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_K
+#undef SN_KATTR
+#define SN_W 8
+#define SN_NV 2
+#define SN_K(name) name##_avx2
+#define SN_KATTR __attribute__((target("avx2,fma")))
+#include "kernels.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_K
+#undef SN_KATTR
+#define SN_HAVE_AVX_PASSES 1
+#endif
+#define SN_W 4
+#define SN_NV 2
+#define SN_K(name) name##_base
+#define SN_KATTR
+#include "kernels.c"
+#undef SN_W
+#undef SN_NV
+#undef SN_K
+#undef SN_KATTR
+#undef SN_KERNELS_PASS
+
+#define SN_KERNELS_TABLE(lvl)                                                \
+    {#lvl,          k_act_##lvl, k_glu_##lvl, k_add_rows_##lvl, k_ln_##lvl,  \
+     k_rms_##lvl, k_attention_##lvl}
+
+const sn__kernels_t *sn__kernels_pick(void)
+{
+    static const sn__kernels_t base = SN_KERNELS_TABLE(base);
+    const char *cap = getenv("SENSE_BERT_KERNELS");
+
+    if (cap && !strcmp(cap, "base"))
+        return &base;
+#ifdef SN_HAVE_AVX_PASSES
+    static const sn__kernels_t avx512 = SN_KERNELS_TABLE(avx512);
+    static const sn__kernels_t avx2 = SN_KERNELS_TABLE(avx2);
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+        !(cap && !strcmp(cap, "avx2")))
+        return &avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return &avx2;
+#endif
+    return &base;
+}
+
+int sn__act_parse(const char *name)
+{
+    static const struct {
+        const char *name;
+        sn__act_t act;
+    } acts[] = {
+        {"gelu", SN_ACT_GELU},
+        {"gelu_python", SN_ACT_GELU},
+        {"gelu_new", SN_ACT_GELU_TANH},
+        {"gelu_pytorch_tanh", SN_ACT_GELU_TANH},
+        {"gelu_fast", SN_ACT_GELU_TANH},
+        {"silu", SN_ACT_SILU},
+        {"swish", SN_ACT_SILU},
+        {"relu", SN_ACT_RELU},
+    };
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+        if (!strcmp(name, acts[i].name))
+            return (int)acts[i].act;
+    return -1;
+}
+
+#else /* SN_KERNELS_PASS ----------------------------------------------------
+ * The kernels, compiled once per target: the includer defines SN_W (float
+ * lanes per vector), SN_NV (vectors per tile row in attention), SN_K(name)
+ * (the pass's suffix) and SN_KATTR (its target attribute). The names below
+ * are renamed per pass by the macros that follow. No helper takes or
+ * returns a vector by value (GCC notes an ABI change for those, Clang
+ * rejects some), hence macros, and helpers that work in place through a
+ * pointer. */
+
+#define vf SN_K(vf)
+#define vi SN_K(vi)
+#define vfu SN_K(vfu)
+#define v_hsum SN_K(v_hsum)
+#define v_hmax SN_K(v_hmax)
+#define v_exp SN_K(v_exp)
+#define v_erf SN_K(v_erf)
+#define v_tanh SN_K(v_tanh)
+#define v_gelu SN_K(v_gelu)
+#define qk_tile SN_K(qk_tile)
+#define pv_tile SN_K(pv_tile)
+#define softmax_row SN_K(softmax_row)
+#define v_act SN_K(v_act)
+
+typedef float vf __attribute__((vector_size(SN_W * 4)));
+typedef int32_t vi __attribute__((vector_size(SN_W * 4)));
+typedef float vfu __attribute__((vector_size(SN_W * 4), aligned(4),
+                                 may_alias)); /* unaligned access */
+
+#undef SN_INLINE
+#define SN_INLINE static inline __attribute__((always_inline)) SN_KATTR
+
+#undef v_load
+#undef v_store
+#undef v_set1
+#undef v_blend
+#undef v_min
+#undef v_max
+#define v_load(p) (*(const vfu *)(const void *)(p))
+#define v_store(p, v) (*(vfu *)(void *)(p) = (v))
+#if SN_W == 16
+#define v_set1(f)                                                            \
+    ((vf){(f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f),   \
+          (f), (f), (f)})
+#elif SN_W == 8
+#define v_set1(f) ((vf){(f), (f), (f), (f), (f), (f), (f), (f)})
+#else
+#define v_set1(f) ((vf){(f), (f), (f), (f)})
+#endif
+/* m ? a : b, m a comparison result (all ones / all zeros per lane) */
+#define v_blend(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
+#define v_min(a, b) v_blend((a) < (b), (a), (b))
+#define v_max(a, b) v_blend((a) > (b), (a), (b))
+
+/* Sum of the lanes in a fixed pairwise order. */
+SN_INLINE float v_hsum(const vf *pv)
+{
+    float t[SN_W];
+    int n;
+
+    memcpy(t, pv, sizeof t);
+    for (n = SN_W / 2; n >= 1; n /= 2)
+        for (int i = 0; i < n; i++)
+            t[i] += t[i + n];
+    return t[0];
+}
+
+SN_INLINE float v_hmax(const vf *pv)
+{
+    float t[SN_W], m;
+
+    memcpy(t, pv, sizeof t);
+    m = t[0];
+    for (int i = 1; i < SN_W; i++)
+        m = t[i] > m ? t[i] : m;
+    return m;
+}
+
+/* *px = exp(*px), Cephes' expf: x = n ln2 + r, |r| <= ln2/2, degree-6
+ * polynomial; 0.98 ulp. Inputs are clamped to [-87.3, 88.3] (no inf, no
+ * denormals). */
+SN_INLINE void v_exp(vf *px)
+{
+    const vf magic = v_set1(12582912.0f); /* 1.5 * 2^23: round to int */
+    vf x = *px, n, r, p;
+    vi e, e1, e2;
+
+    x = v_max(x, v_set1(-87.33654f));
+    x = v_min(x, v_set1(88.3762589f));
+    n = (x * v_set1(1.44269504088896341f) + magic) - magic;
+    r = x - n * v_set1(0.693359375f);
+    r = r - n * v_set1(-2.12194440e-4f);
+    p = v_set1(1.9875691500e-4f);
+    p = p * r + v_set1(1.3981999507e-3f);
+    p = p * r + v_set1(8.3334519073e-3f);
+    p = p * r + v_set1(4.1665795894e-2f);
+    p = p * r + v_set1(1.6666665459e-1f);
+    p = p * r + v_set1(5.0000001201e-1f);
+    p = p * (r * r) + r + v_set1(1.0f);
+    /* 2^n, n in [-126, 127] after the clamp; 2^127 is split in two */
+    e = __builtin_convertvector(n, vi);
+    e1 = e >> 1;
+    e2 = e - e1;
+    *px = p * (vf)((e1 + 127) << 23) * (vf)((e2 + 127) << 23);
+}
+
+/* *px = erf(*px): |x| < 1: x + x q(x^2), q of degree 6; 1 <= |x| < 3.92:
+ * 1 - erfc(|x|), erfc a degree-14 polynomial in |x| - 2.5; beyond, +-1.
+ * Chebyshev interpolants computed in long double, in monomial form.
+ * 1.12 ulp with FMA, 1.34 without (glibc's scalar erff: 0.97, but it alone
+ * would double the forward pass time). */
+SN_INLINE void v_erf(vf *px)
+{
+    const vi sign_bit = (vi)v_set1(-0.0f);
+    const vi sign = (vi)*px & sign_bit;
+    const vf ax = (vf)((vi)*px & ~sign_bit);
+    const vf u = ax * ax;
+    vf pa, pb, v, y;
+
+    pa = v_set1(7.875875063e-05f);
+    pa = pa * u + v_set1(-8.016864287e-04f);
+    pa = pa * u + v_set1(5.189087423e-03f);
+    pa = pa * u + v_set1(-2.685421201e-02f);
+    pa = pa * u + v_set1(1.128359472e-01f);
+    pa = pa * u + v_set1(-3.761262667e-01f);
+    pa = pa * u + v_set1(1.283791658e-01f);
+    pa = ax + ax * pa;
+
+    v = v_min(ax, v_set1(4.0f)) - v_set1(2.5f);
+    pb = v_set1(-8.837966382e-07f);
+    pb = pb * v + v_set1(-4.879900533e-07f);
+    pb = pb * v + v_set1(1.566748478e-05f);
+    pb = pb * v + v_set1(-1.783762571e-05f);
+    pb = pb * v + v_set1(-8.093341967e-05f);
+    pb = pb * v + v_set1(2.708359885e-04f);
+    pb = pb * v + v_set1(-2.589991190e-04f);
+    pb = pb * v + v_set1(-5.606543764e-04f);
+    pb = pb * v + v_set1(2.797778940e-03f);
+    pb = pb * v + v_set1(-6.108916376e-03f);
+    pb = pb * v + v_set1(8.622514286e-03f);
+    pb = pb * v + v_set1(-8.351824079e-03f);
+    pb = pb * v + v_set1(5.445702404e-03f);
+    pb = pb * v + v_set1(-2.178180237e-03f);
+    pb = pb * v + v_set1(4.069520174e-04f);
+    pb = v_set1(1.0f) - pb;
+
+    y = v_blend(ax < v_set1(3.92f), pb, v_set1(1.0f));
+    y = v_blend(ax < v_set1(1.0f), pa, y);
+    *px = (vf)((vi)y | sign);
+}
+
+/* *pz = tanh(*pz) = 1 - 2 / (exp(2z) + 1), |z| clamped to 9 (tanh = +-1 in
+ * fp32); absolute error ~1e-7, which is what GELU's 1 + tanh needs. */
+SN_INLINE void v_tanh(vf *pz)
+{
+    vf z = v_max(*pz, v_set1(-9.0f));
+    z = v_min(z, v_set1(9.0f));
+    z = z + z;
+    v_exp(&z);
+    *pz = v_set1(1.0f) - v_set1(2.0f) / (z + v_set1(1.0f));
+}
+
+/* *px = GELU(*px), in PyTorch's order of operations. */
+SN_INLINE void v_gelu(vf *px, int tanh_approx)
+{
+    const vf x = *px;
+    vf in;
+
+    if (tanh_approx) { /* gelu_new, gelu_pytorch_tanh */
+        in = v_set1(0.7978845608028654f) *
+             (x + v_set1(0.044715f) * (x * x * x));
+        v_tanh(&in);
+        *px = v_set1(0.5f) * x * (v_set1(1.0f) + in);
+        return;
+    }
+    in = x * v_set1(0.70710678118654752f);
+    v_erf(&in);
+    *px = x * v_set1(0.5f) * (v_set1(1.0f) + in);
+}
+
+/* *px = act(*px) */
+SN_INLINE void v_act(vf *px, sn__act_t act)
+{
+    vf e;
+
+    switch (act) {
+    case SN_ACT_GELU:
+        v_gelu(px, 0);
+        return;
+    case SN_ACT_GELU_TANH:
+        v_gelu(px, 1);
+        return;
+    case SN_ACT_SILU: /* x / (1 + exp(-x)), as PyTorch */
+        e = -*px;
+        v_exp(&e);
+        *px = *px / (v_set1(1.0f) + e);
+        return;
+    case SN_ACT_RELU:
+        *px = v_max(*px, v_set1(0.0f));
+        return;
+    }
+}
+
+SN_KATTR static void SN_K(k_act)(float *x, int rows, int cols, size_t ld,
+                                 sn__act_t act)
+{
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * ld;
+        int c = 0;
+        for (; c + SN_W <= cols; c += SN_W) {
+            vf v = v_load(row + c);
+            v_act(&v, act);
+            v_store(row + c, v);
+        }
+        if (c < cols) {
+            float t[SN_W] = {0};
+            int n = cols - c;
+            vf v;
+            memcpy(t, row + c, (size_t)n * sizeof *t);
+            v = v_load(t);
+            v_act(&v, act);
+            v_store(t, v);
+            memcpy(row + c, t, (size_t)n * sizeof *t);
+        }
+    }
+}
+
+SN_KATTR static void SN_K(k_glu)(float *x, int rows, int n, size_t ld,
+                                 sn__act_t act)
+{
+    for (int r = 0; r < rows; r++) {
+        float *a = x + (size_t)r * ld, *b = a + n;
+        int c = 0;
+        for (; c + SN_W <= n; c += SN_W) {
+            vf v = v_load(a + c);
+            v_act(&v, act);
+            v_store(a + c, v * v_load(b + c));
+        }
+        if (c < n) {
+            float t[SN_W] = {0}, u[SN_W] = {0};
+            int k = n - c;
+            vf v;
+            memcpy(t, a + c, (size_t)k * sizeof *t);
+            memcpy(u, b + c, (size_t)k * sizeof *u);
+            v = v_load(t);
+            v_act(&v, act);
+            v_store(t, v * v_load(u));
+            memcpy(a + c, t, (size_t)k * sizeof *t);
+        }
+    }
+}
+
+SN_KATTR static void SN_K(k_add_rows)(float *x, const float *b, int rows,
+                                      int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        int c = 0;
+        for (; c + SN_W <= cols; c += SN_W)
+            v_store(row + c, v_load(row + c) + v_load(b + c));
+        for (; c < cols; c++)
+            row[c] += b[c];
+    }
+}
+
+/* Two passes, biased variance: (v - mean) / sqrt(var + eps) * g + b. */
+SN_KATTR static void SN_K(k_ln)(float *x, const float *g, const float *b,
+                                int rows, int n, float eps)
+{
+    for (int r = 0; r < rows; r++) {
+        float *v = x + (size_t)r * n;
+        vf acc = v_set1(0.0f);
+        float sum, mean, var, inv;
+        int c = 0;
+
+        for (; c + SN_W <= n; c += SN_W)
+            acc += v_load(v + c);
+        sum = v_hsum(&acc);
+        for (; c < n; c++)
+            sum += v[c];
+        mean = sum / (float)n;
+
+        acc = v_set1(0.0f);
+        for (c = 0; c + SN_W <= n; c += SN_W) {
+            vf d = v_load(v + c) - v_set1(mean);
+            acc += d * d;
+        }
+        var = v_hsum(&acc);
+        for (; c < n; c++)
+            var += (v[c] - mean) * (v[c] - mean);
+        var /= (float)n;
+        inv = 1.0f / sqrtf(var + eps);
+
+        if (b) {
+            for (c = 0; c + SN_W <= n; c += SN_W)
+                v_store(v + c, (v_load(v + c) - v_set1(mean)) * v_set1(inv) *
+                                       v_load(g + c) +
+                                   v_load(b + c));
+            for (; c < n; c++)
+                v[c] = (v[c] - mean) * inv * g[c] + b[c];
+        } else {
+            for (c = 0; c + SN_W <= n; c += SN_W)
+                v_store(v + c, (v_load(v + c) - v_set1(mean)) * v_set1(inv) *
+                                   v_load(g + c));
+            for (; c < n; c++)
+                v[c] = (v[c] - mean) * inv * g[c];
+        }
+    }
+}
+
+/* As transformers' T5LayerNorm / Qwen3RMSNorm: the mean of squares in
+ * fp32, x * rsqrt(ms + eps), then times the gain. */
+SN_KATTR static void SN_K(k_rms)(float *x, const float *g, int rows, int n,
+                                 size_t ld, float eps)
+{
+    for (int r = 0; r < rows; r++) {
+        float *v = x + (size_t)r * ld;
+        vf acc = v_set1(0.0f);
+        float ss, inv;
+        int c = 0;
+
+        for (; c + SN_W <= n; c += SN_W) {
+            vf t = v_load(v + c);
+            acc += t * t;
+        }
+        ss = v_hsum(&acc);
+        for (; c < n; c++)
+            ss += v[c] * v[c];
+        inv = 1.0f / sqrtf(ss / (float)n + eps);
+        for (c = 0; c + SN_W <= n; c += SN_W)
+            v_store(v + c, v_load(g + c) * (v_load(v + c) * v_set1(inv)));
+        for (; c < n; c++)
+            v[c] = g[c] * (v[c] * inv);
+    }
+}
+
+/* ---- attention ------------------------------------------------------------
+ * One (sequence, head) at a time, on one thread. K is transposed into
+ * kt [d][Lp] and V copied into vp [L][dp] (Lp, dp: L, d rounded up to 16,
+ * zero padded), so both products vectorise along their output rows, in
+ * tiles of 4 rows x SN_NV vectors held in registers:
+ *   S[i][j] = scale * sum_c Q[i][c] kt[c][j]
+ *   P[i] = softmax(S[i][0..L))          max-subtracted, fp32
+ *   O[i][c] = sum_j P[i][j] vp[j][c]
+ * Query rows go SN_NN_ATT_ROWS at a time, so S stays in L1/L2. */
+
+/* S tile: rows [0, NR) x vectors [0, NV) of s (row stride lds). */
+SN_INLINE void qk_tile(const float *q, size_t ldq, const float *kt,
+                       size_t ldk, float *s, size_t lds, int d, float scale,
+                       const int NR, const int NV)
+{
+    vf acc[4][SN_NV];
+
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = v_set1(0.0f);
+    for (int c = 0; c < d; c++) {
+        vf k[SN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            k[v] = v_load(kt + (size_t)c * ldk + SN_W * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const vf qb = v_set1(q[(size_t)r * ldq + c]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] += qb * k[v];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            v_store(s + (size_t)r * lds + SN_W * v,
+                    acc[r][v] * v_set1(scale));
+}
+
+/* O tile: rows [0, NR) x columns [0, SN_W NV) of the head's output, of
+ * which the first `keep` are real (the rest is vp's padding). */
+SN_INLINE void pv_tile(const float *p, size_t ldp, const float *vp,
+                       size_t ldv, float *o, size_t ldo, int L, int keep,
+                       const int NR, const int NV)
+{
+    vf acc[4][SN_NV];
+
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = v_set1(0.0f);
+    for (int j = 0; j < L; j++) {
+        vf vv[SN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            vv[v] = v_load(vp + (size_t)j * ldv + SN_W * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const vf pb = v_set1(p[(size_t)r * ldp + j]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] += pb * vv[v];
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int v = 0; v < NV; v++) {
+            float *dst = o + (size_t)r * ldo + SN_W * v;
+            if (SN_W * v + SN_W <= keep) {
+                v_store(dst, acc[r][v]);
+            } else if (SN_W * v < keep) {
+                float t[SN_W];
+                v_store(t, acc[r][v]);
+                memcpy(dst, t, (size_t)(keep - SN_W * v) * sizeof *t);
+            }
+        }
+}
+
+/* In-place softmax of s[0..n), max-subtracted. */
+SN_INLINE void softmax_row(float *s, int n)
+{
+    vf vm = v_set1(-INFINITY), acc = v_set1(0.0f), e;
+    float mx, sum, inv, t[SN_W];
+    int c = 0, k;
+
+    for (; c + SN_W <= n; c += SN_W)
+        vm = v_max(vm, v_load(s + c));
+    mx = v_hmax(&vm);
+    for (k = c; k < n; k++)
+        mx = s[k] > mx ? s[k] : mx;
+
+    for (c = 0; c + SN_W <= n; c += SN_W) {
+        e = v_load(s + c) - v_set1(mx);
+        v_exp(&e);
+        v_store(s + c, e);
+        acc += e;
+    }
+    sum = v_hsum(&acc);
+    if (c < n) {
+        for (k = 0; k < SN_W; k++)
+            t[k] = c + k < n ? s[c + k] - mx : -INFINITY;
+        e = v_load(t);
+        v_exp(&e);
+        v_store(t, e);
+        for (k = 0; c + k < n; k++) {
+            s[c + k] = t[k];
+            sum += t[k];
+        }
+    }
+    inv = 1.0f / sum;
+    for (c = 0; c + SN_W <= n; c += SN_W)
+        v_store(s + c, v_load(s + c) * v_set1(inv));
+    for (; c < n; c++)
+        s[c] *= inv;
+}
+
+/* QK tiles over rows [0, rows) with NR rows at a time. */
+#define SN_QK_ROWS(NR)                                                       \
+    for (; i + (NR) <= rows; i += (NR)) {                                    \
+        for (j = 0; j + SN_NV * SN_W <= Lp; j += SN_NV * SN_W)               \
+            qk_tile(q + (size_t)i * ldq, ldq, kt + j, Lp,                    \
+                    s + (size_t)i * Lp + j, Lp, d, scale, (NR), SN_NV);      \
+        for (; j < Lp; j += SN_W)                                            \
+            qk_tile(q + (size_t)i * ldq, ldq, kt + j, Lp,                    \
+                    s + (size_t)i * Lp + j, Lp, d, scale, (NR), 1);          \
+    }
+/* PV tiles over rows [0, rows), NR rows and nv vectors at a time. */
+#define SN_PV_ROWS(NR)                                                       \
+    for (; i + (NR) <= rows; i += (NR)) {                                    \
+        const float *p_ = s + (size_t)i * Lp;                                \
+        float *o_ = o + (size_t)i * ldo + c;                                 \
+        if (nv == SN_NV)                                                     \
+            pv_tile(p_, Lp, vp + c, dp, o_, ldo, L, d - c, (NR), SN_NV);     \
+        else                                                                 \
+            pv_tile(p_, Lp, vp + c, dp, o_, ldo, L, d - c, (NR), 1);         \
+    }
+
+SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
+                                       float *vp, float *s)
+{
+    const int L = a->L, d = a->d;
+    const int Lp = (L + 15) & ~15, dp = (d + 15) & ~15;
+    const size_t ldq = a->ldq, ldo = a->ldo;
+    const float scale = a->scale;
+    int i, j, c;
+
+    for (j = 0; j < L; j++)
+        for (c = 0; c < d; c++)
+            kt[(size_t)c * Lp + j] = a->k[(size_t)j * a->ldk + c];
+    for (c = 0; c < d; c++)
+        for (j = L; j < Lp; j++)
+            kt[(size_t)c * Lp + j] = 0.0f;
+    for (j = 0; j < L; j++) {
+        memcpy(vp + (size_t)j * dp, a->v + (size_t)j * a->ldv,
+               (size_t)d * sizeof *vp);
+        for (c = d; c < dp; c++)
+            vp[(size_t)j * dp + c] = 0.0f;
+    }
+
+    for (int r0 = 0; r0 < L; r0 += SN_NN_ATT_ROWS) {
+        const int rows = L - r0 < SN_NN_ATT_ROWS ? L - r0 : SN_NN_ATT_ROWS;
+        const float *q = a->q + (size_t)r0 * ldq;
+        float *o = a->out + (size_t)r0 * ldo;
+
+        i = 0;
+        SN_QK_ROWS(4)
+        SN_QK_ROWS(1)
+        for (i = 0; i < rows; i++) {
+            const int gi = r0 + i;
+            float *si = s + (size_t)i * Lp;
+            int lo = 0, hi = L;
+
+            if (a->causal)
+                hi = gi + 1;
+            if (a->window > 0) {
+                lo = gi - a->window > 0 ? gi - a->window : 0;
+                if (gi + a->window + 1 < hi)
+                    hi = gi + a->window + 1;
+            }
+            if (a->bias) {
+                const float *bi = a->bias + (L - 1 - gi);
+                for (j = lo; j < hi; j++)
+                    si[j] += bi[j];
+            }
+            softmax_row(si + lo, hi - lo);
+            for (j = 0; j < lo; j++)
+                si[j] = 0.0f;
+            for (j = hi; j < L; j++)
+                si[j] = 0.0f;
+        }
+        /* columns of the head: SN_NV vectors at a time, then one */
+        for (c = 0; c < dp;) {
+            const int nv = (dp - c) / SN_W >= SN_NV ? SN_NV : 1;
+            i = 0;
+            SN_PV_ROWS(4)
+            SN_PV_ROWS(1)
+            c += nv * SN_W;
+        }
+    }
+}
+
+#undef SN_QK_ROWS
+#undef SN_PV_ROWS
+#undef vf
+#undef vi
+#undef vfu
+#undef v_hsum
+#undef v_hmax
+#undef v_exp
+#undef v_erf
+#undef v_tanh
+#undef v_gelu
+#undef v_act
+#undef qk_tile
+#undef pv_tile
+#undef softmax_row
+
+#endif /* SN_KERNELS_PASS */
