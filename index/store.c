@@ -2773,8 +2773,10 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
         switch (q->mode) {
         case SN_SEARCH_VECTOR: x.score = x.vec; break;
         case SN_SEARCH_LEXICAL: x.score = lex; break;
-        default:
-            x.score = lex + (use_vec ? w_vec * x.vec : 0);
+        default: /* hybrid; with one list alone, that list's score */
+            x.score = !use_vec  ? lex
+                      : !q->text ? x.vec
+                                 : lex + w_vec * x.vec;
         }
         n++;
         if (q->by_chunk) {
