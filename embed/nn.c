@@ -453,6 +453,24 @@ int sn__cfg_num(json_t *root, const char *key, double def, double lo,
 
 /* ---- binding ---------------------------------------------------------------- */
 
+/* The pages of a converted (F16/BF16) tensor's source bytes: nothing
+ * reads them again once the f32 copy exists. */
+static void release_source(const sn__st_file_t *st, const sn__st_tensor_t *t)
+{
+    const uint8_t *base;
+
+    if (st->n_shards > 0) {
+        if (t->shard < 0 || t->shard >= st->n_shards)
+            return;
+        base = (const uint8_t *)st->shards[t->shard].map +
+               st->shards[t->shard].data_offset;
+    } else {
+        base = (const uint8_t *)st->map + st->hdr.data_offset;
+    }
+    if (base && t->end > t->begin)
+        sn__st_release(st, base + t->begin, (size_t)(t->end - t->begin));
+}
+
 int sn__bind(sn__binder_t *b, const float **out, int64_t d0, int64_t d1,
              char *err, size_t err_len, const char *fmt, ...)
 {
@@ -469,8 +487,14 @@ int sn__bind(sn__binder_t *b, const float **out, int64_t d0, int64_t d1,
     if (n < 0 || (size_t)n >= sizeof name - pl)
         return sn__err(err, err_len, SN_ETOOBIG, "'%s': tensor name too long",
                        b->st->path);
-    return sn__st_get_f32(b->st, name, d1 ? 2 : 1, shape, out, err,
-                          err_len);
+    int rc = sn__st_get_f32(b->st, name, d1 ? 2 : 1, shape, out, err,
+                            err_len);
+    if (rc == 0) {
+        const sn__st_tensor_t *t = sn__st_find(b->st, name);
+        if (t && t->converted && t->converted == *out)
+            release_source(b->st, t);
+    }
+    return rc;
 }
 
 int sn__bind_has(sn__binder_t *b, const char *name)

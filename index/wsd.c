@@ -21,7 +21,14 @@
  * widened to at least SN_WSD_MIN_CONTEXT and at most SN_WSD_CONTEXT code
  * points on each side: see window()) and encoded with want_tokens; the
  * last-layer states of the tokens whose [start, end) overlaps the word's
- * span are averaged and L2-normalized, the sentence vector normalized. Tokenizers that
+ * span are averaged and L2-normalized, the sentence vector normalized.
+ * A decoder's (sn_model_causal: Qwen3) token states are contextual only
+ * leftward -- a piece has seen the text before it, never after -- so its
+ * word vector is the state of the word's last piece alone, the one that
+ * has seen the whole word and everything left of it (averaging would mix
+ * in pieces that have not yet seen the word's end); the words to the
+ * right of it do not inform it, while the sentence vector (the last
+ * token's state) sees the whole window. Tokenizers that
  * fold the preceding space into a token ("\u2581bank" at [3, 8) for "bank"
  * at [4, 8)) are covered by the overlap test; special tokens never count.
  *
@@ -886,6 +893,7 @@ static int embed_some(const sn_model_t *model, sn_ctx_t *ctx,
     sn_embedding_t *emb = calloc((size_t)k, sizeof *emb);
     sn_embed_opts_t opts = {.want_tokens = 1};
     int rc, embedded = 0;
+    const int causal = sn_model_causal(model);
 
     *n_failed = 0;
     if (!texts || !lens || !c0 || !emb) {
@@ -910,9 +918,15 @@ static int embed_some(const sn_model_t *model, sn_ctx_t *ctx,
         int hidden = e->hidden, np = 0;
         double nn = 0;
 
+        int last = -1;
         for (int q = 0; q < e->enc.n_tokens && e->tokens; q++)
-            np += !e->enc.special[q] && e->enc.start[q] < en &&
-                  e->enc.end[q] > s;
+            if (!e->enc.special[q] && e->enc.start[q] < en &&
+                e->enc.end[q] > s) {
+                np++;
+                last = q;
+            }
+        if (np && causal) /* a decoder: the word's last piece alone */
+            np = 1;
         if (!np || hidden <= 0 || e->dim <= 0) {
             failed[(*n_failed)++] = idx[j];
             continue;
@@ -925,7 +939,7 @@ static int embed_some(const sn_model_t *model, sn_ctx_t *ctx,
         }
         for (int q = 0; q < e->enc.n_tokens; q++) {
             if (e->enc.special[q] || e->enc.start[q] >= en ||
-                e->enc.end[q] <= s)
+                e->enc.end[q] <= s || (causal && q != last))
                 continue;
             const float *row = e->tokens + (size_t)q * (size_t)hidden;
             for (int d = 0; d < hidden; d++)

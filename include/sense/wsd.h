@@ -144,7 +144,8 @@ typedef struct {
 typedef struct {
     int hidden;     /* length of `word` */
     float *word;    /* mean of the states of the tokens overlapping the
-                     * span, L2-normalized */
+                     * span, L2-normalized; for a decoder (contextual
+                     * only leftward) the state of its last token */
     int dim;        /* length of `sentence` */
     float *sentence; /* the model's sentence vector of the text around
                       * the word (see SN_WSD_CONTEXT), L2-normalized */
