@@ -2752,7 +2752,7 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
 {
     fused_t best = {doc, 0, -1, -INFINITY, NAN, lex};
     sqlite3_stmt *s;
-    int rc, n = 0;
+    int rc, n = 0, n_rows = 0;
 
     if ((rc = query(st, Q_CHUNKS_OF_DOC, c->id, &s, err, err_len)) < 0)
         return rc;
@@ -2764,6 +2764,7 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
             const float *v;
             double dot = 0;
             char why[96];
+            n_rows++;
             if (row_vec(c, s, 2, &v, why, sizeof why))
                 continue; /* damaged: never a hit (the check op reports) */
             for (int i = 0; i < c->dim; i++)
@@ -2789,6 +2790,8 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return db_fail(st, rc, err, err_len, "cannot read chunks");
+    if (!n && n_rows)
+        return 0; /* every chunk damaged */
     if (!n) {
         /* a document without chunks: only the lexical list finds it */
         if (use_vec && q->mode == SN_SEARCH_VECTOR)
