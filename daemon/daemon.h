@@ -216,6 +216,12 @@ typedef struct {
 sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
                            char *msg, size_t msg_len);
 void sn__request_free(sn__request_t *req);
+/* The same, for a request already parsed into a JSON tree (the HTTP
+ * transport builds one from its endpoints' bodies): the request takes
+ * `root` (one reference), failing or not. Strings must be valid UTF-8
+ * (jansson's own are). */
+sn__perr_t sn__proto_parse_json(json_t *root, sn__request_t *req, char *msg,
+                                size_t msg_len);
 
 /* Is buf[0..len) valid UTF-8 (RFC 3629: no overlongs, no surrogates)? On
  * failure *bad is the offset of the first bad byte. */
@@ -349,6 +355,9 @@ typedef struct {
     int n_workers;
     int n_conns;             /* atomic; the transports' open connections */
     int64_t n_requests;      /* atomic */
+    int64_t n_tokens;        /* atomic: tokens the encoder workers encoded
+                              * for embed, add and search (the sense ops
+                              * encode inside the library, uncounted) */
 } sn__ops_ctx_t;
 
 /* Called once when a request's work is finished and req->reply holds its
@@ -368,6 +377,9 @@ struct sn__req {
     sn__request_t p;
     sn__buf_t reply;
     sn__perr_t code;          /* the reply's error, or SN__P_OK */
+    int keep_out;             /* ENCODE route: on success, leave the vectors
+                               * in job.out (freed by sn__ops_release) and
+                               * no reply line: the transport formats them */
     /* the work */
     sn__job_t job;
     sn__task_t task;
@@ -402,6 +414,41 @@ void sn__ops_reply_error(sn__req_t *req, sn__perr_t code, const char *msg);
  * but not the request itself (the transport's). */
 void sn__ops_release(sn__req_t *req);
 
+/* ---- http.c: the HTTP transport --------------------------------------------- */
+
+typedef struct {
+    const char *addr;     /* "HOST:PORT"; NULL: no HTTP */
+    const char *api_key;  /* NULL: none (then loopback only); the caller's */
+    const char *cors;     /* an origin, or "*"; NULL: no CORS headers */
+    size_t max_body;      /* 0: SN_MAX_LINE_DEFAULT */
+    int idle_ms;          /* 0: 60 s */
+    int n_conns_max;      /* 0: 512 */
+} sn__http_opts_t;
+
+typedef struct sn__http sn__http_t;
+struct uv_loop_s;
+
+/* Parse "HOST:PORT" (IPv6 in brackets) as --http takes it; *loopback: is
+ * it 127.0.0.0/8 or ::1. */
+int sn__http_check_addr(const char *addr, int *loopback, char *err,
+                        size_t err_len);
+/* The key in `path`: one line of visible characters (trailing white space
+ * dropped). *out is malloc'd. */
+int sn__http_read_key(const char *path, char **out, char *err,
+                      size_t err_len);
+/* Listen on o->addr on `loop`, in front of the engine `ops`. Refuses a
+ * non-loopback address without a key. On failure *out may still be set:
+ * its handles are on the loop (close them by walking it), then
+ * sn__http_free(). */
+int sn__http_start(struct uv_loop_s *loop, sn__ops_ctx_t *ops,
+                   const sn__http_opts_t *o, sn__http_t **out, char *err,
+                   size_t err_len);
+/* Stop accepting and reading; answer what was read; close the connections
+ * (after SN_HTTP_DRAIN_MS, those whose responses are unread); then close
+ * the handles and call on_closed(arg) on the loop thread. */
+void sn__http_stop(sn__http_t *h, void (*on_closed)(void *arg), void *arg);
+void sn__http_free(sn__http_t *h); /* after on_closed, or a failed start */
+
 /* ---- server.c: the loop and the Unix socket -------------------------------- */
 
 typedef struct {
@@ -411,6 +458,7 @@ typedef struct {
     int n_conns_max;
     int idle_ms;              /* close connections idle this long; 0 never */
     sn__sched_opts_t sched;
+    sn__http_opts_t http;     /* http.addr NULL: no HTTP */
 } sn__server_opts_t;
 
 /* Run the daemon until SIGTERM/SIGINT: bind, serve, drain, save. The model,

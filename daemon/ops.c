@@ -844,10 +844,26 @@ static void run_op(sn__req_t *req, sn_ctx_t *ctx)
         op_rows[req->p.op].run(req, ctx);
 }
 
+/* Tokens the job's texts took in the encoder, for the counters. */
+static void count_tokens(sn__req_t *req)
+{
+    const sn__job_t *job = &req->job;
+    int64_t n = 0;
+    for (int i = 0; job->out && i < job->n; i++)
+        n += job->out[i].enc.n_tokens;
+    if (n)
+        __atomic_add_fetch(&req->ops->n_tokens, n, __ATOMIC_RELAXED);
+}
+
 /* ENCODE: the worker that finished the last text. */
 static void encoded(sn__job_t *job)
 {
     sn__req_t *req = REQ_OF_JOB(job);
+    count_tokens(req);
+    if (req->keep_out && !job->rc) {
+        finish(req); /* the transport takes the vectors */
+        return;
+    }
     run_op(req, NULL);
     sn__job_free_out(job);
     finish(req);
@@ -857,6 +873,7 @@ static void encoded(sn__job_t *job)
 static void to_lane(sn__job_t *job)
 {
     sn__req_t *req = REQ_OF_JOB(job);
+    count_tokens(req);
     sn__lane_submit(req->ops->lane, &req->task);
 }
 

@@ -785,6 +785,8 @@ static sn__perr_t parse_nothing(sn__request_t *req, char *msg,
     return SN__P_OK;
 }
 
+static sn__perr_t parse_tree(sn__request_t *req, char *msg, size_t msg_len);
+
 sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
                            char *msg, size_t msg_len)
 {
@@ -804,6 +806,22 @@ sn__perr_t sn__proto_parse(const char *line, size_t len, sn__request_t *req,
     if (!req->root)
         return fail(msg, msg_len, SN__P_BAD_JSON, "bad json at byte %d: %s",
                     jerr.position, jerr.text);
+    return parse_tree(req, msg, msg_len);
+}
+
+sn__perr_t sn__proto_parse_json(json_t *root, sn__request_t *req, char *msg,
+                                size_t msg_len)
+{
+    memset(req, 0, sizeof *req);
+    req->root = root;
+    if (msg && msg_len)
+        msg[0] = '\0';
+    return parse_tree(req, msg, msg_len);
+}
+
+/* req->root to the request's fields. */
+static sn__perr_t parse_tree(sn__request_t *req, char *msg, size_t msg_len)
+{
     if (!json_is_object(req->root))
         return fail(msg, msg_len, SN__P_BAD_REQUEST,
                     "a request is a JSON object");

@@ -66,6 +66,16 @@ static const char usage[] =
     "  --idle-timeout SEC   close a connection that sent nothing and read\n"
     "                       no reply for SEC seconds, with no work in\n"
     "                       flight (default 600; 0: never)\n"
+    "  --http HOST:PORT     also serve HTTP (OpenAI and TEI embeddings, REST\n"
+    "                       documents and search, /health, /metrics; see\n"
+    "                       docs/http.md), e.g. 127.0.0.1:8080\n"
+    "  --api-key-file FILE  HTTP requests need 'Authorization: Bearer KEY'\n"
+    "                       with the key in FILE (required for an address\n"
+    "                       other than loopback)\n"
+    "  --cors ORIGIN        send CORS headers for ORIGIN ('*': any)\n"
+    "  --http-idle-timeout SECONDS\n"
+    "                       close HTTP connections idle this long (default\n"
+    "                       60)\n"
     "  --log-level LEVEL    error, warn, info (default) or debug\n"
     "  --check              load and validate the model, print a summary,\n"
     "                       exit\n"
@@ -170,7 +180,8 @@ static int parse_int(const char *s, int min, int max, int *out)
 int main(int argc, char **argv)
 {
     enum { O_SOCKET = 256, O_GROUP, O_DB, O_MODEL, O_THREADS, O_MAXLINE,
-           O_MAXCONN, O_BTOK, O_BWAIT, O_IDLE, O_LOG, O_CHECK, O_VERSION };
+           O_MAXCONN, O_BTOK, O_BWAIT, O_IDLE, O_LOG, O_CHECK, O_VERSION,
+           O_HTTP, O_KEYFILE, O_CORS, O_HTTP_IDLE };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"socket-group", required_argument, NULL, O_GROUP},
@@ -183,6 +194,10 @@ int main(int argc, char **argv)
         {"batch-wait-us", required_argument, NULL, O_BWAIT},
         {"idle-timeout", required_argument, NULL, O_IDLE},
         {"log-level", required_argument, NULL, O_LOG},
+        {"http", required_argument, NULL, O_HTTP},
+        {"api-key-file", required_argument, NULL, O_KEYFILE},
+        {"cors", required_argument, NULL, O_CORS},
+        {"http-idle-timeout", required_argument, NULL, O_HTTP_IDLE},
         {"check", no_argument, NULL, O_CHECK},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
@@ -196,7 +211,9 @@ int main(int argc, char **argv)
     sn_store_t *store = NULL;
     sn_senses_t *senses = NULL;
     sn_wsd_morph_t *morph = NULL;
-    int check = 0, c, rc, status = 1;
+    const char *key_file = NULL;
+    char *api_key = NULL;
+    int check = 0, c, rc, status = 1, idle_s = 60;
 
     o.max_line = SN_MAX_LINE_DEFAULT;
     o.sched.n_workers = 1;
@@ -241,6 +258,10 @@ int main(int argc, char **argv)
             break;
         }
         case O_CHECK: check = 1; break;
+        case O_HTTP: o.http.addr = optarg; break;
+        case O_KEYFILE: key_file = optarg; break;
+        case O_CORS: o.http.cors = optarg; break;
+        case O_HTTP_IDLE: bad = parse_int(optarg, 1, 86400, &idle_s); break;
         case 'h': fputs(usage, stdout); return 0;
         case O_VERSION: printf("sensed %s\n", SN_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
@@ -257,6 +278,31 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    o.http.idle_ms = idle_s * 1000;
+    if (key_file && !o.http.addr) {
+        fprintf(stderr, "sensed: --api-key-file is for --http\n");
+        return 2;
+    }
+    if (o.http.addr) {
+        /* before the model loads: a refusal should be quick */
+        int loopback = 0;
+        if (sn__http_check_addr(o.http.addr, &loopback, err, sizeof err)) {
+            fprintf(stderr, "sensed: %s\n", err);
+            return 2;
+        }
+        if (key_file &&
+            sn__http_read_key(key_file, &api_key, err, sizeof err)) {
+            sn__log_error("--api-key-file: %s", err);
+            return 1;
+        }
+        if (!loopback && !api_key) {
+            sn__log_error("refusing to serve HTTP on '%s', which is not a "
+                          "loopback address, without --api-key-file",
+                          o.http.addr);
+            return 1;
+        }
+        o.http.api_key = api_key;
+    }
 
     /* BLAS threads per worker, before any encoder context exists */
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -354,6 +400,7 @@ out:
         sn__log_info("database closed");
     }
     sn_model_free(model);
+    free(api_key);
     if (!check)
         sn__log_info("exit %d", status);
     return status;

@@ -158,6 +158,8 @@ struct sn__server {
     int global_paused;            /* some connection waits on `bytes` */
     int stopping;
     int finished;
+    sn__http_t *http;             /* --http, or NULL */
+    int http_closed;
 };
 
 static void conn_process(sn__conn_t *c);
@@ -400,7 +402,7 @@ static void conn_free(sn__conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->n_conns--;
-    __atomic_store_n(&srv->ops.n_conns, srv->n_conns, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&srv->ops.n_conns, 1, __ATOMIC_RELAXED);
     sn__log_debug("conn %llu: freed", (unsigned long long)c->serial);
     free(c->rbuf);
     free(c);
@@ -710,7 +712,7 @@ static void on_connection(uv_stream_t *server, int status)
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
-    __atomic_store_n(&srv->ops.n_conns, srv->n_conns, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&srv->ops.n_conns, 1, __ATOMIC_RELAXED);
     int rc = uv_accept(server, (uv_stream_t *)&c->pipe);
     if (rc) {
         sn__log_warn("accept: %s", uv_strerror(rc));
@@ -922,7 +924,8 @@ static void on_idle_sweep(uv_timer_t *t)
 
 static void server_maybe_finish(sn__server_t *srv)
 {
-    if (!srv->stopping || srv->finished || srv->n_conns)
+    if (!srv->stopping || srv->finished || srv->n_conns ||
+        (srv->http && !srv->http_closed))
         return;
     srv->finished = 1;
     sn__log_info("all connections closed; stopping the workers");
@@ -963,6 +966,13 @@ static void on_drain_timeout(uv_timer_t *t)
                      n_busy);
 }
 
+static void on_http_closed(void *arg)
+{
+    sn__server_t *srv = arg;
+    srv->http_closed = 1;
+    server_maybe_finish(srv);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     sn__server_t *srv = s->data;
@@ -974,6 +984,8 @@ static void on_signal(uv_signal_t *s, int signum)
     sn__log_info("signal %d: stopping: no new connections, finishing %d "
                  "connections' requests", signum, srv->n_conns);
     uv_close((uv_handle_t *)&srv->listener, NULL);
+    if (srv->http)
+        sn__http_stop(srv->http, on_http_closed, srv);
     for (sn__conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
         if (c->closing)
@@ -1049,6 +1061,16 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
         uv_timer_start(&srv->idle, on_idle_sweep, every ? every : 1,
                        every ? every : 1);
     }
+    if (opts->http.addr) {
+        sn__http_opts_t ho = opts->http;
+        if (!ho.max_body)
+            ho.max_body = srv->o.max_line;
+        if (!ho.n_conns_max)
+            ho.n_conns_max = srv->o.n_conns_max;
+        if ((rc = sn__http_start(&srv->loop, &srv->ops, &ho, &srv->http, err,
+                                 err_len)))
+            goto fail;
+    }
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     sn__log_info("listening on '%s' (mode %s), %d encoder workers, max line "
@@ -1074,6 +1096,7 @@ fail:
         uv_loop_close(&srv->loop);
     }
 out:
+    sn__http_free(srv->http);
     if (mu_ok)
         pthread_mutex_destroy(&srv->done_mu);
     if (lock_fd >= 0)
