@@ -87,8 +87,10 @@ static void print_one(tk_t *k, const char *text, size_t len, int index)
         const char *p = sn_tokenizer_token_str(k->tok, e, i, text, len,
                                                k->piece_buf,
                                                sizeof k->piece_buf);
-        printf("  %6d  %-16s [%d, %d)%s\n", e->ids[i], p ? p : "",
-               e->start[i], e->end[i], e->special[i] ? "  special" : "");
+        char span[32];
+        snprintf(span, sizeof span, "[%d, %d)", e->start[i], e->end[i]);
+        printf("  %7d  %-12s %s%s\n", e->ids[i], span, p ? p : "",
+               e->special[i] ? "  (special)" : "");
     }
 }
 

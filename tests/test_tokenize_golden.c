@@ -10,9 +10,11 @@
  * sentences-2.json, then tests/golden/texts-extra.json. For each text the
  * encoding (specials added, no truncation, no sentence-transformers
  * stripping: sn_tokenizer_from_json) must give the golden ids, tokens and
- * offsets.
+ * offsets. Then sentence-transformers' strip and lowercase against Python
+ * (test_python_lower).
  */
 #include <jansson.h>
+#include <utf8proc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,78 @@ static void show(const sn_tokenizer_t *tok, const sn_encoding_t *e,
     free(s);
 }
 
+
+/* The byte GPT-2's byte-to-unicode table maps to code point c, or -1. */
+static int byte_of(uint32_t c)
+{
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) ||
+                        b >= 0xae;
+        uint32_t m = printable ? (uint32_t)b : 0x100u + (uint32_t)n++;
+        if (m == c)
+            return b;
+    }
+    return -1;
+}
+
+/* sentence-transformers' str.strip() and str.lower() (do_lower_case),
+ * against Python 3.11 itself (tests/golden/python-lower.json: pairs of a
+ * text and (text.strip()).lower()). A byte-level BPE tokenizer without
+ * normalizer (tiny-roberta-bpe's) is lossless, so its tokens, mapped back
+ * to bytes, spell out the text it was given. */
+static void test_python_lower(void)
+{
+    char tmpl[] = "/tmp/sense-lower-XXXXXX", cmd[4096], err[512];
+    CHECK(mkdtemp(tmpl) != NULL);
+    snprintf(cmd, sizeof cmd,
+             "cp '%s/hf-reference-2/tiny-roberta-bpe/model/tokenizer.json' "
+             "'%s/' && printf '{\"max_seq_length\": 512, \"do_lower_case\": "
+             "true}' > '%s/sentence_bert_config.json'",
+             SN_FIXTURES, tmpl, tmpl);
+    CHECK(system(cmd) == 0);
+    sn_tokenizer_t *tok = NULL;
+    CHECK_OK(sn_tokenizer_load(tmpl, &tok, err, sizeof err), err);
+    json_t *pairs = load(GOLDEN "/python-lower.json");
+    sn_encoding_t enc = {0};
+    for (size_t k = 0; k < json_array_size(pairs); k++) {
+        const json_t *p = json_array_get(pairs, k);
+        const char *text = json_string_value(json_array_get(p, 0));
+        const char *want = json_string_value(json_array_get(p, 1));
+        CHECK_OK(sn_tokenizer_encode(tok, text, strlen(text), 0, &enc, err,
+                                     sizeof err),
+                 err);
+        char got[1024];
+        size_t n = 0;
+        for (int i = 0; i < enc.n_tokens; i++) {
+            const char *piece = sn_tokenizer_piece(tok, enc.ids[i]);
+            if (enc.special[i])
+                continue;
+            for (size_t at = 0; piece[at];) {
+                utf8proc_int32_t c;
+                at += (size_t)utf8proc_iterate(
+                    (const utf8proc_uint8_t *)piece + at, -1, &c);
+                int b = byte_of((uint32_t)c);
+                CHECK(b >= 0 && n + 1 < sizeof got);
+                got[n++] = (char)b;
+            }
+        }
+        got[n] = '\0';
+        if (strcmp(got, want) != 0) {
+            fprintf(stderr, "lower(strip(\"%s\")): \"%s\", Python \"%s\"\n",
+                    text, got, want);
+            exit(1);
+        }
+    }
+    printf("python str.strip().lower(): %zu texts as Python 3.11\n",
+           json_array_size(pairs));
+    sn_encoding_free(&enc);
+    sn_tokenizer_free(tok);
+    json_decref(pairs);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     char path[4096], err[512];
@@ -157,6 +231,7 @@ int main(void)
     json_decref(texts);
     json_decref(extra);
     CHECK(n_cases >= 20);
+    test_python_lower();
     CHECK_EQ(total_bad, 0);
     printf("test_tokenize_golden: ok\n");
     return 0;

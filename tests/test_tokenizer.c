@@ -697,6 +697,48 @@ static void test_vocab_buffers(const sn_tokenizer_t *ref, const ref_t *refs,
     printf("vocab buffers: same encodings, clear errors\n");
 }
 
+
+/* A hand-made SentencePiece charsmap (tests/fuzz/corpus/fuzz_tok_json/
+ * ug_precompiled_small.json: a darts-clone trie whose one key "A" maps to
+ * "a"), and the same with a trie whose units point out of bounds. */
+static sn_tokenizer_t *load_corpus_json(const char *name)
+{
+    char path[1024], err[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/fuzz_tok_json/%s",
+             SN_SOURCE_DIR, name);
+    char *js = read_all(path, &len);
+    sn_tokenizer_t *tok = NULL;
+    CHECK_OK(sn_tokenizer_from_json(js, len, &tok, err, sizeof err), err);
+    free(js);
+    return tok;
+}
+
+static void test_precompiled_small(void)
+{
+    sn_tokenizer_t *tok = load_corpus_json("ug_precompiled_small.json");
+    /* "A b " -> "a b" (Strip right): ▁a ▁ b </s> */
+    const int32_t ids[] = {5, 3, 6, 1}, offs[] = {0, 1, 1, 2, 2, 3, 0, 0};
+    expect_tokens(tok, "A b ", 0, ids, offs, 4);
+    /* "AA" is two graphemes, each mapped: ▁a a </s> */
+    const int32_t ids2[] = {5, 4, 1}, offs2[] = {0, 1, 1, 2, 0, 0};
+    expect_tokens(tok, "AA", 0, ids2, offs2, 3);
+    /* "A" + U+0301 is one grapheme of 3 bytes: its shortest prefix "A"
+     * matches and HF replaces the whole cluster with "a", which keeps the
+     * alignment of the first char only (a removal, change -1) */
+    const int32_t ids3[] = {5, 1}, offs3[] = {0, 1, 0, 0};
+    expect_tokens(tok, "A\xcc\x81", 0, ids3, offs3, 2);
+    sn_tokenizer_free(tok);
+
+    /* a corrupt trie of a consistent size loads, maps nothing, reads
+     * nothing out of bounds: "A" stays "A", unknown */
+    tok = load_corpus_json("ug_precompiled_corrupt_trie.json");
+    const int32_t ids4[] = {3, 2, 1}, offs4[] = {0, 1, 0, 1, 0, 0};
+    expect_tokens(tok, "A", 0, ids4, offs4, 3);
+    sn_tokenizer_free(tok);
+    printf("precompiled: hand-made charsmap, corrupt trie\n");
+}
+
 int main(void)
 {
     char dir[1024], err[512];
@@ -722,6 +764,7 @@ int main(void)
     }
     test_invalid_utf8(toks[0]);
     test_invalid_utf8(toks[2]);
+    test_precompiled_small();
     test_fixture_extras(toks[0]);
     test_malformed_json();
     test_small_json();

@@ -1,6 +1,8 @@
 /*
  * fuzz_tok_json.c -- libFuzzer target for tokenizer.json loading
- * (sn_tokenizer_from_json, and through it the WordPiece and Unigram loaders).
+ * (sn_tokenizer_from_json, and through it the WordPiece, Unigram and BPE
+ * loaders, the normalizers with the Precompiled charsmap parser, the
+ * pre-tokenizers with their PCRE2 patterns, and the post-processors).
  *
  * The input is the tokenizer.json text. Loading may fail, with a message;
  * when it succeeds, a few fixed texts and the input itself are encoded with
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sense/embed.h"
 #include "sense/sense.h"
 
 #define FUZZ_MAX_INPUT (1 << 20)
@@ -43,6 +46,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 err, sizeof err);
     sn_tokenizer_encode(tok, (const char *)data, size, 16, &enc, err,
                         sizeof err);
+    char buf[64];
+    for (int i = 0; i < enc.n_tokens; i++)
+        (void)sn_tokenizer_token_str(tok, &enc, i, (const char *)data, size,
+                                     buf, sizeof buf);
     (void)sn_tokenizer_n_vocab(tok);
     (void)sn_tokenizer_piece(tok, 0);
     sn_encoding_free(&enc);
