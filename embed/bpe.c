@@ -166,7 +166,7 @@ static int to_cps(const char *s, size_t len, uint32_t *out, int max)
 }
 
 /* Compile a pattern (code points) with \s widened to White_Space as
- * Oniguruma has it (U+0085). *err_off gets PCRE2's error offset. */
+ * Oniguruma has it (U+0085); on failure NULL with PCRE2's message in msg. */
 static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
                                    char *msg, size_t msg_len)
 {
@@ -246,6 +246,33 @@ static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* interpreted if it fails */
     return re;
 }
+
+void *sn__regex_compile(const uint32_t *pat, int n, char *msg,
+                        size_t msg_len)
+{
+    if (n < 0 || n > BPE_MAX_PATTERN) {
+        snprintf(msg, msg_len, "longer than %d chars", BPE_MAX_PATTERN);
+        return NULL;
+    }
+    return compile_pattern(pat, n, 0, msg, msg_len);
+}
+
+int sn__regex_find(const void *re, const uint32_t *cps, int n, int from,
+                   void *md, int *start, int *end)
+{
+    int r = pcre2_match(re, (PCRE2_SPTR)cps, (PCRE2_SIZE)n, (PCRE2_SIZE)from,
+                        PCRE2_NO_UTF_CHECK, md, NULL);
+    if (r < 0)
+        return 0;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    *start = (int)ov[0];
+    *end = (int)ov[1];
+    return 1;
+}
+
+void *sn__regex_match_data(void) { return pcre2_match_data_create(1, NULL); }
+void sn__regex_match_data_free(void *md) { pcre2_match_data_free(md); }
+void sn__regex_free(void *re) { pcre2_code_free(re); }
 
 static int add_pretok(bpe_model_t *m, const json_t *j, int depth, char *err,
                       size_t err_len)
