@@ -178,6 +178,8 @@ int sn__unigram_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps,
                           int n, int32_t offset, sn__toks_t *out);
 int sn__bpe_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                    sn__toks_t *out);
+int sn__bpe_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
+                      int32_t offset, sn__toks_t *out);
 
 /* use_tokenizer.c: the default model's tokenizer from its vocab.json (a
  * JSON array of [piece, score]). Allocates *out with kind SN_TOK_USE, fills
