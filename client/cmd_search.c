@@ -1,5 +1,6 @@
 /*
- * cmd_search.c -- `sense search QUERY`: the chunks nearest in meaning.
+ * cmd_search.c -- `sense search QUERY`: the documents that best match, by
+ * words and by meaning (hybrid, the default), or by one of the two.
  *
  * The words of QUERY are joined with spaces. --filter KEY=VALUE (repeatable)
  * keeps documents whose meta has KEY equal to VALUE; VALUE is read as JSON
@@ -15,10 +16,17 @@
 static const char search_usage[] =
     "usage: sense search [options] QUERY...\n"
     "\n"
-    "Search a collection for the chunks nearest in meaning to QUERY.\n"
+    "Search a collection for the documents that best match QUERY: by its\n"
+    "words (BM25 over stemmed words and character trigrams) and by meaning\n"
+    "(the model's vectors) together, each weighed by how much it knows of\n"
+    "the query. A document is one result; its best chunk is the snippet.\n"
     "\n"
     "options:\n"
     "  -k N               how many results (default 10, at most 1000)\n"
+    "  --mode MODE        hybrid (default), vector (meaning only) or\n"
+    "                     lexical (words only; no encoding)\n"
+    "  --chunks           rank chunks, not documents (a long document may\n"
+    "                     take several places)\n"
     "  --filter KEY=VALUE only documents whose meta has KEY equal to VALUE\n"
     "                     (repeatable; VALUE is JSON if it parses as a\n"
     "                     number, true, false, null or \"string\", else a\n"
@@ -51,13 +59,16 @@ int sn_cmd_search(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"collection", required_argument, NULL, 'c'},
+        {"mode", required_argument, NULL, 'm'},
+        {"chunks", no_argument, NULL, 'C'},
         {"filter", required_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'j'},
         {"socket", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *collection = "default", *raw = NULL;
+    const char *collection = "default", *raw = NULL, *mode = NULL;
+    int chunks = 0;
     json_t *filter = json_object(), *req = NULL, *reply = NULL;
     sn_cli_conn_t *conn = NULL;
     char *query = NULL;
@@ -67,6 +78,15 @@ int sn_cmd_search(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "hk:", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': collection = optarg; break;
+        case 'm':
+            if (sn_search_mode_parse(optarg) < 0) {
+                sn_cli_error("--mode: '%s' is not hybrid, vector or lexical",
+                             optarg);
+                goto out;
+            }
+            mode = optarg;
+            break;
+        case 'C': chunks = 1; break;
         case 'k': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -136,6 +156,10 @@ int sn_cmd_search(int argc, char **argv)
     json_object_set_new(req, "collection", json_string(collection));
     json_object_set_new(req, "query", json_string(query));
     json_object_set_new(req, "k", json_integer(k));
+    if (mode)
+        json_object_set_new(req, "mode", json_string(mode));
+    if (chunks)
+        json_object_set_new(req, "group", json_string("chunk"));
     if (json_object_size(filter))
         json_object_set(req, "filter", filter);
     rc = sn_cli_call(conn, req, &reply, &raw, 0);
@@ -149,8 +173,17 @@ int sn_cmd_search(int argc, char **argv)
                         "searched\n",
                 (long long)json_integer_value(
                     json_object_get(reply, "n_tokens")));
-    json_t *results = json_object_get(reply, "results"), *r;
+    json_t *results = json_object_get(reply, "results"), *r, *l;
+    json_t *lists = json_object_get(reply, "lists");
     size_t i;
+    printf("%s search", json_string_value(json_object_get(reply, "mode"))
+                            ? json_string_value(json_object_get(reply, "mode"))
+                            : "?");
+    json_array_foreach(lists, i, l)
+        printf("%s%s", i ? " + " : ", from ", json_string_value(l));
+    if (!json_array_size(lists))
+        printf(", nothing matched");
+    putchar('\n');
     if (!json_array_size(results))
         printf("no results\n");
     json_array_foreach(results, i, r) {

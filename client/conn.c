@@ -12,6 +12,9 @@
  * have made the folder first and be listening there), that the socket file
  * is this user's, and that the process answering runs as this user
  * (SO_PEERCRED). The daemon refuses such folders for itself the same way.
+ * A daemon shared with a group (sensed --socket-group) runs as another
+ * user: $SENSE_DAEMON_UID names that user, whose folder and process the
+ * client then accepts instead of its own.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -61,14 +64,25 @@ static const char *reason(int e)
     }
 }
 
-/* The socket's folder and file must be this user's, the folder closed to
- * writes by others. 0, or -1 after printing why. */
+/* Whose daemon to talk to: ours, or $SENSE_DAEMON_UID's. */
+static uid_t daemon_uid(void)
+{
+    const char *v = getenv("SENSE_DAEMON_UID");
+    char *end;
+    unsigned long u;
+    if (v && *v && (u = strtoul(v, &end, 10), !*end) && u < (uid_t)-1)
+        return (uid_t)u;
+    return getuid();
+}
+
+/* The socket's folder and file must be the daemon user's, the folder
+ * closed to writes by others. 0, or -1 after printing why. */
 static int check_place(const char *path)
 {
     char dir[4096];
     const char *slash = strrchr(path, '/');
     struct stat st;
-    uid_t me = getuid();
+    uid_t me = daemon_uid();
 
     if (!slash)
         snprintf(dir, sizeof dir, ".");
@@ -104,10 +118,10 @@ static int check_peer(int fd, const char *path)
                      strerror(errno));
         return -1;
     }
-    if (cred.uid != getuid()) {
+    if (cred.uid != daemon_uid()) {
         sn_cli_error("refusing '%s': the process listening there (pid %d) "
                      "runs as uid %u, not %u", path, (int)cred.pid,
-                     (unsigned)cred.uid, (unsigned)getuid());
+                     (unsigned)cred.uid, (unsigned)daemon_uid());
         return -1;
     }
     return 0;

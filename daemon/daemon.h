@@ -189,6 +189,8 @@ typedef struct {
     int n_vector;
     int k;
     char *filter_json;    /* owned; NULL when absent */
+    int mode;             /* sn_search_mode_t: "mode", default hybrid */
+    int by_chunk;         /* "group": "chunk" */
     /* get, delete */
     const char **ids;
     int n_ids;

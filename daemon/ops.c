@@ -363,39 +363,101 @@ out:
 
 /* ---- search ----------------------------------------------------------------- */
 
-/* Search the store with vec (normalized) and format the reply: a text's
- * vector (model_id: ours) or the caller's own (model_id NULL: any
- * collection of its dimension). */
+/* How much of the query the model knows: the share of its non-space
+ * characters that are not inside an unknown token. 1 for a model without
+ * an unknown token; 0 for an empty query. What hybrid search weighs the
+ * cosine by (store.h). */
+static float query_known(const sn_tokenizer_t *tok, const char *text,
+                         size_t len, const sn_encoding_t *enc)
+{
+    int32_t unk = sn_tokenizer_unk_id(tok);
+    int64_t n_chars = 0, n_unk = 0, cp = 0;
+    uint8_t *in_unk;
+
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)text[i] & 0xc0) != 0x80)
+            cp++;
+    if (!cp)
+        return 0;
+    if (unk < 0)
+        return 1;
+    if (!(in_unk = calloc((size_t)cp, 1)))
+        return 1;
+    for (int t = 0; t < enc->n_tokens; t++)
+        if (!enc->special[t] && enc->ids[t] == unk)
+            for (int32_t c = enc->start[t]; c < enc->end[t] && c < cp; c++)
+                if (c >= 0)
+                    in_unk[c] = 1;
+    int64_t c = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = (unsigned char)text[i];
+        if ((b & 0xc0) == 0x80)
+            continue;
+        if (b != ' ' && b != '\t' && b != '\n' && b != '\r') {
+            n_chars++;
+            n_unk += in_unk[c];
+        }
+        c++;
+    }
+    free(in_unk);
+    return n_chars ? 1.0f - (float)n_unk / (float)n_chars : 0;
+}
+
+/* Search the store in the request's mode and format the reply. vec: the
+ * query's vector (normalized), the encoder's (model_id: ours) or the
+ * caller's own (model_id NULL: any collection of its dimension); NULL for
+ * a lexical search. query: the encoder's tokens of the text, or NULL. */
 static void search_reply(sn__req_t *req, const char *model_id,
                          const float *vec, int dim,
                          const sn_encoding_t *query)
 {
     const sn__request_t *p = &req->p;
     sn_hit_t *hits = NULL;
-    int n_hits = 0, rc;
+    int n_hits = 0, lists = 0, rc;
     char err[512] = "";
+    sn_query_t q = {
+        .mode = (sn_search_mode_t)p->mode,
+        .by_chunk = p->by_chunk,
+        .text = p->query,
+        .vec = vec,
+        .dim = dim,
+        .model_id = model_id,
+        .known = query ? query_known(sn_model_tokenizer(req->ops->model),
+                                     p->query, p->query_len, query)
+                       : 1,
+        .k = p->k,
+        .filter_json = p->filter_json,
+    };
 
-    if (model_id)
-        rc = sn_store_search(req->ops->store, p->collection, model_id, vec,
-                             p->k, p->filter_json, &hits, &n_hits, err,
-                             sizeof err);
-    else
-        rc = sn_store_search_vec(req->ops->store, p->collection, vec, dim,
-                                 p->k, p->filter_json, &hits, &n_hits, err,
-                                 sizeof err);
+    rc = sn_store_query(req->ops->store, p->collection, &q, &hits, &n_hits,
+                        &lists, err, sizeof err);
     if (rc) {
         sn__ops_reply_error(req, sn__perr_of(rc), err);
         return;
     }
     sn__buf_t *b = &req->reply;
     sn__proto_reply_begin(b, p->id_json);
-    sn__buf_puts(b, ",\"results\":[");
+    sn__buf_printf(b, ",\"mode\":\"%s\",\"group\":\"%s\",\"lists\":[",
+                   sn_search_mode_name(q.mode),
+                   p->by_chunk ? "chunk" : "document");
+    if (lists & SN_LIST_LEXICAL)
+        sn__buf_puts(b, "\"lexical\"");
+    if (lists & SN_LIST_VECTOR)
+        sn__buf_puts(b, lists & SN_LIST_LEXICAL ? ",\"vector\"" : "\"vector\"");
+    sn__buf_puts(b, "],\"results\":[");
     for (int i = 0; i < n_hits; i++) {
         const sn_hit_t *h = &hits[i];
         sn__buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
         sn__buf_json_str(b, h->id ? h->id : "", h->id ? strlen(h->id) : 0);
-        sn__buf_printf(b, ",\"score\":%.6g,\"text\":",
+        sn__buf_printf(b, ",\"score\":%.6g",
                        isfinite(h->score) ? (double)h->score : 0.0);
+        if (isfinite(h->vector_score))
+            sn__buf_printf(b, ",\"vector_score\":%.6g",
+                           (double)h->vector_score);
+        if (isfinite(h->lexical_score))
+            sn__buf_printf(b, ",\"lexical_score\":%.6g",
+                           (double)h->lexical_score);
+        sn__buf_puts(b, ",\"text\":");
         sn__buf_json_str(b, h->text ? h->text : "",
                          h->text ? strlen(h->text) : 0);
         sn__buf_printf(b, ",\"chunk\":%d,\"start\":%d,\"end\":%d,\"meta\":",
@@ -412,7 +474,7 @@ static void search_reply(sn__req_t *req, const char *model_id,
 }
 
 /* A reader: search with the query's vector (the encoder's, or the
- * caller's). */
+ * caller's), or its text alone (lexical). */
 static void run_search(sn__req_t *req, sn_ctx_t *ctx)
 {
     sn__job_t *job = &req->job;
@@ -420,6 +482,8 @@ static void run_search(sn__req_t *req, sn_ctx_t *ctx)
     (void)ctx;
     if (req->p.vector) {
         search_reply(req, NULL, req->p.vector, req->p.n_vector, NULL);
+    } else if (req->p.mode == SN_SEARCH_LEXICAL) {
+        search_reply(req, NULL, NULL, 0, NULL);
     } else {
         sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
         search_reply(req, req->ops->model_id, job->out[0].sentence,
@@ -1042,8 +1106,11 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         sn__sched_submit(ops->sched, job);
         return 1;
     case SN__ROUTE_ENCODE_READ:
-        if (p->vector) {
-            sn_vec_normalize(p->vector, p->n_vector);
+        if (p->vector || (p->op == SN_OP_SEARCH &&
+                          p->mode == SN_SEARCH_LEXICAL)) {
+            /* nothing to encode: the caller's vector, or words alone */
+            if (p->vector)
+                sn_vec_normalize(p->vector, p->n_vector);
             ticket(req, order);
             req->task.keep_turn = 1;
             req->task.run = read_turn;

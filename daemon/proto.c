@@ -487,6 +487,28 @@ static sn__perr_t parse_search(sn__request_t *req, char *msg, size_t msg_len)
         (rc = get_int(req->root, "k", 1, SN_MAX_K, SN__P_TOO_MANY, &req->k,
                       msg, msg_len)))
         return rc;
+    json_t *mode = json_object_get(req->root, "mode");
+    if (mode && !json_is_null(mode)) {
+        int m = json_is_string(mode)
+                    ? sn_search_mode_parse(json_string_value(mode))
+                    : -1;
+        if (m < 0)
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "'mode' must be \"hybrid\", \"vector\" or "
+                        "\"lexical\"");
+        req->mode = m;
+    }
+    json_t *group = json_object_get(req->root, "group");
+    if (group && !json_is_null(group)) {
+        const char *g = json_string_value(group);
+        if (!g || (strcmp(g, "document") && strcmp(g, "chunk")))
+            return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                        "'group' must be \"document\" or \"chunk\"");
+        req->by_chunk = !strcmp(g, "chunk");
+    }
+    if (vec && req->mode == SN_SEARCH_LEXICAL)
+        return fail(msg, msg_len, SN__P_BAD_REQUEST,
+                    "lexical search needs 'query', not 'vector'");
     if (vec) {
         if (req->query)
             return fail(msg, msg_len, SN__P_BAD_REQUEST,

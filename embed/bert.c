@@ -72,6 +72,7 @@ static int parse_config(json_t *root, const char *name,
                      "'%s': unknown model_type '%s'", name, type);
         goto fail;
     }
+    snprintf(hp->kind, sizeof hp->kind, "%s", type);
 
     if ((rc = sn__cfg_int(root, "hidden_size", 0, 0, 1, SN_NN_MAX_DIM,
                       &hp->n_hidden, name, err, err_len)) ||
@@ -479,7 +480,7 @@ static int arch_load(const char *dir, json_t *cfg, const char *cfg_path,
     if (rc)
         return rc;
     e->impl = m;
-    e->kind = m->hp.is_xlmr ? "xlm-roberta" : "bert";
+    e->kind = m->hp.kind;
     e->n_vocab = m->hp.n_vocab;
     e->n_hidden = m->hp.n_hidden;
     e->n_layers = m->hp.n_layers;

@@ -148,6 +148,7 @@ typedef struct {
     float ln_eps;
     sn__act_t act;
     int is_xlmr;
+    char kind[16]; /* model_type: "bert", "roberta", "xlm-roberta", ... */
 } sn__bert_hparams_t;
 
 typedef struct sn__bert sn__bert_t;

@@ -833,6 +833,11 @@ int sn_tokenizer_max_tokens(const sn_tokenizer_t *tok)
     return tok && full(tok) ? full(tok)->max_tokens : 0;
 }
 
+int32_t sn_tokenizer_unk_id(const sn_tokenizer_t *tok)
+{
+    return tok ? tok->unk_id : -1;
+}
+
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok)
 {
     if (!tok)

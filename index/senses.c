@@ -276,8 +276,9 @@ int sn_senses_open(const char *db_path, sn_senses_t **out, char *err,
         rc = db_fail(s, rc, err, err_len, "cannot read the database");
         goto fail_msg;
     }
-    if (!readonly && (rc = exec(s, "PRAGMA journal_mode = WAL", err,
-                                err_len)) < 0)
+    if (!readonly && ((rc = sn__db_page_size(s->db, err, err_len)) < 0 ||
+                      (rc = exec(s, "PRAGMA journal_mode = WAL", err,
+                                 err_len)) < 0))
         goto fail_msg;
     if ((rc = exec(s, "PRAGMA synchronous = FULL", err, err_len)) < 0 ||
         (rc = sn__schema_migrate(s->db, readonly, NULL, NULL, err,

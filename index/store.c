@@ -87,6 +87,9 @@ enum {
     Q_CHUNK_VECS,
     Q_CHUNK_VEC,
     Q_HIT,
+    Q_CHUNKS_OF_DOC,
+    Q_DOC_HIT,
+    Q_DOC_TEXT,
     Q_CHUNK_SEQ,
     Q_CHUNK_DOC,
     N_QUERIES
@@ -135,6 +138,12 @@ static const char *const SQL[N_QUERIES] = {
     [Q_CHUNK_VEC] = "SELECT vector FROM chunks WHERE id = ?1 AND "
                     "collection = ?2",
     [Q_HIT] = HIT_SELECT HIT_WHERE,
+    [Q_CHUNKS_OF_DOC] = "SELECT id, ordinal, vector FROM chunks WHERE "
+                        "document = ?1 AND collection = ?2 ORDER BY ordinal",
+    [Q_DOC_HIT] = "SELECT ext_id, '', -1, 0, 0, meta FROM documents "
+                  "WHERE id = ?1 AND collection = ?2",
+    [Q_DOC_TEXT] = "SELECT text FROM documents WHERE id = ?1 AND "
+                   "collection = ?2",
     [Q_CHUNK_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'chunks'",
     [Q_CHUNK_DOC] = "SELECT d.ext_id, c.ordinal FROM chunks c JOIN documents "
                     "d ON d.id = c.document WHERE c.id = ?1",
@@ -1195,6 +1204,8 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
                           err_len)) < 0)
         goto fail_msg;
     if (!st->readonly) {
+        if ((rc = sn__db_page_size(st->db, err, err_len)) < 0)
+            goto fail_msg;
         if ((rc = pragma_text(st, "PRAGMA journal_mode = WAL", mode,
                               sizeof mode, err, err_len)) < 0)
             goto fail_msg;
@@ -1208,6 +1219,7 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
                                  err_len)) < 0)
         goto fail_msg;
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", err, err_len)) < 0 ||
+        (rc = sn__lex_register(st->db, err, err_len)) < 0 ||
         (rc = read_db_id(st, err, err_len)) < 0)
         goto fail_msg;
     fname = sqlite3_db_filename(st->db, "main");
@@ -2122,6 +2134,7 @@ void sn_hits_free(sn_hit_t *h, int n)
 typedef struct {
     json_t *root;
     char *sql_hit, *sql_scan; /* NULL without a filter */
+    char *cond;               /* the conditions alone, " AND ..." */
 } filter_t;
 
 static void filter_free(filter_t *f)
@@ -2129,6 +2142,7 @@ static void filter_free(filter_t *f)
     json_decref(f->root);
     free(f->sql_hit);
     free(f->sql_scan);
+    free(f->cond);
 }
 
 static int filter_parse(const char *json, filter_t *f, char *err,
@@ -2195,6 +2209,8 @@ static int filter_parse(const char *json, filter_t *f, char *err,
         f->sql_scan = NULL;
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     }
+    if (!(f->cond = strdup(cond)))
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
 }
 
@@ -2266,6 +2282,8 @@ static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
     hit->end = sqlite3_column_int(s, 4);
     hit->meta_json = dup_col(s, 5);
     hit->score = score;
+    hit->vector_score = score;
+    hit->lexical_score = NAN;
     h->n++;
     sqlite3_reset(s);
     if (!hit->id || !hit->text || !hit->meta_json)
@@ -2394,6 +2412,87 @@ static int hit_stmt(sn_store_t *st, coll_t *c, const filter_t *f,
     return 0;
 }
 
+/* The top k chunks of c by cosine to query_vec that pass f, into h (which
+ * this allocates). Called with the store locked; faiss runs unlocked. */
+static int vec_hits(sn_store_t *st, coll_t *c, const float *query_vec, int k,
+                    const filter_t *f, hits_t *h, char *err, size_t err_len)
+{
+    sqlite3_stmt *hit_q = NULL, *own_q = NULL;
+    int64_t *labels = NULL, ntotal, n_live, fetch;
+    float *scores = NULL;
+    int rc;
+
+    if ((rc = ensure_ann(st, c, err, err_len)) < 0)
+        return rc;
+    h->k = k;
+    h->n = 0;
+    if (!(h->v = calloc((size_t)k, sizeof *h->v)))
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    ntotal = sn__ann_ntotal(c->ann);
+    n_live = ntotal - c->ann->n_dead;
+    /* Expected share of hits that survive: tombstones and the filter. */
+    fetch = f->sql_hit ? (int64_t)k * SN__FILTER_OVERFETCH : k;
+    if (c->ann->n_dead && n_live > 0)
+        fetch = fetch * ntotal / n_live + 1;
+    for (int round = 0; ntotal > 0 && n_live > 0; round++) {
+        int64_t kk = fetch < ntotal ? fetch : ntotal;
+        if (round > 0 && kk > SN__SEARCH_MAX_FETCH) {
+            rc = exact_scan(st, c, f, hit_q, query_vec, h, err, err_len);
+            if (rc < 0)
+                goto done;
+            break;
+        }
+        free(labels);
+        free(scores);
+        labels = malloc((size_t)kk * sizeof *labels);
+        scores = malloc((size_t)kk * sizeof *scores);
+        if (!labels || !scores) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto done;
+        }
+        /* faiss with the store unlocked: searches run in parallel, and
+         * writers wait for them on ann_rw (held across the unlock, so
+         * c->ann stays; c itself lives as long as the store) */
+        pthread_rwlock_rdlock(&c->ann_rw);
+        pthread_mutex_unlock(&st->lock);
+        rc = sn__ann_search(c->ann, query_vec, kk, scores, labels, err,
+                            err_len);
+        pthread_rwlock_unlock(&c->ann_rw);
+        pthread_mutex_lock(&st->lock);
+        if (rc < 0 || (rc = hit_stmt(st, c, f, &own_q, &hit_q, err,
+                                     err_len)) < 0)
+            goto done;
+        hits_clear(h);
+        for (int64_t i = 0; i < kk && h->n < k; i++) {
+            if (labels[i] < 0)
+                continue;
+            if ((rc = take_hit(st, hit_q, labels[i], scores[i], h, err,
+                               err_len)) < 0)
+                goto done;
+        }
+        if (h->n == k)
+            break;
+        if (kk == ntotal) {
+            /* Flat has given everything it has. A graph search need not
+             * reach every node even asked for all of them: scan. */
+            if (c->ann->hnsw &&
+                (rc = exact_scan(st, c, f, hit_q, query_vec, h, err,
+                                 err_len)) < 0)
+                goto done;
+            break;
+        }
+        fetch = kk * 4;
+    }
+    rc = 0;
+done:
+    if (hit_q)
+        sqlite3_reset(hit_q);
+    sqlite3_finalize(own_q);
+    free(labels);
+    free(scores);
+    return rc;
+}
+
 /* sn_store_search and sn_store_search_vec: a collection bound to model_id,
  * or (model_id NULL) any collection whose dimension is dim. */
 static int search(sn_store_t *st, const char *collection,
@@ -2403,9 +2502,6 @@ static int search(sn_store_t *st, const char *collection,
 {
     hits_t h = {0};
     filter_t f = {0};
-    sqlite3_stmt *hit_q = NULL, *own_q = NULL;
-    int64_t *labels = NULL, ntotal, n_live, fetch;
-    float *scores = NULL;
     double norm;
     coll_t *c;
     int rc;
@@ -2441,69 +2537,7 @@ static int search(sn_store_t *st, const char *collection,
         goto done;
     if (k == 0)
         goto done;
-    if ((rc = ensure_ann(st, c, err, err_len)) < 0)
-        goto done;
-    h.k = k;
-    if (!(h.v = calloc((size_t)k, sizeof *h.v))) {
-        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
-        goto done;
-    }
-    ntotal = sn__ann_ntotal(c->ann);
-    n_live = ntotal - c->ann->n_dead;
-    /* Expected share of hits that survive: tombstones and the filter. */
-    fetch = f.sql_hit ? (int64_t)k * SN__FILTER_OVERFETCH : k;
-    if (c->ann->n_dead && n_live > 0)
-        fetch = fetch * ntotal / n_live + 1;
-    for (int round = 0; ntotal > 0 && n_live > 0; round++) {
-        int64_t kk = fetch < ntotal ? fetch : ntotal;
-        if (round > 0 && kk > SN__SEARCH_MAX_FETCH) {
-            rc = exact_scan(st, c, &f, hit_q, query_vec, &h, err, err_len);
-            if (rc < 0)
-                goto done;
-            break;
-        }
-        free(labels);
-        free(scores);
-        labels = malloc((size_t)kk * sizeof *labels);
-        scores = malloc((size_t)kk * sizeof *scores);
-        if (!labels || !scores) {
-            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
-            goto done;
-        }
-        /* faiss with the store unlocked: searches run in parallel, and
-         * writers wait for them on ann_rw (held across the unlock, so
-         * c->ann stays; c itself lives as long as the store) */
-        pthread_rwlock_rdlock(&c->ann_rw);
-        pthread_mutex_unlock(&st->lock);
-        rc = sn__ann_search(c->ann, query_vec, kk, scores, labels, err,
-                            err_len);
-        pthread_rwlock_unlock(&c->ann_rw);
-        pthread_mutex_lock(&st->lock);
-        if (rc < 0 || (rc = hit_stmt(st, c, &f, &own_q, &hit_q, err,
-                                     err_len)) < 0)
-            goto done;
-        hits_clear(&h);
-        for (int64_t i = 0; i < kk && h.n < k; i++) {
-            if (labels[i] < 0)
-                continue;
-            if ((rc = take_hit(st, hit_q, labels[i], scores[i], &h, err,
-                               err_len)) < 0)
-                goto done;
-        }
-        if (h.n == k)
-            break;
-        if (kk == ntotal) {
-            /* Flat has given everything it has. A graph search need not
-             * reach every node even asked for all of them: scan. */
-            if (c->ann->hnsw &&
-                (rc = exact_scan(st, c, &f, hit_q, query_vec, &h, err,
-                                 err_len)) < 0)
-                goto done;
-            break;
-        }
-        fetch = kk * 4;
-    }
-    rc = 0;
+    rc = vec_hits(st, c, query_vec, k, &f, &h, err, err_len);
 done:
     if (rc < 0 || h.n == 0) {
         sn_hits_free(h.v, h.n);
@@ -2511,14 +2545,9 @@ done:
         *out = h.v;
         *n_out = h.n;
     }
-    if (hit_q)
-        sqlite3_reset(hit_q);
-    sqlite3_finalize(own_q);
     filter_free(&f);
-    free(labels);
-    free(scores);
     pthread_mutex_unlock(&st->lock);
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 int sn_store_search(sn_store_t *st, const char *collection,
@@ -2545,6 +2574,503 @@ int sn_store_search_vec(sn_store_t *st, const char *collection,
 {
     return search(st, collection, NULL, query_vec, dim, k, filter_json, out,
                   n_out, err, err_len);
+}
+
+/* ---- search modes: the lexical list, fusion, documents as results ---------
+ *
+ * sn_store_query gathers candidates from the lists the mode uses, scores
+ * every candidate exactly by both, and ranks:
+ *
+ *   lexical(d) = P(d) + W_T * T(d)         P, T: sense_rank() of the
+ *                                          document in documents_fts
+ *                                          (stemmed words) and
+ *                                          documents_tri (trigrams), each
+ *                                          over its query's ideal score
+ *   vector(c)  = cos(query, chunk c);      vector(d) = max over d's chunks
+ *   hybrid(d)  = lexical(d) + W_V * known * vector(d)
+ *
+ * Each part says how much its list knows. P and T are fractions of the
+ * query's (rarity-weighted) terms the document holds: a lexical list that
+ * matched only common words gives every candidate a small score, and the
+ * cosine decides. `known` is the share of the query the model has tokens
+ * for: a Korean query through a model that maps Hangul to its unknown
+ * token has known ~0, and its cosines (all near each other, meaning
+ * nothing) weigh nothing. W_T and W_V are the only tuned weights
+ * (store_int.h, with how they were measured).
+ *
+ * Candidates: the SN__FUSE_CANDIDATES best documents of the lexical list
+ * and the documents of the SN__FUSE_CANDIDATES best chunks of the vector
+ * list (ANN or exact scan, filtered); each is then scored exactly by both
+ * (every chunk's vector read back from SQLite, its lexical score looked up
+ * in the full match list), so a document found by one list alone still
+ * gets the other's evidence. By document, a document is one result, its
+ * best chunk (by cosine; the first chunk in lexical mode) the snippet; by
+ * chunk, each chunk of a candidate is a result with its own cosine and its
+ * document's lexical score. */
+
+typedef struct {
+    int64_t doc;
+    float score;
+} lexdoc_t;
+
+typedef struct {
+    lexdoc_t *v;
+    int64_t n, cap;
+} lexlist_t;
+
+static int cmp_lexdoc_id(const void *a, const void *b)
+{
+    int64_t x = ((const lexdoc_t *)a)->doc, y = ((const lexdoc_t *)b)->doc;
+    return (x > y) - (x < y);
+}
+
+static int cmp_lexdoc_score(const void *a, const void *b)
+{
+    const lexdoc_t *x = a, *y = b;
+    if (x->score != y->score)
+        return (x->score < y->score) - (x->score > y->score);
+    return (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+/* Every document of c matching `match` in `table` (and the filter), with
+ * weight * sense_rank, merged into l (sorted by doc id on return). */
+static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
+                     const char *match, double weight, const filter_t *f,
+                     lexlist_t *l, char *err, size_t err_len)
+{
+    char *sql = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t n0 = l->n;
+    int rc;
+
+    if (!match)
+        return 0;
+    if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s) FROM %s t CROSS JOIN "
+                 "documents d ON d.id = t.rowid WHERE %s MATCH ?1 AND "
+                 "d.collection = ?2%s", table, table, table,
+                 f->cond ? f->cond : "") < 0)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    free(sql);
+    if (rc != SQLITE_OK)
+        return db_fail(st, rc, err, err_len, "cannot prepare the lexical "
+                       "search");
+    if ((rc = sqlite3_bind_text(s, 1, match, -1, SQLITE_STATIC)) ||
+        (rc = sqlite3_bind_int64(s, 2, c->id)) || (rc = filter_bind(f, s))) {
+        rc = db_fail(st, rc, err, err_len, "cannot bind");
+        goto done;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (l->n == l->cap) {
+            int64_t cap = l->cap ? l->cap * 2 : 256;
+            lexdoc_t *v = realloc(l->v, (size_t)cap * sizeof *v);
+            if (!v) {
+                rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+                goto done;
+            }
+            l->v = v;
+            l->cap = cap;
+        }
+        l->v[l->n].doc = sqlite3_column_int64(s, 0);
+        l->v[l->n].score = (float)(weight * sqlite3_column_double(s, 1));
+        l->n++;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(st, rc, err, err_len, "lexical search");
+        goto done;
+    }
+    /* merge the new rows into the old (both sorted by doc id) */
+    qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_lexdoc_id);
+    {
+        int64_t w = 0;
+        for (int64_t i = 0; i < l->n; i++) {
+            if (w && l->v[w - 1].doc == l->v[i].doc)
+                l->v[w - 1].score += l->v[i].score;
+            else
+                l->v[w++] = l->v[i];
+        }
+        l->n = w;
+    }
+    (void)n0;
+    rc = 0;
+done:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static float lex_score(const lexlist_t *l, int64_t doc)
+{
+    lexdoc_t key = {doc, 0}, *hit;
+    if (!l->n)
+        return 0;
+    hit = bsearch(&key, l->v, (size_t)l->n, sizeof key, cmp_lexdoc_id);
+    return hit ? hit->score : 0;
+}
+
+/* One scored result before it is read back: a chunk (or, for a document
+ * without chunks, the document itself: chunk 0, ordinal -1). */
+typedef struct {
+    int64_t doc, chunk;
+    int ordinal;
+    float score, vec, lex;
+} fused_t;
+
+static int cmp_fused(const void *a, const void *b)
+{
+    const fused_t *x = a, *y = b;
+    if (x->score != y->score)
+        return (x->score < y->score) - (x->score > y->score);
+    if (x->doc != y->doc)
+        return (x->doc > y->doc) - (x->doc < y->doc);
+    return (x->ordinal > y->ordinal) - (x->ordinal < y->ordinal);
+}
+
+typedef struct {
+    fused_t *v;
+    int64_t n, cap;
+} fusedv_t;
+
+static int fused_push(fusedv_t *a, fused_t x)
+{
+    if (a->n == a->cap) {
+        int64_t cap = a->cap ? a->cap * 2 : 64;
+        fused_t *v = realloc(a->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+/* Score every chunk of document doc (one entry per chunk by chunk, the
+ * best one by document) into out. */
+static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
+                     const sn_query_t *q, int use_vec, float lex,
+                     float w_vec, fusedv_t *out, char *err, size_t err_len)
+{
+    fused_t best = {doc, 0, -1, -INFINITY, NAN, lex};
+    sqlite3_stmt *s;
+    int rc, n = 0, n_rows = 0;
+
+    if ((rc = query(st, Q_CHUNKS_OF_DOC, c->id, &s, err, err_len)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, doc);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        fused_t x = {doc, sqlite3_column_int64(s, 0),
+                     sqlite3_column_int(s, 1), 0, NAN, lex};
+        if (use_vec) {
+            const float *v;
+            double dot = 0;
+            char why[96];
+            n_rows++;
+            if (row_vec(c, s, 2, &v, why, sizeof why))
+                continue; /* damaged: never a hit (the check op reports) */
+            for (int i = 0; i < c->dim; i++)
+                dot += (double)q->vec[i] * v[i];
+            x.vec = (float)dot;
+        }
+        switch (q->mode) {
+        case SN_SEARCH_VECTOR: x.score = x.vec; break;
+        case SN_SEARCH_LEXICAL: x.score = lex; break;
+        default: /* hybrid; with one list alone, that list's score */
+            x.score = !use_vec  ? lex
+                      : !q->text ? x.vec
+                                 : lex + w_vec * x.vec;
+        }
+        n++;
+        if (q->by_chunk) {
+            if (fused_push(out, x) < 0)
+                goto oom;
+        } else if (x.score > best.score || best.ordinal < 0) {
+            best = x; /* ties (lexical mode): the first chunk */
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot read chunks");
+    if (!n && n_rows)
+        return 0; /* every chunk damaged */
+    if (!n) {
+        /* a document without chunks: only the lexical list finds it */
+        if (use_vec && q->mode == SN_SEARCH_VECTOR)
+            return 0;
+        best.score = lex;
+        if (fused_push(out, best) < 0)
+            goto oom;
+        return 0;
+    }
+    if (!q->by_chunk && fused_push(out, best) < 0)
+        goto oom;
+    return 0;
+oom:
+    return sn__err(err, err_len, -ENOMEM, "out of memory");
+}
+
+/* The trigram score of document doc, from its text. */
+static int doc_tri(sn_store_t *st, const coll_t *c, const sn__tri_t *tri,
+                   int64_t doc, double *out, char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *out = 0;
+    if ((rc = query(st, Q_DOC_TEXT, c->id, &s, err, err_len)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, doc);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sn__tri_score(tri, (const char *)sqlite3_column_text(s, 0),
+                             (size_t)sqlite3_column_bytes(s, 0));
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(st, rc, err, err_len, "cannot read a document");
+    return 0;
+}
+
+/* Read result x back into hit (text, span, meta). */
+static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
+                      sn_hit_t *hit, char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    memset(hit, 0, sizeof *hit);
+    if ((rc = query(st, x->ordinal < 0 ? Q_DOC_HIT : Q_HIT, c->id, &s, err,
+                    err_len)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, x->ordinal < 0 ? x->doc : x->chunk);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE
+                   ? sn__err(err, err_len, -EIO, "a hit vanished")
+                   : db_fail(st, rc, err, err_len, "cannot read a hit");
+    }
+    hit->id = dup_col(s, 0);
+    hit->text = dup_col(s, 1);
+    hit->chunk = sqlite3_column_int(s, 2);
+    hit->start = sqlite3_column_int(s, 3);
+    hit->end = sqlite3_column_int(s, 4);
+    hit->meta_json = dup_col(s, 5);
+    hit->score = x->score;
+    hit->vector_score = x->vec;
+    hit->lexical_score = x->lex;
+    sqlite3_reset(s);
+    if (!hit->id || !hit->text || !hit->meta_json)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    return 0;
+}
+
+const char *sn_search_mode_name(sn_search_mode_t mode)
+{
+    return mode == SN_SEARCH_VECTOR    ? "vector"
+           : mode == SN_SEARCH_LEXICAL ? "lexical"
+                                       : "hybrid";
+}
+
+int sn_search_mode_parse(const char *name)
+{
+    if (!name)
+        return -1;
+    if (!strcmp(name, "hybrid"))
+        return SN_SEARCH_HYBRID;
+    if (!strcmp(name, "vector"))
+        return SN_SEARCH_VECTOR;
+    if (!strcmp(name, "lexical"))
+        return SN_SEARCH_LEXICAL;
+    return -1;
+}
+
+int sn_store_query(sn_store_t *st, const char *collection,
+                   const sn_query_t *q, sn_hit_t **out, int *n_out,
+                   int *lists_out, char *err, size_t err_len)
+{
+    char *m_words = NULL, *m_tri = NULL;
+    filter_t f = {0};
+    hits_t vh = {0};
+    lexlist_t lex = {0}, tri_nom = {0};
+    sn__tri_t tri = {0};
+    ids_t docs = {0};
+    fusedv_t res = {0};
+    sn_hit_t *hits = NULL;
+    int use_vec, use_lex, lists = 0, n_hits = 0, rc, n_cand;
+    float w_vec = 0;
+    double norm;
+    coll_t *c;
+
+    if (!st || !q || !out || !n_out)
+        return sn__err(err, err_len, SN_EARG, "sn_store_query: bad "
+                       "arguments");
+    *out = NULL;
+    *n_out = 0;
+    if (lists_out)
+        *lists_out = 0;
+    pthread_mutex_lock(&st->lock);
+    sn__ann_threads(1);
+    if ((q->model_id && (rc = check_name("model id", q->model_id,
+                                         SN_STORE_MAX_NAME, err,
+                                         err_len)) < 0) ||
+        (rc = coll_get(st, collection, q->model_id, &c, err, err_len)) < 0)
+        goto done;
+    if (q->mode != SN_SEARCH_HYBRID && q->mode != SN_SEARCH_VECTOR &&
+        q->mode != SN_SEARCH_LEXICAL) {
+        rc = sn__err(err, err_len, SN_EARG, "unknown search mode %d",
+                     (int)q->mode);
+        goto done;
+    }
+    if (q->k < 0 || q->k > SN_STORE_MAX_K) {
+        rc = sn__err(err, err_len, SN_EARG, "k = %d out of range (0 to %d)",
+                     q->k, SN_STORE_MAX_K);
+        goto done;
+    }
+    use_vec = q->mode != SN_SEARCH_LEXICAL && q->vec;
+    use_lex = q->mode != SN_SEARCH_VECTOR && q->text;
+    if ((q->mode == SN_SEARCH_VECTOR && !q->vec) ||
+        (q->mode == SN_SEARCH_LEXICAL && !q->text) ||
+        (!use_vec && !use_lex)) {
+        rc = sn__err(err, err_len, SN_EARG, "%s search needs %s",
+                     sn_search_mode_name(q->mode),
+                     q->mode == SN_SEARCH_VECTOR    ? "a query vector"
+                     : q->mode == SN_SEARCH_LEXICAL ? "a query text"
+                                                    : "a query");
+        goto done;
+    }
+    if (use_vec && q->dim != c->dim) {
+        rc = sn__err(err, err_len, SN_EMODEL, "collection '%s' holds "
+                     "vectors of %d dimensions, the query has %d",
+                     collection, c->dim, q->dim);
+        goto done;
+    }
+    if (use_vec && check_vec(q->vec, c->dim, &norm) < 0) {
+        rc = sn__err(err, err_len, SN_EARG, "search '%s': query vector is "
+                     "not finite and L2-normalized", collection);
+        goto done;
+    }
+    if ((rc = filter_parse(q->filter_json, &f, err, err_len)) < 0)
+        goto done;
+    if (q->k == 0)
+        goto done;
+    n_cand = q->k > SN__FUSE_CANDIDATES ? q->k : SN__FUSE_CANDIDATES;
+    {
+        float known = q->known;
+        if (!(known >= 0)) /* NAN too */
+            known = 0;
+        if (known > 1)
+            known = 1;
+        w_vec = (float)SN__FUSE_W_VECTOR * known;
+    }
+
+    /* The lexical list: every document matching a word, scored; the
+     * trigram score of each candidate comes later, from its text. A query
+     * with characters outside ASCII (Korean, CJK, accented words: where
+     * words split poorly) also takes candidates from a trigram search. */
+    if (use_lex) {
+        const char *p;
+        int wide = 0;
+        for (p = q->text; *p; p++)
+            wide |= (unsigned char)*p >= 0x80;
+        if ((rc = sn__lex_match(q->text, strlen(q->text), &m_words, &m_tri,
+                                err, err_len)) < 0 ||
+            (rc = sn__tri_query(st->db, q->text, strlen(q->text), &tri, err,
+                                err_len)) < 0 ||
+            (rc = lex_table(st, c, "documents_fts", m_words, 1.0, &f, &lex,
+                            err, err_len)) < 0 ||
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 1.0, &f,
+                                     &tri_nom, err, err_len)) < 0))
+            goto done;
+        for (int pass = 0; pass < 2; pass++) {
+            lexlist_t *l = pass ? &tri_nom : &lex;
+            if (!l->n)
+                continue;
+            lexdoc_t *top = malloc((size_t)l->n * sizeof *top);
+            if (!top)
+                goto oom;
+            memcpy(top, l->v, (size_t)l->n * sizeof *top);
+            qsort(top, (size_t)l->n, sizeof *top, cmp_lexdoc_score);
+            for (int64_t i = 0; i < l->n && i < n_cand; i++)
+                if (ids_push(&docs, top[i].doc) < 0) {
+                    free(top);
+                    goto oom;
+                }
+            free(top);
+        }
+    }
+    /* The vector list: the best chunks, as documents. */
+    if (use_vec) {
+        if ((rc = vec_hits(st, c, q->vec, n_cand, &f, &vh, err, err_len)) < 0)
+            goto done;
+        if (vh.n)
+            lists |= SN_LIST_VECTOR;
+        for (int i = 0; i < vh.n; i++) {
+            int64_t doc;
+            if ((rc = find_doc(st, c, vh.v[i].id, &doc, err, err_len)) < 0)
+                goto done;
+            if (doc && ids_push(&docs, doc) < 0)
+                goto oom;
+        }
+    }
+    /* Each candidate once, scored by everything the mode uses. */
+    qsort(docs.v, (size_t)docs.n, sizeof *docs.v, cmp_i64);
+    for (int64_t i = 0; i < docs.n; i++) {
+        if (i && docs.v[i] == docs.v[i - 1])
+            continue;
+        float l = NAN;
+        if (use_lex) {
+            double t = 0;
+            if (tri.n && (rc = doc_tri(st, c, &tri, docs.v[i], &t, err,
+                                       err_len)) < 0)
+                goto done;
+            l = lex_score(&lex, docs.v[i]) + (float)(SN__FUSE_W_TRIGRAM * t);
+            if (l > 0)
+                lists |= SN_LIST_LEXICAL;
+        }
+        if (q->mode == SN_SEARCH_LEXICAL && !(l > 0))
+            continue;
+        if ((rc = score_doc(st, c, docs.v[i], q, use_vec, use_lex ? l : 0,
+                            w_vec, &res, err, err_len)) < 0)
+            goto done;
+        if (!use_lex)
+            for (int64_t j = res.n; j > 0 && res.v[j - 1].doc == docs.v[i];
+                 j--)
+                res.v[j - 1].lex = NAN;
+    }
+    qsort(res.v, (size_t)res.n, sizeof *res.v, cmp_fused);
+    n_hits = res.n < q->k ? (int)res.n : q->k;
+    if (n_hits && !(hits = calloc((size_t)n_hits, sizeof *hits)))
+        goto oom;
+    for (int i = 0; i < n_hits; i++)
+        if ((rc = read_fused(st, c, &res.v[i], &hits[i], err, err_len)) < 0) {
+            n_hits = i + 1;
+            goto done;
+        }
+    rc = 0;
+    goto done;
+oom:
+    rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+done:
+    if (rc < 0 || n_hits == 0) {
+        sn_hits_free(hits, n_hits);
+    } else {
+        *out = hits;
+        *n_out = n_hits;
+        if (lists_out)
+            *lists_out = lists;
+    }
+    if (rc == 0 && lists_out)
+        *lists_out = lists;
+    sn_hits_free(vh.v, vh.n);
+    filter_free(&f);
+    free(m_words);
+    free(m_tri);
+    free(lex.v);
+    free(tri_nom.v);
+    sn__tri_free(&tri);
+    free(docs.v);
+    free(res.v);
+    pthread_mutex_unlock(&st->lock);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- check ------------------------------------------------------------------------- */

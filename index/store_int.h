@@ -61,11 +61,38 @@
 #define SN__FILTER_OVERFETCH 8
 #define SN__SEARCH_MAX_FETCH 4096
 
+/* Fusion (store.c, sn_store_query): hybrid = P + W_T * T + W_V * known *
+ * cosine, P and T the BM25 of the stemmed-word and trigram tables over the
+ * query's ideal score. Tuned on a random half of each dev set's queries
+ * (bench/bench_ir; the other half reported beside it in bench/README.md):
+ * on debian-dev the two lexical lists together gain ~0.02 in Recall@10 and
+ * MRR@10 over the word list alone at W_T 1 (0.5 and 1.5 within 0.005); on
+ * korean-dev trigrams carry the list (words alone 0.72, with W_T 1 0.81).
+ * The default model's cosine adds about 0.005-0.01 in MRR@10 on English
+ * at W_V 0.3-0.5 and nothing on Korean (known ~0.2 there). */
+#define SN__FUSE_W_TRIGRAM 1.0
+#define SN__FUSE_W_VECTOR 0.4
+/* Documents taken from each list before exact scoring. */
+#define SN__FUSE_CANDIDATES 100
+
 /* The limits (SN_STORE_MAX_*) are public: sense/store.h. */
 
 /* ---- schema.c ------------------------------------------------------------ */
 
-#define SN__SCHEMA_VERSION 2
+#define SN__SCHEMA_VERSION 3
+
+/* The page size of a new database. A chunk row holds its vector (dim
+ * float32: 2 KiB at 512 dimensions, 1.5 KiB at 384) plus ~30 bytes; at
+ * SQLite's default 4 KiB pages only one such row fits a page, so half the
+ * file was empty (187 MiB for 20,000 documents of 8.5 MB text). At 16 KiB
+ * seven 512-d rows (ten 384-d) share a page: ~89-95% full. Measured with
+ * bench/bench_ir (bytes per document, bench/README.md). An existing
+ * database keeps its page size (changing it means a VACUUM outside WAL). */
+#define SN__PAGE_SIZE 16384
+
+/* On a database that has no pages yet, set SN__PAGE_SIZE (call before
+ * anything writes it, journal mode included); otherwise do nothing. */
+int sn__db_page_size(sqlite3 *db, char *err, size_t err_len);
 
 typedef void (*sn__log_fn)(void *ud, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -87,6 +114,45 @@ int sn__sqlite_code(sqlite3 *db, int rc);
  * with the database's mode). Best effort: a file we cannot open for
  * writing is left to SQLite. */
 void sn__db_private(const char *db_path);
+
+/* ---- lexical.c ---------------------------------------------------------- */
+
+/* BM25's term-frequency saturation and length normalization: the usual
+ * values. On debian-dev / korean-dev (tuning halves) k1 0.6-1.5 and b
+ * 0.4-0.9 moved Recall@10 and MRR@10 by under 0.01. */
+#define SN__BM25_K1 1.2
+#define SN__BM25_B 0.75
+/* Terms of one MATCH expression (words, or trigrams), and the bytes of a
+ * query text that are looked at: past them a query is cut. */
+#define SN__LEX_MAX_TERMS 256
+#define SN__LEX_MAX_QUERY 4096
+
+/* Register sense_rank() (BM25 over the query's ideal score, see lexical.c)
+ * on a connection. */
+int sn__lex_register(sqlite3 *db, char *err, size_t err_len);
+/* The FTS5 MATCH expressions of a query text: its words OR-ed (for
+ * documents_fts) and its trigrams OR-ed (documents_tri), each term quoted
+ * once (case-folded duplicates dropped). Either is NULL when the text has
+ * none (no letter or digit; under 3 characters). Free both. */
+int sn__lex_match(const char *text, size_t len, char **words,
+                  char **trigrams, char *err, size_t err_len);
+
+/* A query's trigrams with their idf, to score candidates from their text
+ * (lexical.c: why not through FTS5). */
+typedef struct {
+    int n;            /* distinct trigrams */
+    uint64_t *keys;   /* sorted: three 21-bit case-folded code points */
+    double *idf;      /* per key */
+    double ideal;     /* sum of idf */
+    double n_rows, avgdl;
+} sn__tri_t;
+
+int sn__tri_query(sqlite3 *db, const char *text, size_t len, sn__tri_t *t,
+                  char *err, size_t err_len);
+/* BM25 of the document text over the query's ideal score (0 without
+ * trigrams). */
+double sn__tri_score(const sn__tri_t *t, const char *text, size_t len);
+void sn__tri_free(sn__tri_t *t);
 
 /* ---- ann.c: one collection's faiss index and its file -------------------- */
 

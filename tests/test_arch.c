@@ -333,7 +333,7 @@ int main(void)
     check_model("tiny-bge-lowercase", "bert 2x64", 64, NULL);
     check_model("tiny-me5-precompiled", "xlm-roberta 2x64", 64,
                 "expected-query.jsonl");
-    check_model("tiny-roberta-bpe", "xlm-roberta 2x64", 64, NULL);
+    check_model("tiny-roberta-bpe", "roberta 2x64", 64, NULL);
     check_model("tiny-mpnet", "mpnet 2x64", 64, NULL);
     check_model("tiny-distilbert-dense", "distilbert 2x64", 32, NULL);
     check_model("tiny-st5-dense", "t5 2x64", 32, NULL);

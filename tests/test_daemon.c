@@ -702,6 +702,12 @@ int main(void)
         "too_many", "19");
     bad(c, "{\"id\":23,\"op\":\"search\",\"query\":\"x\",\"filter\":[1]}",
         "bad_request", "23");
+    bad(c, "{\"id\":70,\"op\":\"search\",\"query\":\"x\",\"mode\":\"bm25\"}",
+        "bad_request", "70");
+    bad(c, "{\"id\":71,\"op\":\"search\",\"query\":\"x\",\"group\":\"doc\"}",
+        "bad_request", "71");
+    bad(c, "{\"id\":72,\"op\":\"search\",\"vector\":[1,0],\"mode\":"
+        "\"lexical\"}", "bad_request", "72");
     bad(c, "{\"id\":24,\"op\":\"add\",\"docs\":[{\"text\":1}]}", "bad_request",
         "24");
     bad(c, "{\"id\":25,\"op\":\"add\",\"docs\":{}}", "bad_request", "25");
@@ -1152,14 +1158,54 @@ int main(void)
         check_cli_err("stdin:1: \"text\" must be a string");
 
         /* search: a document's own text is its top hit */
+        snprintf(args, sizeof args, "--socket '%s' search --mode vector -k 3 "
+                 "The bat flew out of the cave at dusk.", sock_path);
+        CHECK_EQ(run_cli(args, NULL), 0);
+        {
+            char want[256];
+            check_cli_out("vector search, from vector");
+            snprintf(want, sizeof want, " 1. 1.0000  %s  (chunk 0, chars 0-37)",
+                     f1);
+            check_cli_out(want);
+        }
+        /* the default, hybrid: both lists, the same document first */
         snprintf(args, sizeof args, "--socket '%s' search -k 3 The bat flew "
                  "out of the cave at dusk.", sock_path);
         CHECK_EQ(run_cli(args, NULL), 0);
         {
             char want[256];
-            snprintf(want, sizeof want, " 1. 1.0000  %s  (chunk 0, chars 0-37)",
-                     f1);
+            check_cli_out("hybrid search, from lexical + vector");
+            snprintf(want, sizeof want, "  %s  (chunk 0, chars 0-37)", f1);
             check_cli_out(want);
+            char *o = slurp(out_path);
+            CHECK(strstr(o, " 1. ") && strstr(o, " 1. ") < strstr(o, f1) &&
+                  (!strstr(o, " 2. ") || strstr(o, f1) < strstr(o, " 2. ")));
+            free(o);
+        }
+        /* lexical, by chunk, filtered: words only, no vector in the reply */
+        snprintf(args, sizeof args, "--socket '%s' search --json --mode "
+                 "lexical --chunks --filter kind=animal swallowed", sock_path);
+        CHECK_EQ(run_cli(args, NULL), 0);
+        {
+            char *o = slurp(out_path);
+            json_t *j = parse(o);
+            free(o);
+            check_ok(j, "lexical search");
+            CHECK_STREQ(json_string_value(json_object_get(j, "mode")),
+                        "lexical");
+            CHECK_STREQ(json_string_value(json_object_get(j, "group")),
+                        "chunk");
+            json_t *l = json_object_get(j, "lists");
+            CHECK_EQ(json_array_size(l), 1);
+            CHECK_STREQ(json_string_value(json_array_get(l, 0)), "lexical");
+            json_t *res = json_object_get(j, "results");
+            CHECK_EQ(json_array_size(res), 1);
+            json_t *h = json_array_get(res, 0);
+            CHECK_STREQ(json_string_value(json_object_get(h, "id")), "snake");
+            CHECK(json_is_number(json_object_get(h, "lexical_score")));
+            CHECK(!json_object_get(h, "vector_score"));
+            CHECK(!json_object_get(j, "n_tokens")); /* not encoded */
+            json_decref(j);
         }
         snprintf(args, sizeof args, "--socket '%s' search --json --filter "
                  "kind=animal --filter year=2020 python", sock_path);

@@ -73,6 +73,9 @@ int sn_tokenizer_encode(const sn_tokenizer_t *tok, const char *text,
                         char *err, size_t err_len);
 
 int sn_tokenizer_n_vocab(const sn_tokenizer_t *tok);
+/* The id of the unknown token (what a word outside the vocabulary becomes),
+ * or -1 when the tokenizer has none. */
+int32_t sn_tokenizer_unk_id(const sn_tokenizer_t *tok);
 /* The maximum the folder states (sentence_bert_config.json's
  * max_seq_length, else tokenizer_config.json's model_max_length), specials
  * included; 0 when it states none or the tokenizer was not loaded from a

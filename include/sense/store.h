@@ -158,7 +158,13 @@ void sn_collection_info_free(sn_collection_info_t *c, int n);
 
 typedef struct {
     char *id;        /* the document's external id */
-    float score;     /* cosine */
+    float score;     /* cosine (sn_store_search); the mode's score
+                      * (sn_store_query, see there) */
+    float vector_score;  /* sn_store_query: cosine of the chunk, NAN when
+                          * the vector list took no part */
+    float lexical_score; /* sn_store_query: the document's lexical score,
+                          * 0 when its text matches no query term, NAN
+                          * when the lexical list took no part */
     char *text;      /* the chunk's text */
     int chunk;       /* ordinal of the chunk in its document */
     int32_t start, end;
@@ -180,6 +186,59 @@ int sn_store_search_vec(sn_store_t *st, const char *collection,
                         const float *query, int dim, int k,
                         const char *filter_json, sn_hit_t **out, int *n_out,
                         char *err, size_t err_len);
+
+/* ---- search modes ---------------------------------------------------------
+ *
+ * sn_store_query ranks documents (or chunks) by a lexical list, a vector
+ * list, or both fused:
+ *   - lexical: BM25 over the document text, twice -- stemmed words
+ *     ('porter unicode61') and character trigrams (what matches Korean and
+ *     CJK) -- each divided by the score a document containing every query
+ *     term once would get, so 1 means "all the query's words, weighted by
+ *     rarity, are here" and 0.2 "only some common ones".
+ *   - vector: the cosine of the query vector with each chunk; a document
+ *     scores by its best chunk.
+ *   - hybrid (the default): the lexical score plus the cosine weighted by
+ *     how much of the query the model knows (`known`: 1 when every
+ *     character of the query maps to a real token, 0 when all map to the
+ *     unknown token). The rule and its measured weights are in store.c.
+ * Results are documents by default: the best chunk's span and text as the
+ * snippet, so one long document takes one place. */
+typedef enum {
+    SN_SEARCH_HYBRID = 0,
+    SN_SEARCH_VECTOR,
+    SN_SEARCH_LEXICAL,
+} sn_search_mode_t;
+
+/* Which lists contributed candidates (sn_store_query's *lists_out). */
+#define SN_LIST_VECTOR 1
+#define SN_LIST_LEXICAL 2
+
+typedef struct {
+    sn_search_mode_t mode;
+    int by_chunk;           /* 1: rank chunks, not documents */
+    const char *text;       /* the query text (lexical list); NULL: none */
+    const float *vec;       /* the query vector (vector list); NULL: none */
+    int dim;                /* its length */
+    const char *model_id;   /* the collection's model must be this; NULL:
+                             * any model whose dimension is dim */
+    float known;            /* 0..1: share of the query the model knows */
+    int k;
+    const char *filter_json; /* as sn_store_search */
+} sn_query_t;
+
+/* Search in q->mode. Hybrid needs text and/or a vector (a list whose input
+ * is missing is left out); vector needs vec; lexical needs text. A text
+ * with no word to match gives an empty lexical list, not an error.
+ * *lists_out (may be NULL) gets the SN_LIST_* bits of the lists that
+ * found something. Hits as sn_store_search (free with sn_hits_free). */
+int sn_store_query(sn_store_t *st, const char *collection,
+                   const sn_query_t *q, sn_hit_t **out, int *n_out,
+                   int *lists_out, char *err, size_t err_len);
+
+const char *sn_search_mode_name(sn_search_mode_t mode);
+/* "hybrid", "vector", "lexical" -> the mode; -1 for anything else. */
+int sn_search_mode_parse(const char *name);
 
 /* ---- chunking (index/chunk.c) --------------------------------------------
  * Split a text into spans that each tokenize to at most max_tokens tokens

@@ -1,0 +1,560 @@
+/*
+ * lexical.c -- the lexical half of search: turning a query text into FTS5
+ * MATCH expressions, and the ranking function that scores a match.
+ *
+ * The index itself is two FTS5 tables kept by triggers on documents
+ * (schema.c, version 2): documents_fts ('porter unicode61': words, English
+ * stemming) and documents_tri ('trigram': every three code points). A query
+ * is matched against both with its terms OR-ed -- a document needs only
+ * one of the query's words (or trigrams) to be a candidate -- and
+ * sense_rank() scores each candidate.
+ *
+ * sense_rank(table) is BM25 (k1 SN__BM25_K1, b SN__BM25_B: the usual
+ * values, which measured within noise of the best on both dev sets) divided
+ * by the query's "ideal" score: the sum of its terms' idf, what a document
+ * of average length holding each term once would get. The quotient says
+ * how much of the query the document covers, weighted by rarity, in units
+ * that do not depend on the query's length or on the table: about 1 for a
+ * document that holds every word, near 0 for one that shares only common
+ * words, 0 for none. That is what lets store.c add it to a cosine, and what
+ * makes a lexical list that matched only "the" and "for" weigh little
+ * (FTS5's own bm25() grows with the number and rarity of the query's terms
+ * and has no such scale). A term that no document holds still counts in the
+ * ideal: the list "knows" less of that query.
+ *
+ * Pure functions of their input apart from the FTS5 calls; no I/O.
+ * Workload: one query at a time, a few to a few hundred terms, the ranking
+ * function called once per matching document.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "embed_int.h"
+#include "store_int.h"
+
+/* ---- the ranking function ------------------------------------------------ */
+
+typedef struct {
+    int n_phrase;
+    double avgdl;
+    double ideal;
+    double idf[];
+} rank_aux_t;
+
+static int count_row(const Fts5ExtensionApi *api, Fts5Context *fts,
+                     void *ud)
+{
+    (void)api;
+    (void)fts;
+    ++*(sqlite3_int64 *)ud;
+    return SQLITE_OK;
+}
+
+/* Per query (the first row): idf of each phrase and the ideal score. */
+static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
+                    rank_aux_t **out)
+{
+    int n = api->xPhraseCount(fts), rc;
+    sqlite3_int64 n_rows = 0, n_tokens = 0;
+    rank_aux_t *a;
+
+    *out = NULL;
+    if (n < 0 || n > SN__LEX_MAX_TERMS)
+        return SQLITE_RANGE;
+    a = sqlite3_malloc64(sizeof *a + (size_t)n * sizeof a->idf[0]);
+    if (!a)
+        return SQLITE_NOMEM;
+    a->n_phrase = n;
+    a->ideal = 0;
+    if ((rc = api->xRowCount(fts, &n_rows)) != SQLITE_OK ||
+        (rc = api->xColumnTotalSize(fts, -1, &n_tokens)) != SQLITE_OK) {
+        sqlite3_free(a);
+        return rc;
+    }
+    a->avgdl = n_rows > 0 && n_tokens > 0 ? (double)n_tokens / n_rows : 1;
+    for (int i = 0; i < n; i++) {
+        sqlite3_int64 hits = 0;
+        if ((rc = api->xQueryPhrase(fts, i, &hits, count_row)) !=
+            SQLITE_OK) {
+            sqlite3_free(a);
+            return rc;
+        }
+        a->idf[i] = log(1.0 + ((double)n_rows - hits + 0.5) / (hits + 0.5));
+        if (a->idf[i] < 1e-6)
+            a->idf[i] = 1e-6;
+        a->ideal += a->idf[i];
+    }
+    if ((rc = api->xSetAuxdata(fts, a, sqlite3_free)) != SQLITE_OK)
+        return rc; /* xSetAuxdata freed it */
+    *out = a;
+    return SQLITE_OK;
+}
+
+static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
+                    sqlite3_context *ctx, int n_val, sqlite3_value **val)
+{
+    const double k1 = SN__BM25_K1, b = SN__BM25_B;
+    int tf[SN__LEX_MAX_TERMS];
+    rank_aux_t *a = api->xGetAuxdata(fts, 0);
+    int n_inst = 0, dl = 0, rc;
+    double score = 0, norm;
+
+    (void)n_val;
+    (void)val;
+    if (!a && (rc = rank_aux(api, fts, &a)) != SQLITE_OK) {
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    memset(tf, 0, (size_t)a->n_phrase * sizeof tf[0]);
+    if ((rc = api->xInstCount(fts, &n_inst)) != SQLITE_OK ||
+        (rc = api->xColumnSize(fts, -1, &dl)) != SQLITE_OK) {
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    for (int i = 0; i < n_inst; i++) {
+        int phrase, col, off;
+        if ((rc = api->xInst(fts, i, &phrase, &col, &off)) != SQLITE_OK) {
+            sqlite3_result_error_code(ctx, rc);
+            return;
+        }
+        if (phrase >= 0 && phrase < a->n_phrase)
+            tf[phrase]++;
+    }
+    norm = k1 * (1 - b + b * dl / a->avgdl);
+    for (int i = 0; i < a->n_phrase; i++)
+        if (tf[i])
+            score += a->idf[i] * tf[i] * (k1 + 1) / (tf[i] + norm);
+    sqlite3_result_double(ctx, a->ideal > 0 ? score / a->ideal : 0);
+}
+
+static void nrows_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
+                     sqlite3_context *ctx, int n_val, sqlite3_value **val);
+static void avgdl_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
+                     sqlite3_context *ctx, int n_val, sqlite3_value **val);
+
+int sn__lex_register(sqlite3 *db, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    fts5_api *api = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_pointer(st, 1, &api, "fts5_api_ptr", NULL);
+        sqlite3_step(st);
+        rc = sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_OK || !api)
+        return sn__err(err, err_len, -ENOSYS, "this SQLite has no FTS5: %s",
+                       sqlite3_errmsg(db));
+    rc = api->xCreateFunction(api, "sense_rank", NULL, rank_fn, NULL);
+    if (rc == SQLITE_OK)
+        rc = api->xCreateFunction(api, "sense_nrows", NULL, nrows_fn, NULL);
+    if (rc == SQLITE_OK)
+        rc = api->xCreateFunction(api, "sense_avgdl", NULL, avgdl_fn, NULL);
+    if (rc != SQLITE_OK)
+        return sn__err(err, err_len, sn__sqlite_code(db, rc), "cannot "
+                       "register sense_rank: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+/* ---- query expressions ------------------------------------------------------ */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int n_terms;
+    char **seen; /* the terms so far, case-folded, for duplicates */
+    int n_seen;
+} expr_t;
+
+static int expr_put(expr_t *e, const char *s, size_t len)
+{
+    if (e->len + len + 1 > e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 256;
+        while (cap < e->len + len + 1)
+            cap *= 2;
+        char *nb = realloc(e->buf, cap);
+        if (!nb)
+            return -ENOMEM;
+        e->buf = nb;
+        e->cap = cap;
+    }
+    memcpy(e->buf + e->len, s, len);
+    e->len += len;
+    e->buf[e->len] = '\0';
+    return 0;
+}
+
+/* Append the term (code points cp[0..n)) as a quoted FTS5 string, OR-ed
+ * to what is there, unless it is already there (case-folded). */
+static int expr_term(expr_t *e, const utf8proc_int32_t *cp, int n)
+{
+    uint8_t u[8];
+    char *folded = NULL;
+    size_t flen = 0;
+    int rc = 0;
+
+    if (e->n_terms >= SN__LEX_MAX_TERMS)
+        return 0;
+    /* case-folded copy, to recognise a repeated term */
+    {
+        utf8proc_uint8_t *m = NULL;
+        expr_t tmp = {0};
+        for (int i = 0; i < n; i++) {
+            utf8proc_ssize_t k = utf8proc_encode_char(cp[i], u);
+            if ((rc = expr_put(&tmp, (char *)u, (size_t)k)) < 0) {
+                free(tmp.buf);
+                return rc;
+            }
+        }
+        if (utf8proc_map((const utf8proc_uint8_t *)tmp.buf,
+                         (utf8proc_ssize_t)tmp.len, &m,
+                         UTF8PROC_CASEFOLD | UTF8PROC_STABLE) < 0) {
+            free(tmp.buf);
+            return -ENOMEM;
+        }
+        free(tmp.buf);
+        folded = (char *)m;
+        flen = strlen(folded);
+    }
+    for (int i = 0; i < e->n_seen; i++)
+        if (!strcmp(e->seen[i], folded)) {
+            free(folded);
+            return 0;
+        }
+    char **ns = realloc(e->seen, (size_t)(e->n_seen + 1) * sizeof *ns);
+    if (!ns) {
+        free(folded);
+        return -ENOMEM;
+    }
+    e->seen = ns;
+    e->seen[e->n_seen++] = folded;
+    if ((e->n_terms && (rc = expr_put(e, " OR ", 4)) < 0) ||
+        (rc = expr_put(e, "\"", 1)) < 0)
+        return rc;
+    for (size_t i = 0; i < flen; i++)
+        if ((rc = expr_put(e, folded[i] == '"' ? "\"\"" : folded + i,
+                           folded[i] == '"' ? 2 : 1)) < 0)
+            return rc;
+    if ((rc = expr_put(e, "\"", 1)) < 0)
+        return rc;
+    e->n_terms++;
+    return 0;
+}
+
+static void expr_free(expr_t *e)
+{
+    for (int i = 0; i < e->n_seen; i++)
+        free(e->seen[i]);
+    free(e->seen);
+    free(e->buf);
+}
+
+/* A character that belongs to a word for unicode61: letters, numbers,
+ * marks and private-use characters. */
+static int word_char(utf8proc_int32_t c)
+{
+    switch (utf8proc_category(c)) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO: case UTF8PROC_CATEGORY_CO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int sn__lex_match(const char *text, size_t len, char **words,
+                  char **trigrams, char *err, size_t err_len)
+{
+    utf8proc_int32_t *cp = NULL;
+    expr_t w = {0}, t = {0};
+    int n = 0, rc = 0;
+
+    *words = *trigrams = NULL;
+    if (len > SN__LEX_MAX_QUERY) { /* a query that long is a document */
+        len = SN__LEX_MAX_QUERY;
+        while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
+            len--; /* not inside a character */
+    }
+    if (!(cp = malloc((len + 1) * sizeof *cp)))
+        goto oom;
+    for (size_t i = 0; i < len;) {
+        utf8proc_ssize_t k = utf8proc_iterate(
+            (const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i),
+            &cp[n]);
+        if (k <= 0) {
+            rc = sn__err(err, err_len, SN_EUTF8, "query is not valid utf-8");
+            goto fail;
+        }
+        i += (size_t)k;
+        n++;
+    }
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && word_char(cp[j]))
+            j++;
+        if (j > i && (rc = expr_term(&w, cp + i, j - i)) < 0)
+            goto oom;
+        i = j > i ? j : i + 1;
+    }
+    for (int i = 0; i + 3 <= n; i++) {
+        /* every window, spaces included, as the trigram tokenizer cuts
+         * the documents ("e 패" ties a word to the next) */
+        if ((rc = expr_term(&t, cp + i, 3)) < 0)
+            goto oom;
+    }
+    free(cp);
+    *words = w.len ? w.buf : NULL;
+    *trigrams = t.len ? t.buf : NULL;
+    if (!w.len)
+        free(w.buf);
+    if (!t.len)
+        free(t.buf);
+    w.buf = t.buf = NULL;
+    expr_free(&w);
+    expr_free(&t);
+    return 0;
+oom:
+    if (rc >= 0 || rc == -ENOMEM)
+        rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+fail:
+    free(cp);
+    expr_free(&w);
+    expr_free(&t);
+    return rc;
+}
+
+/* ---- trigrams, scored from the text ------------------------------------------
+ *
+ * Ranking trigrams through FTS5 costs a pass over every matching row's
+ * position lists: an English query's ~40 trigrams match nearly every
+ * document, and that took ~0.5 s a query on debian-dev (words: ~0.05 s).
+ * So the trigram score of a candidate is computed here from its text,
+ * with the same BM25 and the same statistics FTS5 keeps: each query
+ * trigram's document count from documents_tri_vocab, the row count and the
+ * mean length from the table (sense_nrows/sense_avgdl). A document of n
+ * code points holds n - 2 trigrams, as the trigram tokenizer cuts it. */
+
+static void nrows_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
+                     sqlite3_context *ctx, int n_val, sqlite3_value **val)
+{
+    sqlite3_int64 n = 0;
+    (void)n_val;
+    (void)val;
+    if (api->xRowCount(fts, &n) != SQLITE_OK)
+        n = 0;
+    sqlite3_result_int64(ctx, n);
+}
+
+static void avgdl_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
+                     sqlite3_context *ctx, int n_val, sqlite3_value **val)
+{
+    sqlite3_int64 n = 0, tokens = 0;
+    (void)n_val;
+    (void)val;
+    if (api->xRowCount(fts, &n) != SQLITE_OK ||
+        api->xColumnTotalSize(fts, -1, &tokens) != SQLITE_OK || n <= 0)
+        sqlite3_result_double(ctx, 1);
+    else
+        sqlite3_result_double(ctx, (double)tokens / n);
+}
+
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static uint64_t tri_key(const utf8proc_int32_t *c)
+{
+    return ((uint64_t)(uint32_t)c[0] << 42) | ((uint64_t)(uint32_t)c[1] << 21) |
+           (uint64_t)(uint32_t)c[2];
+}
+
+/* text -> case-folded code points (malloc'd); *n their count. */
+static int folded_cps(const char *text, size_t len, utf8proc_int32_t **out,
+                      int64_t *n)
+{
+    utf8proc_uint8_t *m = NULL;
+    utf8proc_ssize_t mlen;
+    utf8proc_int32_t *cp;
+    int64_t k = 0;
+
+    *out = NULL;
+    *n = 0;
+    mlen = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len,
+                        &m, UTF8PROC_CASEFOLD | UTF8PROC_STABLE);
+    if (mlen < 0)
+        return mlen == UTF8PROC_ERROR_NOMEM ? -ENOMEM : SN_EUTF8;
+    if (!(cp = malloc(((size_t)mlen + 1) * sizeof *cp))) {
+        free(m);
+        return -ENOMEM;
+    }
+    for (utf8proc_ssize_t i = 0; i < mlen;) {
+        utf8proc_ssize_t s = utf8proc_iterate(m + i, mlen - i, &cp[k]);
+        if (s <= 0)
+            break;
+        i += s;
+        k++;
+    }
+    free(m);
+    *out = cp;
+    *n = k;
+    return 0;
+}
+
+void sn__tri_free(sn__tri_t *t)
+{
+    if (!t)
+        return;
+    free(t->keys);
+    free(t->idf);
+    memset(t, 0, sizeof *t);
+}
+
+int sn__tri_query(sqlite3 *db, const char *text, size_t len, sn__tri_t *t,
+                  char *err, size_t err_len)
+{
+    utf8proc_int32_t *cp = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t n_cp = 0, n = 0;
+    char probe[32] = "";
+    int rc;
+
+    memset(t, 0, sizeof *t);
+    if (len > SN__LEX_MAX_QUERY) {
+        len = SN__LEX_MAX_QUERY;
+        while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
+            len--;
+    }
+    if ((rc = folded_cps(text, len, &cp, &n_cp)) < 0)
+        return sn__err(err, err_len, rc, rc == SN_EUTF8 ? "query is not "
+                       "valid utf-8" : "out of memory");
+    if (n_cp >= 3) {
+        int64_t cap = n_cp - 2 < SN__LEX_MAX_TERMS ? n_cp - 2
+                                                   : SN__LEX_MAX_TERMS;
+        t->keys = malloc((size_t)cap * sizeof *t->keys);
+        t->idf = malloc((size_t)cap * sizeof *t->idf);
+        if (!t->keys || !t->idf) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (int64_t i = 0; i + 3 <= n_cp && n < cap; i++)
+            t->keys[n++] = tri_key(cp + i);
+        qsort(t->keys, (size_t)n, sizeof *t->keys, cmp_u64);
+        int64_t w = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!w || t->keys[w - 1] != t->keys[i])
+                t->keys[w++] = t->keys[i];
+        t->n = (int)w;
+    }
+    if (!t->n)
+        goto done;
+    /* document counts */
+    rc = sqlite3_prepare_v2(db, "SELECT doc FROM documents_tri_vocab WHERE "
+                            "term = ?1", -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        goto db_fail;
+    int64_t max_df = 0;
+    double *df = t->idf; /* counts first, idf once the row count is known */
+    for (int i = 0; i < t->n; i++) {
+        char term[16];
+        uint8_t *p = (uint8_t *)term;
+        for (int j = 0; j < 3; j++) {
+            utf8proc_int32_t c = (utf8proc_int32_t)(
+                (t->keys[i] >> (42 - 21 * j)) & 0x1fffff);
+            p += utf8proc_encode_char(c, p);
+        }
+        *p = '\0';
+        sqlite3_reset(s);
+        sqlite3_bind_text(s, 1, term, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(s);
+        df[i] = rc == SQLITE_ROW ? (double)sqlite3_column_int64(s, 0) : 0;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            goto db_fail;
+        if (df[i] > 0 && !strchr(term, '"') &&
+            (!probe[0] || df[i] < max_df)) {
+            /* the rarest present trigram: the cheapest row to probe */
+            snprintf(probe, sizeof probe, "\"%s\"", term);
+            max_df = (int64_t)df[i];
+        }
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    t->n_rows = 0;
+    t->avgdl = 1;
+    if (probe[0]) {
+        rc = sqlite3_prepare_v2(db, "SELECT sense_nrows(documents_tri), "
+                                "sense_avgdl(documents_tri) FROM "
+                                "documents_tri WHERE documents_tri MATCH ?1 "
+                                "LIMIT 1", -1, &s, NULL);
+        if (rc != SQLITE_OK)
+            goto db_fail;
+        sqlite3_bind_text(s, 1, probe, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            t->n_rows = (double)sqlite3_column_int64(s, 0);
+            t->avgdl = sqlite3_column_double(s, 1);
+        } else if (rc != SQLITE_DONE) {
+            goto db_fail;
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+    }
+    t->ideal = 0;
+    for (int i = 0; i < t->n; i++) {
+        double h = df[i];
+        t->idf[i] = log(1.0 + (t->n_rows - h + 0.5) / (h + 0.5));
+        if (t->idf[i] < 1e-6)
+            t->idf[i] = 1e-6;
+        t->ideal += t->idf[i];
+    }
+done:
+    free(cp);
+    return 0;
+db_fail:
+    rc = sn__err(err, err_len, sn__sqlite_code(db, rc), "trigram "
+                 "statistics: %s", sqlite3_errmsg(db));
+fail:
+    sqlite3_finalize(s);
+    free(cp);
+    sn__tri_free(t);
+    return rc;
+}
+
+double sn__tri_score(const sn__tri_t *t, const char *text, size_t len)
+{
+    const double k1 = SN__BM25_K1, b = SN__BM25_B;
+    int tf[SN__LEX_MAX_TERMS];
+    utf8proc_int32_t *cp = NULL;
+    int64_t n_cp;
+    double score = 0, norm, dl;
+
+    if (!t->n || t->ideal <= 0 || folded_cps(text, len, &cp, &n_cp) < 0)
+        return 0;
+    memset(tf, 0, (size_t)t->n * sizeof tf[0]);
+    for (int64_t i = 0; i + 3 <= n_cp; i++) {
+        uint64_t key = tri_key(cp + i);
+        const uint64_t *hit = bsearch(&key, t->keys, (size_t)t->n,
+                                      sizeof key, cmp_u64);
+        if (hit)
+            tf[hit - t->keys]++;
+    }
+    free(cp);
+    dl = n_cp > 2 ? (double)(n_cp - 2) : 0;
+    norm = k1 * (1 - b + b * dl / t->avgdl);
+    for (int i = 0; i < t->n; i++)
+        if (tf[i])
+            score += t->idf[i] * tf[i] * (k1 + 1) / (tf[i] + norm);
+    return score / t->ideal;
+}

@@ -1,0 +1,547 @@
+/*
+ * test_hybrid.c -- the lexical index beside the vectors, and the search
+ * modes (index/store.c sn_store_query, index/lexical.c, index/schema.c
+ * version 3).
+ *
+ * Covers: the FTS5 tables agree with the documents (FTS5 'integrity-check'
+ * against the content table) and search finds exactly what is stored after
+ * add, replace and delete, both ways; a process killed (SIGKILL) in the
+ * middle of an ingest leaves them agreeing, every acknowledged document
+ * searchable both ways; a database made by the last release (schema 2,
+ * tests/data/v2-release.db, written by the store of main at commit
+ * 555b362) migrates and is backfilled; every mode with and without
+ * filters; documents versus chunks as results; Korean queries whose words
+ * carry other particles than the document's; a query the model does not
+ * know leaves the lexical order alone, and a query no document's words
+ * match leaves the vector order alone (hybrid never below its better
+ * list on these); bad modes and missing inputs are errors.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "check.h"
+#include "sense/sense.h"
+#include "sense/store.h"
+
+#include "../index/store_int.h"
+
+#define D 8
+
+static char err[1024];
+static char dir[256];
+
+static void vec_of(float *v, int seed)
+{
+    double s = 0;
+    for (int i = 0; i < D; i++) {
+        v[i] = (float)sin(seed * 12.9898 + i * 78.233 + 0.5);
+        s += (double)v[i] * v[i];
+    }
+    for (int i = 0; i < D; i++)
+        v[i] = (float)(v[i] / sqrt(s));
+}
+
+static sn_store_t *open_db(const char *name)
+{
+    char path[512];
+    sn_store_t *st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_OK(sn_store_open(path, &st, err, sizeof err), err);
+    return st;
+}
+
+/* Code points of an ASCII-or-UTF-8 string. */
+static int32_t n_cp(const char *s)
+{
+    int32_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* One document, one chunk (the whole text), vector seed `seed`. */
+static void put(sn_store_t *st, const char *coll, const char *id,
+                const char *text, const char *meta, int seed)
+{
+    float v[D];
+    vec_of(v, seed);
+    sn_chunk_in_t ch = {0, n_cp(text), v};
+    sn_doc_in_t d = {id, text, strlen(text), meta, &ch, 1};
+    CHECK_OK(sn_store_add(st, coll, "m", &d, 1, NULL, err, sizeof err), err);
+}
+
+static void del(sn_store_t *st, const char *coll, const char *id)
+{
+    int n;
+    CHECK_OK(sn_store_delete(st, coll, &id, 1, &n, err, sizeof err), err);
+    CHECK_EQ(n, 1);
+}
+
+/* FTS5's own check of both tables against documents. */
+static void fts_agree(sqlite3 *db)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db,
+        "INSERT INTO documents_fts (documents_fts, rank) "
+        "VALUES ('integrity-check', 1);"
+        "INSERT INTO documents_tri (documents_tri, rank) "
+        "VALUES ('integrity-check', 1);", NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "integrity-check: %s\n", msg ? msg : "?");
+    CHECK_EQ(rc, SQLITE_OK);
+    sqlite3_free(msg);
+}
+
+typedef struct {
+    sn_hit_t *h;
+    int n, lists;
+} res_t;
+
+static res_t run(sn_store_t *st, const char *coll, sn_search_mode_t mode,
+                 const char *text, const float *vec, float known, int k,
+                 const char *filter, int by_chunk)
+{
+    res_t r = {0};
+    sn_query_t q = {.mode = mode, .by_chunk = by_chunk, .text = text,
+                    .vec = vec, .dim = D, .model_id = NULL, .known = known,
+                    .k = k, .filter_json = filter};
+    CHECK_OK(sn_store_query(st, coll, &q, &r.h, &r.n, &r.lists, err,
+                            sizeof err), err);
+    return r;
+}
+
+static int rank_of(const res_t *r, const char *id)
+{
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->h[i].id, id))
+            return i + 1;
+    return 0;
+}
+
+static void done(res_t *r) { sn_hits_free(r->h, r->n); }
+
+/* Found at rank 1 by words (lexical) and by its own vector (vector). */
+static void found_both(sn_store_t *st, const char *coll, const char *id,
+                       const char *word, int seed)
+{
+    float v[D];
+    vec_of(v, seed);
+    res_t a = run(st, coll, SN_SEARCH_LEXICAL, word, NULL, 1, 5, NULL, 0);
+    res_t b = run(st, coll, SN_SEARCH_VECTOR, NULL, v, 1, 5, NULL, 0);
+    if (a.n < 1 || strcmp(a.h[0].id, id))
+        fprintf(stderr, "lexical '%s': wanted %s first, got %s\n", word, id,
+                a.n ? a.h[0].id : "nothing");
+    CHECK(a.n >= 1 && !strcmp(a.h[0].id, id));
+    CHECK(b.n >= 1 && !strcmp(b.h[0].id, id));
+    CHECK(a.lists == SN_LIST_LEXICAL && b.lists == SN_LIST_VECTOR);
+    done(&a);
+    done(&b);
+}
+
+/* Found by neither list. */
+static void found_neither(sn_store_t *st, const char *coll, const char *id,
+                          const char *word, int seed)
+{
+    float v[D];
+    vec_of(v, seed);
+    res_t a = run(st, coll, SN_SEARCH_LEXICAL, word, NULL, 1, 100, NULL, 0);
+    res_t b = run(st, coll, SN_SEARCH_VECTOR, NULL, v, 1, 100, NULL, 0);
+    CHECK_EQ(rank_of(&a, id), 0);
+    CHECK_EQ(rank_of(&b, id), 0);
+    done(&a);
+    done(&b);
+}
+
+/* ---- add, replace, delete ------------------------------------------------------ */
+
+static void test_agree(void)
+{
+    sn_store_t *st = open_db("agree.db");
+    CHECK_OK(sn_store_collection(st, "c", "m", D, SN_INDEX_FLAT, err,
+                                 sizeof err), err);
+    put(st, "c", "a", "Aardvarks dig burrows at night.", NULL, 1);
+    put(st, "c", "b", "Compilers translate source code.", NULL, 2);
+    put(st, "c", "x", "Zebras graze on the savanna.", NULL, 3);
+    fts_agree(sn__store_db(st));
+    found_both(st, "c", "a", "aardvark", 1); /* stemmed: aardvarks */
+    found_both(st, "c", "b", "compiler", 2);
+    /* replace: the old words and vector go, the new ones come */
+    put(st, "c", "b", "Gardeners water tomatoes.", NULL, 4);
+    fts_agree(sn__store_db(st));
+    found_both(st, "c", "b", "tomato", 4);
+    {
+        res_t r = run(st, "c", SN_SEARCH_LEXICAL, "compilers", NULL, 1, 10,
+                      NULL, 0);
+        CHECK_EQ(r.n, 0);
+        CHECK_EQ(r.lists, 0);
+        done(&r);
+    }
+    /* delete: gone from both */
+    del(st, "c", "a");
+    fts_agree(sn__store_db(st));
+    found_neither(st, "c", "a", "aardvark", 1);
+    /* a failed write (a full disk) rolls back both */
+    {
+        sqlite3 *db = sn__store_db(st);
+        sqlite3_stmt *s;
+        int pages;
+        CHECK(sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &s, NULL) ==
+              SQLITE_OK);
+        CHECK(sqlite3_step(s) == SQLITE_ROW);
+        pages = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count = %d", pages);
+        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        char big[60000];
+        for (size_t i = 0; i + 1 < sizeof big; i++)
+            big[i] = "quokka wombat "[i % 14];
+        big[sizeof big - 1] = '\0';
+        float v[D];
+        vec_of(v, 9);
+        sn_chunk_in_t ch = {0, n_cp(big), v};
+        sn_doc_in_t d = {"full", big, strlen(big), NULL, &ch, 1};
+        CHECK(sn_store_add(st, "c", "m", &d, 1, NULL, err, sizeof err) < 0);
+        CHECK(sqlite3_exec(db, "PRAGMA max_page_count = 1073741823", NULL,
+                           NULL, NULL) == SQLITE_OK);
+        fts_agree(db);
+        found_neither(st, "c", "full", "quokka", 9);
+    }
+    sn_store_close(st);
+    /* and after reopening */
+    st = open_db("agree.db");
+    fts_agree(sn__store_db(st));
+    found_both(st, "c", "b", "tomatoes", 4);
+    found_both(st, "c", "x", "zebra", 3);
+    found_neither(st, "c", "a", "aardvarks", 1);
+    sn_store_close(st);
+}
+
+/* ---- kill -9 in the middle of an ingest ------------------------------------------ */
+
+static void test_kill(void)
+{
+    char path[512], ack[512];
+    int fds[2];
+    pid_t pid;
+
+    snprintf(path, sizeof path, "%s/kill.db", dir);
+    snprintf(ack, sizeof ack, "%s/kill.acks", dir);
+    {
+        sn_store_t *st = open_db("kill.db");
+        CHECK_OK(sn_store_collection(st, "c", "m", D, SN_INDEX_AUTO, err,
+                                     sizeof err), err);
+        sn_store_close(st);
+    }
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        /* the child adds batches of documents for ever, writing the
+         * number of each acknowledged one to the pipe */
+        sn_store_t *st;
+        close(fds[0]);
+        if (sn_store_open(path, &st, err, sizeof err) < 0)
+            _exit(2);
+        for (int i = 0;; i += 10) {
+            char ids[10][16], texts[10][96];
+            float v[10][D];
+            sn_chunk_in_t ch[10];
+            sn_doc_in_t d[10];
+            for (int j = 0; j < 10; j++) {
+                snprintf(ids[j], sizeof ids[j], "k%d", i + j);
+                snprintf(texts[j], sizeof texts[j],
+                         "document number%d about lexeme%d and more words",
+                         i + j, i + j);
+                vec_of(v[j], 1000 + i + j);
+                ch[j] = (sn_chunk_in_t){0, n_cp(texts[j]), v[j]};
+                d[j] = (sn_doc_in_t){ids[j], texts[j], strlen(texts[j]),
+                                     NULL, &ch[j], 1};
+            }
+            if (sn_store_add(st, "c", "m", d, 10, NULL, err, sizeof err) < 0)
+                _exit(3);
+            int last = i + 9;
+            if (write(fds[1], &last, sizeof last) != sizeof last)
+                _exit(4);
+        }
+    }
+    close(fds[1]);
+    int last = -1, got;
+    /* let it write a while, then kill it without warning */
+    for (int n = 0; n < 30 && read(fds[0], &got, sizeof got) == sizeof got;
+         n++)
+        last = got;
+    kill(pid, SIGKILL);
+    while (read(fds[0], &got, sizeof got) == sizeof got)
+        last = got; /* acknowledged before the kill */
+    close(fds[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(last >= 9);
+
+    sn_store_t *st = open_db("kill.db");
+    sqlite3 *db = sn__store_db(st);
+    fts_agree(db);
+    /* every acknowledged document is there with its chunk, both ways */
+    sqlite3_stmt *s;
+    CHECK(sqlite3_prepare_v2(db, "SELECT count(*), (SELECT count(*) FROM "
+                             "chunks) FROM documents", -1, &s, NULL) ==
+          SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(s, 0) >= last + 1);
+    CHECK_EQ(sqlite3_column_int(s, 0), sqlite3_column_int(s, 1));
+    sqlite3_finalize(s);
+    for (int i = 0; i <= last; i += last / 7 + 1) {
+        char id[16], word[32];
+        snprintf(id, sizeof id, "k%d", i);
+        snprintf(word, sizeof word, "lexeme%d", i);
+        found_both(st, "c", id, word, 1000 + i);
+    }
+    char id[16], word[32];
+    snprintf(id, sizeof id, "k%d", last);
+    snprintf(word, sizeof word, "number%d", last);
+    found_both(st, "c", id, word, 1000 + last);
+    sn_store_close(st);
+}
+
+/* ---- migration of the last release's database ----------------------------------- */
+
+static void test_migration(void)
+{
+    char from[512], to[512];
+    sn_store_t *st;
+    snprintf(from, sizeof from, "%s/tests/data/v2-release.db", SN_SOURCE_DIR);
+    snprintf(to, sizeof to, "%s/v2.db", dir);
+    {
+        FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+        char buf[65536];
+        size_t n;
+        CHECK(a && b);
+        while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+            CHECK(fwrite(buf, 1, n, b) == n);
+        fclose(a);
+        CHECK(fclose(b) == 0);
+    }
+    st = open_db("v2.db");
+    sqlite3 *db = sn__store_db(st);
+    sqlite3_stmt *s;
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) ==
+          SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    CHECK_EQ(sqlite3_column_int(s, 0), SN__SCHEMA_VERSION);
+    sqlite3_finalize(s);
+    fts_agree(db);
+    /* backfilled: the old documents are found by their words */
+    res_t r = run(st, "notes", SN_SEARCH_LEXICAL, "rivers bank", NULL, 1, 5,
+                  NULL, 0);
+    CHECK(r.n >= 1);
+    CHECK_STREQ(r.h[0].id, "river");
+    done(&r);
+    r = run(st, "notes", SN_SEARCH_LEXICAL, "데이터베이스를", NULL, 1, 5,
+            NULL, 0);
+    CHECK(r.n >= 1);
+    CHECK_STREQ(r.h[0].id, "korean-db");
+    done(&r);
+    /* and the old vectors still answer */
+    float v[D];
+    double sum = 0;
+    for (int i = 0; i < D; i++) { /* mkv1's vector of seed 2: python */
+        v[i] = (float)sin(2 * 7.1 + i * 1.3);
+        sum += (double)v[i] * v[i];
+    }
+    for (int i = 0; i < D; i++)
+        v[i] = (float)(v[i] / sqrt(sum));
+    r = run(st, "notes", SN_SEARCH_VECTOR, NULL, v, 1, 1, NULL, 0);
+    CHECK(r.n == 1);
+    CHECK_STREQ(r.h[0].id, "python");
+    done(&r);
+    /* new writes keep both in step */
+    {
+        float w[D];
+        vec_of(w, 77);
+        sn_chunk_in_t ch = {0, 27, w};
+        sn_doc_in_t d = {"new", "Walruses bask on ice floes.", 27, NULL, &ch, 1};
+        CHECK_OK(sn_store_add(st, "notes", "m8", &d, 1, NULL, err, sizeof err), err);
+    }
+    fts_agree(db);
+    sn_store_close(st);
+}
+
+/* ---- modes, filters, grouping ------------------------------------------------------ */
+
+static void test_modes(void)
+{
+    sn_store_t *st = open_db("modes.db");
+    float v[D];
+    CHECK_OK(sn_store_collection(st, "c", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    put(st, "c", "en1", "The river bank flooded after heavy rain.",
+        "{\"lang\": \"en\", \"n\": 1}", 11);
+    put(st, "c", "en2", "Rivers carry sediment to the sea.",
+        "{\"lang\": \"en\", \"n\": 2}", 12);
+    put(st, "c", "ko1", "강은 비가 온 뒤에 범람했습니다.",
+        "{\"lang\": \"ko\", \"n\": 3}", 13);
+    put(st, "c", "ko2", "데이터베이스는 자료를 저장합니다.",
+        "{\"lang\": \"ko\", \"n\": 4}", 14);
+    /* a long document of three chunks, all about rivers */
+    {
+        const char *t = "River one. River two. River three.";
+        float w[3][D];
+        for (int i = 0; i < 3; i++)
+            vec_of(w[i], 20 + i);
+        sn_chunk_in_t ch[3] = {{0, 10, w[0]}, {11, 21, w[1]}, {22, 34, w[2]}};
+        sn_doc_in_t d = {"long", t, strlen(t), "{\"lang\": \"en\"}", ch, 3};
+        CHECK_OK(sn_store_add(st, "c", "m", &d, 1, NULL, err, sizeof err),
+                 err);
+    }
+    static const sn_search_mode_t modes[] = {
+        SN_SEARCH_HYBRID, SN_SEARCH_VECTOR, SN_SEARCH_LEXICAL};
+    vec_of(v, 21); /* the long document's second chunk */
+    for (int m = 0; m < 3; m++) {
+        /* documents: one place each */
+        res_t r = run(st, "c", modes[m], "river", v, 1, 10, NULL, 0);
+        CHECK(r.n >= 2);
+        for (int i = 0; i < r.n; i++)
+            for (int j = 0; j < i; j++)
+                CHECK(strcmp(r.h[i].id, r.h[j].id) != 0);
+        for (int i = 1; i < r.n; i++)
+            CHECK(r.h[i].score <= r.h[i - 1].score);
+        if (modes[m] != SN_SEARCH_LEXICAL) {
+            CHECK_STREQ(r.h[0].id, "long");
+            CHECK_EQ(r.h[0].chunk, 1); /* its best chunk is the snippet */
+            CHECK_STREQ(r.h[0].text, "River two.");
+            CHECK(fabsf(r.h[0].vector_score - 1) < 1e-4f);
+        }
+        CHECK_EQ(r.lists, modes[m] == SN_SEARCH_HYBRID
+                              ? SN_LIST_VECTOR | SN_LIST_LEXICAL
+                          : modes[m] == SN_SEARCH_VECTOR ? SN_LIST_VECTOR
+                                                         : SN_LIST_LEXICAL);
+        CHECK(modes[m] == SN_SEARCH_LEXICAL ? isnan(r.h[0].vector_score)
+                                            : !isnan(r.h[0].vector_score));
+        CHECK(modes[m] == SN_SEARCH_VECTOR ? isnan(r.h[0].lexical_score)
+                                           : !isnan(r.h[0].lexical_score));
+        done(&r);
+        /* filters: only matching documents, in every mode */
+        r = run(st, "c", modes[m], "river 강은", v, 1, 10,
+                "{\"lang\": \"ko\"}", 0);
+        CHECK(r.n >= 1);
+        for (int i = 0; i < r.n; i++)
+            CHECK(strstr(r.h[i].meta_json, "\"ko\"") != NULL);
+        if (modes[m] == SN_SEARCH_LEXICAL) {
+            CHECK_EQ(r.n, 1);
+            CHECK_STREQ(r.h[0].id, "ko1");
+        }
+        done(&r);
+        r = run(st, "c", modes[m], "river", v, 1, 10, "{\"n\": 2}", 0);
+        CHECK_EQ(r.n, 1);
+        CHECK_STREQ(r.h[0].id, "en2");
+        done(&r);
+        r = run(st, "c", modes[m], "river", v, 1, 10, "{\"lang\": \"fr\"}",
+                0);
+        CHECK_EQ(r.n, 0);
+        done(&r);
+        /* chunks: the long document's three chunks are three results */
+        r = run(st, "c", modes[m], "river", v, 1, 10, NULL, 1);
+        int n_long = 0;
+        for (int i = 0; i < r.n; i++)
+            n_long += !strcmp(r.h[i].id, "long");
+        CHECK_EQ(n_long, 3);
+        if (modes[m] != SN_SEARCH_LEXICAL) {
+            CHECK_STREQ(r.h[0].id, "long");
+            CHECK_EQ(r.h[0].chunk, 1);
+        }
+        done(&r);
+    }
+    /* Korean: another particle than the document's, and a compound
+     * split differently: trigrams find it (the words list cannot) */
+    {
+        res_t r = run(st, "c", SN_SEARCH_LEXICAL, "데이터베이스를 저장", NULL,
+                      0, 10, NULL, 0);
+        CHECK(r.n >= 1);
+        CHECK_STREQ(r.h[0].id, "ko2");
+        done(&r);
+        r = run(st, "c", SN_SEARCH_LEXICAL, "강이 범람했다", NULL, 0, 10, NULL, 0);
+        CHECK(r.n >= 1);
+        CHECK_STREQ(r.h[0].id, "ko1");
+        done(&r);
+    }
+    /* hybrid never below its better list here: a query the model does
+     * not know (known 0) keeps the lexical order whatever the vector; a
+     * query whose words match nothing keeps the vector order */
+    {
+        float far[D];
+        vec_of(far, 12); /* en2's vector */
+        res_t a = run(st, "c", SN_SEARCH_HYBRID, "데이터베이스를", far, 0, 5,
+                      NULL, 0);
+        res_t b = run(st, "c", SN_SEARCH_LEXICAL, "데이터베이스를", NULL, 0,
+                      5, NULL, 0);
+        CHECK(a.n >= 1 && b.n >= 1);
+        CHECK_STREQ(a.h[0].id, b.h[0].id);
+        done(&a);
+        done(&b);
+        a = run(st, "c", SN_SEARCH_HYBRID, "qwxzv", far, 1, 5, NULL, 0);
+        b = run(st, "c", SN_SEARCH_VECTOR, NULL, far, 1, 5, NULL, 0);
+        CHECK_EQ(a.n, b.n);
+        for (int i = 0; i < a.n; i++)
+            CHECK_STREQ(a.h[i].id, b.h[i].id);
+        CHECK_EQ(a.lists, SN_LIST_VECTOR);
+        done(&a);
+        done(&b);
+    }
+    /* errors */
+    {
+        sn_hit_t *h;
+        int n, lists;
+        sn_query_t q = {.mode = SN_SEARCH_LEXICAL, .k = 3, .dim = D};
+        CHECK_FAILS_WITH(sn_store_query(st, "c", &q, &h, &n, &lists, err,
+                                        sizeof err), err, "needs a query text");
+        q.mode = SN_SEARCH_VECTOR;
+        q.text = "river";
+        CHECK_FAILS_WITH(sn_store_query(st, "c", &q, &h, &n, &lists, err,
+                                        sizeof err), err, "needs a query vector");
+        q.mode = (sn_search_mode_t)7;
+        CHECK_FAILS_WITH(sn_store_query(st, "c", &q, &h, &n, &lists, err,
+                                        sizeof err), err, "unknown search mode");
+        CHECK_EQ(sn_search_mode_parse("hybrid"), SN_SEARCH_HYBRID);
+        CHECK_EQ(sn_search_mode_parse("lexical"), SN_SEARCH_LEXICAL);
+        CHECK_EQ(sn_search_mode_parse("bm25"), -1);
+        /* a text with nothing to match is an empty list, not an error */
+        q.mode = SN_SEARCH_LEXICAL;
+        q.text = "?!";
+        CHECK_OK(sn_store_query(st, "c", &q, &h, &n, &lists, err, sizeof err),
+                 err);
+        CHECK_EQ(n, 0);
+        /* quotes and FTS5 syntax in a query are words, not syntax */
+        q.text = "\"river\" AND NOT (bank* OR \"";
+        CHECK_OK(sn_store_query(st, "c", &q, &h, &n, &lists, err, sizeof err),
+                 err);
+        CHECK(n >= 1);
+        sn_hits_free(h, n);
+    }
+    sn_store_close(st);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/sense-test-hybrid-XXXXXX");
+    CHECK(mkdtemp(dir));
+    test_agree();
+    test_modes();
+    test_migration();
+    test_kill();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    printf("test_hybrid: ok\n");
+    return 0;
+}
