@@ -2679,8 +2679,10 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
         rc = db_fail(st, rc, err, err_len, "lexical search");
         goto done;
     }
-    /* merge the new rows into the old (both sorted by doc id) */
-    qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_lexdoc_id);
+    /* merge the new rows into the old (both sorted by doc id); no rows
+     * at all leaves l->v NULL, which qsort must not see (UBSan) */
+    if (l->n > 1)
+        qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_lexdoc_id);
     {
         int64_t w = 0;
         for (int64_t i = 0; i < l->n; i++) {
