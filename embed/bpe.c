@@ -12,6 +12,10 @@
  *                         (Isolated, Removed, MergedWithPrevious,
  *                         MergedWithNext, Contiguous) and `invert`;
  *        WhitespaceSplit  runs of non-White_Space chars;
+ *        Metaspace        ' ' to the replacement, prepended (always, or
+ *                         "first" for the split starting the text), each
+ *                         replacement opening a piece (sentencepiece-style
+ *                         BPE, Llama/Mistral);
  *        ByteLevel        add_prefix_space (a ' ' before each span that
  *                         does not start with one, aligned with its first
  *                         char), use_regex (the GPT-2 pattern, Isolated),
@@ -47,7 +51,7 @@
  *
  * Not supported (the loader says so): continuing_subword_prefix and
  * end_of_word_suffix (no embedder we know uses them with BPE), dropout > 0
- * (random merges), pre-tokenizers other than the three above.
+ * (random merges), pre-tokenizers other than the four above.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -75,6 +79,7 @@ typedef enum {
     PT_SPLIT = 0,
     PT_WS_SPLIT,
     PT_BYTE_LEVEL,
+    PT_METASPACE,
 } pt_kind_t;
 
 typedef enum {
@@ -91,6 +96,9 @@ typedef struct {
     split_behavior_t behavior;
     int invert;
     int add_prefix_space;  /* PT_BYTE_LEVEL */
+    uint32_t replacement;  /* PT_METASPACE: its char, */
+    int prepend;           /* 0 never, 1 always, 2 first, */
+    int ms_split;          /* and whether each replacement opens a word */
 } pt_step_t;
 
 typedef struct {
@@ -166,7 +174,7 @@ static int to_cps(const char *s, size_t len, uint32_t *out, int max)
 }
 
 /* Compile a pattern (code points) with \s widened to White_Space as
- * Oniguruma has it (U+0085). *err_off gets PCRE2's error offset. */
+ * Oniguruma has it (U+0085); on failure NULL with PCRE2's message in msg. */
 static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
                                    char *msg, size_t msg_len)
 {
@@ -247,6 +255,33 @@ static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
     return re;
 }
 
+void *sn__regex_compile(const uint32_t *pat, int n, char *msg,
+                        size_t msg_len)
+{
+    if (n < 0 || n > BPE_MAX_PATTERN) {
+        snprintf(msg, msg_len, "longer than %d chars", BPE_MAX_PATTERN);
+        return NULL;
+    }
+    return compile_pattern(pat, n, 0, msg, msg_len);
+}
+
+int sn__regex_find(const void *re, const uint32_t *cps, int n, int from,
+                   void *md, int *start, int *end)
+{
+    int r = pcre2_match(re, (PCRE2_SPTR)cps, (PCRE2_SIZE)n, (PCRE2_SIZE)from,
+                        PCRE2_NO_UTF_CHECK, md, NULL);
+    if (r < 0)
+        return 0;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    *start = (int)ov[0];
+    *end = (int)ov[1];
+    return 1;
+}
+
+void *sn__regex_match_data(void) { return pcre2_match_data_create(1, NULL); }
+void sn__regex_match_data_free(void *md) { pcre2_match_data_free(md); }
+void sn__regex_free(void *re) { pcre2_code_free(re); }
+
 static int add_pretok(bpe_model_t *m, const json_t *j, int depth, char *err,
                       size_t err_len)
 {
@@ -277,6 +312,34 @@ static int add_pretok(bpe_model_t *m, const json_t *j, int depth, char *err,
     memset(st, 0, sizeof *st);
     if (strcmp(type, "WhitespaceSplit") == 0) {
         st->kind = PT_WS_SPLIT;
+    } else if (strcmp(type, "Metaspace") == 0) {
+        const json_t *r = json_object_get(j, "replacement");
+        const json_t *ps = json_object_get(j, "prepend_scheme");
+        const json_t *aps = json_object_get(j, "add_prefix_space");
+        const json_t *sp = json_object_get(j, "split");
+        uint32_t rep[2];
+        const char *scheme = json_string_value(ps);
+        if (!json_is_string(r) ||
+            to_cps(json_string_value(r), json_string_length(r), rep, 2) != 1)
+            return sn__err(err, err_len, SN_EMODEL,
+                           "pre_tokenizer: Metaspace 'replacement' is not a "
+                           "single character");
+        st->kind = PT_METASPACE;
+        st->replacement = rep[0];
+        if (!scheme)
+            st->prepend = aps && json_is_false(aps) ? 0 : 1;
+        else if (!strcmp(scheme, "always"))
+            st->prepend = 1;
+        else if (!strcmp(scheme, "first"))
+            st->prepend = 2;
+        else if (!strcmp(scheme, "never"))
+            st->prepend = 0;
+        else
+            return sn__err(err, err_len, SN_EMODEL,
+                           "pre_tokenizer: Metaspace 'prepend_scheme' '%s' "
+                           "is unknown",
+                           scheme);
+        st->ms_split = !(sp && json_is_false(sp));
     } else if (strcmp(type, "ByteLevel") == 0) {
         const json_t *aps = json_object_get(j, "add_prefix_space");
         const json_t *ur = json_object_get(j, "use_regex");
@@ -340,7 +403,8 @@ static int add_pretok(bpe_model_t *m, const json_t *j, int depth, char *err,
     } else {
         return sn__err(err, err_len, SN_EMODEL,
                        "pre_tokenizer '%s' is not supported with BPE "
-                       "(ByteLevel, Split, WhitespaceSplit, Sequence)",
+                       "(ByteLevel, Split, WhitespaceSplit, Metaspace, "
+                       "Sequence)",
                        type);
     }
     m->n_steps++;
@@ -860,6 +924,53 @@ static int byte_level(const pt_step_t *st, sn__ntext_t **cur,
     return 0;
 }
 
+/* Metaspace: ' ' becomes the replacement (aligned as the space), a
+ * replacement is prepended per the scheme (aligned as the first char;
+ * "first" only for the split that starts the text), then, with split, each
+ * replacement opens a piece (HF's MergedWithNext). */
+static int metaspace(const pt_step_t *st, int32_t offset, sn__ntext_t **cur,
+                     sn__ntext_t **alt, spans_t **sp, spans_t **sp2)
+{
+    sn__ntext_t *t = *cur, *u = *alt;
+    int rc = 0;
+    u->n = 0;
+    (*sp2)->n = 0;
+    for (int k = 0; k < (*sp)->n && rc == 0; k++) {
+        span_t x = (*sp)->v[k];
+        int32_t a = u->n;
+        uint32_t c0 = t->cp[x.a] == ' ' ? st->replacement : t->cp[x.a];
+        int first = offset == 0 && (x.a == 0 || t->start[x.a] == 0);
+        if (c0 != st->replacement &&
+            (st->prepend == 1 || (st->prepend == 2 && first)))
+            rc = sn__ntext_push(u, st->replacement, t->start[x.a],
+                                t->end[x.a]);
+        for (int i = x.a; i < x.b && rc == 0; i++)
+            rc = sn__ntext_push(u, t->cp[i] == ' ' ? st->replacement
+                                                   : t->cp[i],
+                                t->start[i], t->end[i]);
+        if (rc)
+            break;
+        if (!st->ms_split) {
+            rc = span_push(*sp2, a, u->n);
+            continue;
+        }
+        int32_t w = a;
+        for (int32_t i = a + 1; i <= u->n && rc == 0; i++)
+            if (i == u->n || u->cp[i] == st->replacement) {
+                rc = span_push(*sp2, w, i);
+                w = i;
+            }
+    }
+    if (rc)
+        return rc;
+    *cur = u;
+    *alt = t;
+    spans_t *ts = *sp;
+    *sp = *sp2;
+    *sp2 = ts;
+    return 0;
+}
+
 /* The id of code point c alone, or -1. */
 static int32_t char_id(const sn_tokenizer_t *tok, const bpe_model_t *m,
                        uint32_t c)
@@ -1056,6 +1167,12 @@ static int bpe_word(const sn_tokenizer_t *tok, const bpe_model_t *m,
 int sn__bpe_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                    sn__toks_t *out)
 {
+    return sn__bpe_encode_at(tok, cps, n, 0, out);
+}
+
+int sn__bpe_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
+                      int32_t offset, sn__toks_t *out)
+{
     const bpe_model_t *m = tok ? tok->bpe.model : NULL;
     sn__ntext_t bufs[2] = {{0}};
     sn__ntext_t *cur = &bufs[0], *alt = &bufs[1];
@@ -1093,6 +1210,8 @@ int sn__bpe_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
         }
         if (st->kind == PT_BYTE_LEVEL) {
             rc = byte_level(st, &cur, &alt, &sp, &sp2, &s);
+        } else if (st->kind == PT_METASPACE) {
+            rc = metaspace(st, offset, &cur, &alt, &sp, &sp2);
         } else {
             sp2->n = 0;
             for (int j = 0; j < sp->n && rc == 0; j++)

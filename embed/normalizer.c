@@ -18,7 +18,9 @@
  *     (a, ta) with (b, tb) carries ta + tb - 1;
  *   - Replace gives every char of the replacement the alignment of the LAST
  *     char of the match (so "a   b" collapsed to "a b" aligns the kept
- *     space with the third original space);
+ *     space with the third original space); a literal or one char repeated
+ *     (" {2,}") is matched here, any other Regex by PCRE2 (bpe.c's
+ *     sn__regex_*, with Oniguruma's \s);
  *   - Prepend gives its text the alignment of the first char;
  *   - Precompiled builds its stream grapheme by grapheme (see
  *     precompiled_apply), including HF's quirks.
@@ -79,6 +81,7 @@ typedef struct {
     uint32_t pat[SN_UG_MAX_PATTERN];
     int n_pat;
     uint32_t rep_cp;
+    void *re; /* any other Regex, by PCRE2 (bpe.c) */
     int rep_min, rep_max;
     /* UG_REPLACE content, UG_PREPEND text */
     uint32_t text[SN_UG_MAX_PATTERN];
@@ -423,12 +426,28 @@ static int add_normalizer(ug_model_t *m, const json_t *j, int depth,
                                "normalizer: normalizer 'Replace' has an empty "
                                "or too long pattern");
         } else if (json_is_string(re)) {
-            if (parse_regex(json_string_value(re), st) != 0)
-                return sn__err(err, err_len, SN_EMODEL,
-                               "normalizer: normalizer 'Replace' regex '%s' is "
-                               "not supported (only literals and one char "
-                               "repeated, like ' {2,}')",
-                               json_string_value(re));
+            /* literals and one char repeated (' {2,}') by hand, the rest
+             * by PCRE2 */
+            if (parse_regex(json_string_value(re), st) != 0) {
+                char msg[128];
+                uint32_t *pc = malloc((json_string_length(re) + 1) *
+                                      sizeof *pc);
+                int n = pc ? utf8_decode(json_string_value(re),
+                                         json_string_length(re), pc,
+                                         (int)json_string_length(re) + 1)
+                           : -1;
+                st->re = n >= 0 ? sn__regex_compile(pc, n, msg, sizeof msg)
+                                : NULL;
+                free(pc);
+                if (!st->re)
+                    return sn__err(err, err_len, SN_EMODEL,
+                                   "normalizer: normalizer 'Replace' regex "
+                                   "'%s': %s",
+                                   json_string_value(re),
+                                   n >= 0 ? msg : "not valid utf-8");
+                m->n_norms++; /* counted now: sn__norm_free frees it */
+                return 0;
+            }
         } else {
             return sn__err(err, err_len, SN_EMODEL,
                            "normalizer: normalizer 'Replace' has no 'String' or "
@@ -634,9 +653,49 @@ static int replace_match(const ug_norm_t *st, const sn__ntext_t *src, int i,
     return r;
 }
 
+/* Replace by a PCRE2 pattern: HF's replace over find_matches (no empty
+ * match right after a match); each char of the content takes the alignment
+ * of the match's last char (of the char before an empty match). */
+static int replace_regex(const ug_norm_t *st, const sn__ntext_t *src,
+                         sn__ntext_t *dst)
+{
+    int rc = ntext_grow(dst, src->n + 16), prev = 0, from = 0;
+    int last_match_end = -1;
+    void *md = rc ? NULL : sn__regex_match_data();
+    if (!rc && !md)
+        rc = -ENOMEM;
+    dst->n = 0;
+    while (rc == 0 && from <= src->n) {
+        int ms, me;
+        if (!sn__regex_find(st->re, src->cp, src->n, from, md, &ms, &me))
+            break;
+        if (ms == me && me == last_match_end) {
+            from = me + 1;
+            continue;
+        }
+        from = ms == me ? me + 1 : me;
+        last_match_end = me;
+        for (int i = prev; i < ms && rc == 0; i++)
+            rc = sn__ntext_push(dst, src->cp[i], src->start[i], src->end[i]);
+        int a = me > ms ? me - 1 : ms - 1;
+        int32_t s0 = a >= 0 ? src->start[a] : 0, e0 = a >= 0 ? src->end[a] : 0;
+        for (int k = 0; k < st->n_text && rc == 0; k++)
+            rc = sn__ntext_push(dst, st->text[k], s0, e0);
+        prev = me;
+        if (rc == 0 && dst->n > SN_UG_MAX_NORM_TEXT)
+            rc = SN_ETOOBIG;
+    }
+    for (int i = prev; i < src->n && rc == 0; i++)
+        rc = sn__ntext_push(dst, src->cp[i], src->start[i], src->end[i]);
+    sn__regex_match_data_free(md);
+    return rc;
+}
+
 static int replace_apply(const ug_norm_t *st, const sn__ntext_t *src,
                          sn__ntext_t *dst)
 {
+    if (st->re)
+        return replace_regex(st, src, dst);
     int rc = ntext_grow(dst, src->n + 16);
     dst->n = 0;
     int i = 0;
@@ -1019,6 +1078,8 @@ void sn__norm_free(sn__norm_t *m)
 {
     if (!m)
         return;
+    for (int k = 0; k < m->n_norms; k++)
+        sn__regex_free(m->norms[k].re);
     free(m->pc.units);
     free(m->pc.blob);
     free(m);

@@ -1208,7 +1208,7 @@ static int model_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
     case SN_TOK_USE:
         return sn__usetok_encode(tok, cps, n, out);
     case SN_TOK_BPE:
-        return sn__bpe_encode(tok, cps, n, out);
+        return sn__bpe_encode_at(tok, cps, n, offset, out);
     }
     return SN_EMODEL;
 }

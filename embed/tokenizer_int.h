@@ -83,6 +83,19 @@ int sn__norm_apply_ex(const sn__norm_t *norm, sn__ntext_t **cur,
                       sn__ntext_t **alt, int no_strip);
 void sn__norm_free(sn__norm_t *norm);
 
+/* bpe.c: PCRE2 patterns over code points, as HF's Oniguruma reads them
+ * (\s is White_Space). sn__regex_compile gives NULL with a message;
+ * sn__regex_find finds the first match at or after `from` in cps[0, n)
+ * (valid scalars), 1 when found, with match data from
+ * sn__regex_match_data (one per thread). */
+void *sn__regex_compile(const uint32_t *pat, int n, char *msg,
+                        size_t msg_len);
+int sn__regex_find(const void *re, const uint32_t *cps, int n, int from,
+                   void *md, int *start, int *end);
+void *sn__regex_match_data(void);
+void sn__regex_match_data_free(void *md);
+void sn__regex_free(void *re);
+
 /* Rust's char::is_whitespace (the Unicode White_Space property), which the
  * Hugging Face normalizers and pre-tokenizers ask. */
 int sn__is_white_space(uint32_t c);
@@ -165,6 +178,8 @@ int sn__unigram_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps,
                           int n, int32_t offset, sn__toks_t *out);
 int sn__bpe_encode(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
                    sn__toks_t *out);
+int sn__bpe_encode_at(const sn_tokenizer_t *tok, const uint32_t *cps, int n,
+                      int32_t offset, sn__toks_t *out);
 
 /* use_tokenizer.c: the default model's tokenizer from its vocab.json (a
  * JSON array of [piece, score]). Allocates *out with kind SN_TOK_USE, fills

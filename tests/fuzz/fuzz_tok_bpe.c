@@ -10,8 +10,8 @@
  * Metaspace), each from its folder (so with sentence-transformers' strip and
  * lowercasing), and an inline BPE that reaches the other paths (byte
  * fallback, fused unk, dropped chars, ignore_merges, every Split behaviour,
- * a literal pattern, WhitespaceSplit, ByteLevel with a prefix space, the
- * ByteLevel post-processor). Each input is encoded by all of them, with and
+ * a literal pattern, WhitespaceSplit, Metaspace "first", ByteLevel with a
+ * prefix space, the ByteLevel post-processor). Each input is encoded by all of them, with and
  * without a limit: invalid UTF-8 must fail with SN_EUTF8; otherwise the
  * encode must succeed and every token carry an id in the vocabulary, a
  * token string, and offsets inside the text.
@@ -44,6 +44,8 @@ static const char inline_json[] =
     "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"x+\"},\"behavior\":"
     "\"Removed\",\"invert\":false},"
     "{\"type\":\"WhitespaceSplit\"},"
+    "{\"type\":\"Metaspace\",\"replacement\":\"b\",\"prepend_scheme\":"
+    "\"first\",\"split\":true},"
     "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"use_regex\":true}]},"
     "\"post_processor\":{\"type\":\"ByteLevel\",\"trim_offsets\":true,"
     "\"add_prefix_space\":true},"
