@@ -1722,6 +1722,11 @@ static void conn_process(hconn_t *c)
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
+        if (conn_full(c))
+            sn__log_debug("http %llu: paused: %d requests, %zu body bytes "
+                          "unanswered, %zu response bytes unread",
+                          (unsigned long long)c->serial, c->n_reqs,
+                          c->n_bytes, c->wbytes);
     }
 }
 

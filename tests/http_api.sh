@@ -146,6 +146,18 @@ jcheck "$TMP/out" 'j.docs.map(d => d.id).join() === "a,b"'
 req 200 -H "$A" -d '{"query":"snake eating a rabbit","k":2}' "$C/search"
 sockcall '{"op":"search","collection":"notes","query":"snake eating a rabbit","k":2}'
 jcheck "$TMP/out" 'JSON.stringify(j.results) === JSON.stringify(s.results) && j.results.length === 2'
+# the search modes of the socket's search (issue 12) pass through as they are
+for m in lexical vector hybrid; do
+    for g in document chunk; do
+        req 200 -H "$A" -d "{\"query\":\"python rabbit\",\"k\":3,\"mode\":\"$m\",\"group\":\"$g\"}" "$C/search"
+        sockcall "{\"op\":\"search\",\"collection\":\"notes\",\"query\":\"python rabbit\",\"k\":3,\"mode\":\"$m\",\"group\":\"$g\"}"
+        jcheck "$TMP/out" "JSON.stringify(j) === JSON.stringify(Object.fromEntries(Object.entries(s).filter(([k]) => k !== 'id' && k !== 'ok'))) && j.results.length > 0"
+    done
+done
+req 200 -H "$A" -d '{"query":"python","mode":"lexical","k":5}' "$C/search"
+jcheck "$TMP/out" 'j.results.length === 2 && j.results.every(r => /python/i.test(r.text))'
+req 400 -H "$A" -d '{"query":"x","mode":"psychic"}' "$C/search"
+jcheck "$TMP/out" 'j.error.code === "bad_request" && /mode/.test(j.error.message)'
 req 200 -H "$A" -d '{"query":"snake","k":5,"filter":{"kind":"code"}}' "$C/search"
 jcheck "$TMP/out" 'j.results.length === 1 && j.results[0].id === "b"'
 req 404 -H "$A" -d '{"query":"x"}' "$BASE/v1/collections/none/search"
@@ -226,6 +238,7 @@ jflush
 
 # ---- raw sockets -------------------------------------------------------------------------------
 node "$HERE/raw.mjs" 127.0.0.1 "$PORT" "$KEY" 1000 || fail "raw.mjs"
+grep -q "http [0-9]*: paused" "$TMP/log" || fail "the greedy client was never paused"
 req 200 "$BASE/health"  # still serving
 stop_sensed
 
