@@ -354,6 +354,8 @@ int main(int argc, char **argv)
     /* The store's notes (an index rebuilt, caught up, not saved; damaged
      * vectors) go to the log; those from the open come now. */
     sn_store_set_log(store, store_log, NULL);
+    /* no surprise pauses: index builds run beside searches and writes */
+    sn_store_set_background(store, 1);
     sn__log_info("database '%s'", db_path);
     if ((rc = sn_wsd_morph_new(&morph, err, sizeof err))) {
         sn__log_error("cannot make the morph table: %s", err);

@@ -178,10 +178,16 @@ static int to_cps(const char *s, size_t len, uint32_t *out, int max)
 static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
                                    char *msg, size_t msg_len)
 {
-    uint32_t buf[BPE_MAX_PATTERN * 2 + 16];
+    /* the rewrite grows a pattern at most 5.5 times (\S -> 11 chars) */
+    uint32_t *buf = malloc(((size_t)n * 6 + 16) * sizeof *buf);
     int k = 0, in_class = 0;
     int errcode;
     PCRE2_SIZE erroff;
+
+    if (!buf) {
+        snprintf(msg, msg_len, "out of memory");
+        return NULL;
+    }
 
     if (literal) { /* every char that is not a letter or digit escaped */
         for (int i = 0; i < n; i++) {
@@ -241,6 +247,7 @@ static pcre2_code *compile_pattern(const uint32_t *pat, int n, int literal,
         (PCRE2_SPTR)buf, (PCRE2_SIZE)k,
         PCRE2_UTF | PCRE2_UCP, &errcode,
         &erroff, NULL);
+    free(buf);
     if (!re) {
         PCRE2_UCHAR32 ebuf[256];
         int len = pcre2_get_error_message(errcode, ebuf, 256);

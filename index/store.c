@@ -158,6 +158,10 @@ typedef struct {
     sn_index_kind_t kind; /* as created; AUTO stays AUTO */
     sn__ann_t *ann;       /* NULL until first needed */
     int stale;            /* ann out of step with SQLite: rebuild it */
+    int building;         /* a background build runs (builder) */
+    pthread_t builder;
+    int has_builder;      /* builder to be joined */
+    struct sn_store *st;
     /* Searches run faiss with the store unlocked, holding this for
      * reading (taken under the store's lock); whatever changes or
      * replaces ann takes it for writing, also under the store's lock. */
@@ -178,6 +182,8 @@ struct sn_store {
     void *log_ud;
     char *pending[MAX_PENDING_LOG]; /* lines logged before a callback */
     int n_pending, n_dropped;
+    int background; /* index builds on their own thread (set_background) */
+    int closing;    /* builders stop at their next batch */
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -901,6 +907,178 @@ done:
     return rc;
 }
 
+/* ---- background builds -------------------------------------------------------
+ *
+ * With sn_store_set_background(st, 1) (the daemon), a rebuild -- no index
+ * file, an unusable one, an AUTO collection crossing to HNSW, HNSW
+ * tombstones, an earlier failure -- runs on its own thread instead of
+ * inside the call that needed it: the vectors are read from SQLite in
+ * batches under the store's lock, and faiss adds them with the lock
+ * released, so searches and writes go on. Meanwhile a search uses the
+ * index there was (kept current by writes), or, when there is none, an
+ * exact scan of SQLite. When the new index is built it is caught up with
+ * what changed during the build (catch_up: ids added, ids deleted) and
+ * swapped in. Start and end are logged with the time taken. */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *builder_main(void *arg)
+{
+    coll_t *c = arg;
+    sn_store_t *st = c->st;
+    sqlite3_stmt *s = NULL;
+    sn__ann_t *ann = NULL;
+    float *buf = NULL;
+    int64_t *ids = NULL, last = 0, n_live = 0, total = 0, n_bad = 0;
+    double t0 = mono_now();
+    char err[512] = "";
+    int rc, index_failed = 0;
+
+    pthread_mutex_lock(&st->lock);
+    if ((rc = count_chunks(st, c, &n_live, err, sizeof err)) < 0)
+        goto done;
+    rc = sn__ann_new(c->dim, want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1),
+                     &ann, err, sizeof err);
+    if (rc < 0)
+        goto done;
+    buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
+    ids = malloc((size_t)REBUILD_BATCH * sizeof *ids);
+    if (!buf || !ids) {
+        rc = sn__err(err, sizeof err, -ENOMEM, "out of memory");
+        goto done;
+    }
+    rc = sqlite3_prepare_v2(st->db, "SELECT id, vector FROM chunks WHERE "
+                            "collection = ?2 AND id > ?1 ORDER BY id LIMIT "
+                            "?3", -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(st, rc, err, sizeof err, "cannot prepare a build");
+        goto done;
+    }
+    for (;;) {
+        int64_t n = 0, n_read = 0;
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, last);
+        sqlite3_bind_int64(s, 2, c->id);
+        sqlite3_bind_int64(s, 3, REBUILD_BATCH);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            const float *v;
+            char why[96];
+            last = sqlite3_column_int64(s, 0);
+            n_read++;
+            if (row_vec(c, s, 1, &v, why, sizeof why)) {
+                log_bad(st, c, last, why, n_bad++); /* left out */
+                continue;
+            }
+            ids[n] = last;
+            memcpy(buf + n * c->dim, v, (size_t)c->dim * sizeof *buf);
+            n++;
+        }
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            rc = db_fail(st, rc, err, sizeof err, "cannot read chunks");
+            goto done;
+        }
+        if (!n_read)
+            break;
+        if (st->closing) {
+            rc = sn__err(err, sizeof err, -ECANCELED, "store closing");
+            goto done;
+        }
+        pthread_mutex_unlock(&st->lock);
+        sn__ann_threads(sn__ann_build_threads());
+        rc = n ? sn__ann_add(ann, n, buf, ids, err, sizeof err) : 0;
+        sn__ann_threads(1);
+        pthread_mutex_lock(&st->lock);
+        if (rc < 0)
+            goto done;
+        total += n;
+        if (n_read < REBUILD_BATCH)
+            break;
+    }
+    /* what changed while faiss worked: deleted ids out, new ids in */
+    if ((rc = catch_up(st, c, ann, &index_failed, err, sizeof err)) < 0)
+        goto done;
+    ann->dirty = 1;
+    pthread_rwlock_wrlock(&c->ann_rw);
+    sn__ann_free(c->ann);
+    c->ann = ann;
+    pthread_rwlock_unlock(&c->ann_rw);
+    ann = NULL;
+    c->stale = 0;
+    store_log(st, "collection '%s': %s index ready in %.1f s (%lld vectors)",
+              c->name, c->ann->hnsw ? "hnsw" : "flat", mono_now() - t0,
+              (long long)sn__ann_ntotal(c->ann));
+done:
+    if (rc < 0 && rc != -ECANCELED) {
+        c->stale = 1;
+        store_log(st, "collection '%s': background index build failed (%s); "
+                  "searches scan exactly, it is retried at the next one",
+                  c->name, err);
+    }
+    sqlite3_finalize(s);
+    sn__ann_free(ann);
+    free(buf);
+    free(ids);
+    c->building = 0;
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* Start c's background build (called with the store locked). */
+static int start_build(sn_store_t *st, coll_t *c, char *err, size_t err_len)
+{
+    if (c->building)
+        return 0;
+    if (c->has_builder) { /* the last one has finished: reap it */
+        pthread_join(c->builder, NULL);
+        c->has_builder = 0;
+    }
+    int64_t n_live = 0;
+    int rc = count_chunks(st, c, &n_live, err, err_len);
+    if (rc < 0)
+        return rc;
+    int hnsw = want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1);
+    if (n_live < (hnsw ? SN__BACKGROUND_MIN_HNSW : SN__BACKGROUND_MIN_FLAT)) {
+        /* quicker than a thread's round trip: now */
+        if ((rc = rebuild(st, c, err, err_len)) < 0)
+            c->stale = 1;
+        return rc;
+    }
+    store_log(st, "collection '%s': building its %s index in the background "
+              "(%lld vectors); searches use %s until it is ready", c->name,
+              want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1) ? "hnsw"
+                                                               : "flat",
+              (long long)n_live,
+              c->ann && !c->stale ? "the current one" : "an exact scan");
+    c->st = st;
+    c->building = 1;
+    if (pthread_create(&c->builder, NULL, builder_main, c) != 0) {
+        c->building = 0;
+        store_log(st, "collection '%s': cannot start a background build; "
+                  "building it now", c->name);
+        rc = rebuild(st, c, err, err_len);
+        if (rc < 0)
+            c->stale = 1;
+        return rc;
+    }
+    c->has_builder = 1;
+    return 0;
+}
+
+void sn_store_set_background(sn_store_t *st, int on)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->lock);
+    st->background = on != 0;
+    pthread_mutex_unlock(&st->lock);
+}
+
 /* An AUTO collection that crossed the Flat threshold changes kind; an HNSW
  * index with too many tombstones is rebuilt. A failed rebuild leaves the
  * index stale (rebuilt at its next use). */
@@ -911,7 +1089,7 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
     int64_t n_live;
     int rc;
 
-    if (!a || c->stale)
+    if (!a || c->stale || c->building)
         return 0;
     n_live = sn__ann_ntotal(a) - a->n_dead;
     if (want_hnsw(c, n_live, a->hnsw) != a->hnsw)
@@ -925,6 +1103,8 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
                   (long long)sn__ann_ntotal(a));
     else
         return 0;
+    if (st->background)
+        return start_build(st, c, err, err_len);
     if ((rc = rebuild(st, c, err, err_len)) < 0)
         c->stale = 1;
     return rc;
@@ -967,10 +1147,13 @@ static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
 
     if (c->ann && !c->stale)
         return 0;
+    if (c->building)
+        return 0; /* searches scan exactly meanwhile */
     if (c->stale) {
         store_log(st, "collection '%s': rebuilding its index from the "
                   "database after an earlier failure", c->name);
-        return rebuild(st, c, err, err_len);
+        return st->background ? start_build(st, c, err, err_len)
+                              : rebuild(st, c, err, err_len);
     }
     if (st->idx_dir) {
         if ((rc = index_path(st, c, path, sizeof path)) < 0)
@@ -1025,7 +1208,8 @@ static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
         pthread_rwlock_unlock(&c->ann_rw);
         return maybe_rebuild(st, c, err, err_len);
     }
-    return rebuild(st, c, err, err_len);
+    return st->background ? start_build(st, c, err, err_len)
+                          : rebuild(st, c, err, err_len);
 }
 
 /* Apply a committed change to the in-memory index (if loaded): `added`
@@ -1326,6 +1510,12 @@ void sn_store_close(sn_store_t *st)
 
     if (!st)
         return;
+    pthread_mutex_lock(&st->lock);
+    st->closing = 1;
+    pthread_mutex_unlock(&st->lock);
+    for (int i = 0; i < st->n_colls; i++)
+        if (st->colls[i]->has_builder)
+            pthread_join(st->colls[i]->builder, NULL);
     if (st->db && save_all(st, err, sizeof err) < 0)
         store_log(st, "index not saved (it will be rebuilt or caught up at "
                   "the next open): %s", err);
@@ -2428,6 +2618,13 @@ static int vec_hits(sn_store_t *st, coll_t *c, const float *query_vec, int k,
     h->n = 0;
     if (!(h->v = calloc((size_t)k, sizeof *h->v)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
+    if (!c->ann || c->stale) {
+        /* a background build runs: exact, from SQLite */
+        if ((rc = hit_stmt(st, c, f, &own_q, &hit_q, err, err_len)) < 0)
+            goto done;
+        rc = exact_scan(st, c, f, hit_q, query_vec, h, err, err_len);
+        goto done;
+    }
     ntotal = sn__ann_ntotal(c->ann);
     n_live = ntotal - c->ann->n_dead;
     /* Expected share of hits that survive: tombstones and the filter. */

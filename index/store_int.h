@@ -61,6 +61,13 @@
 #define SN__FILTER_OVERFETCH 8
 #define SN__SEARCH_MAX_FETCH 4096
 
+/* Background builds (sn_store_set_background): below these sizes a build
+ * takes well under a second (bench/README.md: HNSW 10k in ~3 s on 2
+ * cores, 2k in ~0.3 s; Flat only copies vectors) and runs inside the call
+ * that needs it, as without background builds. */
+#define SN__BACKGROUND_MIN_HNSW 2000
+#define SN__BACKGROUND_MIN_FLAT 200000
+
 /* Fusion (store.c, sn_store_query): hybrid = P + W_T * T + W_V * known *
  * cosine, P and T the BM25 of the stemmed-word and trigram tables over the
  * query's ideal score. Tuned on a random half of each dev set's queries

@@ -14,8 +14,12 @@
  * carry other particles than the document's; a query the model does not
  * know leaves the lexical order alone, and a query no document's words
  * match leaves the vector order alone (hybrid never below its better
- * list on these); bad modes and missing inputs are errors.
+ * list on these); bad modes and missing inputs are errors; a background
+ * index build (no index file) answers searches exactly meanwhile, keeps
+ * the writes made during it, and is logged.
  */
+#include <pthread.h>
+#include <time.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -531,6 +535,79 @@ static void test_modes(void)
     sn_store_close(st);
 }
 
+/* ---- background builds ---------------------------------------------------------- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char logbuf[1 << 15];
+
+static void log_cb(void *ud, const char *line)
+{
+    (void)ud;
+    pthread_mutex_lock(&log_mu);
+    size_t used = strlen(logbuf);
+    snprintf(logbuf + used, sizeof logbuf - used, "%s\n", line);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static int log_has(const char *sub)
+{
+    pthread_mutex_lock(&log_mu);
+    int r = strstr(logbuf, sub) != NULL;
+    pthread_mutex_unlock(&log_mu);
+    return r;
+}
+
+static void test_background(void)
+{
+    enum { N = 6000 };
+    char path[600];
+    sn_store_t *st = open_db("bg.db");
+    CHECK_OK(sn_store_collection(st, "c", "m", D, SN_INDEX_HNSW, err,
+                                 sizeof err), err);
+    for (int i = 0; i < N; i += 500) {
+        static char ids[500][16], texts[500][32];
+        static float v[500][D];
+        sn_chunk_in_t ch[500];
+        sn_doc_in_t d[500];
+        for (int j = 0; j < 500; j++) {
+            snprintf(ids[j], sizeof ids[j], "b%d", i + j);
+            snprintf(texts[j], sizeof texts[j], "item%d", i + j);
+            vec_of(v[j], 5000 + i + j);
+            ch[j] = (sn_chunk_in_t){0, n_cp(texts[j]), v[j]};
+            d[j] = (sn_doc_in_t){ids[j], texts[j], strlen(texts[j]), NULL,
+                                 &ch[j], 1};
+        }
+        CHECK_OK(sn_store_add(st, "c", "m", d, 500, NULL, err, sizeof err),
+                 err);
+    }
+    sn_store_close(st); /* no search yet: no index file */
+    snprintf(path, sizeof path, "rm -rf '%s/bg.db.idx'", dir);
+    CHECK(system(path) == 0);
+
+    st = open_db("bg.db");
+    logbuf[0] = '\0';
+    sn_store_set_log(st, log_cb, NULL);
+    sn_store_set_background(st, 1);
+    float v[D];
+    vec_of(v, 5000 + 123);
+    /* the first search starts the build and answers at once, exactly */
+    found_both(st, "c", "b123", "item123", 5000 + 123);
+    if (!log_has("in the background (6000"))
+        fprintf(stderr, "log: %s\n", logbuf);
+    CHECK(log_has("building its hnsw index in the background (6000 "
+                  "vectors); searches use an exact scan"));
+    /* writes go on meanwhile, and the build keeps them */
+    put(st, "c", "late", "a late arrival", NULL, 4242);
+    del(st, "c", "b7");
+    for (int i = 0; i < 600 && !log_has("hnsw index ready"); i++)
+        usleep(50000);
+    CHECK(log_has("hnsw index ready in"));
+    found_both(st, "c", "late", "arrival", 4242);
+    found_both(st, "c", "b4321", "item4321", 5000 + 4321);
+    found_neither(st, "c", "b7", "item7", 5000 + 7);
+    sn_store_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/sense-test-hybrid-XXXXXX");
@@ -539,6 +616,7 @@ int main(void)
     test_modes();
     test_migration();
     test_kill();
+    test_background();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);

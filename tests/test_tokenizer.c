@@ -714,6 +714,32 @@ static sn_tokenizer_t *load_corpus_json(const char *name)
     return tok;
 }
 
+/* A Split pattern made of many \S (each rewritten to 11 code points for
+ * Oniguruma's White_Space; once past a fixed buffer) still compiles and
+ * splits. */
+static void test_long_pattern(void)
+{
+    static char js[16384];
+    char err[512];
+    int n = snprintf(js, sizeof js,
+                     "{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                     "{\"a\": 0, \"b\": 1}, \"merges\": []}, "
+                     "\"pre_tokenizer\": {\"type\": \"Split\", "
+                     "\"pattern\": {\"Regex\": \"");
+    for (int i = 0; i < 1300; i++) /* 3,900 chars, 15,600 rewritten */
+        n += snprintf(js + n, sizeof js - (size_t)n, "\\\\S?");
+    snprintf(js + n, sizeof js - (size_t)n,
+             "\"}, \"behavior\": \"Removed\", \"invert\": true}}");
+    sn_tokenizer_t *tok = NULL;
+    CHECK_OK(sn_tokenizer_from_json(js, strlen(js), &tok, err, sizeof err),
+             err);
+    /* invert + Removed keeps the matches: "ab" and "ba"; no merges */
+    const int32_t ids[] = {0, 1, 1, 0}, offs[] = {0, 1, 1, 2, 3, 4, 4, 5};
+    expect_tokens(tok, "ab ba", 0, ids, offs, 4);
+    sn_tokenizer_free(tok);
+    printf("split: a 3,900-char pattern of \\S\n");
+}
+
 static void test_precompiled_small(void)
 {
     sn_tokenizer_t *tok = load_corpus_json("ug_precompiled_small.json");
@@ -765,6 +791,7 @@ int main(void)
     test_invalid_utf8(toks[0]);
     test_invalid_utf8(toks[2]);
     test_precompiled_small();
+    test_long_pattern();
     test_fixture_extras(toks[0]);
     test_malformed_json();
     test_small_json();

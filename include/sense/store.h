@@ -64,6 +64,12 @@ int sn_store_save(sn_store_t *st, char *err, size_t err_len);
 typedef void (*sn_store_log_cb)(void *ud, const char *line);
 void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud);
 
+/* Off (the default): an index that must be built or rebuilt is built
+ * inside the call that needs it. On (the daemon): on a thread of its own,
+ * logged when it starts and when it is ready; searches meanwhile use the
+ * index there was, or an exact scan of the database. */
+void sn_store_set_background(sn_store_t *st, int on);
+
 /* Create the collection if it does not exist; if it does, check it is bound
  * to the same model_id and dim (else SN_EMODEL). */
 int sn_store_collection(sn_store_t *st, const char *name,
