@@ -193,6 +193,11 @@ int sn__enc_forward(const sn__enc_t *e, void *ctx, const int32_t *ids,
     if (e->pools && n_seq > 0 && !sent_out)
         return sn__err(err, err_len, SN_EARG, "%s: invalid arguments",
                        e->kind);
-    return e->arch->forward(e->impl, ctx, ids, lens, n_seq, tokens_out,
-                            sent_out, err, err_len);
+    rc = e->arch->forward(e->impl, ctx, ids, lens, n_seq, tokens_out,
+                          sent_out, err, err_len);
+    if (!rc && !e->arch->ctx_new && sn__nn_take_failed(ctx))
+        rc = sn__err(err, err_len, -ENOMEM,
+                     "%s: out of memory for the reduced-precision inputs",
+                     e->kind);
+    return rc;
 }

@@ -110,16 +110,17 @@ typedef void (*block_fn)(const float *a, size_t lda, const float *b, int kc,
 int sn__gemm_level(void)
 {
     const char *cap = getenv("SENSE_BERT_KERNELS");
+    const int isa = sn__isa();
 
     if (cap && !strcmp(cap, "base"))
         return SN_GEMM_BASE;
 #ifdef SN_HAVE_AVX_PASSES
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
-        !(cap && !strcmp(cap, "avx2")))
+    if (isa >= SN_ISA_AVX512 && !(cap && !strcmp(cap, "avx2")))
         return SN_GEMM_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (isa >= SN_ISA_AVX2)
         return SN_GEMM_AVX2;
+#else
+    (void)isa;
 #endif
     return SN_GEMM_BASE;
 }
@@ -134,8 +135,12 @@ const char *sn__gemm_level_name(int level)
 void sn__gemm_part(void *job, int part, int n_parts)
 {
     const sn__gemm_job_t *j = job;
-    sn__gemm_acc(j->level, j->w, j->a, (size_t)j->w->k, j->c,
-                 (size_t)j->w->n, j->m, part, n_parts);
+    if (j->w->prec > SN_GEMM_F32)
+        sn__gemm_acc_q(j->level, j->w, j->qa, j->c, (size_t)j->w->n, j->m,
+                       part, n_parts);
+    else
+        sn__gemm_acc(j->level, j->w, j->a, j->lda ? j->lda : (size_t)j->w->k,
+                     j->c, (size_t)j->w->n, j->m, part, n_parts);
 }
 
 size_t sn__gemm_packed_floats(int n, int k)
@@ -162,9 +167,12 @@ void sn__gemm_pack_to(sn__gemm_w_t *w, float *buf, const float *src,
                 panel[kk * SN_GEMM_NR + col] = v;
             }
     }
+    memset(w, 0, sizeof *w);
     w->p = buf;
     w->n = n;
     w->k = k;
+    w->kp = k;
+    w->prec = SN_GEMM_F32;
     w->n_panels = (int)n_panels;
 }
 
@@ -190,6 +198,7 @@ void sn__gemm_free(sn__gemm_w_t *w)
     if (!w)
         return;
     free(w->p);
+    free(w->q);
     memset(w, 0, sizeof *w);
 }
 

@@ -37,7 +37,7 @@
 
 struct sn__nn {
     const sn__kernels_t *k;
-    int gemm_level;
+    int gemm_level, isa;
     sn__pool_t *pool;
     int n_threads;
     float *scratch; /* the architecture's activations */
@@ -51,6 +51,10 @@ struct sn__nn {
     const sn__nn_job_t *job;
     int next;
     const sn__gemm_w_t *gw;
+    int failed;  /* a product could not run (out of memory) */
+    int g_quant; /* reduced precision: converting A's rows to g_qa */
+    void *g_qa;
+    size_t qa_cap;
     const float *g_a;
     float *g_c;
     size_t g_lda, g_ldc;
@@ -68,6 +72,7 @@ sn__nn_t *sn__nn_new(void)
         return NULL;
     nn->k = sn__kernels_pick();
     nn->gemm_level = sn__gemm_level();
+    nn->isa = sn__isa();
     if (want > n_cpu)
         want = (int)n_cpu;
     if (want > SN_NN_MAX_THREADS)
@@ -88,10 +93,18 @@ void sn__nn_free(sn__nn_t *nn)
     free(nn->scratch);
     free(nn->att);
     free(nn->iscratch);
+    free(nn->g_qa);
     free(nn);
 }
 
 const sn__kernels_t *sn__nn_kernels(const sn__nn_t *nn) { return nn->k; }
+
+int sn__nn_take_failed(sn__nn_t *nn)
+{
+    int f = nn->failed;
+    nn->failed = 0;
+    return f;
+}
 int sn__nn_threads(const sn__nn_t *nn) { return nn->n_threads; }
 
 size_t sn__nn_round16(size_t n_floats)
@@ -191,6 +204,19 @@ static void part(void *arg, int tid, int n_threads)
     const sn__nn_job_t *j = nn->job;
     int it;
 
+    if (nn->gw && nn->g_quant) {
+        sn__gemm_quant_rows(nn->isa, nn->gw, nn->g_a, nn->g_lda, nn->g_qa,
+                            nn->g_rows,
+                            (int)((long long)nn->g_rows * tid / n_threads),
+                            (int)((long long)nn->g_rows * (tid + 1) /
+                                  n_threads));
+        return;
+    }
+    if (nn->gw && nn->gw->prec > SN_GEMM_F32) {
+        sn__gemm_acc_q(nn->isa, nn->gw, nn->g_qa, nn->g_c, nn->g_ldc,
+                       nn->g_rows, tid, n_threads);
+        return;
+    }
     if (nn->gw) {
         sn__gemm_acc(nn->gemm_level, nn->gw, nn->g_a, nn->g_lda, nn->g_c,
                      nn->g_ldc, nn->g_rows, tid, n_threads);
@@ -235,6 +261,26 @@ void sn__nn_linear(sn__nn_t *nn, const float *a, size_t lda,
     nn->g_c = c;
     nn->g_ldc = ldc;
     nn->g_rows = T;
+    if (w->prec > SN_GEMM_F32) {
+        /* A's rows converted first (bf16 / int8 with per-row scales), split
+         * by rows, then the product split by panels */
+        size_t need = sn__gemm_qa_bytes(w, T);
+        if (need > nn->qa_cap) {
+            size_t cap = (need + need / 2 + 63) & ~(size_t)63;
+            void *p = aligned_alloc(64, cap);
+            if (!p) { /* no room: skipped, and the forward pass fails */
+                nn->gw = NULL;
+                nn->failed = 1;
+                return;
+            }
+            free(nn->g_qa);
+            nn->g_qa = p;
+            nn->qa_cap = cap;
+        }
+        nn->g_quant = 1;
+        go(nn, (double)T * w->k * 64);
+        nn->g_quant = 0;
+    }
     go(nn, 2.0 * T * w->n * w->k);
     nn->gw = NULL;
 }

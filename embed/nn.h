@@ -109,6 +109,8 @@ typedef struct sn__nn sn__nn_t;
 sn__nn_t *sn__nn_new(void);
 void sn__nn_free(sn__nn_t *nn);
 const sn__kernels_t *sn__nn_kernels(const sn__nn_t *nn);
+/* 1 when a product failed since the last call (and clears it). */
+int sn__nn_take_failed(sn__nn_t *nn);
 int sn__nn_threads(const sn__nn_t *nn);
 
 /* A scratch buffer of at least n_floats, 64-byte aligned, owned by nn; it
@@ -133,7 +135,10 @@ typedef struct {
 void sn__nn_run(sn__nn_t *nn, const sn__nn_job_t *job);
 
 /* c[T, n] += a[T, k] W^T with W packed [n out, k in]; a's rows lda floats
- * apart, c's ldc. Split over the threads by W's panels. */
+ * apart, c's ldc. Split over the threads by W's panels. A weight packed in
+ * reduced precision first converts a's rows (split by rows) into a buffer
+ * nn keeps; when that cannot grow, the product is skipped and
+ * sn__nn_take_failed says so (sn__enc_forward checks it). */
 void sn__nn_linear(sn__nn_t *nn, const float *a, size_t lda,
                    const sn__gemm_w_t *w, float *c, size_t ldc, int T);
 
