@@ -321,7 +321,6 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
 static int load(const char *dir, json_t *cfg, const char *cfg_path,
                 sn__bert_t **out, char *err, size_t err_len)
 {
-    char path[4096];
     sn__bert_t *m = NULL;
     int rc;
 
@@ -331,13 +330,9 @@ static int load(const char *dir, json_t *cfg, const char *cfg_path,
         return sn__err(err, err_len, -ENOMEM, "'%s': out of memory", dir);
     if ((rc = parse_config(cfg, cfg_path, &m->hp, err, err_len)))
         goto fail;
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    if ((rc = sn__bind_open(&m->b, dir, err, err_len)))
         goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)))
-        goto fail;
-    if ((rc = bind_all(m, path, err, err_len)))
+    if ((rc = bind_all(m, m->b.st->path, err, err_len)))
         goto fail;
     *out = m;
     return 0;

@@ -573,6 +573,16 @@ void sn__bind_release(sn__binder_t *b, const float *p, size_t n)
     sn__st_release(st, p, n * sizeof *p);
 }
 
+int sn__bind_open(sn__binder_t *b, const char *dir, char *err,
+                  size_t err_len)
+{
+    char path[4096];
+
+    if (sn__path_join(path, sizeof path, dir, "model.safetensors"))
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    return sn__st_open(path, &b->st, err, err_len);
+}
+
 int sn__bind_pack(sn__binder_t *b, sn__gemm_w_t *w, const float *src,
                   int n_out, int n_in, const char *what, int l, char *err,
                   size_t err_len)

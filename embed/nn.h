@@ -232,6 +232,10 @@ typedef struct {
     char prefix[32];
 } sn__binder_t;
 
+/* Open dir/model.safetensors (or its sharded index) into b->st; a loader's
+ * first step. */
+int sn__bind_open(sn__binder_t *b, const char *dir, char *err,
+                  size_t err_len);
 /* Bind prefix + printf(fmt, ...) as f32 of shape [d0] (d1 == 0) or
  * [d0, d1]; errors name the file and the tensor. */
 int sn__bind(sn__binder_t *b, const float **out, int64_t d0, int64_t d1,
