@@ -80,8 +80,9 @@ static double ours(int prec, int M, int runs, sn__pool_t *pool)
     for (int r = 0; r < runs; r++) {
         double t0 = now();
         for (int s = 0; s < N_SHP; s++) {
-            sn__gemm_job_t j = {prec == SN_GEMM_F32 ? sn__gemm_level() : isa,
-                                M, &w[s], asrc, c, qa, 0};
+            sn__gemm_job_t j = {.level = sn__gemm_level(), .m = M,
+                                .w = &w[s], .a = asrc, .c = c, .isa = isa,
+                                .qa = qa};
             if (prec != SN_GEMM_F32)
                 sn__pool_run(pool, sn__gemm_quant_part, &j);
             sn__pool_run(pool, sn__gemm_part, &j);

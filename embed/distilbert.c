@@ -135,7 +135,7 @@ static int distil_load(const char *dir, json_t *cfg, const char *name,
     }
     p->act = (sn__act_t)a;
     p->eps = 1e-12f; /* transformers' DistilBERT hard-codes it */
-    if ((rc = sn__bind_open(&m->b, dir, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

@@ -60,6 +60,7 @@
 
 #include "embed_int.h"
 #include "gemm.h"
+#include "pool.h"
 
 #define SN_GEMM_MC 252 /* rows per block: a multiple of 14, 6 and 4 */
 #define SN_GEMM_KC 256 /* k per block */
@@ -135,12 +136,44 @@ const char *sn__gemm_level_name(int level)
 void sn__gemm_part(void *job, int part, int n_parts)
 {
     const sn__gemm_job_t *j = job;
+    const size_t ldc = j->ldc ? j->ldc : (size_t)j->w->n;
     if (j->w->prec > SN_GEMM_F32)
-        sn__gemm_acc_q(j->level, j->w, j->qa, j->c, (size_t)j->w->n, j->m,
-                       part, n_parts);
+        sn__gemm_acc_q(j->isa, j->w, j->qa, j->c, ldc, j->m, part, n_parts);
     else
         sn__gemm_acc(j->level, j->w, j->a, j->lda ? j->lda : (size_t)j->w->k,
-                     j->c, (size_t)j->w->n, j->m, part, n_parts);
+                     j->c, ldc, j->m, part, n_parts);
+}
+
+int sn__gemm_run(sn__pool_t *pool, sn__gemm_job_t *j, double par_min,
+                 void **qa, size_t *qa_cap)
+{
+    const int par = sn__pool_threads(pool) > 1 &&
+                    2.0 * j->m * j->w->n * j->w->k >= par_min;
+
+    if (j->m < 1)
+        return 0;
+    if (j->w->prec > SN_GEMM_F32) {
+        size_t need = sn__gemm_qa_bytes(j->w, j->m);
+        if (need > *qa_cap) {
+            size_t cap = (need + need / 2 + 63) & ~(size_t)63;
+            void *p = aligned_alloc(64, cap);
+            if (!p)
+                return -ENOMEM;
+            free(*qa);
+            *qa = p;
+            *qa_cap = cap;
+        }
+        j->qa = *qa;
+        if (par)
+            sn__pool_run(pool, sn__gemm_quant_part, j);
+        else
+            sn__gemm_quant_part(j, 0, 1);
+    }
+    if (par)
+        sn__pool_run(pool, sn__gemm_part, j);
+    else
+        sn__gemm_part(j, 0, 1);
+    return 0;
 }
 
 size_t sn__gemm_packed_floats(int n, int k)

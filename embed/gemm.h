@@ -75,17 +75,26 @@ void sn__gemm_free(sn__gemm_w_t *w);
  * sn__pool_cb's signature and computes part `part` of n_parts of
  * C[m, n] += A W, A's rows w->k floats apart and C's w->n. */
 typedef struct {
-    int level, m; /* level: sn__gemm_level(), or sn__isa() when w is not
-                   * f32 */
+    int level, m; /* level: sn__gemm_level() */
     const sn__gemm_w_t *w;
     const float *a;
     float *c;
-    void *qa;   /* reduced precision: sn__gemm_qa_bytes(w, m), 64-aligned */
-    size_t lda; /* 0: w->k */
+    size_t lda, ldc; /* 0: w->k, w->n */
+    int isa;         /* reduced precision: sn__isa() */
+    void *qa;        /* reduced precision: sn__gemm_qa_bytes(w, m) bytes */
 } sn__gemm_job_t;
-/* Reduced precision runs sn__gemm_quant_part over the threads first. */
 void sn__gemm_part(void *job, int part, int n_parts);
+/* Reduced precision: rows [part share) of A converted into j->qa; runs
+ * over all threads before sn__gemm_part. */
 void sn__gemm_quant_part(void *job, int part, int n_parts);
+
+/* The whole product on `pool` (on the caller alone below par_min flops):
+ * for a reduced-precision w, A's rows are converted first into *qa, grown
+ * as needed (*qa_cap bytes; the caller frees *qa). 0 or -ENOMEM (nothing
+ * computed). */
+struct sn__pool;
+int sn__gemm_run(struct sn__pool *pool, sn__gemm_job_t *j, double par_min,
+                 void **qa, size_t *qa_cap);
 
 /* For operands made per call (attention's K^T and V): the floats a packed
  * W of n x k takes, and sn__gemm_pack into buf (that many floats, 64-byte

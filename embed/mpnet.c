@@ -147,7 +147,7 @@ static int mpnet_load(const char *dir, json_t *cfg, const char *name,
     p->eps = (float)eps;
     p->max_distance = 128; /* transformers' MPNet hard-codes it */
     p->n_buckets = m->n_buckets;
-    if ((rc = sn__bind_open(&m->b, dir, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

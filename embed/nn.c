@@ -50,15 +50,9 @@ struct sn__nn {
     /* the job in flight */
     const sn__nn_job_t *job;
     int next;
-    const sn__gemm_w_t *gw;
-    int failed;  /* a product could not run (out of memory) */
-    int g_quant; /* reduced precision: converting A's rows to g_qa */
-    void *g_qa;
+    int failed; /* a product could not run (out of memory) */
+    void *qa;   /* reduced precision: A converted (sn__gemm_run) */
     size_t qa_cap;
-    const float *g_a;
-    float *g_c;
-    size_t g_lda, g_ldc;
-    int g_rows;
     const sn__nn_att_job_t *aj;
 };
 
@@ -93,7 +87,7 @@ void sn__nn_free(sn__nn_t *nn)
     free(nn->scratch);
     free(nn->att);
     free(nn->iscratch);
-    free(nn->g_qa);
+    free(nn->qa);
     free(nn);
 }
 
@@ -204,24 +198,6 @@ static void part(void *arg, int tid, int n_threads)
     const sn__nn_job_t *j = nn->job;
     int it;
 
-    if (nn->gw && nn->g_quant) {
-        sn__gemm_quant_rows(nn->isa, nn->gw, nn->g_a, nn->g_lda, nn->g_qa,
-                            nn->g_rows,
-                            (int)((long long)nn->g_rows * tid / n_threads),
-                            (int)((long long)nn->g_rows * (tid + 1) /
-                                  n_threads));
-        return;
-    }
-    if (nn->gw && nn->gw->prec > SN_GEMM_F32) {
-        sn__gemm_acc_q(nn->isa, nn->gw, nn->g_qa, nn->g_c, nn->g_ldc,
-                       nn->g_rows, tid, n_threads);
-        return;
-    }
-    if (nn->gw) {
-        sn__gemm_acc(nn->gemm_level, nn->gw, nn->g_a, nn->g_lda, nn->g_c,
-                     nn->g_ldc, nn->g_rows, tid, n_threads);
-        return;
-    }
     if (j->rows && j->row_fn) {
         int r0 = (int)((long long)j->rows * tid / n_threads);
         int r1 = (int)((long long)j->rows * (tid + 1) / n_threads);
@@ -245,7 +221,6 @@ static void go(sn__nn_t *nn, double work)
 
 void sn__nn_run(sn__nn_t *nn, const sn__nn_job_t *job)
 {
-    nn->gw = NULL;
     nn->job = job;
     go(nn, job->work);
 }
@@ -253,36 +228,17 @@ void sn__nn_run(sn__nn_t *nn, const sn__nn_job_t *job)
 void sn__nn_linear(sn__nn_t *nn, const float *a, size_t lda,
                    const sn__gemm_w_t *w, float *c, size_t ldc, int T)
 {
-    if (T <= 0)
-        return;
-    nn->gw = w;
-    nn->g_a = a;
-    nn->g_lda = lda;
-    nn->g_c = c;
-    nn->g_ldc = ldc;
-    nn->g_rows = T;
-    if (w->prec > SN_GEMM_F32) {
-        /* A's rows converted first (bf16 / int8 with per-row scales), split
-         * by rows, then the product split by panels */
-        size_t need = sn__gemm_qa_bytes(w, T);
-        if (need > nn->qa_cap) {
-            size_t cap = (need + need / 2 + 63) & ~(size_t)63;
-            void *p = aligned_alloc(64, cap);
-            if (!p) { /* no room: skipped, and the forward pass fails */
-                nn->gw = NULL;
-                nn->failed = 1;
-                return;
-            }
-            free(nn->g_qa);
-            nn->g_qa = p;
-            nn->qa_cap = cap;
-        }
-        nn->g_quant = 1;
-        go(nn, (double)T * w->k * 64);
-        nn->g_quant = 0;
-    }
-    go(nn, 2.0 * T * w->n * w->k);
-    nn->gw = NULL;
+    sn__gemm_job_t j = {.level = nn->gemm_level,
+                        .m = T,
+                        .w = w,
+                        .a = a,
+                        .c = c,
+                        .lda = lda,
+                        .ldc = ldc,
+                        .isa = nn->isa};
+
+    if (sn__gemm_run(nn->pool, &j, SN_NN_PAR_MIN, &nn->qa, &nn->qa_cap))
+        nn->failed = 1; /* no room for A converted: sn__enc_forward fails */
 }
 
 int sn__rel_bucket(int rel, int n_buckets, int max_distance)
@@ -573,11 +529,12 @@ void sn__bind_release(sn__binder_t *b, const float *p, size_t n)
     sn__st_release(st, p, n * sizeof *p);
 }
 
-int sn__bind_open(sn__binder_t *b, const char *dir, char *err,
+int sn__bind_open(sn__binder_t *b, const char *dir, int prec, char *err,
                   size_t err_len)
 {
     char path[4096];
 
+    b->prec = prec;
     if (sn__path_join(path, sizeof path, dir, "model.safetensors"))
         return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
     return sn__st_open(path, &b->st, err, err_len);
@@ -587,7 +544,7 @@ int sn__bind_pack(sn__binder_t *b, sn__gemm_w_t *w, const float *src,
                   int n_out, int n_in, const char *what, int l, char *err,
                   size_t err_len)
 {
-    int rc = sn__gemm_pack(w, src, n_out, n_in, 1);
+    int rc = sn__gemm_pack_prec(w, src, n_out, n_in, 1, b->prec);
 
     if (rc)
         return sn__err(err, err_len, rc == -ENOMEM ? rc : SN_EMODEL,

@@ -230,11 +230,13 @@ int sn__cfg_num(json_t *root, const char *key, double def, double lo,
 typedef struct {
     sn__st_file_t *st;
     char prefix[32];
+    int prec; /* SN_GEMM_*: what sn__bind_pack packs the dense weights in */
 } sn__binder_t;
 
-/* Open dir/model.safetensors (or its sharded index) into b->st; a loader's
- * first step. */
-int sn__bind_open(sn__binder_t *b, const char *dir, char *err,
+/* Open dir/model.safetensors (or its sharded index) into b->st, the dense
+ * weights to be packed in precision prec (SN_GEMM_*); a loader's first
+ * step. */
+int sn__bind_open(sn__binder_t *b, const char *dir, int prec, char *err,
                   size_t err_len);
 /* Bind prefix + printf(fmt, ...) as f32 of shape [d0] (d1 == 0) or
  * [d0, d1]; errors name the file and the tensor. */
@@ -314,7 +316,15 @@ typedef struct {
     int causal;       /* token states see only leftward (decoders) */
     int pools;        /* forward writes sentence vectors itself */
     int dim;          /* their size when it does */
+    int prec;         /* SN_GEMM_*: the dense weights' precision, set by
+                       * sn__enc_load before the architecture's load */
+    char why[192];    /* how prec was chosen (sn__prec_resolve) */
 } sn__enc_t;
+
+/* The precision (SN_GEMM_*) for architecture `arch` when `asked`
+ * (sn_precision_t; SN_PREC_AUTO: the recorded rule) on this CPU
+ * (sn__isa), with one line saying why into why. */
+int sn__prec_resolve(int asked, const char *arch, char *why, size_t why_len);
 
 struct sn__arch {
     const char *name;
@@ -345,10 +355,10 @@ int sn__enc_check(const char *kind, int n_vocab, int max_len,
                   size_t err_len);
 /* Read dir/config.json, pick the architecture by model_type and load it.
  * An unknown model_type fails naming the supported ones. */
-int sn__enc_load(const char *dir, sn__enc_t **out, char *err,
+int sn__enc_load(const char *dir, int prec, sn__enc_t **out, char *err,
                  size_t err_len);
 /* The default model's folder format (TF.js graph: model.json). */
-int sn__enc_load_use(const char *dir, sn__enc_t **out, char *err,
+int sn__enc_load_use(const char *dir, int prec, sn__enc_t **out, char *err,
                      size_t err_len);
 void sn__enc_free(sn__enc_t *e);
 void *sn__enc_ctx_new(const sn__enc_t *e);

@@ -193,7 +193,7 @@ static int qwen_load(const char *dir, json_t *cfg, const char *name,
         rc = sn__err(err, err_len, -ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = sn__bind_open(&m->b, dir, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

@@ -167,7 +167,7 @@ static int t5_load(const char *dir, json_t *cfg, const char *name,
     m->act = (sn__act_t)a;
     m->eps = (float)eps;
     m->inner = m->n_heads * m->d_kv;
-    if ((rc = sn__bind_open(&m->b, dir, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;
