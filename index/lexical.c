@@ -9,8 +9,8 @@
  * one of the query's words (or trigrams) to be a candidate -- and
  * sense_rank() scores each candidate.
  *
- * sense_rank(table) is BM25 (k1 SN__BM25_K1, b SN__BM25_B: the usual
- * values, which measured within noise of the best on both dev sets) divided
+ * sense_rank(table, k1, b) is BM25 (k1, b: per table, SN__BM25_* in
+ * store_int.h, with how they were chosen) divided
  * by the query's "ideal" score: the sum of its terms' idf, what a document
  * of average length holding each term once would get. The quotient says
  * how much of the query the document covers, weighted by rarity, in units
@@ -97,14 +97,21 @@ static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
 static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
                     sqlite3_context *ctx, int n_val, sqlite3_value **val)
 {
-    const double k1 = SN__BM25_K1, b = SN__BM25_B;
+    double k1 = SN__BM25_WORD_K1, b = SN__BM25_WORD_B;
     int tf[SN__LEX_MAX_TERMS];
     rank_aux_t *a = api->xGetAuxdata(fts, 0);
     int n_inst = 0, dl = 0, rc;
     double score = 0, norm;
 
-    (void)n_val;
-    (void)val;
+    if (n_val >= 2) { /* sense_rank(table, k1, b) */
+        k1 = sqlite3_value_double(val[0]);
+        b = sqlite3_value_double(val[1]);
+        if (!(k1 >= 0 && k1 <= 100 && b >= 0 && b <= 1)) {
+            sqlite3_result_error(ctx, "sense_rank: k1 or b out of range",
+                                 -1);
+            return;
+        }
+    }
     if (!a && (rc = rank_aux(api, fts, &a)) != SQLITE_OK) {
         sqlite3_result_error_code(ctx, rc);
         return;
@@ -534,7 +541,7 @@ fail:
 
 double sn__tri_score(const sn__tri_t *t, const char *text, size_t len)
 {
-    const double k1 = SN__BM25_K1, b = SN__BM25_B;
+    const double k1 = SN__BM25_TRI_K1, b = SN__BM25_TRI_B;
     int tf[SN__LEX_MAX_TERMS];
     utf8proc_int32_t *cp = NULL;
     int64_t n_cp;

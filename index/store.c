@@ -2830,10 +2830,12 @@ static int cmp_lexdoc_score(const void *a, const void *b)
 }
 
 /* Every document of c matching `match` in `table` (and the filter), with
- * weight * sense_rank, merged into l (sorted by doc id on return). */
+ * weight * sense_rank (BM25 with k1, b), merged into l (sorted by doc id
+ * on return). */
 static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
-                     const char *match, double weight, const filter_t *f,
-                     lexlist_t *l, char *err, size_t err_len)
+                     const char *match, double k1, double b, double weight,
+                     const filter_t *f, lexlist_t *l, char *err,
+                     size_t err_len)
 {
     char *sql = NULL;
     sqlite3_stmt *s = NULL;
@@ -2842,9 +2844,9 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
 
     if (!match)
         return 0;
-    if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s) FROM %s t CROSS JOIN "
-                 "documents d ON d.id = t.rowid WHERE %s MATCH ?1 AND "
-                 "d.collection = ?2%s", table, table, table,
+    if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s, %.17g, %.17g) FROM %s "
+                 "t CROSS JOIN documents d ON d.id = t.rowid WHERE %s MATCH "
+                 "?1 AND d.collection = ?2%s", table, k1, b, table, table,
                  f->cond ? f->cond : "") < 0)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
@@ -3174,9 +3176,11 @@ int sn_store_query(sn_store_t *st, const char *collection,
                                 err, err_len)) < 0 ||
             (rc = sn__tri_query(st->db, q->text, strlen(q->text), &tri, err,
                                 err_len)) < 0 ||
-            (rc = lex_table(st, c, "documents_fts", m_words, 1.0, &f, &lex,
+            (rc = lex_table(st, c, "documents_fts", m_words,
+                            SN__BM25_WORD_K1, SN__BM25_WORD_B, 1.0, &f, &lex,
                             err, err_len)) < 0 ||
-            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 1.0, &f,
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri,
+                                     SN__BM25_TRI_K1, SN__BM25_TRI_B, 1.0, &f,
                                      &tri_nom, err, err_len)) < 0))
             goto done;
         for (int pass = 0; pass < 2; pass++) {
