@@ -374,11 +374,12 @@ typedef struct {
  * from there. */
 typedef void (*sn__req_cb)(sn__req_t *req);
 
-/* Replies in pieces: an embed reply estimated over SN__STREAM_MIN bytes is
- * made and handed to the transport about SN__PIECE bytes at a time, each
- * piece when the transport asks for it (sn__ops_more), so that a client
- * that does not read holds one piece, not its reply (ops.c). A piece can be
- * bigger by one text's token states. */
+/* Replies in pieces: an embed reply estimated over SN__STREAM_MIN bytes,
+ * and a get of several ids, are made and handed to the transport about
+ * SN__PIECE bytes at a time, each piece when the transport asks for it
+ * (sn__ops_more), so that a client that does not read holds one piece, not
+ * its reply (ops.c). A piece can be bigger by one text's token states or
+ * one document. */
 #define SN__PIECE (256u << 10)
 #define SN__STREAM_MIN (1u << 20)
 #define SN__PIECES_UNREAD 2 /* a transport makes the next piece while
@@ -431,7 +432,8 @@ struct sn__req {
     /* a reply in pieces */
     int stream;               /* decided at dispatch */
     int phase;
-    int i_next;               /* the next text to format */
+    int i_next;               /* the next text to format, id to read */
+    int n_put;                /* get: documents written */
     sn__job_t piece;          /* the work that makes the next piece */
 };
 
@@ -457,6 +459,11 @@ size_t sn__ops_reply_estimate(const sn__req_t *req);
 /* The transport wrote the piece in req->reply (it may take the buffer):
  * make the next; `done` is called again (loop thread). */
 void sn__ops_more(sn__req_t *req);
+/* The transport drops a request that is not with the engine (its
+ * connection closes). Returns 0: free it now; or 1: it goes back through
+ * the engine first (a get between pieces ends its turn on the lane), and
+ * `done` is called once more: free it then. */
+int sn__ops_abandon(sn__req_t *req);
 /* An error reply in place of whatever req->reply held. */
 void sn__ops_reply_error(sn__req_t *req, sn__perr_t code, const char *msg);
 /* Frees what the request holds -- its parsed input, its reply, its work --

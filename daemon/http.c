@@ -1377,21 +1377,22 @@ static void answer_local(hreq_t *req)
     req_ready(req);
 }
 
+/* Is the endpoint answered here, without the engine? */
+static int ep_local(ep_t ep)
+{
+    return ep == EP_HEALTH || ep == EP_PREFLIGHT || ep == EP_MODELS ||
+           ep == EP_MODEL;
+}
+
 /* The whole request is in: answer it or hand it to the engine. */
 static void req_start(hreq_t *req)
 {
     hconn_t *c = req->conn;
     if (req->done)
         return; /* answered when its headers came */
-    switch (req->ep) {
-    case EP_HEALTH:
-    case EP_PREFLIGHT:
-    case EP_MODELS:
-    case EP_MODEL:
+    if (ep_local(req->ep)) {
         answer_local(req);
         return;
-    default:
-        break;
     }
     if (req->body.len > SN_HTTP_PARSE_INLINE && !c->h->stopping) {
         uv_work_t *w = malloc(sizeof *w);
@@ -1628,8 +1629,12 @@ static void conn_close(hconn_t *c)
     while (req) {
         hreq_t *next = req->next;
         req->next = NULL;
-        if (!req->on_worker)
+        if (!req->on_worker && sn__ops_abandon(&req->r)) {
+            req->on_worker = 1; /* back through the engine, then freed */
+            c->n_work++;
+        } else if (!req->on_worker) {
             req_free(req);
+        }
         req = next;
     }
     sn__log_debug("http %llu: closing", (unsigned long long)c->serial);
@@ -2090,22 +2095,36 @@ static void resp_piece(hreq_t *req)
     sn__buf_free(&req->head);
     if (r->code)
         return; /* failed after the first pieces: the connection ends */
-    if (!req->streaming) {
+    int first = !req->streaming;
+    if (first) {
         req->streaming = 1;
         req->status = 200;
         if (req->http10)
             req->close_after = 1;
         resp_head(req, "application/json");
     }
+    /* a reply line's pieces (a get): the body is its fields (as
+     * put_reply_fields), without the line's end */
+    sn__buf_t body;
+    sn__buf_init(&body, (size_t)-1);
+    if (!r->fmt && first)
+        put_reply_fields(&body, &r->reply);
+    else
+        sn__buf_put(&body, r->reply.data, r->reply.len);
+    if (!r->fmt && !first && !r->more && body.len &&
+        body.data[body.len - 1] == '\n')
+        body.len--;
     if (req->http10) {
-        sn__buf_put(b, r->reply.data, r->reply.len);
+        sn__buf_put(b, body.data, body.len);
+        sn__buf_free(&body);
         return;
     }
-    if (r->reply.len) {
-        sn__buf_printf(b, "%zx\r\n", r->reply.len);
-        sn__buf_put(b, r->reply.data, r->reply.len);
+    if (body.len) {
+        sn__buf_printf(b, "%zx\r\n", body.len);
+        sn__buf_put(b, body.data, body.len);
         sn__buf_puts(b, "\r\n");
     }
+    sn__buf_free(&body);
     if (!r->more)
         sn__buf_puts(b, "0\r\n\r\n");
     sn__buf_free(&req->r.reply); /* copied: not held twice */
@@ -2142,7 +2161,10 @@ static void on_async(uv_async_t *a)
         hconn_t *c = req->conn;
         c->n_work--;
         req->on_worker = 0;
-        if (c->closing) {
+        if (c->closing && sn__ops_abandon(&req->r)) {
+            req->on_worker = 1; /* a piece came back: it ends its turn */
+            c->n_work++;
+        } else if (c->closing) {
             req_free(req);
             conn_maybe_free(c);
         } else {

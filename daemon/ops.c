@@ -218,7 +218,7 @@ static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
  * worth when the transport asks for it. So what a request holds while its
  * client does not read is its texts' vectors and one piece. */
 
-enum { STREAM_VECTORS = 1, STREAM_TOKENS, STREAM_DONE };
+enum { STREAM_VECTORS = 1, STREAM_TOKENS, STREAM_DONE, STREAM_DOCS };
 
 /* The reply estimate past which the reply goes in pieces. */
 static int embed_streams(const sn__req_t *req, size_t est)
@@ -332,12 +332,18 @@ static void piece_tokens_done(sn__job_t *pj)
     piece_done(req);
 }
 
+static void get_more(sn__req_t *req);
+
 void sn__ops_more(sn__req_t *req)
 {
     sn__job_t *pj = &req->piece;
     const sn_model_t *m = req->ops->model;
     sn__buf_free(&req->reply);
     sn__buf_init(&req->reply, (size_t)-1);
+    if (req->p.op == SN_OP_GET) {
+        get_more(req);
+        return;
+    }
     memset(pj, 0, sizeof *pj);
     pj->client = req->client;
     if (req->phase == STREAM_VECTORS) {
@@ -690,6 +696,19 @@ static void run_search(sn__req_t *req, sn_ctx_t *ctx)
 
 /* ---- get, delete, stats ------------------------------------------------------ */
 
+static void put_doc(sn__buf_t *b, const sn_doc_t *d, int comma)
+{
+    sn__buf_puts(b, comma ? ",{\"id\":" : "{\"id\":");
+    sn__buf_json_str(b, d->id ? d->id : "", d->id ? strlen(d->id) : 0);
+    sn__buf_puts(b, ",\"text\":");
+    sn__buf_json_str(b, d->text ? d->text : "", d->text ? strlen(d->text) : 0);
+    sn__buf_puts(b, ",\"meta\":");
+    sn__buf_puts(b, d->meta_json && *d->meta_json ? d->meta_json : "{}");
+    sn__buf_printf(b, ",\"created\":%lld,\"updated\":%lld,\"chunks\":%d}",
+                   (long long)d->created, (long long)d->updated, d->n_chunks);
+}
+
+/* A get of one id (a get of several goes in pieces: get_piece). */
 static void run_get(sn__req_t *req, sn_ctx_t *ctx)
 {
     const sn__request_t *p = &req->p;
@@ -707,25 +726,114 @@ static void run_get(sn__req_t *req, sn_ctx_t *ctx)
     sn__buf_t *b = &req->reply;
     sn__proto_reply_begin(b, p->id_json);
     sn__buf_puts(b, ",\"docs\":[");
-    for (int i = 0; i < n; i++) {
-        const sn_doc_t *d = &docs[i];
-        sn__buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
-        sn__buf_json_str(b, d->id ? d->id : "", d->id ? strlen(d->id) : 0);
-        sn__buf_puts(b, ",\"text\":");
-        sn__buf_json_str(b, d->text ? d->text : "",
-                         d->text ? strlen(d->text) : 0);
-        sn__buf_puts(b, ",\"meta\":");
-        sn__buf_puts(b, d->meta_json && *d->meta_json ? d->meta_json : "{}");
-        sn__buf_printf(b, ",\"created\":%lld,\"updated\":%lld,\"chunks\":%d}",
-                       (long long)d->created, (long long)d->updated,
-                       d->n_chunks);
-    }
+    for (int i = 0; i < n; i++)
+        put_doc(b, &docs[i], i > 0);
     sn__buf_put(b, "]", 1);
     sn__proto_reply_end(b);
 out:
     for (int i = 0; i < n; i++)
         sn_doc_free(&docs[i]);
     free(docs);
+}
+
+/* ---- get, in pieces ------------------------------------------------------------
+ *
+ * A get of several ids holds its connection's turn on the lane from its
+ * first piece to its last (keep_turn), so that the connection's later
+ * storage ops still take effect after all of it; its documents are read
+ * one id at a time, about a piece's worth (SN__PIECE) each time the
+ * transport asks (sn__ops_more): what it holds while its client does not
+ * read is one piece and one document. Other connections' storage ops run
+ * between its pieces (a document is read whole, but the get is not one
+ * snapshot of the store). A transport that drops such a request between
+ * pieces gives it back through sn__ops_abandon, which ends its turn. */
+
+static void get_end(sn__req_t *req);
+static void back_to_lane(sn__req_t *req);
+
+/* The lane, at the request's turn (which it keeps). */
+static void get_piece(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    const sn__request_t *p = &req->p;
+    sn__buf_t *b = &req->reply;
+    char err[512] = "";
+
+    if (!req->phase) {
+        req->phase = STREAM_DOCS;
+        sn__proto_reply_begin(b, p->id_json);
+        sn__buf_puts(b, ",\"docs\":[");
+    }
+    while (req->i_next < p->n_ids && b->len < SN__PIECE && !b->err) {
+        sn_doc_t *docs = NULL;
+        int n = 0;
+        int rc = sn_store_get(req->ops->store, p->collection,
+                              p->ids + req->i_next, 1, &docs, &n, err,
+                              sizeof err);
+        if (rc && !req->in_pieces) {
+            sn__ops_reply_error(req, sn__perr_of(rc), err);
+            get_end(req);
+            return;
+        }
+        if (rc)
+            b->err = rc;
+        for (int i = 0; i < n; i++) {
+            put_doc(b, &docs[i], req->n_put++ > 0);
+            sn_doc_free(&docs[i]);
+        }
+        free(docs);
+        req->i_next++;
+    }
+    if (b->err || req->i_next >= p->n_ids) {
+        sn__buf_put(b, "]", 1);
+        sn__proto_reply_end(b);
+        get_end(req);
+        return;
+    }
+    req->more = 1; /* a piece; the turn stays with it */
+    req->in_pieces = 1;
+    req->done(req);
+}
+
+/* The last piece (or the whole reply): back through the lane, which ends
+ * the turn. */
+static void get_end(sn__req_t *req)
+{
+    req->more = 0;
+    if (req->in_pieces && req->reply.err) {
+        /* what went cannot be taken back: the transport ends the
+         * connection */
+        sn__log_error("get: %s after its first pieces",
+                      req->reply.err == -ENOMEM ? "out of memory"
+                                                : "a storage error");
+        sn__buf_free(&req->reply);
+        req->code = SN__P_INTERNAL;
+    }
+    back_to_lane(req);
+}
+
+static void get_more(sn__req_t *req)
+{
+    req->task.keep_turn = 1;
+    req->task.run = get_piece;
+    sn__lane_submit(req->ops->lane, &req->task);
+}
+
+static void abandoned(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    req->done(req);
+}
+
+int sn__ops_abandon(sn__req_t *req)
+{
+    if (!req->p.has_op || req->p.op != SN_OP_GET || !req->more)
+        return 0;
+    req->more = 0;
+    req->task.keep_turn = 0;
+    req->task.run = abandoned;
+    sn__lane_submit(req->ops->lane, &req->task);
+    return 1;
 }
 
 static void run_delete(sn__req_t *req, sn_ctx_t *ctx)
@@ -1249,6 +1357,9 @@ static size_t full_estimate(const sn__req_t *req)
 size_t sn__ops_reply_estimate(const sn__req_t *req)
 {
     size_t est = full_estimate(req);
+    if (req->p.has_op && req->p.op == SN_OP_GET && req->p.n_ids > 1 &&
+        est > 2 * SN__PIECE)
+        return 2 * SN__PIECE; /* in pieces: at most a piece or two at once */
     if (!embed_streams(req, est))
         return est;
     /* in pieces: the vectors it holds, a piece being made and one going */
@@ -1343,6 +1454,10 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         return 1;
     case SN__ROUTE_STORE:
         ticket(req, order);
+        if (p->op == SN_OP_GET && p->n_ids > 1) { /* in pieces */
+            get_more(req);
+            return 1;
+        }
         /* fall through */
     case SN__ROUTE_STATE:
         req->task.run = lane_run;

@@ -433,8 +433,12 @@ static void conn_close(sn__conn_t *c)
     while (req) {
         sreq_t *next = req->next;
         req->next = NULL;
-        if (!req->on_worker)
+        if (!req->on_worker && sn__ops_abandon(&req->r)) {
+            req->on_worker = 1; /* back through the engine, then freed */
+            c->n_work++;
+        } else if (!req->on_worker) {
             req_free(req);
+        }
         req = next;
     }
     sn__log_debug("conn %llu: closing", (unsigned long long)c->serial);
@@ -819,7 +823,10 @@ static void on_async(uv_async_t *a)
         sn__conn_t *c = req->conn;
         c->n_work--;
         req->on_worker = 0;
-        if (c->closing) {
+        if (c->closing && sn__ops_abandon(&req->r)) {
+            req->on_worker = 1; /* a piece came back: it ends its turn */
+            c->n_work++;
+        } else if (c->closing) {
             req_free(req);
             conn_maybe_free(c);
         } else {

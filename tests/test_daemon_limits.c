@@ -467,6 +467,15 @@ static int free_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* --http's address for a daemon: a free port (http_port). */
+static const char *http_addr(void)
+{
+    static char addr[32];
+    http_port = free_port();
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", http_port);
+    return addr;
+}
+
 static client_t *tcp_open(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -561,11 +570,8 @@ static size_t tei_req(char *out, size_t cap, int i)
 static void test_fairness(void)
 {
     /* batches of ~10 texts of 100 tokens: a fifth of a bulk request */
-    char port[32];
-    http_port = free_port();
-    snprintf(port, sizeof port, "127.0.0.1:%d", http_port);
     pid_t pid = daemon_start("--batch-wait-us", "0", "--batch-tokens", "1024",
-                             "--threads", "1", "--http", port, NULL);
+                             "--threads", "1", "--http", http_addr(), NULL);
     size_t cap = (size_t)F_REQ * F_TEXTS * (F_LEN + 32) + 65536, total;
     char *all = malloc(cap);
     client_t *lone = cl_open();
@@ -747,15 +753,15 @@ static char *tei_request(const char *path, int id, int n, int len)
     return req.s;
 }
 
-/* Wait until the daemon has nothing queued for the encoders (five looks
- * in a row, 100 ms apart). */
-static void quiesce(client_t *c)
+/* Wait until the daemon has nothing queued in `queue` ("embed": the
+ * encoders; "storage": the lane): five looks in a row, 100 ms apart. */
+static void queue_idle(client_t *c, const char *queue)
 {
     for (int quiet = 0, i = 0; quiet < 5 && i < 600; i++) {
         usleep(100000);
         json_t *r = call(c, "{\"op\":\"stats\"}");
         quiet = json_integer_value(json_object_get(
-                    json_object_get(r, "queue"), "embed")) == 0
+                    json_object_get(r, "queue"), queue)) == 0
                     ? quiet + 1
                     : 0;
         json_decref(r);
@@ -771,10 +777,7 @@ static void quiesce(client_t *c)
 static void test_big_replies(void)
 {
     enum { N = 1024, LEN = 300, N_HOG = 4, LIMIT_KB = 8 * 1024 };
-    char port[32];
-    http_port = free_port();
-    snprintf(port, sizeof port, "127.0.0.1:%d", http_port);
-    pid_t pid = daemon_start("--http", port, NULL);
+    pid_t pid = daemon_start("--http", http_addr(), NULL);
     client_t *other = cl_open();
     /* warm up: the arenas, for a request this big read whole */
     char *l = embed_line(999, N, LEN, 1), *line;
@@ -791,7 +794,7 @@ static void test_big_replies(void)
         CHECK_EQ(send_some(hog, l, strlen(l)), strlen(l));
         free(l);
     }
-    quiesce(other);
+    queue_idle(other, "embed");
     long grew = status_kb(pid, "VmHWM:") - base;
     printf(" [socket: %d unread replies of 1024 texts with tokens: peak +%ld "
            "KB]", N_HOG, grew);
@@ -822,7 +825,7 @@ static void test_big_replies(void)
         CHECK_EQ(send_some(hog, l, strlen(l)), strlen(l));
         free(l);
     }
-    quiesce(other);
+    queue_idle(other, "embed");
     grew = status_kb(pid, "VmHWM:") - base;
     printf(" [HTTP: +%ld KB]", grew);
     CHECK(RSS_MEANS_NOTHING || grew < LIMIT_KB);
@@ -888,6 +891,120 @@ static void test_big_replies(void)
     free(want.s);
     free(body);
     cl_close(h);
+    cl_close(other);
+    CHECK_EQ(daemon_stop(pid), 0);
+}
+
+/* A get of n ids of collection g: mostly the big document, some the small
+ * one, some missing. */
+static char *get_line(int id, int n)
+{
+    str_t s = {0};
+    char head[96];
+    snprintf(head, sizeof head, "{\"id\":%d,\"op\":\"get\",\"collection\":"
+             "\"g\",\"ids\":[", id);
+    str_puts(&s, head);
+    for (int i = 0; i < n; i++) {
+        str_puts(&s, i ? "," : "");
+        str_puts(&s, i % 5 == 1 ? "\"small\"" : i % 7 == 3 ? "\"gone\""
+                                                            : "\"big\"");
+    }
+    str_puts(&s, "]}\n");
+    return s.s;
+}
+
+/* A get of several ids goes in pieces too: one that would be 30 MB, sent
+ * four times and never read, costs a few MiB (built whole: 30 MB each);
+ * byte for byte it is the reply put together from each id's own; a
+ * client that leaves in the middle of one frees its connection (the
+ * daemon still stops cleanly) and holds up no one. */
+static void test_big_gets(void)
+{
+    enum { DOC = 150000, N_IDS = 300, N_HOG = 4, LIMIT_KB = 8 * 1024 };
+    pid_t pid = daemon_start("--http", http_addr(), NULL);
+    client_t *other = cl_open();
+    str_t add = {0};
+    str_puts(&add, "{\"op\":\"add\",\"collection\":\"g\",\"docs\":[{\"id\":"
+                   "\"small\",\"text\":\"a small one\",\"meta\":{\"k\":1}},"
+                   "{\"id\":\"big\",\"text\":\"");
+    while (add.len < DOC)
+        str_puts(&add, "lorem ipsum dolor sit amet, consectetur. ");
+    str_puts(&add, "\"}]}\n");
+    json_decref(call(other, add.s));
+    free(add.s);
+
+    /* byte for byte, and the warm-up */
+    char *l = get_line(9, N_IDS), *line;
+    cl_sendz(other, l);
+    free(l);
+    CHECK((line = cl_line(other)) != NULL);
+    str_t want = {0};
+    str_puts(&want, "{\"id\":9,\"ok\":true,\"docs\":[");
+    int n_docs = 0;
+    for (int i = 0; i < N_IDS; i++) {
+        const char *idv = i % 5 == 1 ? "small" : i % 7 == 3 ? "gone" : "big";
+        char one[128];
+        snprintf(one, sizeof one, "{\"op\":\"get\",\"collection\":\"g\","
+                 "\"ids\":[\"%s\"]}\n", idv);
+        cl_sendz(other, one);
+        char *r1 = cl_line(other);
+        CHECK(r1 != NULL);
+        const char *a = strstr(r1, "\"docs\":[") + 8;
+        size_t n = strlen(a) - 2; /* less "]}" */
+        if (n) {
+            if (n_docs++)
+                str_puts(&want, ",");
+            str_put(&want, a, n);
+        }
+        free(r1);
+    }
+    str_puts(&want, "]}");
+    CHECK(want.len > 20u << 20);
+    CHECK_EQ(strlen(line), want.len);
+    CHECK(!strcmp(line, want.s));
+    free(line);
+
+    /* HTTP: the REST get, chunked */
+    client_t *h = tcp_open();
+    l = get_line(0, N_IDS);
+    char *body_in = strstr(l, "\"ids\""), hd[256], *body;
+    size_t len;
+    body_in[-1] = '{';
+    body_in[strlen(body_in) - 1] = '\0'; /* no newline */
+    snprintf(hd, sizeof hd, "POST /v1/collections/g/get HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             strlen(body_in - 1));
+    cl_sendz(h, hd);
+    cl_sendz(h, body_in - 1);
+    free(l);
+    CHECK_EQ(http_read(h, &body, &len), 200);
+    const char *docs_at = strstr(want.s, "\"docs\"");
+    CHECK_EQ(len, strlen(docs_at) + 1);
+    CHECK(body[0] == '{' && !memcmp(body + 1, docs_at, len - 1));
+    free(body);
+    free(want.s);
+
+    /* a client that never reads */
+    long base = status_kb(pid, "VmRSS:");
+    client_t *hog = cl_open();
+    for (int i = 0; i < N_HOG; i++) {
+        l = get_line(i, N_IDS);
+        CHECK_EQ(send_some(hog, l, strlen(l)), strlen(l));
+        free(l);
+    }
+    queue_idle(other, "storage");
+    long grew = status_kb(pid, "VmHWM:") - base;
+    printf(" [%d unread gets of %d ids (%zu MB each): peak +%ld KB]", N_HOG,
+           N_IDS, want.len >> 20, grew);
+    CHECK(RSS_MEANS_NOTHING || grew < LIMIT_KB);
+    /* it leaves in the middle: others go on, the daemon stops cleanly */
+    cl_close(hog);
+    cl_close(h);
+    usleep(200000);
+    json_decref(call(other, "{\"op\":\"get\",\"collection\":\"g\",\"ids\":"
+                            "[\"small\",\"big\"]}\n"));
+    json_decref(call(other, "{\"op\":\"delete\",\"collection\":\"g\",\"ids\":"
+                            "[\"small\"]}\n"));
     cl_close(other);
     CHECK_EQ(daemon_stop(pid), 0);
 }
@@ -1091,6 +1208,7 @@ int main(int argc, char **argv)
     RUN("memory:", test_memory);
     RUN("fairness:", test_fairness);
     RUN("replies over the budget:", test_big_replies);
+    RUN("gets over the budget:", test_big_gets);
     RUN("idle timeout", test_idle);
     RUN("damaged vectors, check, repair", test_damaged);
     RUN("document limits", test_doc_limits);

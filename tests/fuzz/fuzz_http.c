@@ -57,22 +57,13 @@ static int on_complete(http_parser *p)
     hreq_t *req = c->cur;
     c->cur = NULL;
     req->complete = 1;
-    if (!req->done) {
-        switch (req->ep) {
-        case EP_HEALTH:
-        case EP_PREFLIGHT:
-        case EP_MODELS:
-        case EP_MODEL:
-            answer_local(req);
-            break;
-        default:
-            if (build(req)) {
-                req_ready(req);
-            } else if (!req->r.p.has_op ||
-                       (unsigned)req->r.p.op >= SN_OP_COUNT) {
-                die("built without an op", req);
-            }
-        }
+    if (!req->done && ep_local(req->ep)) {
+        answer_local(req);
+    } else if (!req->done) {
+        if (build(req))
+            req_ready(req);
+        else if (!req->r.p.has_op || (unsigned)req->r.p.op >= SN_OP_COUNT)
+            die("built without an op", req);
     }
     if (req->done)
         check_answer(req);
