@@ -248,8 +248,9 @@ typedef void (*sn__job_run_cb)(sn__job_t *job, sn_ctx_t *ctx);
  * first on a worker and may fill texts/lens/n or set rc (chunking an add).
  * `run`, if set, makes a job that calls the model itself (sn_wsd_which,
  * sn_wsd_add): it is called once on a worker with that worker's encoder
- * context, in the place of texts, then `done`; it is queued with the
- * prepare steps, ahead of queued texts. */
+ * context, in the place of texts, then `done`. Prepare and run steps and
+ * texts all wait in their client's queue and are taken in turn with other
+ * clients' (sched.c, "Fairness"). */
 struct sn__job {
     const char *const *texts;
     const size_t *lens;
@@ -261,7 +262,7 @@ struct sn__job {
     void *data;             /* the caller's */
     const void *client;     /* whose: texts are dealt round robin among
                              * clients (a connection; NULL is one client) */
-    int urgent;             /* dealt before the clients' (a search query) */
+    int urgent;             /* dealt first in each batch (a search query) */
     /* results, valid in done(): out[n] (sched allocates, caller frees with
      * sn__job_free_out), rc and err for the first failed text */
     sn_embedding_t *out;
@@ -271,6 +272,10 @@ struct sn__job {
     void *items;
     int n_left;
     int n_queued;           /* texts still in the queue */
+    int n_ahead;            /* batches and steps that started while this
+                             * job waited in the queue (set by submit;
+                             * logged with the request) */
+    uint64_t unit_q;        /* the count of those when it was queued */
     int64_t t_enq;
     uint64_t stamp;         /* the last batch it had texts in */
     sn__job_t *next;

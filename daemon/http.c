@@ -792,7 +792,8 @@ static hreq_t *req_new(hconn_t *c)
     req->conn = c;
     req->r.ops = c->h->ops;
     req->r.done = on_req_done;
-    req->r.client = c; /* the encoders deal texts round robin by connection */
+    req->r.client = c; /* the encoders deal work round robin by connection */
+    req->r.job.n_ahead = -1;
     req->t0_ns = sn__now_ns();
     req->keep_alive = 1;
     sn__buf_init(&req->r.reply, SN_MAX_REPLY);
@@ -862,11 +863,20 @@ static void record(sn__http_t *h, hreq_t *req)
         k++;
     h->m.hist[e][k]++;
     h->m.sum[e] += sec;
-    sn__log_debug("http %llu: %s %.*s: %d, %.1f ms",
-                  (unsigned long long)req->conn->serial,
-                  http_method_str((enum http_method)req->method),
-                  (int)(req->url.len > 200 ? 200 : req->url.len),
-                  req->url.data ? req->url.data : "", req->status, sec * 1e3);
+    if (req->r.job.n_ahead >= 0) /* encoder work: what ran first */
+        sn__log_debug("http %llu: %s %.*s: %d, %.1f ms, %d batches or "
+                      "steps ahead", (unsigned long long)req->conn->serial,
+                      http_method_str((enum http_method)req->method),
+                      (int)(req->url.len > 200 ? 200 : req->url.len),
+                      req->url.data ? req->url.data : "", req->status,
+                      sec * 1e3, req->r.job.n_ahead);
+    else
+        sn__log_debug("http %llu: %s %.*s: %d, %.1f ms",
+                      (unsigned long long)req->conn->serial,
+                      http_method_str((enum http_method)req->method),
+                      (int)(req->url.len > 200 ? 200 : req->url.len),
+                      req->url.data ? req->url.data : "", req->status,
+                      sec * 1e3);
 }
 
 /* ---- routing ----------------------------------------------------------------------- */

@@ -1070,6 +1070,7 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
 
     __atomic_add_fetch(&ops->n_requests, 1, __ATOMIC_RELAXED);
     memset(job, 0, sizeof *job);
+    job->n_ahead = -1; /* not through the encoders (yet) */
     memset(&req->task, 0, sizeof req->task);
     job->client = req->client;
     if ((unsigned)p->op >= SN_OP_COUNT) {

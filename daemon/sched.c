@@ -12,10 +12,10 @@
  * are retried one by one so that only the bad text's job fails. A job's
  * `done` runs once, on the worker that finished its last text. Jobs with a
  * `prepare` step (chunking a document) run it on a worker before their
- * texts are queued, ahead of queued texts. Jobs with a `run` step (word
- * senses: the library encodes and scores by itself) share that queue: a
- * worker calls run() with its own sn_ctx_t, then done(); they have no texts
- * to batch.
+ * texts are queued. Jobs with a `run` step (word senses: the library
+ * encodes and scores by itself) share that queue: a worker calls run()
+ * with its own sn_ctx_t, then done(); they have no texts to batch. Which
+ * client's step or batch comes next is in "Fairness" below.
  *
  * When to start a batch (continuous batching): requests that arrive while
  * the workers are busy wait in the queue and form the next batch, so under
@@ -31,7 +31,7 @@
  * connections (a connection's pipelined requests arrive in one read, so
  * waiting is for other connections only). The worker starts as soon as
  * the queue holds `expect` jobs, or a batch's worth of tokens or texts, or
- * prepare work is waiting, or the window ends. So a lone client never waits
+ * a step is waiting, or the window ends. So a lone client never waits
  * (one job queued, one expected); N concurrent clients wait only for each
  * other, for no longer than the window, and when some of them go away the
  * batch that times out holds fewer jobs and lowers `expect` (one window
@@ -54,15 +54,22 @@
  * task with keep_turn, whose request is not complete when run() returns:
  * its turn ends when it is submitted again without keep_turn.
  *
- * Fairness: texts wait in one queue per client (job->client: a
- * connection, or whatever a transport calls a client), and a batch is
- * dealt from the clients in turn -- one text from each client that has one
- * with the batch's options, round and round until the budget is full,
- * starting each batch one client further on. So a client that queued
- * thousands of texts takes its share of each batch, and a lone request
- * that arrives behind it goes into the next batch: it waits at most one
- * batch. Urgent jobs (a search's query: one short text that a person is
- * waiting on) have a queue of their own, dealt from first.
+ * Fairness: all encoder work waits in one queue per client (job->client:
+ * a connection, or whatever a transport calls a client): its texts, its
+ * urgent texts (a search's query: one short text that a person is waiting
+ * on) and its steps (jobs with a `prepare` or `run`: chunking an add, word
+ * senses). The clients with work form a ring, and the ring has a turn: a
+ * free worker looks at the client whose turn it is and runs that client's
+ * oldest step if it has one, or else starts a batch there. A batch is dealt
+ * from the clients in turn: first one urgent text from each client that
+ * has one, then one text from each client (its urgent texts first), round
+ * and round until the budget is full, all sharing the options of the first
+ * text taken. Either way the turn moves one client on. So a client that
+ * queued thousands of texts or steps takes its share, and a lone request
+ * that arrives behind it runs in the next unit of work (a batch or a step)
+ * or the one after: it waits at most one unit per other busy client. Each
+ * job counts the units that started while it waited (n_ahead: logged with
+ * its request, which is how the tests check this).
  *
  * Tuned for: a few cores, requests of 1..1000 short texts, and latency of a
  * lone request close to one forward pass.
@@ -85,10 +92,13 @@ typedef struct item {
     struct item *next;
 } item_t;
 
-/* One client's queued texts, in order; on the ring while it has any. */
+/* One client's queued work, each kind in order; on the ring while it has
+ * any. */
 typedef struct client_q {
     const void *key;
-    item_t *head, *tail;
+    item_t *head, *tail;          /* texts */
+    item_t *uhead, *utail;        /* urgent texts */
+    sn__job_t *steps, *steps_tail; /* jobs with a prepare or run step */
     struct client_q *next, *prev; /* the ring */
 } client_q_t;
 
@@ -108,17 +118,17 @@ struct sn__sched {
     int max_tokens;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    client_q_t *ring;  /* clients with texts queued; the next to deal from */
-    client_q_t urgent; /* urgent jobs' texts (not on the ring) */
+    client_q_t *ring;  /* clients with work queued; whose turn it is */
     client_q_t *spare; /* freed client queues, for reuse */
     uint64_t n_batches;
+    uint64_t n_units;  /* batches and steps started */
     int n_items;
+    int n_urgent;      /* of n_items, urgent */
     int n_jobs;        /* jobs with texts in the queue */
     int n_expect;      /* jobs the last batch held (arrived together) */
     int n_busy;        /* workers running a batch or a job's step */
     long queued_tokens;
-    sn__job_t *prep_head, *prep_tail;
-    int n_prep;
+    int n_steps;       /* jobs waiting for their prepare or run step */
     int stop;
     int n_threads;
     pthread_t th[SN_SCHED_MAX_WORKERS];
@@ -141,14 +151,12 @@ static int same_opts(const sn_embed_opts_t *a, const sn_embed_opts_t *b)
            a->want_tokens == b->want_tokens;
 }
 
-/* The queue of a job's client (mu held): the urgent one, one on the ring,
- * or a new one put on the ring just before the current position (so it is
- * dealt from last in this round). NULL when out of memory. */
+/* The queue of a job's client (mu held): the one on the ring, or a new one
+ * put on the ring just before the turn (so its turn comes last in this
+ * round). NULL when out of memory. */
 static client_q_t *client_of(sn__sched_t *s, const sn__job_t *job)
 {
     client_q_t *q = s->ring;
-    if (job->urgent)
-        return &s->urgent;
     if (q)
         do {
             if (q->key == job->client)
@@ -159,8 +167,8 @@ static client_q_t *client_of(sn__sched_t *s, const sn__job_t *job)
         s->spare = q->next;
     else if (!(q = malloc(sizeof *q)))
         return NULL;
+    memset(q, 0, sizeof *q);
     q->key = job->client;
-    q->head = q->tail = NULL;
     if (s->ring) {
         q->next = s->ring;
         q->prev = s->ring->prev;
@@ -173,11 +181,14 @@ static client_q_t *client_of(sn__sched_t *s, const sn__job_t *job)
     return q;
 }
 
+static int has_work(const client_q_t *q)
+{
+    return q->head || q->uhead || q->steps;
+}
+
 /* A client's queue ran empty (mu held): off the ring. */
 static void client_drop(sn__sched_t *s, client_q_t *q)
 {
-    if (q == &s->urgent)
-        return;
     if (q->next == q) {
         s->ring = NULL;
     } else {
@@ -190,15 +201,44 @@ static void client_drop(sn__sched_t *s, client_q_t *q)
     s->spare = q;
 }
 
+/* The turn moves on from `from` to the next client with work; the clients
+ * left without any leave the ring (mu held). */
+static void turn_advance(sn__sched_t *s, client_q_t *from)
+{
+    client_q_t *next = NULL, *q = from;
+    do {
+        q = q->next;
+        if (has_work(q)) {
+            next = q;
+            break;
+        }
+    } while (q != from);
+    if (!next) {
+        while (s->ring)
+            client_drop(s, s->ring);
+        return;
+    }
+    for (q = next->next; q != next;) {
+        client_q_t *after = q->next;
+        if (!has_work(q))
+            client_drop(s, q);
+        q = after;
+    }
+    s->ring = next;
+}
+
 /* Put the job's texts on its client's queue (mu held). 0, or -ENOMEM. */
 static int enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
 {
     client_q_t *q = client_of(s, job);
     if (!q)
         return -ENOMEM;
+    item_t **head = job->urgent ? &q->uhead : &q->head;
+    item_t **tail = job->urgent ? &q->utail : &q->tail;
     job->items = items;
     job->n_left = job->n;
     job->n_queued = job->n;
+    job->unit_q = s->n_units;
     s->n_jobs++;
     job->t_enq = sn__now_ns();
     for (int i = 0; i < job->n; i++) {
@@ -208,12 +248,13 @@ static int enqueue_locked(sn__sched_t *s, sn__job_t *job, item_t *items)
         it->i_text = i;
         it->est = est > (size_t)s->max_tokens ? s->max_tokens : (int)est;
         it->next = NULL;
-        if (q->tail)
-            q->tail->next = it;
+        if (*tail)
+            (*tail)->next = it;
         else
-            q->head = it;
-        q->tail = it;
+            *head = it;
+        *tail = it;
         s->n_items++;
+        s->n_urgent += job->urgent != 0;
         s->queued_tokens += it->est;
     }
     pthread_cond_broadcast(&s->cv);
@@ -225,12 +266,12 @@ static int64_t oldest_locked(const sn__sched_t *s)
 {
     int64_t t = INT64_MAX;
     const client_q_t *q = s->ring;
-    if (s->urgent.head)
-        t = s->urgent.head->job->t_enq;
     if (q)
         do {
             if (q->head && q->head->job->t_enq < t)
                 t = q->head->job->t_enq;
+            if (q->uhead && q->uhead->job->t_enq < t)
+                t = q->uhead->job->t_enq;
             q = q->next;
         } while (q != s->ring);
     return t;
@@ -270,17 +311,30 @@ void sn__sched_submit(sn__sched_t *s, sn__job_t *job)
     job->err[0] = '\0';
     job->out = NULL;
     job->items = NULL;
+    job->n_ahead = 0;
     if (job->prepare || job->run) {
         pthread_mutex_lock(&s->mu);
-        job->next = NULL;
-        if (s->prep_tail)
-            s->prep_tail->next = job;
-        else
-            s->prep_head = job;
-        s->prep_tail = job;
-        s->n_prep++;
-        pthread_cond_broadcast(&s->cv);
+        client_q_t *q = client_of(s, job);
+        if (q) {
+            job->next = NULL;
+            job->unit_q = s->n_units;
+            if (q->steps_tail)
+                q->steps_tail->next = job;
+            else
+                q->steps = job;
+            q->steps_tail = job;
+            s->n_steps++;
+            pthread_cond_broadcast(&s->cv);
+        }
         pthread_mutex_unlock(&s->mu);
+        if (q)
+            return;
+        /* the step's failure is the job's: its done() replies */
+        job->rc = -ENOMEM;
+        snprintf(job->err, sizeof job->err, "out of memory");
+        if (job->run)
+            job->run(job, NULL);
+        job->done(job);
         return;
     }
     enqueue(s, job);
@@ -289,23 +343,33 @@ void sn__sched_submit(sn__sched_t *s, sn__job_t *job)
 int sn__sched_depth(sn__sched_t *s)
 {
     pthread_mutex_lock(&s->mu);
-    int n = s->n_items + s->n_prep;
+    int n = s->n_items + s->n_steps;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
 
-/* Take one text from the head of q into the batch (mu held). */
+/* Take the next text of client q into the batch: an urgent one if it has
+ * any (mu held). */
 static void take_item(sn__sched_t *s, worker_t *w, client_q_t *q,
                       long *tokens, int *n_jobs)
 {
-    item_t *it = q->head;
-    q->head = it->next;
-    if (!q->head)
-        q->tail = NULL;
+    int urgent = q->uhead != NULL;
+    item_t **head = urgent ? &q->uhead : &q->head;
+    item_t *it = *head;
+    *head = it->next;
+    if (!*head) {
+        if (urgent)
+            q->utail = NULL;
+        else
+            q->tail = NULL;
+    }
     it->next = NULL;
     s->n_items--;
+    s->n_urgent -= urgent;
     s->queued_tokens -= it->est;
     *tokens += it->est;
+    if (it->job->n_queued == it->job->n) /* its first text taken */
+        it->job->n_ahead += (int)(s->n_units - 1 - it->job->unit_q);
     if (--it->job->n_queued == 0)
         s->n_jobs--;
     if (it->job->stamp != s->n_batches) {
@@ -315,65 +379,84 @@ static void take_item(sn__sched_t *s, worker_t *w, client_q_t *q,
     w->batch[w->n_batch++] = it;
 }
 
+static const item_t *next_item(const client_q_t *q)
+{
+    return q->uhead ? q->uhead : q->head;
+}
+
 static int fits(const sn__sched_t *s, const worker_t *w, const item_t *it,
                 const sn_embed_opts_t *key, long tokens)
 {
-    return w->n_batch < SN_SCHED_MAX_BATCH && same_opts(&it->job->opts, key) &&
+    return it && w->n_batch < SN_SCHED_MAX_BATCH &&
+           same_opts(&it->job->opts, key) &&
            (w->n_batch == 0 || tokens + it->est <= s->o.batch_tokens);
 }
 
-/* Take a batch (mu held; some text is queued): the urgent texts first,
- * then one text from each client in turn (see the top), texts sharing the
- * options of the first one taken, up to the token budget, at least one. */
+/* Take a batch at the turn's client (mu held; some text is queued): dealt
+ * as the top says, texts sharing the options of the first one -- the
+ * turn's urgent text, else any client's, else the turn's text -- up to the
+ * token budget, at least one. The turn moves on. */
 static void take_batch(sn__sched_t *s, worker_t *w)
 {
-    const sn_embed_opts_t *key;
+    client_q_t *start = s->ring, *q;
+    const sn_embed_opts_t *key = NULL;
     long tokens = 0;
     int n_jobs = 0;
 
     s->n_batches++;
+    s->n_units++;
     w->n_batch = 0;
-    key = s->urgent.head ? &s->urgent.head->job->opts
-                         : &s->ring->head->job->opts;
-    while (s->urgent.head && fits(s, w, s->urgent.head, key, tokens))
-        take_item(s, w, &s->urgent, &tokens, &n_jobs);
-    /* rounds over the ring, from where the last batch started, plus one */
-    client_q_t *start = s->ring;
-    for (int progress = 1; s->ring && progress;) {
-        progress = 0;
-        client_q_t *q = start;
+    q = start;
+    if (s->n_urgent)
         do {
-            client_q_t *next = q->next;
-            if (q->head && fits(s, w, q->head, key, tokens)) {
+            if (q->uhead) {
+                key = &q->uhead->job->opts;
+                break;
+            }
+            q = q->next;
+        } while (q != start);
+    if (!key) {
+        for (q = start; !q->head; q = q->next)
+            ; /* a text is queued: some client has one */
+        key = &q->head->job->opts;
+    }
+    q = start;
+    if (s->n_urgent)
+        do {
+            if (q->uhead && fits(s, w, q->uhead, key, tokens))
+                take_item(s, w, q, &tokens, &n_jobs);
+            q = q->next;
+        } while (q != start);
+    for (int progress = 1; progress;) {
+        progress = 0;
+        q = start;
+        do {
+            if (fits(s, w, next_item(q), key, tokens)) {
                 take_item(s, w, q, &tokens, &n_jobs);
                 progress = 1;
             }
-            q = next;
+            q = q->next;
         } while (q != start);
     }
-    /* the next batch starts one client further on (the first one after
-     * this batch's start that still has texts); the empty ones leave */
-    if (s->ring) {
-        client_q_t *next = NULL, *q = start->next;
-        for (;; q = q->next) {
-            if (q->head) {
-                next = q;
-                break;
-            }
-            if (q == start)
-                break;
-        }
-        while (s->ring && !s->ring->head)
-            client_drop(s, s->ring);
-        for (q = s->ring ? s->ring->next : NULL; q && q != s->ring;) {
-            client_q_t *after = q->next;
-            if (!q->head)
-                client_drop(s, q);
-            q = after;
-        }
-        s->ring = next;
-    }
+    turn_advance(s, start);
     s->n_expect = n_jobs;
+}
+
+/* The oldest step of the turn's client (mu held; it has one). The turn
+ * moves on. */
+static sn__job_t *take_step(sn__sched_t *s)
+{
+    client_q_t *q = s->ring;
+    sn__job_t *job = q->steps;
+    q->steps = job->next;
+    if (!q->steps)
+        q->steps_tail = NULL;
+    job->next = NULL;
+    s->n_steps--;
+    job->n_ahead += (int)(s->n_units - job->unit_q);
+    s->n_units++;
+    turn_advance(s, q);
+    return job;
 }
 
 /* How many jobs a free worker waits for (mu held): as many as the last
@@ -471,12 +554,28 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        if (s->prep_head) {
-            sn__job_t *job = s->prep_head;
-            s->prep_head = job->next;
-            if (!s->prep_head)
-                s->prep_tail = NULL;
-            s->n_prep--;
+        if (!s->n_items && !s->n_steps) {
+            if (s->stop)
+                break;
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        /* texts only, and more requests expected: let the batch fill,
+         * until they are here, the budget is, or the window ends (see the
+         * top) */
+        int64_t deadline = s->n_items ? oldest_locked(s) + window : 0;
+        while (s->n_items && !s->stop && !s->n_steps &&
+               s->n_jobs < expected_jobs(s) &&
+               s->queued_tokens < s->o.batch_tokens &&
+               s->n_items < SN_SCHED_MAX_BATCH && sn__now_ns() < deadline) {
+            struct timespec ts;
+            deadline_ts(deadline, &ts);
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+        if (!s->ring)
+            continue;
+        if (s->ring->steps) { /* the turn's client has a step */
+            sn__job_t *job = take_step(s);
             s->n_busy++;
             pthread_mutex_unlock(&s->mu);
             if (job->run) {
@@ -490,26 +589,7 @@ static void *worker_main(void *arg)
             s->n_busy--;
             continue;
         }
-        if (!s->n_items) {
-            if (s->stop)
-                break;
-            pthread_cond_wait(&s->cv, &s->mu);
-            continue;
-        }
-        /* more requests expected: let the batch fill, until they are
-         * here, the budget is, or the window ends (see the top) */
-        int64_t deadline = oldest_locked(s) + window;
-        while (s->n_items && !s->stop && !s->prep_head &&
-               s->n_jobs < expected_jobs(s) &&
-               s->queued_tokens < s->o.batch_tokens &&
-               s->n_items < SN_SCHED_MAX_BATCH && sn__now_ns() < deadline) {
-            struct timespec ts;
-            deadline_ts(deadline, &ts);
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
-        if (!s->n_items)
-            continue;
-        take_batch(s, w);
+        take_batch(s, w); /* the turn's client has texts */
         s->n_busy++;
         pthread_mutex_unlock(&s->mu);
         run_batch(s, w);

@@ -187,16 +187,26 @@ static void req_free(sreq_t *req)
 static void req_log(sreq_t *req)
 {
     double ms = (double)(sn__now_ns() - req->t0_ns) / 1e6;
-    if (req->r.code == SN__P_INTERNAL)
+    const char *op = req->r.p.has_op ? sn_op_name(req->r.p.op) : "-";
+    const char *id = req->r.p.id_json ? req->r.p.id_json : "null";
+    if (req->r.code == SN__P_INTERNAL) {
         sn__log_warn("conn %llu #%llu %s: internal error after %.1f ms",
                      (unsigned long long)req->conn->serial,
-                     (unsigned long long)req->seq,
-                     req->r.p.has_op ? sn_op_name(req->r.p.op) : "-", ms);
-    else
-        sn__log_debug("conn %llu #%llu %s: %s, %.1f ms",
+                     (unsigned long long)req->seq, op, ms);
+        return;
+    }
+    /* the id (cut short) and, for encoder work, the batches and steps
+     * that ran first: what the fairness tests read */
+    if (req->r.job.n_ahead >= 0)
+        sn__log_debug("conn %llu #%llu %s id %.40s: %s, %.1f ms, %d "
+                      "batches or steps ahead",
                       (unsigned long long)req->conn->serial,
-                      (unsigned long long)req->seq,
-                      req->r.p.has_op ? sn_op_name(req->r.p.op) : "-",
+                      (unsigned long long)req->seq, op, id,
+                      sn__perr_name(req->r.code), ms, req->r.job.n_ahead);
+    else
+        sn__log_debug("conn %llu #%llu %s id %.40s: %s, %.1f ms",
+                      (unsigned long long)req->conn->serial,
+                      (unsigned long long)req->seq, op, id,
                       sn__perr_name(req->r.code), ms);
 }
 
@@ -225,6 +235,7 @@ static sreq_t *req_new(sn__conn_t *c, size_t line_len)
     req->r.ops = &c->srv->ops;
     req->r.done = on_req_done;
     req->r.client = c;
+    req->r.job.n_ahead = -1;
     req->seq = ++c->n_seq;
     req->t0_ns = sn__now_ns();
     req->n_line_bytes = line_len;

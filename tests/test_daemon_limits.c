@@ -8,10 +8,10 @@
  *     MiB (the per-connection reply budget), not by a reply per request;
  *     another client is served meanwhile, and the replies all come when the
  *     first client reads;
- *   - fairness: while one client streams 64 requests of 50 texts, another
- *     client's one-text embed comes back within a few of the first
- *     client's replies (it waits at most a batch), and so does a search by
- *     text while a client streams adds;
+ *   - fairness: while one client streams 64 requests of 50 texts (or adds,
+ *     word-sense requests from three clients, HTTP embeds), another
+ *     client's lone request waits for at most one batch or step of encoder
+ *     work per bulk client, as the daemon counts it;
  *   - idle timeout: a connection that sends nothing is closed;
  *   - damaged vectors: a vector flipped in the database is logged by the
  *     daemon (the store's notes reach its log), left out of search,
@@ -19,12 +19,14 @@
  *   - the documented limits: document ids of 1024 bytes, meta of 1 MiB;
  *   - shutdown does not say "indexes saved" when saving failed.
  *
- * The fairness checks count replies, not milliseconds: with the encoder
- * queue first come first served, the lone reply comes after ~60 of the
- * other client's.
+ * The fairness checks read the count from the daemon's log, not the
+ * clock: with the encoder queue first come first served, the lone request
+ * waits for tens of batches or steps.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -47,7 +50,7 @@
 #define TIMEOUT_MS 60000
 
 static char tmp[64], sock_path[100], db_path[128], model[512], log_path[160];
-static int n_logs;
+static int n_logs, http_port;
 
 #include "rawclient.h"
 
@@ -278,21 +281,88 @@ static void test_memory(void)
 
 /* ---- fairness ---------------------------------------------------------------------- */
 
+/* The batches or steps of encoder work that ran ahead of a request, as the
+ * daemon logged it: the first line of its log holding `key` (a request's
+ * id, an HTTP request line) and "steps ahead". */
+static int ahead_of(const char *key)
+{
+    char *log = slurp(log_path), *p = log, *line_end;
+    int n = -1;
+    CHECK(log != NULL);
+    while ((p = strstr(p, key))) {
+        line_end = strchr(p, '\n');
+        char *m = strstr(p, " ms, ");
+        if (m && (!line_end || m < line_end) && strstr(m, "steps ahead")) {
+            n = atoi(m + 5);
+            break;
+        }
+        p += strlen(key);
+    }
+    if (n < 0) {
+        fprintf(stderr, "no 'steps ahead' line for %s in the log:\n%s\n", key,
+                log);
+        exit(1);
+    }
+    free(log);
+    return n;
+}
+
+static client_t *tcp_open(void);
+
 typedef struct {
     client_t *c;
     int n;
-    double t[128]; /* when each reply came */
-    int n_got;     /* atomic */
+    int http;      /* HTTP responses, not reply lines */
 } bulk_t;
+
+/* Read more into c's buffer (a deadline of TIMEOUT_MS); 0 at EOF. */
+static int cl_fill(client_t *c)
+{
+    if (c->cap - c->len < 65536) {
+        c->cap = c->cap ? c->cap * 2 : 131072;
+        c->buf = realloc(c->buf, c->cap);
+        CHECK(c->buf != NULL);
+    }
+    struct pollfd pfd = {c->fd, POLLIN, 0};
+    CHECK(poll(&pfd, 1, TIMEOUT_MS) == 1);
+    ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    CHECK(n >= 0);
+    c->len += (size_t)n;
+    return n > 0;
+}
+
+/* One HTTP response: its status; the body is skipped. */
+static int http_response(client_t *c)
+{
+    char *line = cl_line(c);
+    int status = 0;
+    size_t clen = 0;
+    CHECK(line != NULL);
+    CHECK(sscanf(line, "HTTP/1.1 %d", &status) == 1);
+    free(line);
+    while ((line = cl_line(c)) && strcmp(line, "\r")) {
+        if (!strncasecmp(line, "content-length:", 15))
+            clen = strtoul(line + 15, NULL, 10);
+        free(line);
+    }
+    CHECK(line != NULL);
+    free(line);
+    while (c->len - c->start < clen)
+        CHECK(cl_fill(c));
+    c->start += clen;
+    return status;
+}
 
 static void *bulk_reader(void *arg)
 {
     bulk_t *b = arg;
     for (int i = 0; i < b->n; i++) {
+        if (b->http) {
+            CHECK_EQ(http_response(b->c), 200);
+            continue;
+        }
         char *line = cl_line(b->c);
         CHECK(line != NULL);
-        b->t[i] = mono_ms();
-        __atomic_store_n(&b->n_got, i + 1, __ATOMIC_RELEASE);
         json_t *r = parse(line);
         if (!json_is_true(json_object_get(r, "ok"))) {
             fprintf(stderr, "bulk reply %d: %s\n", i, line);
@@ -304,77 +374,199 @@ static void *bulk_reader(void *arg)
     return NULL;
 }
 
-/* Start a bulk client sending `lines`, wait for its first reply, then
- * time `req` from another client: how many bulk replies came first. */
-static int replies_before(const char *lines, size_t len, int n_bulk,
-                          const char *req)
+/* Bulk clients each send `lines` (n_bulk requests; HTTP ones when `http`)
+ * and read the replies; meanwhile, once the first has sent them all, a
+ * lone client sends `req`. */
+static void lone_behind(int n_clients, const char *lines, size_t len,
+                        int n_bulk, int http, client_t *lone, const char *req)
 {
-    bulk_t b = {.c = cl_open(), .n = n_bulk};
-    client_t *lone = cl_open();
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, bulk_reader, &b) == 0);
-    CHECK_EQ(cl_send(b.c, lines, len), 0);
-    while (__atomic_load_n(&b.n_got, __ATOMIC_ACQUIRE) == 0)
-        usleep(200);
-    json_t *r = call(lone, req);
-    double t_lone = mono_ms();
-    json_decref(r);
-    pthread_join(th, NULL);
-    int before = 0;
-    for (int i = 0; i < n_bulk; i++)
-        before += b.t[i] < t_lone;
-    cl_close(b.c);
-    cl_close(lone);
-    return before;
+    bulk_t b[4];
+    pthread_t th[4];
+    CHECK(n_clients <= 4);
+    for (int i = 0; i < n_clients; i++) {
+        b[i] = (bulk_t){.c = http ? tcp_open() : cl_open(), .n = n_bulk,
+                        .http = http};
+        CHECK(pthread_create(&th[i], NULL, bulk_reader, &b[i]) == 0);
+    }
+    for (int i = 0; i < n_clients; i++)
+        CHECK_EQ(cl_send(b[i].c, lines, len), 0);
+    cl_sendz(lone, req);
+    if (http)
+        CHECK_EQ(http_response(lone), 200);
+    else
+        json_decref(cl_reply(lone));
+    for (int i = 0; i < n_clients; i++) {
+        pthread_join(th[i], NULL);
+        cl_close(b[i].c);
+    }
 }
 
-static void test_fairness(void)
+/* A free port on 127.0.0.1 (free a moment ago). */
+static int free_port(void)
 {
-    enum { N_REQ = 64, N_TEXTS = 50, LEN = 300 };
-    /* batches of ~32 texts of 32 tokens: under one bulk request each */
-    pid_t pid = daemon_start("--batch-wait-us", "0", "--batch-tokens", "1024",
-                             NULL);
-    size_t total = 0, cap = (size_t)N_REQ * N_TEXTS * (LEN + 32) + 16384;
-    char *all = malloc(cap);
-    CHECK(all != NULL);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
 
-    for (int i = 0; i < N_REQ; i++) {
-        char *l = embed_line(i, N_TEXTS, LEN, 0);
-        memcpy(all + total, l, strlen(l));
-        total += strlen(l);
-        free(l);
-    }
-    int before = replies_before(all, total, N_REQ,
-                                "{\"op\":\"embed\",\"texts\":[\"one\"]}\n");
-    printf(" [lone embed after %d of %d bulk replies]", before, N_REQ);
-    CHECK(before <= 6);
+static client_t *tcp_open(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    client_t *c = calloc(1, sizeof *c);
+    CHECK(c != NULL);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c->fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)http_port);
+    CHECK(connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return c;
+}
 
-    /* a search by text while another client streams adds */
-    client_t *c = cl_open();
-    json_decref(call(c, "{\"op\":\"add\",\"collection\":\"mine\",\"docs\":"
-                        "[{\"id\":\"m\",\"text\":\"my own note\"}]}\n"));
-    cl_close(c);
-    total = 0;
-    for (int i = 0; i < N_REQ; i++) {
-        total += (size_t)snprintf(all + total, cap - total,
-                                  "{\"id\":%d,\"op\":\"add\",\"collection\":"
-                                  "\"bulk\",\"docs\":[", i);
-        for (int j = 0; j < N_TEXTS; j++) {
-            total += (size_t)snprintf(all + total, cap - total,
-                                      "%s{\"id\":\"b%d-%d\",\"text\":\"", j ? "," : "",
-                                      i, j);
-            for (int k = 0; k < LEN; k++)
-                all[total++] = "words of a bulk doc "[(k + j) % 20];
-            total += (size_t)snprintf(all + total, cap - total, "\"}");
-        }
-        total += (size_t)snprintf(all + total, cap - total, "]}\n");
+/* n_req lines or HTTP requests appended to buf: the i-th made by fn. */
+static size_t build_bulk(char *buf, size_t cap, int n_req,
+                         size_t (*fn)(char *out, size_t cap, int i))
+{
+    size_t total = 0;
+    for (int i = 0; i < n_req; i++) {
+        total += fn(buf + total, cap - total, i);
         CHECK(total < cap);
     }
-    before = replies_before(all, total, N_REQ,
-                            "{\"op\":\"search\",\"collection\":\"mine\","
-                            "\"query\":\"note\",\"k\":1}\n");
-    printf(" [search after %d of %d bulk adds]", before, N_REQ);
-    CHECK(before <= 6);
+    return total;
+}
+
+enum { F_REQ = 64, F_TEXTS = 50, F_LEN = 300 };
+
+static size_t put_texts(char *out, size_t cap, int i, const char *pat)
+{
+    size_t n = 0;
+    for (int j = 0; j < F_TEXTS; j++) {
+        n += (size_t)snprintf(out + n, cap - n, "%s\"", j ? "," : "");
+        CHECK(n + F_LEN + 8 < cap);
+        for (int k = 0; k < F_LEN; k++)
+            out[n++] = pat[(k + j + i) % 20];
+        out[n++] = '"';
+    }
+    return n;
+}
+
+static size_t embed_req(char *out, size_t cap, int i)
+{
+    size_t n = (size_t)snprintf(out, cap, "{\"id\":%d,\"op\":\"embed\","
+                                "\"texts\":[", i);
+    n += put_texts(out + n, cap - n, i, "word an other thing ");
+    return n + (size_t)snprintf(out + n, cap - n, "]}\n");
+}
+
+static size_t add_req(char *out, size_t cap, int i)
+{
+    size_t n = (size_t)snprintf(out, cap, "{\"id\":%d,\"op\":\"add\","
+                                "\"collection\":\"bulk\",\"docs\":[", i);
+    for (int j = 0; j < F_TEXTS; j++) {
+        n += (size_t)snprintf(out + n, cap - n, "%s{\"id\":\"b%d-%d\","
+                              "\"text\":\"", j ? "," : "", i, j);
+        CHECK(n + F_LEN + 8 < cap);
+        for (int k = 0; k < F_LEN; k++)
+            out[n++] = "words of a bulk doc "[(k + j) % 20];
+        n += (size_t)snprintf(out + n, cap - n, "\"}");
+    }
+    return n + (size_t)snprintf(out + n, cap - n, "]}\n");
+}
+
+static size_t which_req(char *out, size_t cap, int i)
+{
+    return (size_t)snprintf(out, cap, "{\"id\":%d,\"op\":\"sense.which\","
+                            "\"text\":\"we sat on the bank of the river "
+                            "number %d\",\"word\":\"bank\"}\n", i, i);
+}
+
+static size_t tei_req(char *out, size_t cap, int i)
+{
+    char body[F_TEXTS * (F_LEN + 4) + 64];
+    size_t n = (size_t)snprintf(body, sizeof body, "{\"inputs\":[");
+    n += put_texts(body + n, sizeof body - n, i, "word an other thing ");
+    n += (size_t)snprintf(body + n, sizeof body - n, "],\"truncate\":true}");
+    size_t h = (size_t)snprintf(out, cap, "POST /embed HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Type: application/json\r\n"
+                                "Content-Length: %zu\r\n\r\n", n);
+    CHECK(h + n < cap);
+    memcpy(out + h, body, n);
+    return h + n;
+}
+
+/* Encoder work is taken round robin across clients, whatever the work:
+ * a lone request arriving behind a bulk client's embeds, adds (chunking
+ * steps and texts), word-sense jobs or HTTP embeds waits for at most one
+ * batch or step per bulk client (one encoder worker). The daemon counts
+ * what ran ahead of it and logs it: no clock involved, so the machine's
+ * load does not change the count. First come first served, the lone
+ * request waits behind most of the bulk work (tens of batches). */
+static void test_fairness(void)
+{
+    /* batches of ~10 texts of 100 tokens: a fifth of a bulk request */
+    char port[32];
+    http_port = free_port();
+    snprintf(port, sizeof port, "127.0.0.1:%d", http_port);
+    pid_t pid = daemon_start("--batch-wait-us", "0", "--batch-tokens", "1024",
+                             "--threads", "1", "--http", port, NULL);
+    size_t cap = (size_t)F_REQ * F_TEXTS * (F_LEN + 32) + 65536, total;
+    char *all = malloc(cap);
+    client_t *lone = cl_open();
+    int n;
+    CHECK(all != NULL);
+
+    total = build_bulk(all, cap, F_REQ, embed_req);
+    lone_behind(1, all, total, F_REQ, 0, lone,
+                "{\"id\":\"lone-1\",\"op\":\"embed\",\"texts\":[\"one\"]}\n");
+    printf(" [lone embed behind embeds: %d ahead]", n = ahead_of("lone-1"));
+    CHECK(n <= 1);
+
+    /* adds: chunking steps, then texts; a lone embed and search by text */
+    json_decref(call(lone, "{\"op\":\"add\",\"collection\":\"mine\",\"docs\":"
+                           "[{\"id\":\"m\",\"text\":\"my own note\"}]}\n"));
+    total = build_bulk(all, cap, F_REQ, add_req);
+    lone_behind(1, all, total, F_REQ, 0, lone,
+                "{\"id\":\"lone-2\",\"op\":\"embed\",\"texts\":[\"one\"]}\n");
+    printf(" [embed behind adds: %d]", n = ahead_of("lone-2"));
+    CHECK(n <= 1);
+    lone_behind(1, all, total, F_REQ, 0, lone,
+                "{\"id\":\"lone-3\",\"op\":\"search\",\"collection\":\"mine\","
+                "\"query\":\"note\",\"k\":1}\n");
+    printf(" [search behind adds: %d]", n = ahead_of("lone-3"));
+    CHECK(n <= 1);
+
+    /* word senses: a connection's run one at a time, so three clients */
+    json_decref(call(lone, "{\"op\":\"sense.add\",\"lemma\":\"bank\","
+                           "\"sense\":\"river\",\"gloss\":\"sloping land "
+                           "beside water\",\"examples\":[\"the bank of the "
+                           "river\"]}\n"));
+    json_decref(call(lone, "{\"op\":\"sense.add\",\"lemma\":\"bank\","
+                           "\"sense\":\"money\",\"gloss\":\"a financial "
+                           "institution\",\"examples\":[\"money in the "
+                           "bank\"]}\n"));
+    total = build_bulk(all, cap, F_REQ, which_req);
+    lone_behind(3, all, total, F_REQ, 0, lone,
+                "{\"id\":\"lone-4\",\"op\":\"embed\",\"texts\":[\"one\"]}\n");
+    printf(" [embed behind 3 x sense.which: %d]", n = ahead_of("lone-4"));
+    CHECK(n <= 3);
+
+    /* HTTP: each connection is a client of its own */
+    client_t *hlone = tcp_open();
+    total = build_bulk(all, cap, F_REQ, tei_req);
+    lone_behind(1, all, total, F_REQ, 1, hlone,
+                "POST /embed?lone-5 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                "application/json\r\nContent-Length: 16\r\n\r\n"
+                "{\"inputs\":\"one\"}");
+    printf(" [HTTP embed behind HTTP embeds: %d]",
+           n = ahead_of("/embed?lone-5"));
+    CHECK(n <= 1);
+    cl_close(hlone);
+    cl_close(lone);
     free(all);
     CHECK_EQ(daemon_stop(pid), 0);
 }
