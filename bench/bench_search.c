@@ -335,7 +335,11 @@ int main(int argc, char **argv)
                     ef = (int64_t)v;
                 }
                 snprintf(name, sizeof name, "%s ef %lld%s", KINDS[k].name,
-                         (long long)(ef ? ef : sn__ann_ef(n, K)),
+                         (long long)(ef ? ef
+                                        : a->graph
+                                            ? sn__ann_ef(n, K) * SN__GRAPH_M /
+                                                  sn__hnsw_m(a->graph)
+                                            : sn__ann_ef(n, K)),
                          efs[e] ? "" : " (rule)");
                 print_row(name, build, cpu,
                           (double)sn__ann_bytes_per_vector(a),

@@ -191,7 +191,8 @@ int sn__ann_new(int dim, int kind, sn__ann_t **out, char *err,
     a->approx = kind == SN__ANN_HNSW_SQ8;
     a->dim = dim;
     if (is_graph(kind)) {
-        if ((rc = sn__hnsw_new(dim, kind == SN__ANN_HNSW_SQ8, SN__GRAPH_M,
+        int sq8 = kind == SN__ANN_HNSW_SQ8;
+        if ((rc = sn__hnsw_new(dim, sq8, sq8 ? SN__GRAPH_M_SQ8 : SN__GRAPH_M,
                                SN__GRAPH_EF_CONSTRUCTION, &a->graph, err,
                                err_len)) < 0)
             goto fail;
@@ -322,8 +323,10 @@ int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k, int64_t ef,
                    size_t err_len)
 {
     if (a->graph) {
+        /* a graph with fewer links than SN__GRAPH_M: a wider beam */
         if (ef <= 0)
-            ef = sn__ann_ef(sn__hnsw_count(a->graph), k);
+            ef = sn__ann_ef(sn__hnsw_count(a->graph), k) * SN__GRAPH_M /
+                 sn__hnsw_m(a->graph);
         return sn__hnsw_search(a->graph, q, k, ef, scores, labels, err,
                                err_len);
     }

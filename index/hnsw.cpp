@@ -395,6 +395,8 @@ extern "C" int sn__hnsw_same(const sn__hnsw_t *h, const int64_t *ids,
 
 extern "C" int sn__hnsw_is_sq8(const sn__hnsw_t *h) { return h->sq8; }
 
+extern "C" int sn__hnsw_m(const sn__hnsw_t *h) { return (int)h->m; }
+
 extern "C" size_t sn__hnsw_bytes_per_vector(const sn__hnsw_t *h)
 {
     return h->g->size_data_per_element_;

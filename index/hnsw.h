@@ -43,6 +43,8 @@ int sn__hnsw_ids(const sn__hnsw_t *h, int64_t *ids);
 /* same[i]: ids[i] is in the graph holding vecs[i] (with sq8: its codes). */
 int sn__hnsw_same(const sn__hnsw_t *h, const int64_t *ids, int64_t n,
                   const float *vecs, int *same);
+/* The graph's M (links per node above level 0; 2M on level 0). */
+int sn__hnsw_m(const sn__hnsw_t *h);
 /* 1: the graph holds 8-bit codes; 0: float vectors. */
 int sn__hnsw_is_sq8(const sn__hnsw_t *h);
 /* Bytes of one element in the level-0 block: links, vector, label. */
