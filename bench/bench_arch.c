@@ -369,7 +369,7 @@ static void run_model(spec_t *s, int quick)
            s->bf16 ? "BF16" : "F32", size / 1e9, dir, now() - t0);
     long rss0 = status_kb("VmRSS:");
     t0 = now();
-    if (sn__enc_load(dir, &e, err, sizeof err)) {
+    if (sn__enc_load(dir, SN_PREC_F32, &e, err, sizeof err)) {
         fprintf(stderr, "load failed: %s\n", err);
         exit(1);
     }

@@ -249,7 +249,7 @@ static double gemm_gflops(int M, int N, int K, int runs, sn__pool_t *pool)
         w[i] = frand(0.1f);
     if (sn__gemm_pack(&pw, w, N, K, 1))
         die("out of memory");
-    j = (sn__gemm_job_t){sn__gemm_level(), M, &pw, a, c};
+    j = (sn__gemm_job_t){.level = sn__gemm_level(), .m = M, .w = &pw, .a = a, .c = c};
     for (int r = 0; r < runs + 1; r++) {
         double t = now();
         sn__pool_run(pool, sn__gemm_part, &j);

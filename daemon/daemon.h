@@ -368,10 +368,39 @@ typedef struct {
                               * encode inside the library, uncounted) */
 } sn__ops_ctx_t;
 
-/* Called once when a request's work is finished and req->reply holds its
- * whole reply line, on whichever thread finished it (a worker, the lane, a
- * reader): the transport takes it back to its loop from there. */
+/* Called when a request's work is finished and req->reply holds its whole
+ * reply line -- or, for a reply in pieces, each time req->reply holds the
+ * next piece (req->more: others follow) -- on whichever thread finished it
+ * (a worker, the lane, a reader): the transport takes it back to its loop
+ * from there. */
 typedef void (*sn__req_cb)(sn__req_t *req);
+
+/* Replies in pieces: an embed reply estimated over SN__STREAM_MIN bytes is
+ * made and handed to the transport about SN__PIECE bytes at a time, each
+ * piece when the transport asks for it (sn__ops_more), so that a client
+ * that does not read holds one piece, not its reply (ops.c). A piece can be
+ * bigger by one text's token states. */
+#define SN__PIECE (256u << 10)
+#define SN__STREAM_MIN (1u << 20)
+#define SN__PIECES_UNREAD 2 /* a transport makes the next piece while
+                             * fewer bytes than this many pieces wait
+                             * for its peer (and the budget allows) */
+
+/* How an embed reply is written: the protocol's line (ops.c) or a
+ * transport's own (http.c: OpenAI's, TEI's). Called on workers, in this
+ * order: head, once every text's token count is known (job.out[i].enc
+ * n_tokens, truncated): 0, or -1 with an error reply set
+ * (sn__ops_reply_error) and nothing written; vector(i) for each text,
+ * unless NULL; mid; tokens(i, e) for each text when the request asks for
+ * token states; tail. */
+typedef struct {
+    int (*head)(sn__req_t *req, sn__buf_t *b);
+    void (*vector)(sn__req_t *req, sn__buf_t *b, int i);
+    void (*mid)(sn__req_t *req, sn__buf_t *b);
+    void (*tokens)(sn__req_t *req, sn__buf_t *b, int i,
+                   const sn_embedding_t *e);
+    void (*tail)(sn__req_t *req, sn__buf_t *b);
+} sn__embed_fmt_t;
 
 /* One request, from its parsed form to its reply: what the engine needs,
  * nothing of the transport's (which embeds this struct in its own and
@@ -385,9 +414,13 @@ struct sn__req {
     sn__request_t p;
     sn__buf_t reply;
     sn__perr_t code;          /* the reply's error, or SN__P_OK */
-    int keep_out;             /* ENCODE route: on success, leave the vectors
-                               * in job.out (freed by sn__ops_release) and
-                               * no reply line: the transport formats them */
+    const sn__embed_fmt_t *fmt; /* embed: the transport's format; NULL: the
+                               * protocol's reply line */
+    int more;                 /* reply is a piece and more follow: write it,
+                               * then sn__ops_more() */
+    int in_pieces;            /* pieces went: a failure now (code set, no
+                               * more) cannot be a reply; the transport
+                               * ends the connection */
     /* the work */
     sn__job_t job;
     sn__task_t task;
@@ -396,6 +429,11 @@ struct sn__req {
     size_t *lens_own;
     int *doc_chunks;          /* add: chunks per doc */
     int32_t *spans;           /* add: (start, end) code points per chunk */
+    /* a reply in pieces */
+    int stream;               /* decided at dispatch */
+    int phase;
+    int i_next;               /* the next text to format */
+    sn__job_t piece;          /* the work that makes the next piece */
 };
 
 /* Start the engine's threads for ops->model, store, senses and morph (set
@@ -414,13 +452,52 @@ void sn__ops_stop(sn__ops_ctx_t *ops);
 int sn__ops_dispatch(sn__req_t *req, sn__order_t *order);
 /* An upper estimate of the bytes of req's reply, from its parsed form,
  * before any work: what a transport counts against a client's reply
- * budget until the reply exists. */
+ * budget until the reply exists. For a reply in pieces, what it holds at
+ * once: its vectors and a piece or two. */
 size_t sn__ops_reply_estimate(const sn__req_t *req);
+/* The transport wrote the piece in req->reply (it may take the buffer):
+ * make the next; `done` is called again (loop thread). */
+void sn__ops_more(sn__req_t *req);
 /* An error reply in place of whatever req->reply held. */
 void sn__ops_reply_error(sn__req_t *req, sn__perr_t code, const char *msg);
 /* Frees what the request holds -- its parsed input, its reply, its work --
  * but not the request itself (the transport's). */
 void sn__ops_release(sn__req_t *req);
+
+/* ---- budget.c: a connection's reply budget (both transports) ----------------- */
+
+typedef struct {
+    size_t max;        /* the budget */
+    size_t reserved;   /* replies started (estimates) or made, not sent */
+    size_t wbytes;     /* sent to the socket, not yet taken by the peer */
+    int n_held;        /* requests waiting for room */
+} sn__budget_t;
+
+typedef struct {       /* a request's part */
+    size_t reserve;    /* counted in reserved */
+    int held;
+    int want_more;     /* its reply goes in pieces; the next is wanted */
+} sn__slot_t;
+
+/* Start a request whose reply is estimated at est: 1 (counted), or 0: it
+ * is held, and so is every later one until released in order. */
+int sn__budget_admit(sn__budget_t *b, sn__slot_t *s, size_t est);
+/* A held request, at its turn: 1 when it may start now (counted). */
+int sn__budget_release(sn__budget_t *b, sn__slot_t *s, size_t est);
+/* Its reply (or next piece) is made: counted at len from now on. */
+void sn__budget_made(sn__budget_t *b, sn__slot_t *s, size_t len);
+/* len bytes of it handed to the socket. */
+void sn__budget_sent(sn__budget_t *b, sn__slot_t *s, size_t len);
+/* The peer took len bytes. */
+static inline void sn__budget_taken(sn__budget_t *b, size_t len)
+{
+    b->wbytes -= len;
+}
+/* A reply in pieces whose next piece is wanted: 1 when it may be made
+ * now (counted). */
+int sn__budget_more(sn__budget_t *b, sn__slot_t *s);
+/* The request is gone: uncounted. */
+void sn__budget_drop(sn__budget_t *b, sn__slot_t *s);
 
 /* ---- http.c: the HTTP transport --------------------------------------------- */
 

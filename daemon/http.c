@@ -37,7 +37,14 @@
  * body of --max-line bytes (413, announced or chunked), and, as on the
  * socket, a connection stops being read while it has SN_HTTP_CONN_MAX_REQS
  * requests or SN_HTTP_CONN_MAX_BYTES of bodies unanswered, or
- * SN_HTTP_WBUF_HIGH bytes of responses its client has not read. A
+ * SN_HTTP_WBUF_HIGH bytes of responses its client has not read; and a
+ * request is started only while the responses not yet written (counted at
+ * the engine's estimate until they exist) stay within SN_HTTP_REPLY_BUDGET
+ * with it (server.c has the same rule). An embedding response estimated
+ * over SN__STREAM_MIN comes from the engine in pieces, sent as chunks
+ * (HTTP/1.0: close-delimited), the next made once the client has read the
+ * one before; the engine formats it with this file's embed formats (OpenAI,
+ * TEI), on its workers. A
  * connection that sends nothing for --http-idle-timeout seconds while
  * nothing of it is being worked on is closed (a slow client that trickles
  * bytes keeps its connection, and costs the others nothing: parsing is
@@ -83,6 +90,8 @@
 #define SN_HTTP_CONN_MAX_REQS 64           /* unanswered requests per conn */
 #define SN_HTTP_CONN_MAX_BYTES (64u << 20) /* their body bytes */
 #define SN_HTTP_WBUF_HIGH (8u << 20)       /* unread response bytes */
+#define SN_HTTP_REPLY_BUDGET (4u << 20)    /* responses made or being made,
+                                            * not written (estimates) */
 #define SN_HTTP_READ_CHUNK (64u << 10)
 #define SN_HTTP_LINGER_MS 1000             /* read and drop before closing */
 #define SN_HTTP_DRAIN_MS 10000             /* shutdown: wait for responses */
@@ -165,6 +174,7 @@ struct hreq {
     sn__buf_t body;
     sn__buf_t head, out;          /* the response: headers, body */
     size_t n_bytes;               /* counted in conn->n_bytes */
+    sn__slot_t slot;              /* in the connection's reply budget */
     metrics_t *snap;              /* /metrics: the counters at dispatch */
     char allow[48];               /* 405: the methods the path takes */
     unsigned complete : 1;        /* the whole request has been read */
@@ -180,6 +190,8 @@ struct hreq {
     unsigned normalize : 1;       /* TEI */
     unsigned truncate : 1;        /* TEI */
     unsigned http10 : 1;          /* an HTTP/1.0 request */
+    unsigned streaming : 1;       /* the response goes in pieces: its
+                                   * head went with the first */
 };
 
 #define HREQ_OF(req) ((hreq_t *)((char *)(req)-offsetof(hreq_t, r)))
@@ -197,7 +209,7 @@ struct hconn {
     hreq_t *cur;                  /* the request being read */
     int n_reqs;
     size_t n_bytes;
-    size_t wbytes;
+    sn__budget_t budget;          /* responses not yet written */
     int n_writes;
     int n_work;                   /* on workers or the threadpool */
     int n_handles;                /* open: tcp, timer */
@@ -417,7 +429,10 @@ static void resp_head(hreq_t *req, const char *ctype)
     sn__buf_init(b, SN_HTTP_MAX_HEADER);
     sn__buf_printf(b, "HTTP/1.1 %d %s\r\n", req->status,
                    status_text(req->status));
-    if (req->out.len || req->status != 204)
+    if (req->streaming) /* the length is not known yet */
+        sn__buf_printf(b, "Content-Type: %s\r\n%s", ctype,
+                       req->http10 ? "" : "Transfer-Encoding: chunked\r\n");
+    else if (req->out.len || req->status != 204)
         sn__buf_printf(b, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                        ctype, req->out.len);
     if (req->close_after)
@@ -531,78 +546,106 @@ static void put_reply_fields(sn__buf_t *b, const sn__buf_t *rep)
     sn__buf_put(b, rep->data + n, len - n);
 }
 
-/* OpenAI: {"object":"list","data":[{"object":"embedding","index":i,
- * "embedding":[...] or "base64"}],"model","usage"}. */
-static void resp_openai_vectors(hreq_t *req)
+/* OpenAI's body, as an embed format (daemon.h): {"object":"list","data":
+ * [{"object":"embedding","index":i,"embedding":[...] or "base64"}],
+ * "model","usage"}. Runs on workers: only the request's own fields. */
+static int oai_head(sn__req_t *r, sn__buf_t *b)
 {
-    const sn__job_t *job = &req->r.job;
-    sn__buf_t *b = &req->out;
-    int64_t n_tokens = 0;
-
+    (void)r;
     sn__buf_puts(b, "{\"object\":\"list\",\"data\":[");
-    for (int i = 0; i < job->n && !b->err; i++) {
-        const sn_embedding_t *e = &job->out[i];
-        n_tokens += e->enc.n_tokens;
-        sn__buf_printf(b, "%s{\"object\":\"embedding\",\"index\":%d,"
-                       "\"embedding\":", i ? "," : "", i);
-        if (req->b64) {
-            /* float32, little-endian: the layout in memory here (x86) */
-            sn__buf_put(b, "\"", 1);
-            b64_put(b, (const unsigned char *)e->sentence,
-                    (size_t)e->dim * sizeof(float));
-            sn__buf_put(b, "\"", 1);
-        } else {
-            sn__buf_floats(b, e->sentence, e->dim);
-        }
-        sn__buf_put(b, "}", 1);
-    }
-    sn__buf_puts(b, "],\"model\":");
-    put_str(b, req->r.ops->model_id);
-    sn__buf_printf(b, ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":"
-                   "%lld}}", (long long)n_tokens, (long long)n_tokens);
-    resp_json(req, 200);
+    return 0;
 }
 
-/* TEI: /embed [[...], ...]; /embed_all [[[...] per token], ...]. */
-static void resp_tei_vectors(hreq_t *req)
+static void oai_vector(sn__req_t *r, sn__buf_t *b, int i)
 {
-    sn__job_t *job = &req->r.job;
-    sn__buf_t *b = &req->out;
-    char msg[160];
+    const sn_embedding_t *e = &r->job.out[i];
+    sn__buf_printf(b, "%s{\"object\":\"embedding\",\"index\":%d,"
+                   "\"embedding\":", i ? "," : "", i);
+    if (HREQ_OF(r)->b64) {
+        /* float32, little-endian: the layout in memory here (x86) */
+        sn__buf_put(b, "\"", 1);
+        b64_put(b, (const unsigned char *)e->sentence,
+                (size_t)e->dim * sizeof(float));
+        sn__buf_put(b, "\"", 1);
+    } else {
+        sn__buf_floats(b, e->sentence, e->dim);
+    }
+    sn__buf_put(b, "}", 1);
+}
 
-    for (int i = 0; !req->truncate && i < job->n; i++)
+static void fmt_nothing(sn__req_t *r, sn__buf_t *b)
+{
+    (void)r;
+    (void)b;
+}
+
+static void oai_tail(sn__req_t *r, sn__buf_t *b)
+{
+    int64_t n_tokens = 0;
+    for (int i = 0; i < r->job.n; i++)
+        n_tokens += r->job.out[i].enc.n_tokens;
+    sn__buf_puts(b, "],\"model\":");
+    put_str(b, r->ops->model_id);
+    sn__buf_printf(b, ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":"
+                   "%lld}}", (long long)n_tokens, (long long)n_tokens);
+}
+
+static const sn__embed_fmt_t oai_fmt = {oai_head, oai_vector, fmt_nothing,
+                                        NULL, oai_tail};
+
+/* TEI: /embed [[...], ...]; /embed_all [[[...] per token], ...]. A text
+ * cut to the model's maximum is an error unless "truncate". */
+static int tei_head(sn__req_t *r, sn__buf_t *b)
+{
+    const sn__job_t *job = &r->job;
+    char msg[160];
+    for (int i = 0; !HREQ_OF(r)->truncate && i < job->n; i++)
         if (job->out[i].enc.truncated > 0) {
             snprintf(msg, sizeof msg, "Input validation error: `inputs` "
                      "must have less than %d tokens (inputs[%d] has %d "
                      "more); send \"truncate\": true to cut it",
-                     sn_model_max_tokens(req->r.ops->model), i,
+                     sn_model_max_tokens(r->ops->model), i,
                      job->out[i].enc.truncated);
-            resp_error(req, 413, "too_large", msg);
-            return;
+            sn__ops_reply_error(r, SN__P_TOO_LARGE, msg);
+            return -1;
         }
     sn__buf_put(b, "[", 1);
-    for (int i = 0; i < job->n && !b->err; i++) {
-        sn_embedding_t *e = &job->out[i];
-        if (i)
+    return 0;
+}
+
+static void tei_vector(sn__req_t *r, sn__buf_t *b, int i)
+{
+    sn_embedding_t *e = &r->job.out[i];
+    if (i)
+        sn__buf_put(b, ",", 1);
+    if (HREQ_OF(r)->normalize)
+        sn_vec_normalize(e->sentence, e->dim);
+    sn__buf_floats(b, e->sentence, e->dim);
+}
+
+static void tei_tokens(sn__req_t *r, sn__buf_t *b, int i,
+                       const sn_embedding_t *e)
+{
+    (void)r;
+    sn__buf_puts(b, i ? ",[" : "[");
+    for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
+        if (t)
             sn__buf_put(b, ",", 1);
-        if (req->ep == EP_TEI_EMBED_ALL) {
-            sn__buf_put(b, "[", 1);
-            for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
-                if (t)
-                    sn__buf_put(b, ",", 1);
-                sn__buf_floats(b, e->tokens + (size_t)t * e->hidden,
-                               e->hidden);
-            }
-            sn__buf_put(b, "]", 1);
-        } else {
-            if (req->normalize)
-                sn_vec_normalize(e->sentence, e->dim);
-            sn__buf_floats(b, e->sentence, e->dim);
-        }
+        sn__buf_floats(b, e->tokens + (size_t)t * e->hidden, e->hidden);
     }
     sn__buf_put(b, "]", 1);
-    resp_json(req, 200);
 }
+
+static void tei_tail(sn__req_t *r, sn__buf_t *b)
+{
+    (void)r;
+    sn__buf_put(b, "]", 1);
+}
+
+static const sn__embed_fmt_t tei_fmt = {tei_head, tei_vector, fmt_nothing,
+                                        NULL, tei_tail};
+static const sn__embed_fmt_t tei_all_fmt = {tei_head, NULL, fmt_nothing,
+                                            tei_tokens, tei_tail};
 
 static void put_label(sn__buf_t *b, const char *s)
 {
@@ -741,11 +784,11 @@ static void resp_engine(hreq_t *req)
         resp_engine_error(req);
         return;
     }
-    if (r->keep_out) {
-        if (req->style == STYLE_OPENAI)
-            resp_openai_vectors(req);
-        else
-            resp_tei_vectors(req);
+    if (r->fmt) { /* the body, in the endpoint's format */
+        sn__buf_free(b);
+        *b = r->reply;
+        sn__buf_init(&r->reply, SN_MAX_REPLY);
+        resp_json(req, 200);
         return;
     }
     switch (req->ep) {
@@ -815,6 +858,7 @@ static void req_free(hreq_t *req)
     hconn_t *c = req->conn;
     c->n_reqs--;
     c->n_bytes -= req->n_bytes;
+    sn__budget_drop(&c->budget, &req->slot);
     sn__ops_release(&req->r);
     sn__buf_free(&req->url);
     sn__buf_free(&req->body);
@@ -826,10 +870,13 @@ static void req_free(hreq_t *req)
     free(req);
 }
 
-/* The response is ready (loop thread). */
+/* The response (or its next piece) is ready (loop thread): counted at
+ * its size from now on. */
 static void req_ready(hreq_t *req)
 {
+    hconn_t *c = req->conn;
     req->done = 1;
+    sn__budget_made(&c->budget, &req->slot, req->head.len + req->out.len);
     if (req->close_after)
         req->conn->stop_parsing = 1;
 }
@@ -1094,7 +1141,7 @@ static int build(hreq_t *req)
         op = json_pack("{s:s, s:o}", "op", "embed", "texts", texts);
         if ((v = json_object_get(body, "dimensions")) && !json_is_null(v))
             json_object_set(op, "dimensions", v);
-        req->r.keep_out = 1;
+        req->r.fmt = &oai_fmt;
         break;
     }
     case EP_TEI_EMBED:
@@ -1118,7 +1165,7 @@ static int build(hreq_t *req)
             json_object_set(op, "dimensions", v);
         if (req->ep == EP_TEI_EMBED_ALL)
             json_object_set_new(op, "tokens", json_true());
-        req->r.keep_out = 1;
+        req->r.fmt = req->ep == EP_TEI_EMBED_ALL ? &tei_all_fmt : &tei_fmt;
         break;
     }
     case EP_STATS:
@@ -1207,7 +1254,8 @@ answered:
 
 /* ---- starting a request (loop thread) -------------------------------------------- */
 
-static void dispatch(hreq_t *req)
+/* Hand the request to the engine, or answer it. */
+static void dispatch_now(hreq_t *req)
 {
     hconn_t *c = req->conn;
     sn__http_t *h = c->h;
@@ -1233,6 +1281,32 @@ static void dispatch(hreq_t *req)
     c->n_work--;
     resp_engine(req);
     req_ready(req);
+}
+
+/* The engine's estimate of the response, and its head. */
+static size_t estimate(const hreq_t *req)
+{
+    return sn__ops_reply_estimate(&req->r) + 512;
+}
+
+/* Built: start it, or hold it until the responses not yet written leave
+ * room for its own (budget.c). */
+static void dispatch(hreq_t *req)
+{
+    if (sn__budget_admit(&req->conn->budget, &req->slot, estimate(req)))
+        dispatch_now(req);
+}
+
+/* Held requests whose turn has come (in order), while the budget allows. */
+static void conn_release_held(hconn_t *c)
+{
+    for (hreq_t *req = c->head; req && c->budget.n_held && !c->closing;
+         req = req->next)
+        if (req->slot.held) {
+            if (!sn__budget_release(&c->budget, &req->slot, estimate(req)))
+                break;
+            dispatch_now(req);
+        }
 }
 
 static void build_work(uv_work_t *w)
@@ -1567,7 +1641,7 @@ static int conn_full(const hconn_t *c)
 {
     return c->n_reqs >= SN_HTTP_CONN_MAX_REQS ||
            c->n_bytes >= SN_HTTP_CONN_MAX_BYTES ||
-           c->wbytes >= SN_HTTP_WBUF_HIGH;
+           c->budget.wbytes >= SN_HTTP_WBUF_HIGH;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -1736,7 +1810,7 @@ static void conn_process(hconn_t *c)
             sn__log_debug("http %llu: paused: %d requests, %zu body bytes "
                           "unanswered, %zu response bytes unread",
                           (unsigned long long)c->serial, c->n_reqs,
-                          c->n_bytes, c->wbytes);
+                          c->n_bytes, c->budget.wbytes);
     }
 }
 
@@ -1775,10 +1849,26 @@ static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 typedef struct {
     uv_write_t w;
-    hreq_t *req;    /* NULL: the 100 Continue of c's head request */
+    hreq_t *req;    /* a response's last bytes (freed once written), or
+                     * NULL: a piece of one, or the 100 Continue of c's
+                     * head request */
     hconn_t *c;
     size_t len;
+    char *own[2];   /* a piece's bytes (head, body), owned here */
 } hwrite_t;
+
+/* The head's response goes in pieces: make the next one once the
+ * responses not yet written leave room for it. */
+static void conn_more(hconn_t *c)
+{
+    hreq_t *req = c->head;
+    if (c->closing || !req || !sn__budget_more(&c->budget, &req->slot))
+        return;
+    req->on_worker = 1;
+    c->n_work++;
+    conn_timer_update(c);
+    sn__ops_more(&req->r); /* back through on_req_done */
+}
 
 static void on_write(uv_write_t *uw, int status)
 {
@@ -1786,14 +1876,23 @@ static void on_write(uv_write_t *uw, int status)
     hreq_t *req = w->req;
     hconn_t *c = w->c;
     sn__http_t *h = c->h;
-    c->wbytes -= w->len;
+    int piece = w->own[0] || w->own[1];
+    sn__budget_taken(&c->budget, w->len);
     c->n_writes--;
+    free(w->own[0]);
+    free(w->own[1]);
     free(w);
-    if (!req) { /* the interim response: its request stays */
+    if (!req) { /* a piece or the interim response: its request stays */
         if (c->closing)
             conn_maybe_free(c);
         else if (status < 0)
             conn_close(c);
+        else if (piece) {
+            conn_more(c);
+            conn_release_held(c);
+            conn_timer_update(c);
+            conn_process(c);
+        }
         return;
     }
     int end = req->close_after;
@@ -1811,24 +1910,27 @@ static void on_write(uv_write_t *uw, int status)
         conn_end(c);
         return;
     }
+    conn_release_held(c);
     conn_timer_update(c);
     conn_process(c);
     if (!c->closing && !c->n_reqs && (c->eof || h->stopping))
         conn_close(c);
 }
 
-/* Write req's response, or with req NULL a 100 Continue. */
-static int write_req(hconn_t *c, hreq_t *req)
+/* Write req's response (piece: a piece of it, whose bytes the write
+ * takes), or with req NULL a 100 Continue. */
+static int write_req(hconn_t *c, hreq_t *req, int piece)
 {
-    hwrite_t *w = malloc(sizeof *w);
+    hwrite_t *w = calloc(1, sizeof *w);
     uv_buf_t b[2];
     unsigned n = 0;
     if (!w)
         return -ENOMEM;
-    w->req = req;
+    w->req = piece ? NULL : req;
     w->c = c;
     if (req) {
-        b[n++] = uv_buf_init(req->head.data, (unsigned)req->head.len);
+        if (req->head.len)
+            b[n++] = uv_buf_init(req->head.data, (unsigned)req->head.len);
         if (req->out.len)
             b[n++] = uv_buf_init(req->out.data, (unsigned)req->out.len);
         w->len = req->head.len + req->out.len;
@@ -1841,13 +1943,24 @@ static int write_req(hconn_t *c, hreq_t *req)
         free(w);
         return rc;
     }
-    c->wbytes += w->len;
+    if (piece) { /* the bytes go with the write */
+        w->own[0] = req->head.data;
+        w->own[1] = req->out.data;
+        req->head.data = req->out.data = NULL;
+        req->head.len = req->head.cap = req->out.len = req->out.cap = 0;
+        req->done = 0;
+    }
+    if (req)
+        sn__budget_sent(&c->budget, &req->slot, w->len);
+    else
+        c->budget.wbytes += w->len; /* 100 Continue */
     c->n_writes++;
     return 0;
 }
 
 /* Write the responses ready at the head of the FIFO; a request at the
- * head that waits for its body gets its 100 Continue. */
+ * head that waits for its body gets its 100 Continue. A piece of a
+ * response leaves its request at the head, to make the next. */
 static void conn_flush(hconn_t *c)
 {
     while (!c->closing && c->head) {
@@ -1856,7 +1969,7 @@ static void conn_flush(hconn_t *c)
             if (req->want_continue && !req->continued && !req->complete &&
                 !c->stop_parsing) {
                 req->continued = 1;
-                if (write_req(c, NULL)) {
+                if (write_req(c, NULL, 0)) {
                     conn_close(c);
                     return;
                 }
@@ -1868,16 +1981,38 @@ static void conn_flush(hconn_t *c)
              * read to drop; respond once it is in, to stay in step */
             break;
         }
-        c->head = req->next;
-        if (!c->head)
-            c->tail = NULL;
-        if (c->cur == req)
-            c->cur = NULL;
-        req->next = NULL;
-        if (write_req(c, req)) {
-            req_free(req);
+        if (req->r.in_pieces && req->r.code) {
+            /* failed after some of its response went: no answer */
+            sn__log_warn("http %llu: response failed after its first "
+                         "pieces; closing", (unsigned long long)c->serial);
             conn_close(c);
             return;
+        }
+        int piece = req->r.more;
+        if (piece && req->head.len + req->out.len == 0) {
+            req->done = 0; /* nothing to say yet */
+            req->slot.want_more = 1;
+            conn_more(c);
+            break;
+        }
+        if (!piece) {
+            c->head = req->next;
+            if (!c->head)
+                c->tail = NULL;
+            if (c->cur == req)
+                c->cur = NULL;
+            req->next = NULL;
+        }
+        if (write_req(c, req, piece)) {
+            if (!piece)
+                req_free(req);
+            conn_close(c);
+            return;
+        }
+        if (piece) {
+            req->slot.want_more = 1;
+            conn_more(c);
+            break;
         }
         if (req->close_after) {
             /* nothing after this one: drop what else was queued */
@@ -1901,6 +2036,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->h = h;
     c->serial = ++h->n_serial;
+    c->budget.max = SN_HTTP_REPLY_BUDGET;
     uv_tcp_init(h->loop, &c->tcp);
     uv_timer_init(h->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -1942,11 +2078,47 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* The engine's callback, on the thread that finished: format the response
  * there, then queue the request for the loop. */
+/* A piece of the engine's reply as the next bytes of the response: the
+ * head with the first; chunks (HTTP/1.0: the bytes as they are, and the
+ * connection's end ends them). */
+static void resp_piece(hreq_t *req)
+{
+    sn__req_t *r = &req->r;
+    sn__buf_t *b = &req->out;
+    sn__buf_free(b);
+    sn__buf_init(b, (size_t)-1);
+    sn__buf_free(&req->head);
+    if (r->code)
+        return; /* failed after the first pieces: the connection ends */
+    if (!req->streaming) {
+        req->streaming = 1;
+        req->status = 200;
+        if (req->http10)
+            req->close_after = 1;
+        resp_head(req, "application/json");
+    }
+    if (req->http10) {
+        sn__buf_put(b, r->reply.data, r->reply.len);
+        return;
+    }
+    if (r->reply.len) {
+        sn__buf_printf(b, "%zx\r\n", r->reply.len);
+        sn__buf_put(b, r->reply.data, r->reply.len);
+        sn__buf_puts(b, "\r\n");
+    }
+    if (!r->more)
+        sn__buf_puts(b, "0\r\n\r\n");
+    sn__buf_free(&req->r.reply); /* copied: not held twice */
+}
+
 static void on_req_done(sn__req_t *r)
 {
     hreq_t *req = HREQ_OF(r);
     sn__http_t *h = req->conn->h;
-    resp_engine(req);
+    if (r->in_pieces)
+        resp_piece(req);
+    else
+        resp_engine(req);
     pthread_mutex_lock(&h->mu);
     req->done_next = NULL;
     if (h->done_tail)
@@ -1975,6 +2147,8 @@ static void on_async(uv_async_t *a)
             conn_maybe_free(c);
         } else {
             req_ready(req);
+            conn_flush(c);
+            conn_release_held(c);
             conn_flush(c);
             conn_timer_update(c);
             conn_process(c);

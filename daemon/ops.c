@@ -2,7 +2,9 @@
  * ops.c -- what each op of the protocol does, between a parsed request and
  * its reply line.
  *
- *   embed    encoder workers: embed the texts, format the reply
+ *   embed    encoder workers: embed the texts, format the reply (in the
+ *            protocol's line or a transport's format); a big reply in
+ *            pieces, as the transport asks for them ("embed, in pieces")
  *   add      a worker chunks the documents (sn_chunk_text, to the model's
  *            max tokens less the prompt's), the encoder embeds the chunks,
  *            the storage lane binds the collection and adds them in one
@@ -115,17 +117,14 @@ static int resolve_prompt(sn__req_t *req, const char *const *defaults,
 
 /* ---- embed ------------------------------------------------------------------ */
 
-/* The encoders' vectors (and token states), as the reply. */
-static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
+/* The protocol's reply line, as an embed format (daemon.h): head,
+ * vectors, tokens, tail. */
+static int line_head(sn__req_t *req, sn__buf_t *b)
 {
     const sn__job_t *job = &req->job;
-    const sn_tokenizer_t *tok = sn_model_tokenizer(req->ops->model);
-    sn__buf_t *b = &req->reply;
-
-    (void)ctx;
     int dim = job->n ? job->out[0].dim : (job->opts.dimensions
-                                               ? job->opts.dimensions
-                                               : sn_model_dim(req->ops->model));
+                                              ? job->opts.dimensions
+                                              : sn_model_dim(req->ops->model));
     sn__proto_reply_begin(b, req->p.id_json);
     sn__buf_printf(b, ",\"dim\":%d,\"n_tokens\":[", dim);
     for (int i = 0; i < job->n; i++)
@@ -135,34 +134,232 @@ static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
         sn__buf_puts(b, job->out[i].enc.truncated ? (i ? ",true" : "true")
                                                   : (i ? ",false" : "false"));
     sn__buf_puts(b, "],\"embeddings\":[");
-    for (int i = 0; i < job->n && !b->err; i++) {
-        if (i)
-            sn__buf_put(b, ",", 1);
-        sn__buf_floats(b, job->out[i].sentence, job->out[i].dim);
+    return 0;
+}
+
+static void line_vector(sn__req_t *req, sn__buf_t *b, int i)
+{
+    const sn_embedding_t *e = &req->job.out[i];
+    if (i)
+        sn__buf_put(b, ",", 1);
+    sn__buf_floats(b, e->sentence, e->dim);
+}
+
+static void line_mid(sn__req_t *req, sn__buf_t *b)
+{
+    sn__buf_put(b, "]", 1);
+    if (req->p.want_tokens)
+        sn__buf_puts(b, ",\"tokens\":[");
+}
+
+static void line_tokens(sn__req_t *req, sn__buf_t *b, int i,
+                        const sn_embedding_t *e)
+{
+    const sn_tokenizer_t *tok = sn_model_tokenizer(req->ops->model);
+    sn__buf_puts(b, i ? ",[" : "[");
+    for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
+        const char *piece = sn_tokenizer_piece(tok, e->enc.ids[t]);
+        sn__buf_printf(b, "%s{\"id\":%d,\"token\":", t ? "," : "",
+                       (int)e->enc.ids[t]);
+        sn__buf_json_str(b, piece ? piece : "", piece ? strlen(piece) : 0);
+        sn__buf_printf(b, ",\"start\":%d,\"end\":%d,\"embedding\":",
+                       (int)e->enc.start[t], (int)e->enc.end[t]);
+        sn__buf_floats(b, e->tokens + (size_t)t * e->hidden, e->hidden);
+        sn__buf_put(b, "}", 1);
     }
     sn__buf_put(b, "]", 1);
-    if (job->opts.want_tokens) {
-        sn__buf_puts(b, ",\"tokens\":[");
-        for (int i = 0; i < job->n && !b->err; i++) {
-            const sn_embedding_t *e = &job->out[i];
-            sn__buf_puts(b, i ? ",[" : "[");
-            for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
-                const char *piece = sn_tokenizer_piece(tok, e->enc.ids[t]);
-                sn__buf_printf(b, "%s{\"id\":%d,\"token\":", t ? "," : "",
-                               (int)e->enc.ids[t]);
-                sn__buf_json_str(b, piece ? piece : "",
-                                 piece ? strlen(piece) : 0);
-                sn__buf_printf(b, ",\"start\":%d,\"end\":%d,\"embedding\":",
-                               (int)e->enc.start[t], (int)e->enc.end[t]);
-                sn__buf_floats(b, e->tokens + (size_t)t * e->hidden,
-                               e->hidden);
-                sn__buf_put(b, "}", 1);
-            }
-            sn__buf_put(b, "]", 1);
-        }
+}
+
+static void line_tail(sn__req_t *req, sn__buf_t *b)
+{
+    if (req->p.want_tokens)
         sn__buf_put(b, "]", 1);
-    }
     sn__proto_reply_end(b);
+}
+
+static const sn__embed_fmt_t line_fmt = {line_head, line_vector, line_mid,
+                                         line_tokens, line_tail};
+
+static const sn__embed_fmt_t *fmt_of(const sn__req_t *req)
+{
+    return req->fmt ? req->fmt : &line_fmt;
+}
+
+/* The encoders' vectors (and token states), as the reply, whole. */
+static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
+{
+    const sn__embed_fmt_t *f = fmt_of(req);
+    const sn__job_t *job = &req->job;
+    sn__buf_t *b = &req->reply;
+
+    (void)ctx;
+    if (f->head(req, b))
+        return; /* an error reply */
+    for (int i = 0; f->vector && i < job->n && !b->err; i++)
+        f->vector(req, b, i);
+    f->mid(req, b);
+    for (int i = 0; req->p.want_tokens && f->tokens && i < job->n && !b->err;
+         i++)
+        f->tokens(req, b, i, &job->out[i]);
+    f->tail(req, b);
+}
+
+/* ---- embed, in pieces ----------------------------------------------------------
+ *
+ * A reply bigger than SN__STREAM_MIN is not built whole: the transport
+ * takes it a piece at a time (about SN__PIECE bytes), and asks for the
+ * next (sn__ops_more) once it has written the last and its client has room
+ * for more. The encoders first embed every text without token states (the
+ * head needs every text's token count, and the vectors come before any
+ * token states); the reply's vectors are then formatted a piece at a time
+ * from those, on an encoder worker at the client's turn; and the token
+ * states, when asked for, are made again a few texts at a time (a text's
+ * states do not depend on its batch: bit for bit the same), each piece's
+ * worth when the transport asks for it. So what a request holds while its
+ * client does not read is its texts' vectors and one piece. */
+
+enum { STREAM_VECTORS = 1, STREAM_TOKENS, STREAM_DONE };
+
+/* The reply estimate past which the reply goes in pieces. */
+static int embed_streams(const sn__req_t *req, size_t est)
+{
+    return req->p.has_op && req->p.op == SN_OP_EMBED && est > SN__STREAM_MIN;
+}
+
+/* Vectors from req->i_next into the piece, up to its size; then what
+ * follows them (on to the token states, or the end). */
+static void piece_vectors(sn__req_t *req)
+{
+    const sn__embed_fmt_t *f = fmt_of(req);
+    sn__buf_t *b = &req->reply;
+    int n = req->job.n;
+    while (f->vector && req->i_next < n && b->len < SN__PIECE && !b->err)
+        f->vector(req, b, req->i_next++);
+    if (f->vector && req->i_next < n)
+        return;
+    f->mid(req, b);
+    req->i_next = 0;
+    if (req->p.want_tokens && f->tokens && n) {
+        req->phase = STREAM_TOKENS;
+        return;
+    }
+    f->tail(req, b);
+    req->phase = STREAM_DONE;
+}
+
+static void piece_done(sn__req_t *req)
+{
+    req->more = req->phase != STREAM_DONE;
+    if (req->reply.err) {
+        /* out of memory: an error reply if nothing went yet; else what
+         * went cannot be taken back (in_pieces: the transport ends the
+         * connection) */
+        req->more = 0;
+        if (!req->in_pieces)
+            sn__ops_reply_error(req, SN__P_INTERNAL, "out of memory");
+        else
+            req->code = SN__P_INTERNAL;
+    }
+    if (!req->more)
+        sn__job_free_out(&req->job);
+    else
+        req->in_pieces = 1; /* from now on, pieces have gone */
+    req->done(req); /* a piece: no reply_check (its buffer has no max) */
+}
+
+/* The encoders are done with the texts (no token states): the head and
+ * the first vectors. */
+static void stream_first(sn__req_t *req)
+{
+    sn__job_t *job = &req->job;
+    /* the tokens' ids and offsets come again with their states */
+    for (int i = 0; i < job->n; i++) {
+        int n_tokens = job->out[i].enc.n_tokens;
+        int truncated = job->out[i].enc.truncated;
+        sn_encoding_free(&job->out[i].enc);
+        job->out[i].enc.n_tokens = n_tokens;
+        job->out[i].enc.truncated = truncated;
+    }
+    sn__buf_free(&req->reply);
+    sn__buf_init(&req->reply, (size_t)-1);
+    req->i_next = 0;
+    req->phase = STREAM_VECTORS;
+    if (fmt_of(req)->head(req, &req->reply)) {
+        sn__job_free_out(job); /* an error reply, whole */
+        req->more = 0;
+        req->done(req);
+        return;
+    }
+    piece_vectors(req);
+    piece_done(req);
+}
+
+/* An encoder worker (a step at the client's turn): more vectors. */
+static void piece_vectors_run(sn__job_t *pj, sn_ctx_t *ctx)
+{
+    (void)ctx;
+    piece_vectors((sn__req_t *)((char *)pj - offsetof(sn__req_t, piece)));
+}
+
+static void piece_step_done(sn__job_t *pj)
+{
+    piece_done((sn__req_t *)((char *)pj - offsetof(sn__req_t, piece)));
+}
+
+/* The token states of the piece's texts are back: format them. */
+static void piece_tokens_done(sn__job_t *pj)
+{
+    sn__req_t *req = (sn__req_t *)((char *)pj - offsetof(sn__req_t, piece));
+    const sn__embed_fmt_t *f = fmt_of(req);
+    sn__buf_t *b = &req->reply;
+    if (pj->rc) {
+        /* the same texts embedded a moment ago: only memory can fail */
+        sn__log_error("embed: token states again: %s", pj->err);
+        b->err = pj->rc;
+    }
+    int64_t n_tokens = 0;
+    for (int k = 0; k < pj->n && !b->err; k++) {
+        f->tokens(req, b, req->i_next + k, &pj->out[k]);
+        n_tokens += pj->out[k].enc.n_tokens;
+    }
+    __atomic_add_fetch(&req->ops->n_tokens, n_tokens, __ATOMIC_RELAXED);
+    sn__job_free_out(pj);
+    req->i_next += pj->n;
+    if (req->i_next >= req->job.n) {
+        f->tail(req, b);
+        req->phase = STREAM_DONE;
+    }
+    piece_done(req);
+}
+
+void sn__ops_more(sn__req_t *req)
+{
+    sn__job_t *pj = &req->piece;
+    const sn_model_t *m = req->ops->model;
+    sn__buf_free(&req->reply);
+    sn__buf_init(&req->reply, (size_t)-1);
+    memset(pj, 0, sizeof *pj);
+    pj->client = req->client;
+    if (req->phase == STREAM_VECTORS) {
+        pj->run = piece_vectors_run;
+        pj->done = piece_step_done;
+        sn__sched_submit(req->ops->sched, pj);
+        return;
+    }
+    /* STREAM_TOKENS: the next texts whose states make about a piece */
+    size_t per_token = (size_t)sn_model_hidden(m) * 12 + 64, sz = 0;
+    int i = req->i_next, j = i;
+    while (j < req->job.n && (j == i || sz < SN__PIECE)) {
+        sz += (size_t)req->job.out[j].enc.n_tokens * per_token;
+        j++;
+    }
+    pj->texts = req->job.texts + i;
+    pj->lens = req->job.lens + i;
+    pj->n = j - i;
+    pj->opts = req->job.opts;
+    pj->opts.want_tokens = 1;
+    pj->done = piece_tokens_done;
+    sn__sched_submit(req->ops->sched, pj);
 }
 
 /* ---- add -------------------------------------------------------------------- */
@@ -925,8 +1122,8 @@ static void encoded(sn__job_t *job)
 {
     sn__req_t *req = REQ_OF_JOB(job);
     count_tokens(req);
-    if (req->keep_out && !job->rc) {
-        finish(req); /* the transport takes the vectors */
+    if (req->stream && !job->rc) {
+        stream_first(req); /* the first piece */
         return;
     }
     run_op(req, NULL);
@@ -1015,7 +1212,7 @@ static void model_back(sn__job_t *job)
  * model's maximum. Hits and documents are counted at a typical 4 KiB: their
  * texts are the store's, unknown here (a bigger reply is counted at its
  * size as soon as it is built). */
-size_t sn__ops_reply_estimate(const sn__req_t *req)
+static size_t full_estimate(const sn__req_t *req)
 {
     const sn__request_t *p = &req->p;
     const sn_model_t *m = req->ops->model;
@@ -1048,6 +1245,17 @@ size_t sn__ops_reply_estimate(const sn__req_t *req)
     default:
         return est + 4096;
     }
+}
+
+size_t sn__ops_reply_estimate(const sn__req_t *req)
+{
+    size_t est = full_estimate(req);
+    if (!embed_streams(req, est))
+        return est;
+    /* in pieces: the vectors it holds, a piece being made and one going */
+    size_t dim = (size_t)sn_model_dim(req->ops->model);
+    return (size_t)req->p.n_texts * (dim * sizeof(float) + 64) +
+           2 * SN__PIECE;
 }
 
 /* ---- dispatch (loop thread) ---------------------------------------------------- */
@@ -1095,6 +1303,8 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         job->opts.dimensions = p->dimensions;
         job->opts.want_tokens = p->want_tokens;
         job->done = encoded;
+        if ((req->stream = embed_streams(req, full_estimate(req))))
+            job->opts.want_tokens = 0; /* token states come piece by piece */
         sn__sched_submit(ops->sched, job);
         return 1;
     case SN__ROUTE_CHUNK_ENCODE_STORE:
@@ -1213,6 +1423,9 @@ void sn__ops_release(sn__req_t *req)
     sn__job_free_out(&req->job);
     free(req->job.items);
     req->job.items = NULL;
+    sn__job_free_out(&req->piece);
+    free(req->piece.items);
+    req->piece.items = NULL;
     free(req->texts_own);
     free(req->lens_own);
     free(req->doc_chunks);

@@ -23,8 +23,12 @@
  * it; otherwise it waits, parsed, in the FIFO (and so do the ones after
  * it, to keep request order) until the peer reads. A request whose reply
  * alone is over the budget runs when the connection holds no other reply.
- * So a client that pipelines requests and never reads costs the budget
- * (or one reply, when one is bigger), not one reply per request.
+ * An embed reply comes in pieces (ops.c): the request stays at the head
+ * of the FIFO while each piece is written, and the next is asked for
+ * (sn__ops_more) once fewer than SN__PIECES_UNREAD pieces' bytes wait for
+ * the peer. So a client that pipelines requests and never reads costs the
+ * budget (or one reply, when another op's reply is bigger), not one reply
+ * per request.
  *
  * Idle connections: one with nothing read and no reply written for
  * --idle-timeout seconds, and no work in flight, is closed (a sweep every
@@ -104,8 +108,7 @@ struct sreq {
     int done;                     /* reply is ready */
     int on_worker;
     int late;                     /* read after shutdown began */
-    int held;                     /* parsed, waiting for the reply budget */
-    size_t reserve;               /* reply bytes counted in conn->reserved */
+    sn__slot_t slot;              /* in the connection's reply budget */
     char *line;                   /* owned until parsed (big lines) */
     size_t line_len;
     size_t n_line_bytes;          /* the line's bytes, counted in the conn */
@@ -124,9 +127,7 @@ struct sn__conn {
     sreq_t *head, *tail;          /* FIFO, request order */
     int n_reqs;                   /* in the FIFO or being written */
     size_t n_bytes;               /* their line bytes */
-    size_t wbytes;                /* reply bytes in uv_write */
-    size_t reserved;              /* replies dispatched, not yet written */
-    int n_held;                   /* requests waiting for the budget */
+    sn__budget_t budget;          /* replies not yet written (budget.c) */
     uint64_t t_active;            /* uv_now() of the last read or write */
     int n_writes;
     int n_work;                   /* requests on workers */
@@ -176,9 +177,7 @@ static void req_free(sreq_t *req)
     c->n_reqs--;
     c->n_bytes -= req->n_line_bytes;
     srv->bytes -= req->n_line_bytes;
-    c->reserved -= req->reserve;
-    if (req->held)
-        c->n_held--;
+    sn__budget_drop(&c->budget, &req->slot);
     sn__ops_release(&req->r);
     free(req->line);
     free(req);
@@ -210,15 +209,15 @@ static void req_log(sreq_t *req)
                       sn__perr_name(req->r.code), ms);
 }
 
-/* The reply is ready (loop thread): counted at its size from now on. */
+/* The reply (or its next piece) is ready (loop thread): counted at its
+ * size from now on. */
 static void req_ready(sreq_t *req)
 {
     sn__conn_t *c = req->conn;
     req->done = 1;
-    c->reserved -= req->reserve;
-    req->reserve = req->r.reply.len;
-    c->reserved += req->reserve;
-    req_log(req);
+    sn__budget_made(&c->budget, &req->slot, req->r.reply.len);
+    if (!req->r.more)
+        req_log(req);
 }
 
 static void req_error(sreq_t *req, sn__perr_t code, const char *msg)
@@ -252,14 +251,6 @@ static sreq_t *req_new(sn__conn_t *c, size_t line_len)
     return req;
 }
 
-/* Would a reply of `est` bytes take the connection over its budget? Not
- * when it holds no other: a big reply runs alone. */
-static int over_budget(const sn__conn_t *c, size_t est)
-{
-    size_t held = c->reserved + c->wbytes;
-    return held > 0 && held + est > SN_CONN_REPLY_BUDGET;
-}
-
 static void req_start(sreq_t *req);
 
 /* Parsed (or failed to): start the work, or hold it for the budget. */
@@ -276,38 +267,27 @@ static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
         req_ready(req);
         return;
     }
-    size_t est = sn__ops_reply_estimate(&req->r);
-    if (c->n_held || over_budget(c, est)) {
-        req->held = 1;
-        req->reserve = 0;
-        c->n_held++;
-        return;
-    }
-    req->reserve = est;
-    c->reserved += est;
-    req_start(req);
+    if (sn__budget_admit(&c->budget, &req->slot,
+                         sn__ops_reply_estimate(&req->r)))
+        req_start(req);
 }
 
 /* Held requests whose turn has come (in order), while the budget allows. */
 static void conn_release_held(sn__conn_t *c)
 {
-    for (sreq_t *req = c->head; req && c->n_held && !c->closing;
+    for (sreq_t *req = c->head; req && c->budget.n_held && !c->closing;
          req = req->next) {
-        if (!req->held)
+        if (!req->slot.held)
             continue;
-        size_t est = sn__ops_reply_estimate(&req->r);
-        if (over_budget(c, est))
+        if (!sn__budget_release(&c->budget, &req->slot,
+                                sn__ops_reply_estimate(&req->r)))
             break;
-        req->held = 0;
-        c->n_held--;
         if (req->late || c->srv->stopping) {
             req_error(req, SN__P_SHUTTING_DOWN,
                       "the daemon is shutting down");
             req_ready(req);
             continue;
         }
-        req->reserve = est;
-        c->reserved += est;
         req_start(req);
     }
 }
@@ -470,7 +450,7 @@ static int conn_full(sn__conn_t *c)
         return 1;
     }
     return c->n_reqs >= SN_CONN_MAX_REQS || c->n_bytes >= SN_CONN_MAX_BYTES ||
-           c->wbytes >= SN_CONN_WBUF_HIGH;
+           c->budget.wbytes >= SN_CONN_WBUF_HIGH;
 }
 
 static void conn_maybe_close(sn__conn_t *c)
@@ -624,7 +604,7 @@ static void conn_process(sn__conn_t *c)
             sn__log_debug("conn %llu: paused: %d requests, %zu bytes "
                           "unanswered, %zu reply bytes unread",
                           (unsigned long long)c->serial, c->n_reqs,
-                          c->n_bytes, c->wbytes);
+                          c->n_bytes, c->budget.wbytes);
     }
 }
 
@@ -640,16 +620,40 @@ static void server_resume_all(sn__server_t *srv)
     }
 }
 
-static void on_write(uv_write_t *w, int status)
+/* A write: the last bytes of a reply (req: freed once written), or a
+ * piece of one (its bytes owned here). */
+typedef struct {
+    uv_write_t w;
+    sn__conn_t *c;
+    sreq_t *req;
+    char *data;
+    size_t len;
+} swrite_t;
+
+/* The head's reply goes in pieces: make the next one once the replies
+ * not yet written leave room for it. */
+static void conn_more(sn__conn_t *c)
 {
-    sreq_t *req = w->data;
-    sn__conn_t *c = req->conn;
+    sreq_t *req = c->head;
+    if (c->closing || !req || !sn__budget_more(&c->budget, &req->slot))
+        return;
+    req->on_worker = 1;
+    c->n_work++;
+    sn__ops_more(&req->r); /* back through on_req_done */
+}
+
+static void on_write(uv_write_t *uw, int status)
+{
+    swrite_t *w = (swrite_t *)uw;
+    sn__conn_t *c = w->c;
     sn__server_t *srv = c->srv;
-    c->wbytes -= req->r.reply.len;
+    sn__budget_taken(&c->budget, w->len);
     c->n_writes--;
     c->t_active = uv_now(&srv->loop);
+    if (w->req)
+        req_free(w->req);
+    free(w->data);
     free(w);
-    req_free(req);
     if (c->closing) {
         conn_maybe_free(c);
         return;
@@ -660,6 +664,7 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    conn_more(c);
     conn_release_held(c);
     conn_flush(c);
     conn_process(c);
@@ -667,36 +672,63 @@ static void on_write(uv_write_t *w, int status)
     server_resume_all(srv);
 }
 
-/* Write the replies that are ready at the head of the FIFO. */
+/* Write the replies that are ready at the head of the FIFO. A piece of a
+ * reply leaves its request at the head, to make the next. */
 static void conn_flush(sn__conn_t *c)
 {
     while (!c->closing && c->head && c->head->done) {
         sreq_t *req = c->head;
-        c->head = req->next;
-        if (!c->head)
-            c->tail = NULL;
-        req->next = NULL;
-        uv_write_t *w = malloc(sizeof *w);
-        if (!w) {
-            req_free(req);
+        int piece = req->r.more;
+        if (req->r.in_pieces && req->r.code) {
+            /* failed after some of its reply went: cannot be answered */
+            sn__log_warn("conn %llu #%llu: reply failed after %s; closing",
+                         (unsigned long long)c->serial,
+                         (unsigned long long)req->seq,
+                         "its first pieces");
             conn_close(c);
             return;
         }
-        w->data = req;
-        uv_buf_t b = uv_buf_init(req->r.reply.data, (unsigned)req->r.reply.len);
-        int rc = uv_write(w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+        if (!piece) {
+            c->head = req->next;
+            if (!c->head)
+                c->tail = NULL;
+            req->next = NULL;
+        }
+        swrite_t *w = malloc(sizeof *w);
+        if (!w) {
+            if (!piece)
+                req_free(req);
+            conn_close(c);
+            return;
+        }
+        w->c = c;
+        w->req = piece ? NULL : req;
+        w->len = req->r.reply.len;
+        w->data = piece ? req->r.reply.data : NULL;
+        uv_buf_t b = uv_buf_init(req->r.reply.data, (unsigned)w->len);
+        if (piece) { /* the bytes go with the write */
+            req->r.reply.data = NULL;
+            req->r.reply.len = req->r.reply.cap = 0;
+            req->done = 0;
+        }
+        int rc = uv_write(&w->w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
         if (rc) {
+            free(w->data);
             free(w);
-            req_free(req);
+            if (!piece)
+                req_free(req);
             sn__log_debug("conn %llu: write: %s",
                           (unsigned long long)c->serial, uv_strerror(rc));
             conn_close(c);
             return;
         }
-        c->wbytes += req->r.reply.len;
-        c->reserved -= req->reserve;
-        req->reserve = 0;
+        sn__budget_sent(&c->budget, &req->slot, w->len);
         c->n_writes++;
+        if (piece) {
+            req->slot.want_more = 1;
+            conn_more(c);
+            break;
+        }
     }
     conn_maybe_close(c);
 }
@@ -715,6 +747,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = srv;
     c->serial = ++srv->n_serial;
+    c->budget.max = SN_CONN_REPLY_BUDGET;
     c->t_active = uv_now(&srv->loop);
     uv_pipe_init(&srv->loop, &c->pipe, 0);
     c->pipe.data = c;
@@ -926,7 +959,7 @@ static void on_idle_sweep(uv_timer_t *t)
                      "%zu reply bytes unread); closing",
                      (unsigned long long)c->serial,
                      (unsigned long long)(now - c->t_active), c->n_reqs,
-                     c->wbytes);
+                     c->budget.wbytes);
         conn_close(c);
     }
 }

@@ -35,6 +35,69 @@ const char *sn__enc_supported(void)
     return buf;
 }
 
+/* ---- precision ------------------------------------------------------------
+ * `auto` is decided by a rule recorded per architecture and CPU, not by a
+ * calibration at load: a calibration would keep f32 and reduced copies of
+ * every weight during load (twice the peak memory, two packings and two
+ * forward passes of load time), and a few built-in sentences would say
+ * less than the parity fixtures. The rule: each architecture's lowest
+ * precision whose sentence vectors stayed within cosine 0.9999 of f32 on
+ * every sentence of its fixtures (worst cosines on AMD Zen 5, bench/README.md
+ * "reduced precision"):
+ *   bert (BERT, RoBERTa, XLM-R)  int8 0.99992-0.99994  bf16 0.999994
+ *   mpnet                        int8 0.99994          bf16 0.99999
+ *   distilbert                   int8 0.99989 (no)     bf16 0.999992
+ *   modernbert                   int8 0.99989 (no)     bf16 0.999992
+ *   use-lite (the default)       int8 0.9983 (no)      bf16 0.99993
+ *   qwen3                        bf16 0.99986 (no): f32
+ *   t5                           bf16 0.99989 (no): f32
+ * then the fastest the CPU has units for at or above it (int8 on VNNI is
+ * faster than bf16 on AVX512_BF16, which is faster than f32:
+ * bench/README.md). tests/test_precision.c checks the choice against the
+ * fixtures on the CPU that runs the suite, so a kernel or CPU on which the
+ * rule is wrong fails it. */
+static const struct {
+    const char *arch;
+    int lowest; /* SN_GEMM_*: the lowest precision allowed */
+} prec_rule[] = {
+    {"bert", SN_GEMM_INT8},       {"mpnet", SN_GEMM_INT8},
+    {"distilbert", SN_GEMM_BF16}, {"modernbert", SN_GEMM_BF16},
+    {"use-lite", SN_GEMM_BF16},   {"qwen3", SN_GEMM_F32},
+    {"t5", SN_GEMM_F32},
+};
+
+int sn__prec_resolve(int asked, const char *arch, char *why, size_t why_len)
+{
+    const int isa = sn__isa();
+    int lowest = SN_GEMM_F32, prec;
+
+    if (asked != SN_PREC_AUTO) {
+        snprintf(why, why_len, "precision %s (asked; cpu %s; kernels %s%s)",
+                 sn_precision_name((sn_precision_t)asked), sn__isa_name(isa),
+                 sn__gemm_kernel_name(isa, asked),
+                 sn__isa_has(isa, asked) ? "" : ": no units for it, slow");
+        return asked;
+    }
+    for (size_t i = 0; i < sizeof prec_rule / sizeof *prec_rule; i++)
+        if (!strcmp(prec_rule[i].arch, arch))
+            lowest = prec_rule[i].lowest;
+    prec = SN_GEMM_F32;
+    if (lowest >= SN_GEMM_INT8 && sn__isa_has(isa, SN_GEMM_INT8))
+        prec = SN_GEMM_INT8;
+    else if (lowest >= SN_GEMM_BF16 && sn__isa_has(isa, SN_GEMM_BF16))
+        prec = SN_GEMM_BF16;
+    snprintf(why, why_len,
+             "precision %s (auto: %s keeps cosine >= 0.9999 to f32 down to "
+             "%s on the fixtures; cpu %s %s; kernels %s)",
+             sn_precision_name((sn_precision_t)prec), arch,
+             sn_precision_name((sn_precision_t)lowest), sn__isa_name(isa),
+             prec == lowest           ? "has the units"
+             : prec == SN_GEMM_F32    ? "has no bf16/int8 units"
+                                      : "has no int8 units",
+             sn__gemm_kernel_name(isa, prec));
+    return prec;
+}
+
 static const sn__arch_t *find_arch(const char *type)
 {
     for (size_t a = 0; a < sizeof archs / sizeof *archs; a++)
@@ -44,7 +107,7 @@ static const sn__arch_t *find_arch(const char *type)
     return NULL;
 }
 
-int sn__enc_load(const char *dir, sn__enc_t **out, char *err,
+int sn__enc_load(const char *dir, int prec, sn__enc_t **out, char *err,
                  size_t err_len)
 {
     char path[4096];
@@ -87,6 +150,7 @@ int sn__enc_load(const char *dir, sn__enc_t **out, char *err,
         goto fail;
     }
     e->arch = arch;
+    e->prec = sn__prec_resolve(prec, arch->name, e->why, sizeof e->why);
     if ((rc = arch->load(dir, cfg, path, e, err, err_len)))
         goto fail;
     json_decref(cfg);
@@ -98,7 +162,7 @@ fail:
     return rc;
 }
 
-int sn__enc_load_use(const char *dir, sn__enc_t **out, char *err,
+int sn__enc_load_use(const char *dir, int prec, sn__enc_t **out, char *err,
                      size_t err_len)
 {
     sn__enc_t *e = calloc(1, sizeof *e);
@@ -108,6 +172,8 @@ int sn__enc_load_use(const char *dir, sn__enc_t **out, char *err,
     if (!e)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     e->arch = &sn__arch_use;
+    e->prec = sn__prec_resolve(prec, sn__arch_use.name, e->why,
+                               sizeof e->why);
     if ((rc = sn__arch_use.load(dir, NULL, NULL, e, err, err_len))) {
         free(e);
         return rc;
@@ -147,7 +213,9 @@ int sn__enc_check(const char *kind, int n_vocab, int max_len,
 {
     long long total = 0;
 
-    if (n_seq < 0 || (n_seq > 0 && (!ids || !lens)))
+    /* ids may be NULL when every sequence is empty (sn_model_embed of ""
+     * alone, before its id buffer ever grew) */
+    if (n_seq < 0 || (n_seq > 0 && !lens))
         return sn__err(err, err_len, SN_EARG, "%s: invalid arguments", kind);
     for (int s = 0; s < n_seq; s++) {
         if (lens[s] < 0)
@@ -166,6 +234,8 @@ int sn__enc_check(const char *kind, int n_vocab, int max_len,
                            "(SN_NN_MAX_TOKENS); split it",
                            kind, SN_NN_MAX_TOKENS);
     }
+    if (total > 0 && !ids)
+        return sn__err(err, err_len, SN_EARG, "%s: invalid arguments", kind);
     for (long long t = 0; t < total; t++)
         if (ids[t] < 0 || ids[t] >= n_vocab)
             return sn__err(err, err_len, SN_EARG,
@@ -193,6 +263,11 @@ int sn__enc_forward(const sn__enc_t *e, void *ctx, const int32_t *ids,
     if (e->pools && n_seq > 0 && !sent_out)
         return sn__err(err, err_len, SN_EARG, "%s: invalid arguments",
                        e->kind);
-    return e->arch->forward(e->impl, ctx, ids, lens, n_seq, tokens_out,
-                            sent_out, err, err_len);
+    rc = e->arch->forward(e->impl, ctx, ids, lens, n_seq, tokens_out,
+                          sent_out, err, err_len);
+    if (!rc && !e->arch->ctx_new && sn__nn_take_failed(ctx))
+        rc = sn__err(err, err_len, -ENOMEM,
+                     "%s: out of memory for the reduced-precision inputs",
+                     e->kind);
+    return rc;
 }

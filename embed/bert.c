@@ -319,9 +319,8 @@ static int bind_all(sn__bert_t *m, const char *path, char *err,
 }
 
 static int load(const char *dir, json_t *cfg, const char *cfg_path,
-                sn__bert_t **out, char *err, size_t err_len)
+                int prec, sn__bert_t **out, char *err, size_t err_len)
 {
-    char path[4096];
     sn__bert_t *m = NULL;
     int rc;
 
@@ -331,13 +330,9 @@ static int load(const char *dir, json_t *cfg, const char *cfg_path,
         return sn__err(err, err_len, -ENOMEM, "'%s': out of memory", dir);
     if ((rc = parse_config(cfg, cfg_path, &m->hp, err, err_len)))
         goto fail;
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    if ((rc = sn__bind_open(&m->b, dir, prec, err, err_len)))
         goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)))
-        goto fail;
-    if ((rc = bind_all(m, path, err, err_len)))
+    if ((rc = bind_all(m, m->b.st->path, err, err_len)))
         goto fail;
     *out = m;
     return 0;
@@ -371,7 +366,7 @@ int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
         rc = sn__err(err, err_len, SN_EMODEL, "'%s': not a json object",
                      path);
     else
-        rc = load(dir, cfg, path, out, err, err_len);
+        rc = load(dir, cfg, path, SN_GEMM_F32, out, err, err_len);
     json_decref(cfg);
     return rc;
 }
@@ -475,7 +470,7 @@ static int arch_load(const char *dir, json_t *cfg, const char *cfg_path,
                      sn__enc_t *e, char *err, size_t err_len)
 {
     sn__bert_t *m;
-    int rc = load(dir, cfg, cfg_path, &m, err, err_len);
+    int rc = load(dir, cfg, cfg_path, e->prec, &m, err, err_len);
 
     if (rc)
         return rc;

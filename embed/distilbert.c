@@ -102,7 +102,6 @@ static int distil_load(const char *dir, json_t *cfg, const char *name,
     distil_t *m = calloc(1, sizeof *m);
     sn__post_t *p;
     const char *act;
-    char path[4096];
     int rc, a;
 
     if (!m)
@@ -136,11 +135,7 @@ static int distil_load(const char *dir, json_t *cfg, const char *name,
     }
     p->act = (sn__act_t)a;
     p->eps = 1e-12f; /* transformers' DistilBERT hard-codes it */
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
-        goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

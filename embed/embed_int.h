@@ -182,6 +182,9 @@ typedef struct sn__use_ctx sn__use_ctx_t;
  * weight shards and dir/vocab.json. Weights are validated like safetensors
  * (sizes, shapes, names); errors name the file and the weight. */
 int sn__use_load(const char *dir, sn__use_t **out, char *err, size_t err_len);
+/* The same with the dense layers packed in precision prec (SN_GEMM_*). */
+int sn__use_load_prec(const char *dir, int prec, sn__use_t **out, char *err,
+                      size_t err_len);
 void sn__use_free(sn__use_t *m);
 int sn__use_dim(const sn__use_t *m);        /* sentence vector size (512) */
 int sn__use_hidden(const sn__use_t *m);     /* per-token state size */
@@ -204,6 +207,9 @@ int sn__use_forward(const sn__use_t *m, sn__use_ctx_t *c, const int32_t *ids,
 /* sn_model_load without the tokenizer: for feeding reference ids. */
 int sn__model_load_notok(const char *path, sn_model_t **out, char *err,
                          size_t err_len);
+/* The same in precision prec (sn_precision_t). */
+int sn__model_load_notok_prec(const char *path, int prec, sn_model_t **out,
+                              char *err, size_t err_len);
 /* sn_model_embed of pre-tokenized texts: ids[i] has n_ids[i] entries. */
 int sn__model_embed_ids(const sn_model_t *m, sn_ctx_t *c,
                         const int32_t *const *ids, const int *n_ids, int n,

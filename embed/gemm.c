@@ -60,6 +60,7 @@
 
 #include "embed_int.h"
 #include "gemm.h"
+#include "pool.h"
 
 #define SN_GEMM_MC 252 /* rows per block: a multiple of 14, 6 and 4 */
 #define SN_GEMM_KC 256 /* k per block */
@@ -110,16 +111,17 @@ typedef void (*block_fn)(const float *a, size_t lda, const float *b, int kc,
 int sn__gemm_level(void)
 {
     const char *cap = getenv("SENSE_BERT_KERNELS");
+    const int isa = sn__isa();
 
     if (cap && !strcmp(cap, "base"))
         return SN_GEMM_BASE;
 #ifdef SN_HAVE_AVX_PASSES
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
-        !(cap && !strcmp(cap, "avx2")))
+    if (isa >= SN_ISA_AVX512 && !(cap && !strcmp(cap, "avx2")))
         return SN_GEMM_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (isa >= SN_ISA_AVX2)
         return SN_GEMM_AVX2;
+#else
+    (void)isa;
 #endif
     return SN_GEMM_BASE;
 }
@@ -134,8 +136,44 @@ const char *sn__gemm_level_name(int level)
 void sn__gemm_part(void *job, int part, int n_parts)
 {
     const sn__gemm_job_t *j = job;
-    sn__gemm_acc(j->level, j->w, j->a, (size_t)j->w->k, j->c,
-                 (size_t)j->w->n, j->m, part, n_parts);
+    const size_t ldc = j->ldc ? j->ldc : (size_t)j->w->n;
+    if (j->w->prec > SN_GEMM_F32)
+        sn__gemm_acc_q(j->isa, j->w, j->qa, j->c, ldc, j->m, part, n_parts);
+    else
+        sn__gemm_acc(j->level, j->w, j->a, j->lda ? j->lda : (size_t)j->w->k,
+                     j->c, ldc, j->m, part, n_parts);
+}
+
+int sn__gemm_run(sn__pool_t *pool, sn__gemm_job_t *j, double par_min,
+                 void **qa, size_t *qa_cap)
+{
+    const int par = sn__pool_threads(pool) > 1 &&
+                    2.0 * j->m * j->w->n * j->w->k >= par_min;
+
+    if (j->m < 1)
+        return 0;
+    if (j->w->prec > SN_GEMM_F32) {
+        size_t need = sn__gemm_qa_bytes(j->w, j->m);
+        if (need > *qa_cap) {
+            size_t cap = (need + need / 2 + 63) & ~(size_t)63;
+            void *p = aligned_alloc(64, cap);
+            if (!p)
+                return -ENOMEM;
+            free(*qa);
+            *qa = p;
+            *qa_cap = cap;
+        }
+        j->qa = *qa;
+        if (par)
+            sn__pool_run(pool, sn__gemm_quant_part, j);
+        else
+            sn__gemm_quant_part(j, 0, 1);
+    }
+    if (par)
+        sn__pool_run(pool, sn__gemm_part, j);
+    else
+        sn__gemm_part(j, 0, 1);
+    return 0;
 }
 
 size_t sn__gemm_packed_floats(int n, int k)
@@ -162,9 +200,12 @@ void sn__gemm_pack_to(sn__gemm_w_t *w, float *buf, const float *src,
                 panel[kk * SN_GEMM_NR + col] = v;
             }
     }
+    memset(w, 0, sizeof *w);
     w->p = buf;
     w->n = n;
     w->k = k;
+    w->kp = k;
+    w->prec = SN_GEMM_F32;
     w->n_panels = (int)n_panels;
 }
 
@@ -190,6 +231,7 @@ void sn__gemm_free(sn__gemm_w_t *w)
     if (!w)
         return;
     free(w->p);
+    free(w->q);
     memset(w, 0, sizeof *w);
 }
 

@@ -13,6 +13,7 @@
 #define SENSE_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define SN_GEMM_NR 32 /* output columns per packed panel */
 
@@ -20,14 +21,46 @@
  * level, whatever m, the row's place and the split into parts. */
 enum { SN_GEMM_BASE = 0, SN_GEMM_AVX2 = 1, SN_GEMM_AVX512 = 2 };
 
+/* Precisions of a packed weight: the values of sn_precision_t (embed.h)
+ * other than SN_PREC_AUTO. */
+enum { SN_GEMM_F32 = 1, SN_GEMM_BF16 = 2, SN_GEMM_INT8 = 3 };
+
 typedef struct {
     int n, k;     /* W is k x n (k inputs, n outputs) */
     int n_panels; /* ceil(n / SN_GEMM_NR) */
-    float *p;     /* panel j: k rows of SN_GEMM_NR floats, zero-padded */
+    float *p;     /* f32: panel j: k rows of SN_GEMM_NR floats, zero-padded */
+    /* reduced precision (embed/gemm_lowp.c); p is NULL then */
+    int prec;       /* SN_GEMM_*; 0 counts as f32 */
+    int kp;         /* k padded to a multiple of 4 */
+    void *q;        /* panels of bf16 pairs or int8 quads (owns scale, csum) */
+    float *scale;   /* int8: per output column */
+    int32_t *csum;  /* int8: 128 * sum_k q[k][col] */
 } sn__gemm_w_t;
 
+/* ---- the CPU feature ladder (embed/gemm_lowp.c) ---------------------------
+ * Each rung has what the ones below it have (for our kernels' purposes).
+ * sn__isa() is what this CPU has, capped by SENSE_ISA=<rung name> (or
+ * "f32-only" = base) so that tests can force the fallbacks; it caps the
+ * f32 kernels (sn__gemm_level, sn__kernels_pick) too. */
+enum {
+    SN_ISA_BASE = 0,
+    SN_ISA_AVX2,       /* AVX2 + FMA */
+    SN_ISA_AVXVNNI,    /* + AVX-VNNI (VEX int8 dot products) */
+    SN_ISA_AVX512,     /* AVX-512 F/BW/VL */
+    SN_ISA_AVX512VNNI, /* + AVX512_VNNI */
+    SN_ISA_AVX512BF16, /* + AVX512_BF16 */
+    SN_ISA_AMX,        /* + AMX-TILE/BF16/INT8 (no AMX kernels yet) */
+};
+int sn__isa(void);
+const char *sn__isa_name(int isa);
+int sn__isa_parse(const char *name); /* -1 when unknown */
+/* Whether rung `isa` has units for `prec` (SN_GEMM_*; f32: always). */
+int sn__isa_has(int isa, int prec);
+/* The kernel sn__gemm_acc_q / sn__gemm_acc runs for (isa, prec). */
+const char *sn__gemm_kernel_name(int isa, int prec);
+
 /* The best level this CPU runs, capped by SENSE_BERT_KERNELS=base|avx2
- * (read at each call). */
+ * and by SENSE_ISA (read at each call). */
 int sn__gemm_level(void);
 const char *sn__gemm_level_name(int level);
 
@@ -42,12 +75,26 @@ void sn__gemm_free(sn__gemm_w_t *w);
  * sn__pool_cb's signature and computes part `part` of n_parts of
  * C[m, n] += A W, A's rows w->k floats apart and C's w->n. */
 typedef struct {
-    int level, m;
+    int level, m; /* level: sn__gemm_level() */
     const sn__gemm_w_t *w;
     const float *a;
     float *c;
+    size_t lda, ldc; /* 0: w->k, w->n */
+    int isa;         /* reduced precision: sn__isa() */
+    void *qa;        /* reduced precision: sn__gemm_qa_bytes(w, m) bytes */
 } sn__gemm_job_t;
 void sn__gemm_part(void *job, int part, int n_parts);
+/* Reduced precision: rows [part share) of A converted into j->qa; runs
+ * over all threads before sn__gemm_part. */
+void sn__gemm_quant_part(void *job, int part, int n_parts);
+
+/* The whole product on `pool` (on the caller alone below par_min flops):
+ * for a reduced-precision w, A's rows are converted first into *qa, grown
+ * as needed (*qa_cap bytes; the caller frees *qa). 0 or -ENOMEM (nothing
+ * computed). */
+struct sn__pool;
+int sn__gemm_run(struct sn__pool *pool, sn__gemm_job_t *j, double par_min,
+                 void **qa, size_t *qa_cap);
 
 /* For operands made per call (attention's K^T and V): the floats a packed
  * W of n x k takes, and sn__gemm_pack into buf (that many floats, 64-byte
@@ -64,5 +111,24 @@ void sn__gemm_pack_to(sn__gemm_w_t *w, float *buf, const float *src,
 void sn__gemm_acc(int level, const sn__gemm_w_t *w, const float *a,
                   size_t lda, float *c, size_t ldc, int m, int part,
                   int n_parts);
+
+/* ---- reduced precision (embed/gemm_lowp.c) --------------------------------
+ * Pack W as sn__gemm_pack does, in precision prec (SN_GEMM_*; f32 calls
+ * sn__gemm_pack). Freed by sn__gemm_free. */
+int sn__gemm_pack_prec(sn__gemm_w_t *w, const float *src, int n, int k,
+                       int src_is_nk, int prec);
+int sn__gemm_kp(int prec, int k);
+/* Bytes the packed weight holds. */
+size_t sn__gemm_packed_bytes(const sn__gemm_w_t *w);
+/* A converted per call: bytes for m rows (0 for f32), and the conversion
+ * of rows [r0, r1) of the m (bf16 rounding, or int8 with its per-row
+ * scale), each row depending on itself only. */
+size_t sn__gemm_qa_bytes(const sn__gemm_w_t *w, int m);
+void sn__gemm_quant_rows(int isa, const sn__gemm_w_t *w, const float *a,
+                         size_t lda, void *qa, int m, int r0, int r1);
+/* Part `part` of n_parts of C[m, n] += A W from A converted into qa (all m
+ * rows), as sn__gemm_acc splits it. */
+void sn__gemm_acc_q(int isa, const sn__gemm_w_t *w, const void *qa,
+                    float *c, size_t ldc, int m, int part, int n_parts);
 
 #endif

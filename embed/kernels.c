@@ -88,11 +88,10 @@ const sn__kernels_t *sn__kernels_pick(void)
 #ifdef SN_HAVE_AVX_PASSES
     static const sn__kernels_t avx512 = SN_KERNELS_TABLE(avx512);
     static const sn__kernels_t avx2 = SN_KERNELS_TABLE(avx2);
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
-        !(cap && !strcmp(cap, "avx2")))
+    const int isa = sn__isa(); /* SENSE_ISA caps it */
+    if (isa >= SN_ISA_AVX512 && !(cap && !strcmp(cap, "avx2")))
         return &avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (isa >= SN_ISA_AVX2)
         return &avx2;
 #endif
     return &base;

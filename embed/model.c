@@ -582,9 +582,9 @@ static void set_name(sn_model_t *m, const char *kind, int layers, int hidden)
              (int)(len - b), path + b);
 }
 
-static int load_use(sn_model_t *m, char *err, size_t err_len)
+static int load_use(sn_model_t *m, int prec, char *err, size_t err_len)
 {
-    int rc = sn__enc_load_use(m->path, &m->enc, err, err_len);
+    int rc = sn__enc_load_use(m->path, prec, &m->enc, err, err_len);
     if (rc)
         return rc;
     m->tok = sn__use_tokenizer(m->enc->impl);
@@ -644,14 +644,23 @@ int sn_model_locate(const char *name, char *buf, size_t len, char *err,
     return 0;
 }
 
-static int model_load(const char *path, int with_tok, sn_model_t **out,
-                      char *err, size_t err_len)
+static int model_load(const char *path, int with_tok, int prec,
+                      sn_model_t **out, char *err, size_t err_len)
 {
     sn_model_t *m;
     char where[4096], probe[4200];
+    const char *env = getenv("SENSE_PRECISION");
     int rc;
 
     *out = NULL;
+    if (prec == SN_PREC_AUTO && env && *env &&
+        (prec = sn_precision_parse(env)) < 0)
+        return sn__err(err, err_len, SN_EARG,
+                       "SENSE_PRECISION: unknown precision '%s' (auto, f32, "
+                       "bf16, int8)",
+                       env);
+    if (prec < SN_PREC_AUTO || prec > SN_PREC_INT8)
+        return sn__err(err, err_len, SN_EARG, "unknown precision %d", prec);
     if ((rc = sn_model_locate(path, where, sizeof where, err, err_len)))
         return rc;
     path = where;
@@ -666,13 +675,13 @@ static int model_load(const char *path, int with_tok, sn_model_t **out,
     if (!sn__file_exists(probe)) {
         snprintf(probe, sizeof probe, "%s/model.json", path);
         if (sn__file_exists(probe)) {
-            if ((rc = load_use(m, err, err_len)))
+            if ((rc = load_use(m, prec, err, err_len)))
                 goto fail;
             *out = m;
             return 0;
         }
     }
-    if ((rc = sn__enc_load(path, &m->enc, err, err_len)))
+    if ((rc = sn__enc_load(path, prec, &m->enc, err, err_len)))
         goto fail;
     const sn__enc_t *e = m->enc;
     m->hidden = m->dim = m->widest = e->n_hidden;
@@ -705,13 +714,50 @@ fail:
 int sn_model_load(const char *path, sn_model_t **out, char *err,
                   size_t err_len)
 {
-    return model_load(path, 1, out, err, err_len);
+    return model_load(path, 1, SN_PREC_AUTO, out, err, err_len);
+}
+
+int sn_model_load_prec(const char *path, sn_precision_t prec,
+                       sn_model_t **out, char *err, size_t err_len)
+{
+    return model_load(path, 1, (int)prec, out, err, err_len);
 }
 
 int sn__model_load_notok(const char *path, sn_model_t **out, char *err,
                          size_t err_len)
 {
-    return model_load(path, 0, out, err, err_len);
+    return model_load(path, 0, SN_PREC_AUTO, out, err, err_len);
+}
+
+int sn__model_load_notok_prec(const char *path, int prec, sn_model_t **out,
+                              char *err, size_t err_len)
+{
+    return model_load(path, 0, prec, out, err, err_len);
+}
+
+sn_precision_t sn_model_precision(const sn_model_t *m)
+{
+    return (sn_precision_t)m->enc->prec;
+}
+
+const char *sn_model_precision_why(const sn_model_t *m)
+{
+    return m->enc->why;
+}
+
+int sn_precision_parse(const char *name)
+{
+    static const char *const names[] = {"auto", "f32", "bf16", "int8"};
+    for (int i = 0; name && i < 4; i++)
+        if (!strcmp(name, names[i]))
+            return i;
+    return -1;
+}
+
+const char *sn_precision_name(sn_precision_t prec)
+{
+    static const char *const names[] = {"auto", "f32", "bf16", "int8"};
+    return (int)prec >= 0 && (int)prec < 4 ? names[prec] : "?";
 }
 
 void sn_model_free(sn_model_t *m)

@@ -144,7 +144,6 @@ static int mb_load(const char *dir, json_t *cfg, const char *name,
     mb_t *m = calloc(1, sizeof *m);
     const char *act;
     double eps;
-    char path[4096];
     int rc, a, local;
 
     if (!m)
@@ -204,11 +203,7 @@ static int mb_load(const char *dir, json_t *cfg, const char *name,
         rc = sn__err(err, err_len, -ENOMEM, "out of memory");
         goto fail;
     }
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
-        goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

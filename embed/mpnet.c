@@ -104,7 +104,6 @@ static int mpnet_load(const char *dir, json_t *cfg, const char *name,
     sn__post_t *p;
     const char *act;
     double eps;
-    char path[4096];
     int rc, a;
 
     if (!m)
@@ -148,11 +147,7 @@ static int mpnet_load(const char *dir, json_t *cfg, const char *name,
     p->eps = (float)eps;
     p->max_distance = 128; /* transformers' MPNet hard-codes it */
     p->n_buckets = m->n_buckets;
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
-        goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

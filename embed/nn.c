@@ -37,7 +37,7 @@
 
 struct sn__nn {
     const sn__kernels_t *k;
-    int gemm_level;
+    int gemm_level, isa;
     sn__pool_t *pool;
     int n_threads;
     float *scratch; /* the architecture's activations */
@@ -50,11 +50,9 @@ struct sn__nn {
     /* the job in flight */
     const sn__nn_job_t *job;
     int next;
-    const sn__gemm_w_t *gw;
-    const float *g_a;
-    float *g_c;
-    size_t g_lda, g_ldc;
-    int g_rows;
+    int failed; /* a product could not run (out of memory) */
+    void *qa;   /* reduced precision: A converted (sn__gemm_run) */
+    size_t qa_cap;
     const sn__nn_att_job_t *aj;
 };
 
@@ -68,6 +66,7 @@ sn__nn_t *sn__nn_new(void)
         return NULL;
     nn->k = sn__kernels_pick();
     nn->gemm_level = sn__gemm_level();
+    nn->isa = sn__isa();
     if (want > n_cpu)
         want = (int)n_cpu;
     if (want > SN_NN_MAX_THREADS)
@@ -88,10 +87,18 @@ void sn__nn_free(sn__nn_t *nn)
     free(nn->scratch);
     free(nn->att);
     free(nn->iscratch);
+    free(nn->qa);
     free(nn);
 }
 
 const sn__kernels_t *sn__nn_kernels(const sn__nn_t *nn) { return nn->k; }
+
+int sn__nn_take_failed(sn__nn_t *nn)
+{
+    int f = nn->failed;
+    nn->failed = 0;
+    return f;
+}
 int sn__nn_threads(const sn__nn_t *nn) { return nn->n_threads; }
 
 size_t sn__nn_round16(size_t n_floats)
@@ -191,11 +198,6 @@ static void part(void *arg, int tid, int n_threads)
     const sn__nn_job_t *j = nn->job;
     int it;
 
-    if (nn->gw) {
-        sn__gemm_acc(nn->gemm_level, nn->gw, nn->g_a, nn->g_lda, nn->g_c,
-                     nn->g_ldc, nn->g_rows, tid, n_threads);
-        return;
-    }
     if (j->rows && j->row_fn) {
         int r0 = (int)((long long)j->rows * tid / n_threads);
         int r1 = (int)((long long)j->rows * (tid + 1) / n_threads);
@@ -219,7 +221,6 @@ static void go(sn__nn_t *nn, double work)
 
 void sn__nn_run(sn__nn_t *nn, const sn__nn_job_t *job)
 {
-    nn->gw = NULL;
     nn->job = job;
     go(nn, job->work);
 }
@@ -227,16 +228,17 @@ void sn__nn_run(sn__nn_t *nn, const sn__nn_job_t *job)
 void sn__nn_linear(sn__nn_t *nn, const float *a, size_t lda,
                    const sn__gemm_w_t *w, float *c, size_t ldc, int T)
 {
-    if (T <= 0)
-        return;
-    nn->gw = w;
-    nn->g_a = a;
-    nn->g_lda = lda;
-    nn->g_c = c;
-    nn->g_ldc = ldc;
-    nn->g_rows = T;
-    go(nn, 2.0 * T * w->n * w->k);
-    nn->gw = NULL;
+    sn__gemm_job_t j = {.level = nn->gemm_level,
+                        .m = T,
+                        .w = w,
+                        .a = a,
+                        .c = c,
+                        .lda = lda,
+                        .ldc = ldc,
+                        .isa = nn->isa};
+
+    if (sn__gemm_run(nn->pool, &j, SN_NN_PAR_MIN, &nn->qa, &nn->qa_cap))
+        nn->failed = 1; /* no room for A converted: sn__enc_forward fails */
 }
 
 int sn__rel_bucket(int rel, int n_buckets, int max_distance)
@@ -527,11 +529,22 @@ void sn__bind_release(sn__binder_t *b, const float *p, size_t n)
     sn__st_release(st, p, n * sizeof *p);
 }
 
+int sn__bind_open(sn__binder_t *b, const char *dir, int prec, char *err,
+                  size_t err_len)
+{
+    char path[4096];
+
+    b->prec = prec;
+    if (sn__path_join(path, sizeof path, dir, "model.safetensors"))
+        return sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
+    return sn__st_open(path, &b->st, err, err_len);
+}
+
 int sn__bind_pack(sn__binder_t *b, sn__gemm_w_t *w, const float *src,
                   int n_out, int n_in, const char *what, int l, char *err,
                   size_t err_len)
 {
-    int rc = sn__gemm_pack(w, src, n_out, n_in, 1);
+    int rc = sn__gemm_pack_prec(w, src, n_out, n_in, 1, b->prec);
 
     if (rc)
         return sn__err(err, err_len, rc == -ENOMEM ? rc : SN_EMODEL,

@@ -109,6 +109,8 @@ typedef struct sn__nn sn__nn_t;
 sn__nn_t *sn__nn_new(void);
 void sn__nn_free(sn__nn_t *nn);
 const sn__kernels_t *sn__nn_kernels(const sn__nn_t *nn);
+/* 1 when a product failed since the last call (and clears it). */
+int sn__nn_take_failed(sn__nn_t *nn);
 int sn__nn_threads(const sn__nn_t *nn);
 
 /* A scratch buffer of at least n_floats, 64-byte aligned, owned by nn; it
@@ -133,7 +135,10 @@ typedef struct {
 void sn__nn_run(sn__nn_t *nn, const sn__nn_job_t *job);
 
 /* c[T, n] += a[T, k] W^T with W packed [n out, k in]; a's rows lda floats
- * apart, c's ldc. Split over the threads by W's panels. */
+ * apart, c's ldc. Split over the threads by W's panels. A weight packed in
+ * reduced precision first converts a's rows (split by rows) into a buffer
+ * nn keeps; when that cannot grow, the product is skipped and
+ * sn__nn_take_failed says so (sn__enc_forward checks it). */
 void sn__nn_linear(sn__nn_t *nn, const float *a, size_t lda,
                    const sn__gemm_w_t *w, float *c, size_t ldc, int T);
 
@@ -225,8 +230,14 @@ int sn__cfg_num(json_t *root, const char *key, double def, double lo,
 typedef struct {
     sn__st_file_t *st;
     char prefix[32];
+    int prec; /* SN_GEMM_*: what sn__bind_pack packs the dense weights in */
 } sn__binder_t;
 
+/* Open dir/model.safetensors (or its sharded index) into b->st, the dense
+ * weights to be packed in precision prec (SN_GEMM_*); a loader's first
+ * step. */
+int sn__bind_open(sn__binder_t *b, const char *dir, int prec, char *err,
+                  size_t err_len);
 /* Bind prefix + printf(fmt, ...) as f32 of shape [d0] (d1 == 0) or
  * [d0, d1]; errors name the file and the tensor. */
 int sn__bind(sn__binder_t *b, const float **out, int64_t d0, int64_t d1,
@@ -305,7 +316,15 @@ typedef struct {
     int causal;       /* token states see only leftward (decoders) */
     int pools;        /* forward writes sentence vectors itself */
     int dim;          /* their size when it does */
+    int prec;         /* SN_GEMM_*: the dense weights' precision, set by
+                       * sn__enc_load before the architecture's load */
+    char why[192];    /* how prec was chosen (sn__prec_resolve) */
 } sn__enc_t;
+
+/* The precision (SN_GEMM_*) for architecture `arch` when `asked`
+ * (sn_precision_t; SN_PREC_AUTO: the recorded rule) on this CPU
+ * (sn__isa), with one line saying why into why. */
+int sn__prec_resolve(int asked, const char *arch, char *why, size_t why_len);
 
 struct sn__arch {
     const char *name;
@@ -336,10 +355,10 @@ int sn__enc_check(const char *kind, int n_vocab, int max_len,
                   size_t err_len);
 /* Read dir/config.json, pick the architecture by model_type and load it.
  * An unknown model_type fails naming the supported ones. */
-int sn__enc_load(const char *dir, sn__enc_t **out, char *err,
+int sn__enc_load(const char *dir, int prec, sn__enc_t **out, char *err,
                  size_t err_len);
 /* The default model's folder format (TF.js graph: model.json). */
-int sn__enc_load_use(const char *dir, sn__enc_t **out, char *err,
+int sn__enc_load_use(const char *dir, int prec, sn__enc_t **out, char *err,
                      size_t err_len);
 void sn__enc_free(sn__enc_t *e);
 void *sn__enc_ctx_new(const sn__enc_t *e);

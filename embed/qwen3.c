@@ -133,7 +133,6 @@ static int qwen_load(const char *dir, json_t *cfg, const char *name,
     qwen_t *m = calloc(1, sizeof *m);
     const char *act;
     double eps;
-    char path[4096];
     json_t *v;
     int rc;
 
@@ -194,11 +193,7 @@ static int qwen_load(const char *dir, json_t *cfg, const char *name,
         rc = sn__err(err, err_len, -ENOMEM, "out of memory");
         goto fail;
     }
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
-        goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

@@ -129,7 +129,6 @@ static int t5_load(const char *dir, json_t *cfg, const char *name,
     t5_t *m = calloc(1, sizeof *m);
     const char *ffp, *act_name = NULL;
     double eps;
-    char path[4096];
     int rc, a;
 
     if (!m)
@@ -168,11 +167,7 @@ static int t5_load(const char *dir, json_t *cfg, const char *name,
     m->act = (sn__act_t)a;
     m->eps = (float)eps;
     m->inner = m->n_heads * m->d_kv;
-    if (sn__path_join(path, sizeof path, dir, "model.safetensors")) {
-        rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
-        goto fail;
-    }
-    if ((rc = sn__st_open(path, &m->b.st, err, err_len)) ||
+    if ((rc = sn__bind_open(&m->b, dir, e->prec, err, err_len)) ||
         (rc = bind_all(m, err, err_len)))
         goto fail;
     e->impl = m;

@@ -134,6 +134,7 @@ struct sn__use {
     const float *inv_ts;         /* [d_emb / 2] */
     const float *out_w, *out_b;  /* tanh layer [d_model, dim], [dim] */
     sn__gemm_w_t out;            /* out_w packed */
+    int prec;                    /* SN_GEMM_*: the packed weights' */
     int dim;
     use_layer_t layers[SN_USE_MAX_LAYERS];
     sn_tokenizer_t *tok;
@@ -146,7 +147,10 @@ struct sn__use {
 struct sn__use_ctx {
     const sn__use_t *m;
     sn__pool_t *pool_th; /* helpers for the GEMMs */
-    int gemm_level;
+    int gemm_level, isa;
+    void *qa;            /* reduced precision: A converted (sn__gemm_run) */
+    size_t qa_cap;
+    int failed;          /* a GEMM could not run (out of memory) */
     size_t cap_tok, cap_seq;
     float *x0;   /* [N, d_emb] layer 0 input */
     float *x;    /* [N, d_model] residual stream */
@@ -884,7 +888,7 @@ static int pack_all(sn__use_t *m, const char *file, char *err,
 {
     int rc = 0;
 #define PACK(dst, src, k, n)                                                 \
-    if (!rc && (src) && (rc = sn__gemm_pack(dst, src, n, k, 0)))             \
+    if (!rc && (src) && (rc = sn__gemm_pack_prec(dst, src, n, k, 0, m->prec)))\
         return sn__err(err, err_len, rc == -ENOMEM ? rc : SN_EMODEL,         \
                        "'%s': cannot pack a %d x %d weight", file, k, n);
     for (int l = 0; l < m->n_layers; l++) {
@@ -902,6 +906,12 @@ static int pack_all(sn__use_t *m, const char *file, char *err,
 
 int sn__use_load(const char *dir, sn__use_t **out, char *err, size_t err_len)
 {
+    return sn__use_load_prec(dir, SN_GEMM_F32, out, err, err_len);
+}
+
+int sn__use_load_prec(const char *dir, int prec, sn__use_t **out, char *err,
+                      size_t err_len)
+{
     sn__use_t *m = NULL;
     char *buf = NULL;
     size_t len;
@@ -914,6 +924,7 @@ int sn__use_load(const char *dir, sn__use_t **out, char *err, size_t err_len)
     m = calloc(1, sizeof *m);
     if (!m)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
+    m->prec = prec;
     if (sn__path_join(path, sizeof path, dir, "model.json")) {
         rc = sn__err(err, err_len, SN_ETOOBIG, "'%s': path too long", dir);
         goto fail;
@@ -1083,6 +1094,7 @@ sn__use_ctx_t *sn__use_ctx_new(const sn__use_t *m)
         return NULL;
     c->m = m;
     c->gemm_level = sn__gemm_level();
+    c->isa = sn__isa();
     if (want > n_cpu)
         want = (int)n_cpu;
     if (want > SN_USE_MAX_THREADS)
@@ -1124,6 +1136,7 @@ void sn__use_ctx_free(sn__use_ctx_t *c)
         return;
     ctx_release(c);
     sn__pool_free(c->pool_th);
+    free(c->qa);
     free(c->pool);
     free(c->offs);
     free(c->sc);
@@ -1181,7 +1194,9 @@ static void linear(sn__use_ctx_t *c, const float *a, size_t n,
                    int accumulate)
 {
     const int d = w->n;
-    sn__gemm_job_t j = {c->gemm_level, (int)n, w, a, out};
+    sn__gemm_job_t j = {
+        .level = c->gemm_level, .m = (int)n, .w = w, .a = a, .c = out,
+        .isa = c->isa};
 
     if (n == 0)
         return;
@@ -1193,10 +1208,8 @@ static void linear(sn__use_ctx_t *c, const float *a, size_t n,
         for (size_t i = 0; i < n; i++)
             memcpy(out + i * (size_t)d, bias, (size_t)d * sizeof *out);
     }
-    if (2.0 * (double)n * d * w->k < SN_USE_PAR_MIN)
-        sn__gemm_part(&j, 0, 1);
-    else
-        sn__pool_run(c->pool_th, sn__gemm_part, &j);
+    if (sn__gemm_run(c->pool_th, &j, SN_USE_PAR_MIN, &c->qa, &c->qa_cap))
+        c->failed = 1; /* no room for A converted: the forward pass fails */
 }
 
 /* Rows of softmax(scale s). */
@@ -1408,7 +1421,7 @@ static int arch_load(const char *dir, json_t *cfg, const char *cfg_path,
 
     (void)cfg;
     (void)cfg_path;
-    if ((rc = sn__use_load(dir, &m, err, err_len)))
+    if ((rc = sn__use_load_prec(dir, e->prec, &m, err, err_len)))
         return rc;
     e->impl = m;
     e->kind = "use-lite";
@@ -1429,8 +1442,16 @@ static int arch_forward(const void *impl, void *ctx, const int32_t *ids,
                         const int *lens, int n_seq, float *tokens_out,
                         float *sent_out, char *err, size_t err_len)
 {
-    return sn__use_forward(impl, ctx, ids, lens, n_seq, tokens_out, sent_out,
-                           err, err_len);
+    sn__use_ctx_t *c = ctx;
+    int rc = sn__use_forward(impl, ctx, ids, lens, n_seq, tokens_out,
+                             sent_out, err, err_len);
+    if (!rc && c->failed) {
+        c->failed = 0;
+        rc = sn__err(err, err_len, -ENOMEM,
+                     "use forward: out of memory for the reduced-precision "
+                     "inputs");
+    }
+    return rc;
 }
 
 static const char *const model_types[] = {"use-lite", NULL};

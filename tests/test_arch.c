@@ -280,7 +280,7 @@ static void rm_copy(const char *dir)
 static void expect_load_error(const char *dir, const char *want)
 {
     sn__enc_t *e = NULL;
-    int rc = sn__enc_load(dir, &e, errbuf, sizeof errbuf);
+    int rc = sn__enc_load(dir, SN_PREC_F32, &e, errbuf, sizeof errbuf);
     CHECK(e == NULL);
     CHECK(rc < 0);
     CHECK_FAILS_WITH(rc, errbuf, want);

@@ -111,12 +111,47 @@ typedef enum {
                         * token is the only one that has seen them all) */
 } sn_pool_t;
 
+/* The precision of the encoder's dense layers (weights converted once at
+ * load; activations converted per call, row by row, so a text's vector
+ * never depends on the batch):
+ *   SN_PREC_F32   as the reference computes it;
+ *   SN_PREC_BF16  bf16 weights and inputs, f32 sums (AVX512_BF16);
+ *   SN_PREC_INT8  int8 weights per output channel, int8 inputs per token
+ *                 (dynamic), exact int32 sums (AVX512-VNNI / AVX-VNNI);
+ *   SN_PREC_AUTO  the fastest of these whose sentence vectors stay within
+ *                 cosine 0.9999 of f32 on the parity fixtures on this CPU:
+ *                 a rule per CPU feature set and architecture (embed/arch.c
+ *                 says how it was measured); $SENSE_PRECISION, when set,
+ *                 replaces it.
+ * A precision asked for on a CPU without its units runs on portable
+ * kernels (same results within tolerance, slower). */
+typedef enum {
+    SN_PREC_AUTO = 0,
+    SN_PREC_F32,
+    SN_PREC_BF16,
+    SN_PREC_INT8,
+} sn_precision_t;
+
+/* "auto", "f32", "bf16", "int8" -> the value; -1 when unknown. */
+int sn_precision_parse(const char *name);
+const char *sn_precision_name(sn_precision_t prec);
+
 /* Load the model in folder `path`, or the default model for "default", or,
  * when no folder `path` exists and it is a repository id ("org/name" or
  * "name"), the model `sense pull` stored under that name (see
  * sn_model_pulled_path). */
 int sn_model_load(const char *path, sn_model_t **out, char *err,
                   size_t err_len);
+/* The same in precision `prec`: anything but SN_PREC_AUTO is used as
+ * asked; SN_PREC_AUTO takes $SENSE_PRECISION when set (an unknown value
+ * fails the load), else the rule above. sn_model_load is
+ * sn_model_load_prec(path, SN_PREC_AUTO, ...). */
+int sn_model_load_prec(const char *path, sn_precision_t prec,
+                       sn_model_t **out, char *err, size_t err_len);
+/* The precision the model runs in, and one line saying why (what was
+ * asked, the CPU's features, the kernels), owned by the model. */
+sn_precision_t sn_model_precision(const sn_model_t *model);
+const char *sn_model_precision_why(const sn_model_t *model);
 void sn_model_free(sn_model_t *model);
 /* Where "default" points: $SENSE_DEFAULT_MODEL, else
  * $SENSE_DATA/models/use-lite, else $XDG_DATA_HOME/sense/models/use-lite,
