@@ -9,8 +9,8 @@
  * one of the query's words (or trigrams) to be a candidate -- and
  * sense_rank() scores each candidate.
  *
- * sense_rank(table) is BM25 (k1 SN__BM25_K1, b SN__BM25_B: the usual
- * values, which measured within noise of the best on both dev sets) divided
+ * sense_rank(table, k1, b) is BM25 (k1, b: per table, SN__BM25_* in
+ * store_int.h, with how they were chosen) divided
  * by the query's "ideal" score: the sum of its terms' idf, what a document
  * of average length holding each term once would get. The quotient says
  * how much of the query the document covers, weighted by rarity, in units
@@ -45,17 +45,48 @@ typedef struct {
     double idf[];
 } rank_aux_t;
 
+/* Counting one phrase's rows: all of them, or those of one collection. */
+typedef struct {
+    const sn__lex_stats_t *in;
+    sqlite3_int64 n;
+} count_t;
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int count_row(const Fts5ExtensionApi *api, Fts5Context *fts,
                      void *ud)
 {
-    (void)api;
-    (void)fts;
-    ++*(sqlite3_int64 *)ud;
+    count_t *c = ud;
+    if (c->in) {
+        int64_t id = api->xRowid(fts);
+        if (!c->in->n || !bsearch(&id, c->in->ids, (size_t)c->in->n,
+                                  sizeof id, cmp_i64))
+            return SQLITE_OK;
+    }
+    c->n++;
     return SQLITE_OK;
 }
 
-/* Per query (the first row): idf of each phrase and the ideal score. */
+/* The number of rows holding phrase i: of the table, or (in not NULL)
+ * of in's collection. */
+static int phrase_df(const Fts5ExtensionApi *api, Fts5Context *fts, int i,
+                     const sn__lex_stats_t *in, sqlite3_int64 *df)
+{
+    count_t c = {in, 0};
+    int rc = api->xQueryPhrase(fts, i, &c, count_row);
+    *df = c.n;
+    return rc;
+}
+
+/* Per query (the first row): idf of each phrase and the ideal score, over
+ * the table, or over the collection of `in` (tokens: its summed lengths
+ * in this table) when the table holds other collections too. */
 static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
+                    const sn__lex_stats_t *in, double tokens,
                     rank_aux_t **out)
 {
     int n = api->xPhraseCount(fts), rc;
@@ -75,11 +106,16 @@ static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
         sqlite3_free(a);
         return rc;
     }
+    if (in && in->n < n_rows) {
+        n_rows = in->n;
+        n_tokens = (sqlite3_int64)tokens;
+    } else {
+        in = NULL; /* the table is the collection: its own counts */
+    }
     a->avgdl = n_rows > 0 && n_tokens > 0 ? (double)n_tokens / n_rows : 1;
     for (int i = 0; i < n; i++) {
         sqlite3_int64 hits = 0;
-        if ((rc = api->xQueryPhrase(fts, i, &hits, count_row)) !=
-            SQLITE_OK) {
+        if ((rc = phrase_df(api, fts, i, in, &hits)) != SQLITE_OK) {
             sqlite3_free(a);
             return rc;
         }
@@ -97,15 +133,29 @@ static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
 static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
                     sqlite3_context *ctx, int n_val, sqlite3_value **val)
 {
-    const double k1 = SN__BM25_K1, b = SN__BM25_B;
+    double k1 = SN__BM25_WORD_K1, b = SN__BM25_WORD_B;
     int tf[SN__LEX_MAX_TERMS];
     rank_aux_t *a = api->xGetAuxdata(fts, 0);
     int n_inst = 0, dl = 0, rc;
     double score = 0, norm;
 
-    (void)n_val;
-    (void)val;
-    if (!a && (rc = rank_aux(api, fts, &a)) != SQLITE_OK) {
+    const sn__lex_stats_t *in = NULL;
+    double tokens = 0;
+
+    if (n_val >= 2) { /* sense_rank(table, k1, b[, stats, tokens]) */
+        k1 = sqlite3_value_double(val[0]);
+        b = sqlite3_value_double(val[1]);
+        if (!(k1 >= 0 && k1 <= 100 && b >= 0 && b <= 1)) {
+            sqlite3_result_error(ctx, "sense_rank: k1 or b out of range",
+                                 -1);
+            return;
+        }
+    }
+    if (n_val >= 4) {
+        in = sqlite3_value_pointer(val[2], "sn__lex_stats_t");
+        tokens = sqlite3_value_double(val[3]);
+    }
+    if (!a && (rc = rank_aux(api, fts, in, tokens, &a)) != SQLITE_OK) {
         sqlite3_result_error_code(ctx, rc);
         return;
     }
@@ -131,10 +181,39 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
     sqlite3_result_double(ctx, a->ideal > 0 ? score / a->ideal : 0);
 }
 
-static void nrows_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
-                     sqlite3_context *ctx, int n_val, sqlite3_value **val);
-static void avgdl_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
-                     sqlite3_context *ctx, int n_val, sqlite3_value **val);
+/* sense_df(table, stats): the number of the collection's rows holding
+ * each phrase of the MATCH, as int64s in a blob (on any row: the same). */
+static void df_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
+                  sqlite3_context *ctx, int n_val, sqlite3_value **val)
+{
+    const sn__lex_stats_t *in;
+    int n = api->xPhraseCount(fts), rc;
+    int64_t *df;
+
+    if (n_val < 1 || !(in = sqlite3_value_pointer(val[0],
+                                                   "sn__lex_stats_t"))) {
+        sqlite3_result_error(ctx, "sense_df: no collection", -1);
+        return;
+    }
+    if (n <= 0 || n > SN__LEX_MAX_TERMS) {
+        sqlite3_result_error_code(ctx, SQLITE_RANGE);
+        return;
+    }
+    if (!(df = sqlite3_malloc64((size_t)n * sizeof *df))) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        sqlite3_int64 hits = 0;
+        if ((rc = phrase_df(api, fts, i, in, &hits)) != SQLITE_OK) {
+            sqlite3_free(df);
+            sqlite3_result_error_code(ctx, rc);
+            return;
+        }
+        df[i] = hits;
+    }
+    sqlite3_result_blob(ctx, df, n * (int)sizeof *df, sqlite3_free);
+}
 
 int sn__lex_register(sqlite3 *db, char *err, size_t err_len)
 {
@@ -153,13 +232,99 @@ int sn__lex_register(sqlite3 *db, char *err, size_t err_len)
                        sqlite3_errmsg(db));
     rc = api->xCreateFunction(api, "sense_rank", NULL, rank_fn, NULL);
     if (rc == SQLITE_OK)
-        rc = api->xCreateFunction(api, "sense_nrows", NULL, nrows_fn, NULL);
-    if (rc == SQLITE_OK)
-        rc = api->xCreateFunction(api, "sense_avgdl", NULL, avgdl_fn, NULL);
+        rc = api->xCreateFunction(api, "sense_df", NULL, df_fn, NULL);
     if (rc != SQLITE_OK)
         return sn__err(err, err_len, sn__sqlite_code(db, rc), "cannot "
                        "register sense_rank: %s", sqlite3_errstr(rc));
     return 0;
+}
+
+/* ---- a collection's statistics ------------------------------------------ */
+
+void sn__lex_stats_free(sn__lex_stats_t *s)
+{
+    if (!s)
+        return;
+    free(s->ids);
+    memset(s, 0, sizeof *s);
+}
+
+/* The first varint of an FTS5 docsize blob (SQLite's varint: 7 bits a
+ * byte, high bit set on all but the last, a ninth byte whole): the row's
+ * token count in its one column. */
+static int64_t docsize(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n && i < 9; i++) {
+        if (i == 8)
+            return (int64_t)((v << 8) | p[i]);
+        v = (v << 7) | (p[i] & 0x7f);
+        if (!(p[i] & 0x80))
+            break;
+    }
+    return (int64_t)v;
+}
+
+int sn__lex_stats(sqlite3 *db, int64_t coll, sn__lex_stats_t *s, char *err,
+                  size_t err_len)
+{
+    static const char SQL_ROWS[] =
+        "SELECT d.id, f.sz, t.sz FROM documents d "
+        "LEFT JOIN documents_fts_docsize f ON f.id = d.id "
+        "LEFT JOIN documents_tri_docsize t ON t.id = d.id "
+        "WHERE d.collection = ?1 ORDER BY d.id";
+    sqlite3_int64 changes = sqlite3_total_changes64(db);
+    unsigned version = 0;
+    sqlite3_stmt *q = NULL;
+    sn__lex_stats_t n = {0};
+    int64_t cap = 0;
+    int rc;
+
+    sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &version);
+    if (s->valid && s->changes == changes && s->data_version == version)
+        return 0;
+    rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM documents", -1, &q,
+                            NULL);
+    if (rc != SQLITE_OK || (rc = sqlite3_step(q)) != SQLITE_ROW)
+        goto db_fail;
+    n.table_rows = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    rc = sqlite3_prepare_v2(db, SQL_ROWS, -1, &q, NULL);
+    if (rc != SQLITE_OK)
+        goto db_fail;
+    sqlite3_bind_int64(q, 1, coll);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n.n == cap) {
+            int64_t *v;
+            cap = cap ? cap * 2 : 1024;
+            if (!(v = realloc(n.ids, (size_t)cap * sizeof *v))) {
+                sqlite3_finalize(q);
+                sn__lex_stats_free(&n);
+                return sn__err(err, err_len, -ENOMEM, "out of memory");
+            }
+            n.ids = v;
+        }
+        n.ids[n.n++] = sqlite3_column_int64(q, 0);
+        n.word_tokens += (double)docsize(sqlite3_column_blob(q, 1),
+                                         sqlite3_column_bytes(q, 1));
+        n.tri_tokens += (double)docsize(sqlite3_column_blob(q, 2),
+                                        sqlite3_column_bytes(q, 2));
+    }
+    if (rc != SQLITE_DONE)
+        goto db_fail;
+    sqlite3_finalize(q);
+    n.changes = changes;
+    n.data_version = version;
+    n.valid = 1;
+    sn__lex_stats_free(s);
+    *s = n;
+    return 0;
+db_fail:
+    rc = sn__err(err, err_len, sn__sqlite_code(db, rc), "lexical "
+                 "statistics: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+    sn__lex_stats_free(&n);
+    return rc;
 }
 
 /* ---- query expressions ------------------------------------------------------ */
@@ -339,35 +504,12 @@ fail:
  * position lists: an English query's ~40 trigrams match nearly every
  * document, and that took ~0.5 s a query on debian-dev (words: ~0.05 s).
  * So the trigram score of a candidate is computed here from its text,
- * with the same BM25 and the same statistics FTS5 keeps: each query
- * trigram's document count from documents_tri_vocab, the row count and the
- * mean length from the table (sense_nrows/sense_avgdl). A document of n
+ * with the same BM25 and the collection's statistics (sn__lex_stats_t):
+ * each query trigram's document count from documents_tri_vocab when the
+ * collection is the whole table, else counted over the collection's rows
+ * (sense_df: one pass over each trigram's document list, no positions
+ * read); the collection's document count and mean length. A document of n
  * code points holds n - 2 trigrams, as the trigram tokenizer cuts it. */
-
-static void nrows_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
-                     sqlite3_context *ctx, int n_val, sqlite3_value **val)
-{
-    sqlite3_int64 n = 0;
-    (void)n_val;
-    (void)val;
-    if (api->xRowCount(fts, &n) != SQLITE_OK)
-        n = 0;
-    sqlite3_result_int64(ctx, n);
-}
-
-static void avgdl_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
-                     sqlite3_context *ctx, int n_val, sqlite3_value **val)
-{
-    sqlite3_int64 n = 0, tokens = 0;
-    (void)n_val;
-    (void)val;
-    if (api->xRowCount(fts, &n) != SQLITE_OK ||
-        api->xColumnTotalSize(fts, -1, &tokens) != SQLITE_OK || n <= 0)
-        sqlite3_result_double(ctx, 1);
-    else
-        sqlite3_result_double(ctx, (double)tokens / n);
-}
-
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -422,13 +564,25 @@ void sn__tri_free(sn__tri_t *t)
     memset(t, 0, sizeof *t);
 }
 
-int sn__tri_query(sqlite3 *db, const char *text, size_t len, sn__tri_t *t,
-                  char *err, size_t err_len)
+/* key -> the trigram's UTF-8 text (at most 12 bytes and a NUL) */
+static void tri_text(uint64_t key, char *out)
+{
+    uint8_t *p = (uint8_t *)out;
+    for (int j = 0; j < 3; j++) {
+        utf8proc_int32_t c = (utf8proc_int32_t)((key >> (42 - 21 * j)) &
+                                                0x1fffff);
+        p += utf8proc_encode_char(c, p);
+    }
+    *p = '\0';
+}
+
+int sn__tri_query(sqlite3 *db, const char *text, size_t len,
+                  const sn__lex_stats_t *stats, sn__tri_t *t, char *err,
+                  size_t err_len)
 {
     utf8proc_int32_t *cp = NULL;
     sqlite3_stmt *s = NULL;
     int64_t n_cp = 0, n = 0;
-    char probe[32] = "";
     int rc;
 
     memset(t, 0, sizeof *t);
@@ -460,57 +614,75 @@ int sn__tri_query(sqlite3 *db, const char *text, size_t len, sn__tri_t *t,
     }
     if (!t->n)
         goto done;
-    /* document counts */
-    rc = sqlite3_prepare_v2(db, "SELECT doc FROM documents_tri_vocab WHERE "
-                            "term = ?1", -1, &s, NULL);
-    if (rc != SQLITE_OK)
-        goto db_fail;
-    int64_t max_df = 0;
-    double *df = t->idf; /* counts first, idf once the row count is known */
-    for (int i = 0; i < t->n; i++) {
-        char term[16];
-        uint8_t *p = (uint8_t *)term;
-        for (int j = 0; j < 3; j++) {
-            utf8proc_int32_t c = (utf8proc_int32_t)(
-                (t->keys[i] >> (42 - 21 * j)) & 0x1fffff);
-            p += utf8proc_encode_char(c, p);
-        }
-        *p = '\0';
-        sqlite3_reset(s);
-        sqlite3_bind_text(s, 1, term, -1, SQLITE_TRANSIENT);
-        rc = sqlite3_step(s);
-        df[i] = rc == SQLITE_ROW ? (double)sqlite3_column_int64(s, 0) : 0;
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    /* document counts: the table's (documents_tri_vocab) when it holds
+     * only this collection, else counted over the collection's rows */
+    double *df = t->idf; /* counts first, idf once they are all known */
+    t->n_rows = (double)stats->n;
+    t->avgdl = stats->n > 0 && stats->tri_tokens > 0
+                   ? stats->tri_tokens / (double)stats->n
+                   : 1;
+    if (SN__LEX_WHOLE(stats)) {
+        rc = sqlite3_prepare_v2(db, "SELECT doc FROM documents_tri_vocab "
+                                "WHERE term = ?1", -1, &s, NULL);
+        if (rc != SQLITE_OK)
             goto db_fail;
-        if (df[i] > 0 && !strchr(term, '"') &&
-            (!probe[0] || df[i] < max_df)) {
-            /* the rarest present trigram: the cheapest row to probe */
-            snprintf(probe, sizeof probe, "\"%s\"", term);
-            max_df = (int64_t)df[i];
+        for (int i = 0; i < t->n; i++) {
+            char term[16];
+            tri_text(t->keys[i], term);
+            sqlite3_reset(s);
+            sqlite3_bind_text(s, 1, term, -1, SQLITE_TRANSIENT);
+            rc = sqlite3_step(s);
+            df[i] = rc == SQLITE_ROW ? (double)sqlite3_column_int64(s, 0)
+                                     : 0;
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                goto db_fail;
+        }
+    } else {
+        /* one MATCH of every trigram, in key order; sense_df counts each
+         * phrase's rows that are the collection's */
+        char *m = malloc((size_t)t->n * 24 + 1);
+        size_t ml = 0;
+        if (!m) {
+            rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (int i = 0; i < t->n; i++) {
+            char term[16];
+            tri_text(t->keys[i], term);
+            ml += (size_t)sprintf(m + ml, "%s\"", i ? " OR " : "");
+            for (const char *c = term; *c; c++) {
+                if (*c == '"')
+                    m[ml++] = '"';
+                m[ml++] = *c;
+            }
+            m[ml++] = '"';
+        }
+        m[ml] = '\0';
+        rc = sqlite3_prepare_v2(db, "SELECT sense_df(documents_tri, ?2) FROM "
+                                "documents_tri WHERE documents_tri MATCH ?1 "
+                                "LIMIT 1", -1, &s, NULL);
+        if (rc != SQLITE_OK) {
+            free(m);
+            goto db_fail;
+        }
+        sqlite3_bind_text(s, 1, m, (int)ml, free);
+        sqlite3_bind_pointer(s, 2, (void *)stats, "sn__lex_stats_t", NULL);
+        rc = sqlite3_step(s);
+        for (int i = 0; i < t->n; i++)
+            df[i] = 0;
+        if (rc == SQLITE_ROW) {
+            const int64_t *v = sqlite3_column_blob(s, 0);
+            int bytes = sqlite3_column_bytes(s, 0);
+            for (int i = 0; v && i < t->n &&
+                            (size_t)(i + 1) * sizeof *v <= (size_t)bytes;
+                 i++)
+                df[i] = (double)v[i];
+        } else if (rc != SQLITE_DONE) {
+            goto db_fail;
         }
     }
     sqlite3_finalize(s);
     s = NULL;
-    t->n_rows = 0;
-    t->avgdl = 1;
-    if (probe[0]) {
-        rc = sqlite3_prepare_v2(db, "SELECT sense_nrows(documents_tri), "
-                                "sense_avgdl(documents_tri) FROM "
-                                "documents_tri WHERE documents_tri MATCH ?1 "
-                                "LIMIT 1", -1, &s, NULL);
-        if (rc != SQLITE_OK)
-            goto db_fail;
-        sqlite3_bind_text(s, 1, probe, -1, SQLITE_STATIC);
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            t->n_rows = (double)sqlite3_column_int64(s, 0);
-            t->avgdl = sqlite3_column_double(s, 1);
-        } else if (rc != SQLITE_DONE) {
-            goto db_fail;
-        }
-        sqlite3_finalize(s);
-        s = NULL;
-    }
     t->ideal = 0;
     for (int i = 0; i < t->n; i++) {
         double h = df[i];
@@ -534,7 +706,7 @@ fail:
 
 double sn__tri_score(const sn__tri_t *t, const char *text, size_t len)
 {
-    const double k1 = SN__BM25_K1, b = SN__BM25_B;
+    const double k1 = SN__BM25_TRI_K1, b = SN__BM25_TRI_B;
     int tf[SN__LEX_MAX_TERMS];
     utf8proc_int32_t *cp = NULL;
     int64_t n_cp;

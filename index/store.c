@@ -166,6 +166,7 @@ typedef struct {
      * reading (taken under the store's lock); whatever changes or
      * replaces ann takes it for writing, also under the store's lock. */
     pthread_rwlock_t ann_rw;
+    sn__lex_stats_t lex; /* BM25's statistics, kept until a change */
 } coll_t;
 
 struct sn_store {
@@ -455,6 +456,7 @@ static void coll_free(coll_t *c)
     if (!c)
         return;
     sn__ann_free(c->ann);
+    sn__lex_stats_free(&c->lex);
     pthread_rwlock_destroy(&c->ann_rw);
     free(c->name);
     free(c->model_id);
@@ -2895,7 +2897,7 @@ int sn_store_search_ef(sn_store_t *st, const char *collection,
  *                                          documents_tri (trigrams), each
  *                                          over its query's ideal score
  *   vector(c)  = cos(query, chunk c);      vector(d) = max over d's chunks
- *   hybrid(d)  = lexical(d) + W_V * known * vector(d)
+ *   hybrid(d)  = lexical(d) + W_V * known * trust * vector(d)
  *
  * Each part says how much its list knows. P and T are fractions of the
  * query's (rarity-weighted) terms the document holds: a lexical list that
@@ -2903,8 +2905,13 @@ int sn_store_search_ef(sn_store_t *st, const char *collection,
  * cosine decides. `known` is the share of the query the model has tokens
  * for: a Korean query through a model that maps Hangul to its unknown
  * token has known ~0, and its cosines (all near each other, meaning
- * nothing) weigh nothing. W_T and W_V are the only tuned weights
- * (store_int.h, with how they were measured).
+ * nothing) weigh nothing. `trust` (fuse_trust) covers a model that knows
+ * every token and still means nothing for this text (random weights, a
+ * model for another domain): when the lexical list is sure of itself (a
+ * best score of 1 or more) and the two lists' top 10 documents share
+ * none, the cosine stays out; a lexical list that is unsure, or a vector
+ * list that agrees with it on one document, lets it in fully. W_T and W_V
+ * are the only tuned weights (store_int.h, with how they were measured).
  *
  * Candidates: the SN__FUSE_CANDIDATES best documents of the lexical list
  * and the documents of the SN__FUSE_CANDIDATES best chunks of the vector
@@ -2941,10 +2948,12 @@ static int cmp_lexdoc_score(const void *a, const void *b)
 }
 
 /* Every document of c matching `match` in `table` (and the filter), with
- * weight * sense_rank, merged into l (sorted by doc id on return). */
+ * weight * sense_rank (BM25 with k1, b), merged into l (sorted by doc id
+ * on return). */
 static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
-                     const char *match, double weight, const filter_t *f,
-                     lexlist_t *l, char *err, size_t err_len)
+                     const char *match, double k1, double b, double weight,
+                     const filter_t *f, lexlist_t *l, char *err,
+                     size_t err_len)
 {
     char *sql = NULL;
     sqlite3_stmt *s = NULL;
@@ -2953,10 +2962,13 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
 
     if (!match)
         return 0;
-    if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s) FROM %s t CROSS JOIN "
-                 "documents d ON d.id = t.rowid WHERE %s MATCH ?1 AND "
-                 "d.collection = ?2%s", table, table, table,
-                 f->cond ? f->cond : "") < 0)
+    /* ?901, ?902: the collection's statistics and its summed lengths in
+     * this table (the filter's parameters are ?3 and up, at most
+     * 2 * MAX_FILTER_KEYS of them) */
+    if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s, %.17g, %.17g, ?901, "
+                 "?902) FROM %s t CROSS JOIN documents d ON d.id = t.rowid "
+                 "WHERE %s MATCH ?1 AND d.collection = ?2%s", table, k1, b,
+                 table, table, f->cond ? f->cond : "") < 0)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     free(sql);
@@ -2964,7 +2976,13 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
         return db_fail(st, rc, err, err_len, "cannot prepare the lexical "
                        "search");
     if ((rc = sqlite3_bind_text(s, 1, match, -1, SQLITE_STATIC)) ||
-        (rc = sqlite3_bind_int64(s, 2, c->id)) || (rc = filter_bind(f, s))) {
+        (rc = sqlite3_bind_int64(s, 2, c->id)) ||
+        (rc = sqlite3_bind_pointer(s, 901, (void *)&c->lex,
+                                   "sn__lex_stats_t", NULL)) ||
+        (rc = sqlite3_bind_double(s, 902, strcmp(table, "documents_tri")
+                                            ? c->lex.word_tokens
+                                            : c->lex.tri_tokens)) ||
+        (rc = filter_bind(f, s))) {
         rc = db_fail(st, rc, err, err_len, "cannot bind");
         goto done;
     }
@@ -3116,6 +3134,69 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
     return 0;
 oom:
     return sn__err(err, err_len, -ENOMEM, "out of memory");
+}
+
+static int cmp_fused_vec(const void *a, const void *b)
+{
+    const fused_t *x = a, *y = b;
+    float u = isnan(x->vec) ? -INFINITY : x->vec;
+    float v = isnan(y->vec) ? -INFINITY : y->vec;
+    if (u != v)
+        return (u < v) - (u > v);
+    return (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+static int cmp_fused_lex(const void *a, const void *b)
+{
+    const fused_t *x = a, *y = b;
+    if (x->lex != y->lex)
+        return (x->lex < y->lex) - (x->lex > y->lex);
+    return (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+/* The first n distinct documents of v (sorted) into top; their count. */
+static int top_docs(const fused_t *v, int64_t n_v, int64_t *top, int n)
+{
+    int k = 0;
+    for (int64_t i = 0; i < n_v && k < n; i++) {
+        int seen = 0;
+        for (int j = 0; j < k && !seen; j++)
+            seen = top[j] == v[i].doc;
+        if (!seen)
+            top[k++] = v[i].doc;
+    }
+    return k;
+}
+
+/* How far hybrid search trusts the vector list on this query, 0 to 1 (see
+ * SN__FUSE_AGREE in store_int.h): full trust when the two lists' top
+ * SN__FUSE_AGREE documents share at least one, or as far as the lexical
+ * list is unsure (its best score under 1: no document holds the query's
+ * words as an average document holding each once would); else none. */
+static int fuse_trust(const fusedv_t *r, float *trust)
+{
+    int64_t top_l[SN__FUSE_AGREE], top_v[SN__FUSE_AGREE];
+    float best = 0;
+    int n_l, n_v, shared = 0;
+    fused_t *tmp;
+
+    *trust = 1;
+    if (!r->n)
+        return 0;
+    if (!(tmp = malloc((size_t)r->n * sizeof *tmp)))
+        return -ENOMEM;
+    memcpy(tmp, r->v, (size_t)r->n * sizeof *tmp);
+    qsort(tmp, (size_t)r->n, sizeof *tmp, cmp_fused_lex);
+    n_l = top_docs(tmp, r->n, top_l, SN__FUSE_AGREE);
+    best = tmp[0].lex > 0 ? tmp[0].lex : 0;
+    qsort(tmp, (size_t)r->n, sizeof *tmp, cmp_fused_vec);
+    n_v = top_docs(tmp, r->n, top_v, SN__FUSE_AGREE);
+    free(tmp);
+    for (int i = 0; i < n_l; i++)
+        for (int j = 0; j < n_v; j++)
+            shared += top_l[i] == top_v[j];
+    *trust = shared ? 1 : 1 - (best < 1 ? best : 1);
+    return 0;
 }
 
 /* The trigram score of document doc, from its text. */
@@ -3288,11 +3369,14 @@ int sn_store_query(sn_store_t *st, const char *collection,
             wide |= (unsigned char)*p >= 0x80;
         if ((rc = sn__lex_match(q->text, strlen(q->text), &m_words, &m_tri,
                                 err, err_len)) < 0 ||
-            (rc = sn__tri_query(st->db, q->text, strlen(q->text), &tri, err,
-                                err_len)) < 0 ||
-            (rc = lex_table(st, c, "documents_fts", m_words, 1.0, &f, &lex,
+            (rc = sn__lex_stats(st->db, c->id, &c->lex, err, err_len)) < 0 ||
+            (rc = sn__tri_query(st->db, q->text, strlen(q->text), &c->lex,
+                                &tri, err, err_len)) < 0 ||
+            (rc = lex_table(st, c, "documents_fts", m_words,
+                            SN__BM25_WORD_K1, SN__BM25_WORD_B, 1.0, &f, &lex,
                             err, err_len)) < 0 ||
-            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 1.0, &f,
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri,
+                                     SN__BM25_TRI_K1, SN__BM25_TRI_B, 1.0, &f,
                                      &tri_nom, err, err_len)) < 0))
             goto done;
         for (int pass = 0; pass < 2; pass++) {
@@ -3351,6 +3435,18 @@ int sn_store_query(sn_store_t *st, const char *collection,
             for (int64_t j = res.n; j > 0 && res.v[j - 1].doc == docs.v[i];
                  j--)
                 res.v[j - 1].lex = NAN;
+    }
+    /* Hybrid with both lists: the cosine's weight is W_V * known *
+     * trust, trust known only now that every candidate has both scores
+     * (score_doc used W_V * known: it picked each document's best chunk
+     * by cosine, which the weight does not change). */
+    if (q->mode == SN_SEARCH_HYBRID && use_vec && use_lex) {
+        float trust;
+        if (fuse_trust(&res, &trust) < 0)
+            goto oom;
+        for (int64_t i = 0; i < res.n; i++)
+            if (res.v[i].ordinal >= 0 && !isnan(res.v[i].vec))
+                res.v[i].score = res.v[i].lex + w_vec * trust * res.v[i].vec;
     }
     qsort(res.v, (size_t)res.n, sizeof *res.v, cmp_fused);
     n_hits = res.n < q->k ? (int)res.n : q->k;

@@ -92,16 +92,30 @@
 #define SN__BACKGROUND_MIN_FLAT 200000
 
 /* Fusion (store.c, sn_store_query): hybrid = P + W_T * T + W_V * known *
- * cosine, P and T the BM25 of the stemmed-word and trigram tables over the
- * query's ideal score. Tuned on a random half of each dev set's queries
+ * trust * cosine, P and T the BM25 of the stemmed-word and trigram tables
+ * over the query's ideal score. Tuned on a random half of each dev set's queries
  * (bench/bench_ir; the other half reported beside it in bench/README.md):
  * on debian-dev the two lexical lists together gain ~0.02 in Recall@10 and
  * MRR@10 over the word list alone at W_T 1 (0.5 and 1.5 within 0.005); on
  * korean-dev trigrams carry the list (words alone 0.72, with W_T 1 0.81).
  * The default model's cosine adds about 0.005-0.01 in MRR@10 on English
- * at W_V 0.3-0.5 and nothing on Korean (known ~0.2 there). */
+ * at W_V 0.3-0.5 (0.6-1.0 no better) and nothing on Korean (known ~0.3
+ * there). */
 #define SN__FUSE_W_TRIGRAM 1.0
 #define SN__FUSE_W_VECTOR 0.4
+/* How far the vector list is trusted on a query (store.c fuse_trust):
+ * fully when the top SN__FUSE_AGREE documents of the two lists share at
+ * least one, else only as far as the lexical list is unsure (its best
+ * score under 1). A model whose vectors mean nothing for the collection
+ * (random weights: hf fixtures) rarely shares a document with a confident
+ * lexical list, and its cosines, however widely spread, then stay out:
+ * on debian-dev with tiny-st5-dense (per-query cosine spread 0.24, twice
+ * the default model's) a fixed weight cost MRR@10 0.006 (1.8 standard
+ * errors) against the lexical list alone, trust costs 0.000. The default
+ * model shares a document on 66% of English queries and keeps most of its
+ * gain (MRR@10 0.769 with a fixed weight, 0.765 with trust; Korean
+ * unchanged). bench/README.md has the figures. */
+#define SN__FUSE_AGREE 10
 /* Documents taken from each list before exact scoring. */
 #define SN__FUSE_CANDIDATES 100
 
@@ -147,15 +161,54 @@ void sn__db_private(const char *db_path);
 
 /* ---- lexical.c ---------------------------------------------------------- */
 
-/* BM25's term-frequency saturation and length normalization: the usual
- * values. On debian-dev / korean-dev (tuning halves) k1 0.6-1.5 and b
- * 0.4-0.9 moved Recall@10 and MRR@10 by under 0.01. */
-#define SN__BM25_K1 1.2
-#define SN__BM25_B 0.75
+/* BM25's term-frequency saturation (k1) and length normalization (b), one
+ * pair per table. Tuned on half A of debian-dev (bench_ir's split), coarse
+ * grids, checked on half B and on korean-dev (bench/README.md):
+ * - words: k1 0.6 (1.2 is the textbook value). A document that holds a
+ *   query word once is nearly as good as one that repeats it: the queries
+ *   are short descriptions, each word a different facet of the package,
+ *   and matching more of the facets beats repeating one. MRR@10 +0.006 to
+ *   +0.008 over 1.2 on both halves, flat from 0.4 to 0.8; b 0.75 (0.6 and
+ *   0.9 within 0.004).
+ * - trigrams: k1 1.2, b 0.5 (0.75 before). A long document repeats
+ *   trigrams of common words; b 0.5 penalizes length less, b 0.5-0.65
+ *   plateau, MRR@10 +0.004. Korean moved by under 0.005 with either change. */
+#define SN__BM25_WORD_K1 0.6
+#define SN__BM25_WORD_B 0.75
+#define SN__BM25_TRI_K1 1.2
+#define SN__BM25_TRI_B 0.5
 /* Terms of one MATCH expression (words, or trigrams), and the bytes of a
  * query text that are looked at: past them a query is cut. */
 #define SN__LEX_MAX_TERMS 256
 #define SN__LEX_MAX_QUERY 4096
+
+/* BM25's statistics for one collection: a database holds several, and
+ * the FTS5 tables (with documents_tri_vocab) count over all of them. A
+ * Korean collection beside an English one got the English documents'
+ * counts in its idf and mean lengths: korean-dev lost 0.029 in Recall@10
+ * and 0.023 in MRR@10 that way (bench/README.md), mostly through the
+ * document frequencies. Read by sn__lex_stats (one pass over the
+ * collection's rows in documents and the FTS5 docsize tables) and kept
+ * until the database changes. */
+typedef struct {
+    int64_t n;             /* documents of the collection */
+    int64_t *ids;          /* their ids, ascending */
+    int64_t table_rows;    /* documents of every collection */
+    double word_tokens;    /* summed lengths in documents_fts */
+    double tri_tokens;     /* and in documents_tri */
+    int64_t changes;       /* the database's state when read: */
+    unsigned data_version; /* total changes and the pager's version */
+    int valid;
+} sn__lex_stats_t;
+
+/* Fill (or keep, when the database has not changed since) s for the
+ * collection `coll`. */
+int sn__lex_stats(sqlite3 *db, int64_t coll, sn__lex_stats_t *s, char *err,
+                  size_t err_len);
+void sn__lex_stats_free(sn__lex_stats_t *s);
+/* 1 when the collection is every document of the tables: then the
+ * tables' own counts are the collection's. */
+#define SN__LEX_WHOLE(s) ((s)->n == (s)->table_rows)
 
 /* Register sense_rank() (BM25 over the query's ideal score, see lexical.c)
  * on a connection. */
@@ -177,8 +230,10 @@ typedef struct {
     double n_rows, avgdl;
 } sn__tri_t;
 
-int sn__tri_query(sqlite3 *db, const char *text, size_t len, sn__tri_t *t,
-                  char *err, size_t err_len);
+/* The query's trigrams with their idf over the collection of `stats`. */
+int sn__tri_query(sqlite3 *db, const char *text, size_t len,
+                  const sn__lex_stats_t *stats, sn__tri_t *t, char *err,
+                  size_t err_len);
 /* BM25 of the document text over the query's ideal score (0 without
  * trigrams). */
 double sn__tri_score(const sn__tri_t *t, const char *text, size_t len);

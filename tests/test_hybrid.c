@@ -14,7 +14,9 @@
  * carry other particles than the document's; a query the model does not
  * know leaves the lexical order alone, and a query no document's words
  * match leaves the vector order alone (hybrid never below its better
- * list on these); bad modes and missing inputs are errors; a background
+ * list on these), nor does a model that knows the query's tokens but
+ * disagrees with a confident lexical list; BM25's statistics are each collection's own, and
+ * follow its changes; bad modes and missing inputs are errors; a background
  * index build (no index file) answers searches exactly meanwhile, keeps
  * the writes made during it, and is logged.
  */
@@ -535,6 +537,143 @@ static void test_modes(void)
     sn_store_close(st);
 }
 
+/* ---- trust in the vector list ------------------------------------------------- */
+
+/* A document with vector v near `to` (cosine ~0.99). */
+static void put_near(sn_store_t *st, const char *coll, const char *id,
+                     const char *text, const float *to, int seed)
+{
+    float v[D], e[D];
+    double n = 0;
+    vec_of(e, seed);
+    for (int i = 0; i < D; i++) {
+        v[i] = to[i] + 0.05f * e[i];
+        n += (double)v[i] * v[i];
+    }
+    for (int i = 0; i < D; i++)
+        v[i] = (float)(v[i] / sqrt(n));
+    sn_chunk_in_t ch = {0, n_cp(text), v};
+    sn_doc_in_t d = {id, text, strlen(text), NULL, &ch, 1};
+    CHECK_OK(sn_store_add(st, coll, "m", &d, 1, NULL, err, sizeof err), err);
+}
+
+/* A model that knows every token of the query (known 1) but whose vectors
+ * point elsewhere than a confident lexical list -- no document in both top
+ * 10s -- leaves the lexical order alone, even where its cosines (0.99)
+ * are higher than weak lexical scores; a vector list that agrees with the
+ * lexical one on a document breaks a lexical tie. */
+static void test_trust(void)
+{
+    static const char *filler = " lorem ipsum dolor sit amet";
+    sn_store_t *st = open_db("trust.db");
+    float qv[D];
+    char text[8192], id[16];
+
+    vec_of(qv, 900);
+    CHECK_OK(sn_store_collection(st, "t", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    for (int i = 0; i < 12; i++) { /* strong to very weak lexical matches */
+        snprintf(id, sizeof id, "r%02d", i);
+        snprintf(text, sizeof text, "%s", i < 4 ? "river flood" : "rivers");
+        for (int j = 0; j < i * i * 2; j++)
+            strcat(text, filler);
+        put(st, "t", id, text, NULL, 1000 + i);
+    }
+    for (int i = 0; i < 13; i++) { /* no query word, vectors at the query */
+        snprintf(id, sizeof id, "n%02d", i);
+        put_near(st, "t", id, "quiet meadow at dawn", qv, 2000 + i);
+    }
+    res_t h = run(st, "t", SN_SEARCH_HYBRID, "river flood", qv, 1, 25, NULL,
+                  0);
+    res_t l = run(st, "t", SN_SEARCH_LEXICAL, "river flood", NULL, 1, 25,
+                  NULL, 0);
+    res_t v = run(st, "t", SN_SEARCH_VECTOR, NULL, qv, 1, 10, NULL, 0);
+    CHECK_EQ(l.n, 12);
+    CHECK_EQ(v.n, 10);
+    for (int i = 0; i < v.n; i++) /* the lists' top 10s share nothing */
+        CHECK(v.h[i].id[0] == 'n');
+    CHECK(l.h[l.n - 1].lexical_score < 0.4f * 0.99f); /* weaker than W_V*cos */
+    CHECK(h.n >= l.n);
+    for (int i = 0; i < l.n && i < h.n; i++) {
+        if (strcmp(h.h[i].id, l.h[i].id))
+            fprintf(stderr, "hybrid %d: %s, lexical %s\n", i + 1, h.h[i].id,
+                    l.h[i].id);
+        CHECK_STREQ(h.h[i].id, l.h[i].id);
+    }
+    done(&h);
+    done(&l);
+    done(&v);
+    /* agreement: two documents of the same text (a lexical tie, broken by
+     * the older id), the vector list's best is the second: hybrid puts it
+     * first */
+    put(st, "t", "x1", "river flood plain", NULL, 3001);
+    put_near(st, "t", "x2", "river flood plain", qv, 3002);
+    l = run(st, "t", SN_SEARCH_LEXICAL, "river flood plain", NULL, 1, 3, NULL,
+            0);
+    h = run(st, "t", SN_SEARCH_HYBRID, "river flood plain", qv, 1, 3, NULL,
+            0);
+    CHECK(l.n >= 2 && h.n >= 2);
+    CHECK_STREQ(l.h[0].id, "x1");
+    CHECK_STREQ(h.h[0].id, "x2");
+    CHECK(h.h[0].score > h.h[0].lexical_score); /* the cosine counted */
+    done(&h);
+    done(&l);
+    sn_store_close(st);
+}
+
+/* ---- BM25 statistics per collection ------------------------------------------ */
+
+/* A collection's lexical scores are its own: another collection in the
+ * database, full of the query's words and trigrams at other lengths,
+ * changes none of them (idf, mean length and document count are the
+ * collection's, for words and trigrams); a document added to the
+ * collection itself does. */
+static void test_stats(void)
+{
+    static const char *q = "river bank flooded";
+    sn_store_t *st = open_db("stats.db");
+    CHECK_OK(sn_store_collection(st, "a", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    CHECK_OK(sn_store_collection(st, "b", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    put(st, "a", "a1", "The river bank flooded after heavy rain.", NULL, 31);
+    put(st, "a", "a2", "A quiet bank of the river at dawn.", NULL, 32);
+    put(st, "a", "a3", "Stock markets rallied on Monday.", NULL, 33);
+    put(st, "a", "a4", "Flooded fields and a broken dam.", NULL, 34);
+    res_t r0 = run(st, "a", SN_SEARCH_LEXICAL, q, NULL, 1, 10, NULL, 0);
+    CHECK(r0.n >= 3);
+    for (int i = 0; i < 60; i++) {
+        char id[16], text[200];
+        snprintf(id, sizeof id, "b%d", i);
+        snprintf(text, sizeof text, "%s river banks %s flooded again%s", i % 3
+                 ? "The" : "Every", i % 2 ? "were" : "had", i % 5
+                 ? "." : ", and the river flooded the bank of the river.");
+        put(st, "b", id, text, NULL, 200 + i);
+    }
+    res_t r1 = run(st, "a", SN_SEARCH_LEXICAL, q, NULL, 1, 10, NULL, 0);
+    CHECK_EQ(r1.n, r0.n);
+    for (int i = 0; i < r0.n && i < r1.n; i++) {
+        CHECK_STREQ(r1.h[i].id, r0.h[i].id);
+        if (fabsf(r1.h[i].lexical_score - r0.h[i].lexical_score) > 1e-6f)
+            fprintf(stderr, "%s: lexical score %.7f alone, %.7f beside "
+                    "collection b\n", r0.h[i].id, r0.h[i].lexical_score,
+                    r1.h[i].lexical_score);
+        CHECK(fabsf(r1.h[i].lexical_score - r0.h[i].lexical_score) <= 1e-6f);
+    }
+    /* a change to the collection is seen (the kept counts are dropped) */
+    put(st, "a", "a5", "river river river bank bank", NULL, 35);
+    res_t r2 = run(st, "a", SN_SEARCH_LEXICAL, q, NULL, 1, 10, NULL, 0);
+    CHECK_EQ(r2.n, r0.n + 1);
+    for (int i = 0; i < r2.n; i++)
+        if (!strcmp(r2.h[i].id, "a1"))
+            CHECK(fabsf(r2.h[i].lexical_score - r0.h[rank_of(&r0, "a1") - 1]
+                                                    .lexical_score) > 1e-4f);
+    done(&r0);
+    done(&r1);
+    done(&r2);
+    sn_store_close(st);
+}
+
 /* ---- background builds ---------------------------------------------------------- */
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -614,6 +753,8 @@ int main(void)
     CHECK(mkdtemp(dir));
     test_agree();
     test_modes();
+    test_stats();
+    test_trust();
     test_migration();
     test_kill();
     test_background();
