@@ -26,7 +26,10 @@
  * sn__bert_forward packs sequences without padding, so a batch of unequal
  * lengths costs only its tokens.
  *
- * Usage: bench_minilm --model DIR    (see bench/README.md). The environment
+ * Usage: bench_minilm --model DIR [--precision f32|bf16|int8] (see
+ * bench/README.md): the dense layers in that precision (default f32; `info`
+ * reports it, the seconds the whole folder took to load through
+ * sn_model_load_prec and the process's resident memory then). The environment
  * applies as for bench_encode: OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE,
  * OPENBLAS_THREAD_TIMEOUT, SENSE_BERT_KERNELS.
  */
@@ -294,6 +297,23 @@ done:
     batch_free(&b);
 }
 
+static int g_prec = SN_PREC_F32;
+static double g_load_s, g_rss_mb;
+
+/* VmRSS of this process, MB. */
+static double rss_mb(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char l[256];
+    double kb = 0;
+    while (fp && fgets(l, sizeof l, fp))
+        if (!strncmp(l, "VmRSS:", 6))
+            kb = atof(l + 6);
+    if (fp)
+        fclose(fp);
+    return kb / 1024;
+}
+
 static void cmd_info(const sn__bert_t *m, const char *name)
 {
     const sn__bert_hparams_t *hp = sn__bert_hparams(m);
@@ -306,13 +326,15 @@ static void cmd_info(const sn__bert_t *m, const char *name)
     printf("{\"ok\":true,\"model\":\"%s\",\"hidden\":%d,\"layers\":%d,"
            "\"heads\":%d,\"inter\":%d,\"vocab\":%d,\"positions\":%d,"
            "\"openblas_core\":\"%s\",\"openblas_threads\":%d,"
-           "\"bert_kernels\":\"%s\",\"cpu_avx512\":%s}\n",
+           "\"bert_kernels\":\"%s\",\"cpu_avx512\":%s,\"precision\":\"%s\","
+           "\"load_s\":%.4f,\"rss_mb\":%.1f}\n",
            name, hp->n_hidden, hp->n_layers, hp->n_heads, hp->n_inter,
            hp->n_vocab, hp->n_pos, openblas_get_corename(),
            openblas_get_num_threads(),
            getenv("SENSE_BERT_KERNELS") ? getenv("SENSE_BERT_KERNELS")
                                         : "best for this CPU",
-           avx512 ? "true" : "false");
+           avx512 ? "true" : "false", sn_precision_name(g_prec), g_load_s,
+           g_rss_mb);
     fflush(stdout);
 }
 
@@ -328,27 +350,35 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             dir = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc &&
+                 sn_precision_parse(argv[i + 1]) > SN_PREC_AUTO)
+            g_prec = sn_precision_parse(argv[++i]);
         else
             dir = NULL, i = argc;
     }
     if (!dir) {
-        fprintf(stderr, "usage: bench_minilm --model DIR  (commands on "
+        fprintf(stderr, "usage: bench_minilm --model DIR [--precision P] "
+                        "(commands on "
                         "stdin: info, roofline RUNS, forward IN OUT, time "
                         "IN WARMUP REPS, quit)\n");
         return 2;
     }
     /* the whole folder, as the daemon loads it: proves it is a model */
-    if (sn_model_load(dir, &full, err, sizeof err)) {
+    double t0 = now();
+    if (sn_model_load_prec(dir, (sn_precision_t)g_prec, &full, err,
+                           sizeof err)) {
         fprintf(stderr, "bench_minilm: %s\n", err);
         return 1;
     }
+    g_load_s = now() - t0;
+    g_rss_mb = rss_mb();
     snprintf(name, sizeof name, "%s", sn_model_name(full));
     for (char *p = name; *p; p++)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
             *p = '\'';
     sn_model_free(full);
     /* the encoder alone, which takes token ids */
-    if (sn__bert_load(dir, &m, err, sizeof err)) {
+    if (sn__bert_load_prec(dir, g_prec, &m, err, sizeof err)) {
         fprintf(stderr, "bench_minilm: %s\n", err);
         return 1;
     }

@@ -23,15 +23,17 @@
  *            queries (bench/synth.h, bench_search.c's data), finds each
  *            query's exact top 10 by brute force (sgemm, apart from
  *            faiss), and writes the vectors into two collections of the
- *            daemon's database through the store API: Flat and HNSW (the
- *            store's parameters). Then, one query at a time:
+ *            daemon's database through the store API: Flat and HNSW.
+ *            Then for each index kind of --search-kinds (flat, hnsw, sq8,
+ *            faiss: sensed --hnsw), one query at a time:
  *              in-process  sn_store_search_vec on one thread: the store
- *                      alone (the first search loads or builds the index;
- *                      timed apart);
- *              socket  the daemon restarted on that database (it loads
- *                      the saved indexes), `search` requests with the
- *                      query `vector` from 1, 8 and 32 clients (one
- *                      request in flight each);
+ *                      alone (the first search builds the index on every
+ *                      core: timed apart, with the saved file's size);
+ *              socket  the daemon restarted on that database with that
+ *                      --hnsw (it loads the saved index), `search`
+ *                      requests with the query `vector` from 1, 8 and 32
+ *                      clients (one request in flight each), and with
+ *                      --ef E,... one client per beam ("ef");
  *            queries/s, p50, p99 and recall@10 against the exact top 10,
  *            from the replies' ids. Flat runs max(100, Q x 10k / N) of
  *            the Q queries. A text query costs one `embed` more (see the
@@ -45,6 +47,7 @@
  * Usage: bench_socket [--sensed PATH] [--model PATH|default]
  *                     [--threads N] [--reps R] [--docs N] [--no-encode]
  *                     [--no-ingest] [--search] [--search-sizes N,N,...]
+ *                     [--search-kinds flat,hnsw,sq8,faiss] [--ef E,...]
  *                     [--queries Q] [--dim D]
  * Defaults: reps 3 (seconds of work per encode cell, roughly), docs 2000,
  * search sizes 10000, 1000 queries, 384 dimensions;
@@ -69,12 +72,14 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include <cblas.h>
 
 #include "sense/embed.h"
 #include "sense/store.h"
 #include "synth.h"
+#include "../index/store_int.h"
 
 #define MAX_CLIENTS 32
 #define MAX_SIZES 8
@@ -206,6 +211,7 @@ static char **make_texts(const sn_tokenizer_t *tok, int max_tok, int n,
 
 static const char *g_sensed, *g_model = "default";
 static int g_threads;
+static sn_hnsw_kind_t g_hnsw; /* sensed --hnsw */
 
 static int sock_connect(void)
 {
@@ -300,6 +306,7 @@ static double daemon_start(char *model_id, size_t id_len, int *dim)
     conn_t c;
 
     snprintf(threads, sizeof threads, "%d", g_threads);
+    const char *hnsw = sn_hnsw_kind_name(g_hnsw);
     g_pid = fork();
     if (g_pid < 0)
         die("fork", strerror(errno));
@@ -311,11 +318,12 @@ static double daemon_start(char *model_id, size_t id_len, int *dim)
         }
         if (g_threads > 0)
             execl(g_sensed, g_sensed, "--socket", g_sock, "--db", g_db,
-                  "--model", g_model, "--log-level", "warn", "--threads",
-                  threads, (char *)NULL);
+                  "--model", g_model, "--log-level", "warn", "--hnsw", hnsw,
+                  "--threads", threads, (char *)NULL);
         else
             execl(g_sensed, g_sensed, "--socket", g_sock, "--db", g_db,
-                  "--model", g_model, "--log-level", "warn", (char *)NULL);
+                  "--model", g_model, "--log-level", "warn", "--hnsw", hnsw,
+                  (char *)NULL);
         _exit(127);
     }
     for (;;) {
@@ -786,15 +794,18 @@ static void report(const char *what, int n_cli, double wall, double *lat,
 }
 
 /* A search request for vector x, as a client would send it. */
-static char *vector_req(const char *coll, const float *x, int dim,
+static char *vector_req(const char *coll, const float *x, int dim, int ef,
                         size_t *len)
 {
-    size_t cap = 128 + (size_t)dim * 18, n;
+    size_t cap = 160 + (size_t)dim * 18, n;
     char *r = malloc(cap);
     if (!r)
         die("out of memory", NULL);
     n = (size_t)snprintf(r, cap, "{\"op\":\"search\",\"collection\":\"%s\","
-                         "\"k\":%d,\"vector\":[", coll, K);
+                         "\"k\":%d,", coll, K);
+    if (ef)
+        n += (size_t)snprintf(r + n, cap - n, "\"ef\":%d,", ef);
+    n += (size_t)snprintf(r + n, cap - n, "\"vector\":[");
     for (int d = 0; d < dim; d++)
         n += (size_t)snprintf(r + n, cap - n, d ? ",%.9g" : "%.9g",
                               (double)x[d]);
@@ -803,10 +814,44 @@ static char *vector_req(const char *coll, const float *x, int dim,
     return r;
 }
 
-static void bench_search(const int *sizes, int n_sizes, int n_q, int dim)
+/* The size of the index file of collection `coll` (its payload per
+ * vector is the index's bytes per vector, as saved). */
+static long index_file_size(sn_store_t *st, const char *coll)
+{
+    sqlite3_stmt *s;
+    char path[700];
+    struct stat sb;
+    long id = -1;
+
+    if (sqlite3_prepare_v2(sn__store_db(st), "SELECT id FROM collections "
+                           "WHERE name = ?1", -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, coll, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        id = (long)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    snprintf(path, sizeof path, "%s.idx/%ld.faiss", g_db, id);
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* The index kinds measured (--search-kinds): Flat, and the HNSW kinds a
+ * store and a daemon can be set to (sn_store_set_hnsw, sensed --hnsw). */
+static const struct {
+    const char *name;
+    int flat;
+    sn_hnsw_kind_t hnsw;
+} S_KINDS[] = {
+    {"flat", 1, SN_HNSW_F32},
+    {"hnsw", 0, SN_HNSW_F32},
+    {"sq8", 0, SN_HNSW_SQ8},
+    {"faiss", 0, SN_HNSW_FAISS},
+};
+#define N_S_KINDS (int)(sizeof S_KINDS / sizeof *S_KINDS)
+
+static void bench_search(const int *sizes, int n_sizes, int n_q, int dim,
+                         const int *want, const int *efs, int n_efs)
 {
     static const int clients[] = {1, 8, 32};
-    static const char *const kinds[2] = {"flat", "hnsw"};
     char model_id[64];
 
     snprintf(model_id, sizeof model_id, "synthetic-%d", dim);
@@ -830,79 +875,105 @@ static void bench_search(const int *sizes, int n_sizes, int n_q, int dim)
         q = x + (size_t)n * dim;
         printf("  data made in %.1f s\n", now() - t);
         exact_topk(x, n, q, n_q, dim, truth);
+        /* one Flat collection, one HNSW collection that every HNSW kind
+         * rebuilds in turn */
         for (int k = 0; k < 2; k++) {
-            snprintf(coll[k], sizeof coll[k], "vec_%s_%d", kinds[k], n);
-            fill_store(coll[k], k ? SN_INDEX_HNSW : SN_INDEX_FLAT, model_id,
-                       dim, x, n);
+            snprintf(coll[k], sizeof coll[k], "vec_%s_%d",
+                     k ? "hnsw" : "flat", n);
+            if (k ? want[1] || want[2] || want[3] : want[0])
+                fill_store(coll[k], k ? SN_INDEX_HNSW : SN_INDEX_FLAT,
+                           model_id, dim, x, n);
         }
-
-        /* in-process: the store alone, one query at a time, one thread */
-        if (sn_store_open(g_db, &st, err, sizeof err) < 0)
-            die("sn_store_open", err);
         printf("  %-30s %4s %6s %10s %9s %9s %9s\n", "path, index", "cli",
                "n", "queries/s", "p50 ms", "p99 ms", "recall@10");
-        for (int k = 0; k < 2; k++) {
-            int nq = k ? n_q : (int)fmin(n_q, fmax(100, n_q * 1e4 / n));
-            sq_t s = {st, coll[k], q, dim, nq, lat, got};
+        for (int ki = 0; ki < N_S_KINDS; ki++) {
+            const char *cn = coll[S_KINDS[ki].flat ? 0 : 1];
+            const char *kname = S_KINDS[ki].name;
+            int nq = S_KINDS[ki].flat
+                         ? (int)fmin(n_q, fmax(100, n_q * 1e4 / n))
+                         : n_q;
+            if (!want[ki])
+                continue;
+            daemon_stop();
+            g_hnsw = S_KINDS[ki].hnsw;
+
+            /* in-process: the store alone, one query at a time, one
+             * thread; the first search builds the index on every core */
+            if (sn_store_open(g_db, &st, err, sizeof err) < 0)
+                die("sn_store_open", err);
+            sn_store_set_hnsw(st, g_hnsw);
+            sq_t s = {st, cn, q, dim, nq, lat, got};
             sn_hit_t *h;
             int nh;
             t = now();
-            if (sn_store_search_vec(st, coll[k], q, dim, K, NULL, &h, &nh,
-                                    err, sizeof err) < 0)
+            if (sn_store_search_vec(st, cn, q, dim, K, NULL, &h, &nh, err,
+                                    sizeof err) < 0)
                 die("sn_store_search_vec", err);
             sn_hits_free(h, nh);
-            printf("  %-30s first search (loads or builds the index): "
-                   "%.1f s\n", kinds[k], now() - t);
+            double build = now() - t;
             t = now();
             store_queries(&s);
             t = now() - t;
             char what[64];
-            snprintf(what, sizeof what, "in-process store, %s", kinds[k]);
+            snprintf(what, sizeof what, "in-process store, %s", kname);
             report(what, 1, t, lat, nq, recall_of(got, truth, nq));
-        }
-        sn_store_close(st); /* saves the indexes the daemon will load */
+            sn_store_close(st); /* saves the index the daemon will load */
+            if (sn_store_open(g_db, &st, err, sizeof err) < 0)
+                die("sn_store_open", err);
+            long fsz = index_file_size(st, cn);
+            sn_store_close(st);
+            printf("  %-10s index built in %.1f s (first search, every "
+                   "core); file %.1f MiB = %.0f bytes/vector\n", kname,
+                   build, fsz / 1048576.0, (double)fsz / n);
 
-        /* over the socket: the daemon restarted on that database */
-        printf("  daemon restarted on this database: %.2f s to the first "
-               "stats reply\n", daemon_start(NULL, 0, NULL));
-        for (int k = 0; k < 2; k++) {
-            int nq = k ? n_q : (int)fmin(n_q, fmax(100, n_q * 1e4 / n));
-            char **reqs = malloc((size_t)nq * sizeof *reqs);
-            size_t *rl = malloc((size_t)nq * sizeof *rl);
-            if (!reqs || !rl)
-                die("out of memory", NULL);
-            for (int i = 0; i < nq; i++)
-                reqs[i] = vector_req(coll[k], q + (size_t)i * dim, dim,
-                                     &rl[i]);
-            for (size_t ci = 0; ci < sizeof clients / sizeof *clients;
-                 ci++) {
-                int nc = clients[ci];
-                sc_t sc[MAX_CLIENTS];
-                pthread_t th[MAX_CLIENTS];
-                char what[64];
-                for (int pass = 0; pass < 2; pass++) { /* warm, then timed */
-                    t = now();
-                    for (int j = 0; j < nc; j++) {
-                        sc[j] = (sc_t){reqs, rl, j, nc,
-                                       pass ? nq : nc, lat, got};
-                        if (pthread_create(&th[j], NULL, socket_client,
-                                           &sc[j]))
-                            die("pthread_create", NULL);
+            /* over the socket: the daemon restarted on that database */
+            printf("  daemon (--hnsw %s) restarted: %.2f s to the first "
+                   "stats reply\n", sn_hnsw_kind_name(g_hnsw),
+                   daemon_start(NULL, 0, NULL));
+            for (int e = 0; e < (S_KINDS[ki].flat ? 1 : n_efs); e++) {
+                char **reqs = malloc((size_t)nq * sizeof *reqs);
+                size_t *rl = malloc((size_t)nq * sizeof *rl);
+                int ef = S_KINDS[ki].flat ? 0 : efs[e];
+                if (!reqs || !rl)
+                    die("out of memory", NULL);
+                for (int i = 0; i < nq; i++)
+                    reqs[i] = vector_req(cn, q + (size_t)i * dim, dim, ef,
+                                         &rl[i]);
+                for (size_t ci = 0; ci < sizeof clients / sizeof *clients;
+                     ci++) {
+                    int nc = clients[ci];
+                    sc_t sc[MAX_CLIENTS];
+                    pthread_t th[MAX_CLIENTS];
+                    if (ef && nc > 1)
+                        continue; /* an ef sweep: one client */
+                    for (int pass = 0; pass < 2; pass++) { /* warm, timed */
+                        t = now();
+                        for (int j = 0; j < nc; j++) {
+                            sc[j] = (sc_t){reqs, rl, j, nc,
+                                           pass ? nq : nc, lat, got};
+                            if (pthread_create(&th[j], NULL, socket_client,
+                                               &sc[j]))
+                                die("pthread_create", NULL);
+                        }
+                        for (int j = 0; j < nc; j++)
+                            pthread_join(th[j], NULL);
+                        t = now() - t;
                     }
-                    for (int j = 0; j < nc; j++)
-                        pthread_join(th[j], NULL);
-                    t = now() - t;
+                    if (ef)
+                        snprintf(what, sizeof what, "socket, %s, ef %d",
+                                 kname, ef);
+                    else
+                        snprintf(what, sizeof what, "socket, %s", kname);
+                    report(what, nc, t, lat, nq, recall_of(got, truth, nq));
                 }
-                snprintf(what, sizeof what, "socket, %s", kinds[k]);
-                report(what, nc, t, lat, nq, recall_of(got, truth, nq));
+                for (int i = 0; i < nq; i++)
+                    free(reqs[i]);
+                free(reqs);
+                free(rl);
             }
-            for (int i = 0; i < nq; i++)
-                free(reqs[i]);
-            free(reqs);
-            free(rl);
+            printf("  daemon VmRSS with the %s index loaded: %.1f MiB\n",
+                   kname, vm_rss_kb(g_pid) / 1024.0);
         }
-        printf("  daemon VmRSS with both collections: %.1f MiB\n",
-               vm_rss_kb(g_pid) / 1024.0);
         free(x);
         free(truth);
         free(got);
@@ -917,6 +988,7 @@ int main(int argc, char **argv)
     static char sensed_buf[4096];
     int reps = 3, n_docs = 2000, do_encode = 1, do_ingest = 1, do_search = 0,
         n_q = 1000, sizes[MAX_SIZES] = {10000}, n_sizes = 1, dim = 384;
+    int want[N_S_KINDS] = {1, 1, 0, 0}, efs[MAX_SIZES] = {0}, n_efs = 1;
     char err[512];
     sn_model_t *m;
     double t;
@@ -951,12 +1023,24 @@ int main(int argc, char **argv)
                 if (*p == ',')
                     p++;
             }
+        } else if (!strcmp(a, "--search-kinds") && v) {
+            for (int k = 0; k < N_S_KINDS; k++)
+                want[k] = strstr(v, S_KINDS[k].name) != NULL;
+            i++;
+        } else if (!strcmp(a, "--ef") && v) {
+            char *p = argv[++i];
+            for (n_efs = 0; *p && n_efs < MAX_SIZES; n_efs++) {
+                efs[n_efs] = (int)strtol(p, &p, 10);
+                if (*p == ',')
+                    p++;
+            }
         } else {
             fprintf(stderr,
                     "usage: bench_socket [--sensed PATH] [--model PATH|"
                     "default] [--threads N] [--reps R] [--docs "
                     "N] [--no-encode] [--no-ingest] [--search] "
-                    "[--search-sizes N,N,...] [--queries Q] [--dim D]\n");
+                    "[--search-sizes N,N,...] [--search-kinds flat,hnsw,sq8,"
+                    "faiss] [--ef E,E,...] [--queries Q] [--dim D]\n");
             return 2;
         }
     }
@@ -1002,7 +1086,7 @@ int main(int argc, char **argv)
                vm_rss_kb(g_pid) / 1024.0);
     }
     if (do_search)
-        bench_search(sizes, n_sizes, n_q, dim);
+        bench_search(sizes, n_sizes, n_q, dim, want, efs, n_efs);
     daemon_stop();
     sn_model_free(m);
     {

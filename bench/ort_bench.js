@@ -27,6 +27,14 @@
  *      roofline. FLOPs per token: 2 x the dense layers' weights (4 H^2 +
  *      2 H I per layer) + attention 4 L H per layer (Q K^T and P V).
  *
+ * Precisions (--precisions, default f32,bf16,int8): one bench_minilm
+ * process per precision (bench_minilm --precision P), all timed in the
+ * same cells, in turns with ORT. The agreement check guards f32 (max |C -
+ * ORT| <= --tol); bf16 and int8 print their max |C - ORT| and the worst
+ * cosine of a sequence's mean-pooled state against ORT's (tests/
+ * test_precision.c holds them to the reference files). Each process
+ * reports its load time and resident memory (bench_minilm `info`).
+ *
  * Run (from the repository root):
  *   cmake --build build --target bench_minilm
  *   node bench/ort_bench.js [--c build/bench_minilm] [--model DIR]
@@ -58,7 +66,8 @@ const ORT_PKG = 'onnxruntime-node';
 function usage() {
   console.error('usage: node bench/ort_bench.js [--c BENCH_MINILM] ' +
                 '[--model DIR] [--rounds N] [--seconds S] [--threads N] ' +
-                '[--tol T] [--batches 1,8,32] [--lens 16,128] [--json FILE] [--onnx FILE]');
+                '[--tol T] [--batches 1,8,32] [--lens 16,128] [--json FILE] [--onnx FILE] ' +
+                '[--precisions f32,bf16,int8]');
   process.exit(2);
 }
 
@@ -66,7 +75,7 @@ function parseArgs(argv) {
   const a = {
     c: 'build/bench_minilm', model: null, rounds: 3, seconds: 1.0,
     threads: os.cpus().length, tol: 1e-4, batches: [1, 8, 32],
-    lens: [16, 128], json: null, onnx: null,
+    lens: [16, 128], json: null, onnx: null, precisions: ['f32', 'bf16', 'int8'],
   };
   const list = (s) => s.split(',').map((x) => parseInt(x, 10));
   for (let i = 2; i < argv.length; i++) {
@@ -83,11 +92,14 @@ function parseArgs(argv) {
     else if (k === '--lens') a.lens = list(v);
     else if (k === '--json') a.json = v;
     else if (k === '--onnx') a.onnx = v;
+    else if (k === '--precisions') a.precisions = v.split(',');
     else usage();
   }
   if (!(a.rounds >= 1) || !(a.seconds > 0) || !(a.threads >= 1) ||
       !(a.tol > 0) || a.batches.some((x) => !(x >= 1)) ||
-      a.lens.some((x) => !(x >= 1 && x <= 512)))
+      a.lens.some((x) => !(x >= 1 && x <= 512)) ||
+      a.precisions.some((p) => !['f32', 'bf16', 'int8'].includes(p)) ||
+      a.precisions[0] !== 'f32')
     usage();
   if (!a.model) a.model = path.join(path.dirname(a.c), 'minilm-ort');
   return a;
@@ -135,8 +147,8 @@ function ensureModel(dir) {
 }
 
 /* The C process: one command line in, one JSON line out. */
-function startC(bin, dir) {
-  const child = spawn(bin, ['--model', dir],
+function startC(bin, dir, prec) {
+  const child = spawn(bin, ['--model', dir, '--precision', prec],
                       { stdio: ['pipe', 'pipe', 'inherit'] });
   const rl = readline.createInterface({ input: child.stdout });
   const waiting = [];
@@ -282,10 +294,13 @@ async function main() {
   const ort = loadOrt();
   ensureModel(a.model);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sense-ort-'));
-  const c = startC(a.c, a.model);
+  const cs = a.precisions.map((p) => startC(a.c, a.model, p));
+  const c = cs[0]; /* f32 */
   let status = 0;
   try {
     const info = await c.cmd('info');
+    const infos = [];
+    for (const x of cs) infos.push(await x.cmd('info'));
     const H = info.hidden, I = info.inter, NL = info.layers;
     const opts = {
       executionProviders: ['cpu'], intraOpNumThreads: a.threads,
@@ -348,6 +363,42 @@ async function main() {
         status = 1;
         return;
     }
+    /* reduced precisions: how far from ORT's fp32 */
+    const pooledCos = (x, y) => { /* worst cosine of mean-pooled states */
+      let worst = 1, off = 0;
+      const Lmax = Math.max(...chk.lens);
+      chk.lens.forEach((L, s) => {
+        const u = new Float64Array(H), v = new Float64Array(H);
+        for (let t = 0; t < L; t++)
+          for (let h = 0; h < H; h++) {
+            u[h] += x[(off + t) * H + h];
+            v[h] += y[(s * Lmax + t) * H + h];
+          }
+        let uv = 0, uu = 0, vv = 0;
+        for (let h = 0; h < H; h++) {
+          uv += u[h] * v[h]; uu += u[h] * u[h]; vv += v[h] * v[h];
+        }
+        worst = Math.min(worst, uv / Math.sqrt(uu * vv));
+        off += L;
+      });
+      return worst;
+    };
+    const agree = [{ precision: 'f32', max_diff: dCO,
+                     cos: pooledCos(cout, oout) }];
+    for (let i = 1; i < cs.length; i++) {
+      const f = path.join(tmp, `check.${a.precisions[i]}.out`);
+      await cs[i].cmd(`forward ${path.join(tmp, 'check.ids')} ${f}`);
+      const x = readF32(f);
+      agree.push({ precision: a.precisions[i],
+                   max_diff: maxDiff(chk.lens, H, x, oout, true),
+                   cos: pooledCos(x, oout) });
+    }
+    for (let i = 0; i < cs.length; i++)
+      console.log(`${a.precisions[i].padEnd(4)}: load ` +
+                  `${(infos[i].load_s * 1000).toFixed(0)} ms, resident ` +
+                  `${infos[i].rss_mb.toFixed(0)} MB after load; max |C - ORT| ` +
+                  `${agree[i].max_diff.toExponential(2)}, worst cosine of ` +
+                  `mean-pooled states to ORT ${agree[i].cos.toFixed(7)}`);
 
     /* roofline: measured before and after the timing, the best kept (a
      * busy machine drags one measurement down) */
@@ -386,29 +437,41 @@ async function main() {
           return t;
         };
         /* calibrate: one run each, to size the turns */
-        const est = {
-          c: median((await c.cmd(`time ${idf} 1 1`)).times),
-          o: median(await runOrt(1, 1)),
-        };
+        const estc = [];
+        for (const x of cs)
+          estc.push(median((await x.cmd(`time ${idf} 1 1`)).times));
+        const est = { c: estc[0], o: median(await runOrt(1, 1)) };
         const reps = (t) => Math.max(3, Math.min(10000,
                                                  Math.ceil(a.seconds / t)));
-        const tc = [], to = [];
+        const tcs = cs.map(() => []), to = [];
+        const sides = ['o', ...cs.map((_, i) => i)];
         for (let r = 0; r < a.rounds; r++) {
-          for (const side of r % 2 ? ['o', 'c'] : ['c', 'o']) {
+          /* rotate the order of the turns round by round */
+          const order = sides.slice(r % sides.length)
+              .concat(sides.slice(0, r % sides.length));
+          for (const side of order) {
             await sleep(100); /* let the other side's threads go idle */
-            if (side === 'c')
-              tc.push(...(await c.cmd(`time ${idf} 1 ${reps(est.c)}`)).times);
-            else
+            if (side === 'o')
               to.push(...await runOrt(1, reps(est.o)));
+            else
+              tcs[side].push(...(await cs[side].cmd(
+                  `time ${idf} 1 ${reps(estc[side])}`)).times);
           }
         }
+        const tc = tcs[0];
         const mc = median(tc), mo = median(to);
+        const prec_tok_s = {};
+        cs.forEach((_, i) => {
+          prec_tok_s[a.precisions[i]] = T / median(tcs[i]);
+        });
         const gc = flopsPerTok(L) * T / mc * 1e-9;
         const go = flopsPerTok(L) * T / mo * 1e-9;
         rows.push({ batch: B, len: L, c_tok_s: T / mc, ort_tok_s: T / mo,
                     c_sent_s: B / mc, ort_sent_s: B / mo, ratio: mo / mc,
                     c_gflops: gc, ort_gflops: go,
-                    c_runs: tc.length, ort_runs: to.length });
+                    c_runs: tc.length, ort_runs: to.length, prec_tok_s,
+                    prec_gflops: Object.fromEntries(Object.entries(prec_tok_s)
+                        .map(([p, v]) => [p, flopsPerTok(L) * v * 1e-9])) });
       }
     }
     const roof1 = await c.cmd('roofline 5');
@@ -429,6 +492,45 @@ async function main() {
             (100 * row.ort_roofline).toFixed(0) + '%',
             `${row.c_runs}/${row.ort_runs}`]);
     }
+    if (cs.length > 1) {
+      console.log(`\nprecisions side by side (tokens/s; GFLOP/s as ` +
+                  `above; x: over ORT fp32; last: best / ORT):`);
+      const pw = 11;
+      console.log(['batch x len', ...a.precisions.map((p) => `${p} tok/s`),
+                   'ORT tok/s', ...a.precisions.map((p) => `${p}/ORT`),
+                   ...a.precisions.slice(1).map((p) => `${p}/f32`),
+                   'best/ORT']
+                      .map((s, i) => i ? s.padStart(pw) : s.padEnd(pw))
+                      .join('  '));
+      for (const row of rows) {
+        const v = a.precisions.map((p) => row.prec_tok_s[p]);
+        const best = Math.max(...v);
+        row.best_over_ort = best / row.ort_tok_s;
+        console.log([`${row.batch} x ${row.len}`, ...v.map((x) => fmt(x)),
+                     fmt(row.ort_tok_s),
+                     ...v.map((x) => (x / row.ort_tok_s).toFixed(2) + 'x'),
+                     ...v.slice(1).map((x) => (x / v[0]).toFixed(2) + 'x'),
+                     row.best_over_ort.toFixed(2) + 'x']
+                        .map((s, i) => i ? String(s).padStart(pw)
+                                         : String(s).padEnd(pw)).join('  '));
+      }
+      const gf = (p) => rows.map((r) => `${r.batch}x${r.len} ` +
+                                 r.prec_gflops[p].toFixed(0)).join(', ');
+      for (const p of a.precisions)
+        console.log(`${p} GFLOP/s: ${gf(p)}`);
+      const bi = a.precisions.indexOf('bf16');
+      const big = rows.find((r) => r.batch === 32 && r.len === 128);
+      if (bi > 0 && big)
+        console.log(`target bf16 >= 2.5x f32 at 32 x 128: ` +
+                    `${(big.prec_tok_s.bf16 / big.prec_tok_s.f32).toFixed(2)}x ` +
+                    (big.prec_tok_s.bf16 >= 2.5 * big.prec_tok_s.f32
+                         ? 'met' : 'NOT met'));
+      console.log(`target best >= 1.5x ORT fp32 in every cell: ` +
+                  rows.map((r) => `${r.batch}x${r.len} ` +
+                           `${r.best_over_ort.toFixed(2)}x`).join(', ') +
+                  (rows.every((r) => r.best_over_ort >= 1.5) ? ' met'
+                                                             : ' NOT met'));
+    }
     const b32 = rows.filter((r) => r.batch === 32);
     if (b32.length)
       console.log(`\ntarget C >= 1.0x ORT at batch 32: ` +
@@ -439,10 +541,11 @@ async function main() {
     if (a.json)
       fs.writeFileSync(a.json, JSON.stringify({
         ort_version: ort.env.versions.node, ort_options: opts, c: info,
+        precisions: infos, agreement_precisions: agree,
         agreement: { c_ort: dCO, c_torch: dCT, ort_torch: dOT, tol: a.tol },
         roofline: { before: roof0, after: roof1 }, rows }, null, 2) + '\n');
   } finally {
-    c.quit();
+    for (const x of cs) x.quit();
     fs.rmSync(tmp, { recursive: true, force: true });
     process.exitCode = status;
   }

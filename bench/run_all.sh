@@ -47,6 +47,14 @@ if [ $quick = 1 ]; then
         --search-sizes 10000,100000
 else
     step search build/bench_socket --no-encode --no-ingest \
-        --search-sizes 10000,100000,1000000
+        --search-sizes 10000,100000
+    # the 1M table, one index kind per run (each builds its index)
+    for kind in flat hnsw sq8 faiss; do
+        step search_1m_$kind build/bench_socket --no-encode --no-ingest \
+            --search-sizes 1000000 --search-kinds $kind --queries 500
+    done
+    step ingest_stages build/bench_ingest ../shared/ir/debian-dev/corpus.jsonl
+    step ingest_socket bash bench/bench_ingest.sh build \
+        ../shared/ir/debian-dev/corpus.jsonl 5000 1 2
 fi
 echo "done: $out"

@@ -70,6 +70,12 @@ void sn_cli_close(sn_cli_conn_t *c); /* NULL is a no-op */
  * for an error reply (unless quiet) or a broken connection. */
 int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
                 const char **raw, int quiet);
+/* sn_cli_call in two halves, for requests pipelined on one connection:
+ * the daemon answers them in order, so the n-th sn_cli_recv reads the
+ * reply to the n-th sn_cli_send. */
+int sn_cli_send(sn_cli_conn_t *c, json_t *req);
+int sn_cli_recv(sn_cli_conn_t *c, json_t **reply, const char **raw,
+                int quiet);
 
 /* `sense get|delete [--collection NAME] [--json] [--socket PATH] ID...`:
  * parse those options, send {"op": op, "collection", "ids"} and wait for

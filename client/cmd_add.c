@@ -8,8 +8,11 @@
  * "meta": object (optional)}.
  *
  * Documents go to the daemon in `add` requests of at most --batch
- * documents and SN_ADD_BATCH_BYTES of JSON, one request in flight; the
- * daemon replies once a batch is durable. A progress line is drawn on
+ * documents and SN_ADD_BATCH_BYTES of JSON, --in-flight of them at a time
+ * (default 2) on one connection; the daemon replies, in order, once a
+ * batch is durable. Two in flight keep the daemon's encoder busy with
+ * batch N+1 while its storage thread commits batch N (bench/README.md,
+ * "Ingest at scale"); one alternates them. A progress line is drawn on
  * stderr when stderr is a terminal.
  */
 #include <errno.h>
@@ -21,6 +24,8 @@
 #include "client.h"
 
 #define SN_ADD_BATCH_DOCS 64
+#define SN_ADD_IN_FLIGHT 2  /* default --in-flight */
+#define SN_ADD_MAX_IN_FLIGHT 16
 #define SN_ADD_BATCH_BYTES (4u << 20)
 #define SN_ADD_MAX_DOC (15u << 20) /* JSON of one document */
 
@@ -38,6 +43,9 @@ static const char add_usage[] =
     "                     (default: exact search while small, HNSW past\n"
     "                     a measured size), flat (exact) or hnsw\n"
     "  --batch N          documents per request (default 64)\n"
+    "  --in-flight N      requests sent before waiting for a reply (1..16,\n"
+    "                     default 2: the daemon encodes one batch while it\n"
+    "                     stores the one before)\n"
     "  --json             print the daemon's reply lines\n"
     "  --socket PATH      the daemon's socket\n"
     "  -h, --help         this help\n"
@@ -52,6 +60,10 @@ typedef struct {
     int json;
     int batch_max;
     json_t *docs;       /* the batch being filled */
+    int depth;          /* --in-flight */
+    size_t sent[SN_ADD_MAX_IN_FLIGHT]; /* documents of each request out */
+    int head, n_out;    /* ring of requests awaiting their reply */
+    int failed;         /* a reply was an error: send no more */
     size_t batch_bytes;
     long n_docs, n_chunks, n_sent;
     long total;         /* documents expected, or -1 when unknown */
@@ -77,28 +89,16 @@ static void progress(adder_t *a, int final)
     fflush(stderr);
 }
 
-static int send_batch(adder_t *a)
+/* Read the reply to the oldest request out and count what it added. */
+static int recv_reply(adder_t *a)
 {
-    json_t *req, *reply = NULL;
+    json_t *reply = NULL;
     const char *raw = NULL;
-    size_t n = json_array_size(a->docs);
-    int rc;
-    if (!n)
-        return 0;
-    req = json_object();
-    if (!req) {
-        sn_cli_error("out of memory");
-        return SN_EXIT_ERROR;
-    }
-    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_ADD)));
-    json_object_set_new(req, "collection", json_string(a->collection));
-    if (a->index)
-        json_object_set_new(req, "index", json_string(a->index));
-    json_object_set(req, "docs", a->docs);
-    rc = sn_cli_call(a->conn, req, &reply, &raw, 0);
-    json_decref(req);
-    json_array_clear(a->docs);
-    a->batch_bytes = 0;
+    size_t n = a->sent[a->head];
+    int rc = sn_cli_recv(a->conn, &reply, &raw, 0);
+
+    a->head = (a->head + 1) % SN_ADD_MAX_IN_FLIGHT;
+    a->n_out--;
     if (a->json && raw)
         printf("%s\n", raw);
     if (!rc) {
@@ -115,11 +115,62 @@ static int send_batch(adder_t *a)
                                 "than the model's maximum, cut\n",
                         json_string_value(json_array_get(ids, i)),
                         (long long)json_integer_value(v));
+    } else {
+        a->failed = 1;
     }
     a->n_sent += (long)n;
     json_decref(reply);
     progress(a, 0);
     return rc;
+}
+
+/* Every reply still due; the first error's code. */
+static int drain(adder_t *a)
+{
+    int rc = 0;
+    while (a->n_out > 0) {
+        int r = recv_reply(a);
+        if (!rc)
+            rc = r;
+    }
+    return rc;
+}
+
+/* Send the batch being filled; then, with --in-flight requests out, wait
+ * for the oldest one's reply. */
+static int send_batch(adder_t *a)
+{
+    json_t *req;
+    size_t n = json_array_size(a->docs);
+    int rc;
+    if (!n)
+        return 0;
+    if (a->failed)
+        return SN_EXIT_ERROR;
+    req = json_object();
+    if (!req) {
+        sn_cli_error("out of memory");
+        return SN_EXIT_ERROR;
+    }
+    json_object_set_new(req, "op", json_string(sn_op_name(SN_OP_ADD)));
+    json_object_set_new(req, "collection", json_string(a->collection));
+    if (a->index)
+        json_object_set_new(req, "index", json_string(a->index));
+    json_object_set(req, "docs", a->docs);
+    rc = sn_cli_send(a->conn, req);
+    json_decref(req);
+    json_array_clear(a->docs);
+    a->batch_bytes = 0;
+    if (rc) {
+        drain(a);
+        return rc;
+    }
+    a->sent[(a->head + a->n_out) % SN_ADD_MAX_IN_FLIGHT] = n;
+    a->n_out++;
+    while (a->n_out >= a->depth)
+        if ((rc = recv_reply(a)))
+            return drain(a), rc;
+    return 0;
 }
 
 /* Queue one document (stolen), sending the batch when full. */
@@ -288,6 +339,7 @@ int sn_cmd_add(int argc, char **argv)
         {"collection", required_argument, NULL, 'c'},
         {"index", required_argument, NULL, 'i'},
         {"batch", required_argument, NULL, 'b'},
+        {"in-flight", required_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'j'},
         {"socket", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
@@ -298,6 +350,7 @@ int sn_cmd_add(int argc, char **argv)
 
     a.collection = "default";
     a.batch_max = SN_ADD_BATCH_DOCS;
+    a.depth = SN_ADD_IN_FLIGHT;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -320,6 +373,17 @@ int sn_cmd_add(int argc, char **argv)
                 return SN_EXIT_USAGE;
             }
             a.batch_max = (int)v;
+            break;
+        }
+        case 'f': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > SN_ADD_MAX_IN_FLIGHT) {
+                sn_cli_error("--in-flight: '%s' is not in 1..%d", optarg,
+                             SN_ADD_MAX_IN_FLIGHT);
+                return SN_EXIT_USAGE;
+            }
+            a.depth = (int)v;
             break;
         }
         case 'j': a.json = 1; break;
@@ -365,6 +429,9 @@ int sn_cmd_add(int argc, char **argv)
     }
     if (!rc)
         rc = send_batch(&a);
+    int rc2 = drain(&a); /* the replies still due, whatever happened */
+    if (!rc)
+        rc = rc2;
     progress(&a, 1);
     if (!a.json && (!rc || a.n_docs))
         printf("added %ld document%s (%ld chunk%s) to '%s'\n", a.n_docs,

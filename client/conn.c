@@ -253,15 +253,11 @@ void sn_cli_print_error(json_t *reply)
     sn_cli_error("%s (%s)", msg ? msg : "error", code ? code : "?");
 }
 
-int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
-                const char **raw, int quiet)
+int sn_cli_send(sn_cli_conn_t *c, json_t *req)
 {
-    char *text = NULL, *line = NULL;
-    size_t len = 0;
-    json_error_t jerr;
+    char *text = NULL;
     int rc;
 
-    *reply = NULL;
     json_object_set_new(req, "id", json_integer(++c->next_id));
     text = json_dumps(req, JSON_COMPACT);
     if (!text) {
@@ -276,6 +272,18 @@ int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
         sn_cli_error("cannot send to '%s': %s", c->path, strerror(-rc));
         return SN_EXIT_ERROR;
     }
+    return 0;
+}
+
+int sn_cli_recv(sn_cli_conn_t *c, json_t **reply, const char **raw,
+                int quiet)
+{
+    char *line = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    int rc;
+
+    *reply = NULL;
     if ((rc = read_line(c, &line, &len))) {
         if (rc == -EPIPE)
             sn_cli_error("'%s' closed the connection before replying",
@@ -303,3 +311,13 @@ int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
     return 0;
 }
 
+int sn_cli_call(sn_cli_conn_t *c, json_t *req, json_t **reply,
+                const char **raw, int quiet)
+{
+    int rc;
+
+    *reply = NULL;
+    if ((rc = sn_cli_send(c, req)))
+        return rc;
+    return sn_cli_recv(c, reply, raw, quiet);
+}

@@ -188,6 +188,7 @@ typedef struct {
     float *vector;        /* owned; search by vector instead of query */
     int n_vector;
     int k;
+    int ef;               /* "ef": HNSW beam of this search; 0: default */
     char *filter_json;    /* owned; NULL when absent */
     int mode;             /* sn_search_mode_t: "mode", default hybrid */
     int by_chunk;         /* "group": "chunk" */

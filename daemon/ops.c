@@ -624,6 +624,7 @@ static void search_reply(sn__req_t *req, const char *model_id,
                        : 1,
         .k = p->k,
         .filter_json = p->filter_json,
+        .ef = p->ef,
     };
 
     rc = sn_store_query(req->ops->store, p->collection, &q, &hits, &n_hits,

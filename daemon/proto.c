@@ -485,7 +485,9 @@ static sn__perr_t parse_search(sn__request_t *req, char *msg, size_t msg_len)
         (rc = get_str(req->root, "query", !vec, 0, 0, SIZE_MAX, &req->query,
                       &req->query_len, msg, msg_len)) ||
         (rc = get_int(req->root, "k", 1, SN_MAX_K, SN__P_TOO_MANY, &req->k,
-                      msg, msg_len)))
+                      msg, msg_len)) ||
+        (rc = get_int(req->root, "ef", 1, SN_MAX_EF, SN__P_BAD_REQUEST,
+                      &req->ef, msg, msg_len)))
         return rc;
     json_t *mode = json_object_get(req->root, "mode");
     if (mode && !json_is_null(mode)) {

@@ -59,6 +59,12 @@ static const char usage[] =
     "                       bf16 or int8\n"
     "  --threads N          encoder worker threads (default 1; BLAS gets\n"
     "                       cores / N threads each)\n"
+    "  --hnsw KIND          what an HNSW index holds: f32 (default: the\n"
+    "                       vectors), sq8 (8-bit codes, a third of the\n"
+    "                       memory; results reranked exactly from the\n"
+    "                       database) or faiss (faiss' own HNSW, for\n"
+    "                       comparison). An index of another kind is\n"
+    "                       rebuilt in the background at its next use\n"
     "  --max-line BYTES     longest request line (default 16M; K, M, G\n"
     "                       suffixes)\n"
     "  --max-connections N  concurrent connections (default 512)\n"
@@ -186,7 +192,7 @@ int main(int argc, char **argv)
 {
     enum { O_SOCKET = 256, O_GROUP, O_DB, O_MODEL, O_THREADS, O_MAXLINE,
            O_MAXCONN, O_BTOK, O_BWAIT, O_IDLE, O_LOG, O_CHECK, O_VERSION,
-           O_HTTP, O_KEYFILE, O_CORS, O_HTTP_IDLE, O_PREC };
+           O_HTTP, O_KEYFILE, O_CORS, O_HTTP_IDLE, O_PREC, O_HNSW };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"socket-group", required_argument, NULL, O_GROUP},
@@ -194,6 +200,7 @@ int main(int argc, char **argv)
         {"model", required_argument, NULL, O_MODEL},
         {"precision", required_argument, NULL, O_PREC},
         {"threads", required_argument, NULL, O_THREADS},
+        {"hnsw", required_argument, NULL, O_HNSW},
         {"max-line", required_argument, NULL, O_MAXLINE},
         {"max-connections", required_argument, NULL, O_MAXCONN},
         {"batch-tokens", required_argument, NULL, O_BTOK},
@@ -220,6 +227,7 @@ int main(int argc, char **argv)
     const char *key_file = NULL;
     char *api_key = NULL;
     int check = 0, c, rc, status = 1, idle_s = 60, prec = SN_PREC_AUTO;
+    int hnsw = SN_HNSW_F32;
 
     o.max_line = SN_MAX_LINE_DEFAULT;
     o.sched.n_workers = 1;
@@ -236,6 +244,10 @@ int main(int argc, char **argv)
         case O_PREC: bad = (prec = sn_precision_parse(optarg)) < 0; break;
         case O_THREADS:
             bad = parse_int(optarg, 1, 64, &o.sched.n_workers);
+            break;
+        case O_HNSW:
+            hnsw = sn_hnsw_kind_parse(optarg);
+            bad = hnsw < 0;
             break;
         case O_MAXLINE: bad = parse_size(optarg, &o.max_line); break;
         case O_MAXCONN:
@@ -370,7 +382,9 @@ int main(int argc, char **argv)
     sn_store_set_log(store, store_log, NULL);
     /* no surprise pauses: index builds run beside searches and writes */
     sn_store_set_background(store, 1);
-    sn__log_info("database '%s'", db_path);
+    sn_store_set_hnsw(store, (sn_hnsw_kind_t)hnsw);
+    sn__log_info("database '%s', hnsw indexes: %s", db_path,
+                 sn_hnsw_kind_name((sn_hnsw_kind_t)hnsw));
     if ((rc = sn_wsd_morph_new(&morph, err, sizeof err))) {
         sn__log_error("cannot make the morph table: %s", err);
         goto out;

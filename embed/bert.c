@@ -344,6 +344,12 @@ fail:
 int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
                   size_t err_len)
 {
+    return sn__bert_load_prec(dir, SN_GEMM_F32, out, err, err_len);
+}
+
+int sn__bert_load_prec(const char *dir, int prec, sn__bert_t **out,
+                       char *err, size_t err_len)
+{
     char path[4096];
     char *json = NULL;
     size_t len;
@@ -366,7 +372,7 @@ int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
         rc = sn__err(err, err_len, SN_EMODEL, "'%s': not a json object",
                      path);
     else
-        rc = load(dir, cfg, path, SN_GEMM_F32, out, err, err_len);
+        rc = load(dir, cfg, path, prec, out, err, err_len);
     json_decref(cfg);
     return rc;
 }

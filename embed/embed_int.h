@@ -161,6 +161,10 @@ int sn__bert_parse_config(const char *buf, size_t len, const char *name,
 /* Load config.json and model.safetensors from `dir`. */
 int sn__bert_load(const char *dir, sn__bert_t **out, char *err,
                   size_t err_len);
+/* The same with the dense layers packed in precision prec (SN_GEMM_*:
+ * embed/gemm.h; sn_precision_t's values). */
+int sn__bert_load_prec(const char *dir, int prec, sn__bert_t **out,
+                       char *err, size_t err_len);
 void sn__bert_free(sn__bert_t *m);
 const sn__bert_hparams_t *sn__bert_hparams(const sn__bert_t *m);
 

@@ -1,18 +1,24 @@
 /*
  * ann.c -- one collection's approximate-nearest-neighbour index: a faiss
- * index behind its C API, and the file it is saved to.
+ * Flat index behind its C API or an HNSW graph (hnsw.cpp: hnswlib over our
+ * own kernels, float vectors or 8-bit codes; faiss' IndexHNSW is kept as a
+ * kind for comparison), and the file it is saved to.
  *
  * The index is an accelerator, never the truth: SQLite holds every vector
  * (chunks.vector) and store.c rebuilds or catches the index up from there.
  * So this file only has to be fast and to never hand back a damaged index:
  *
- *   - vector ids are chunk rowids (AUTOINCREMENT, never reused), kept by an
- *     IDMap wrapper: "IDMap,Flat" (exact; remove_ids works) or
- *     "IDMap2,HNSW<M>,Flat" (approximate; faiss cannot remove from HNSW, so
- *     a deletion only counts a tombstone and store.c filters hits against
- *     SQLite). Inner product on L2-normalized vectors: the score is cosine.
+ *   - vector ids are chunk rowids (AUTOINCREMENT, never reused): faiss'
+ *     IDMap wrapper, hnswlib's labels. Kinds (SN__ANN_*): "IDMap,Flat"
+ *     (exact; remove_ids works); the hnswlib graph (approximate; a
+ *     deletion marks the node deleted -- searches skip it -- and counts a
+ *     tombstone until SN__TOMBSTONE_REBUILD rebuilds); the same graph over
+ *     8-bit codes (scores approximate: store.c reranks from SQLite);
+ *     "IDMap2,HNSW<M>,Flat" (faiss cannot remove from HNSW: a deletion only
+ *     counts a tombstone and store.c filters hits against SQLite). Inner
+ *     product on L2-normalized vectors: the score is cosine.
  *   - the file is a 96-byte header (see store_int.h) and faiss' own
- *     serialization. The header names the database (its random id) and
+ *     serialization or hnsw.cpp's. The header names the database (its random id) and
  *     the collection (its row id and a tag of its name, model and creation
  *     time) the index was built for: a file that outlived its database, or
  *     a collection dropped and made again under the same row id, is
@@ -31,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +54,11 @@
 #include <faiss/c_api/index_io_c.h>
 
 #include "embed_int.h"
+#include "hnsw.h"
 #include "store_int.h"
 
 #define ANN_MAGIC "SENSEIDX"
 #define ANN_FORMAT 2u
-#define ANN_KIND_FLAT 1u
-#define ANN_KIND_HNSW 2u
 #define ANN_IO_BLOCK (1u << 20)
 
 /* faiss' message for the call that just failed on this thread. */
@@ -131,7 +137,8 @@ static uint64_t get_u64(const uint8_t *p)
 /* ---- the index ------------------------------------------------------------ */
 
 /* efConstruction only matters while adding, efSearch while searching; both
- * are set on every new or loaded HNSW index. */
+ * are set on every new or loaded faiss HNSW index (whose efSearch is
+ * fixed: a faiss index holds one, shared by concurrent searches). */
 static int set_hnsw_params(FaissIndex *idx, char *err, size_t err_len)
 {
     FaissParameterSpace *ps = NULL;
@@ -148,7 +155,23 @@ static int set_hnsw_params(FaissIndex *idx, char *err, size_t err_len)
     return rc;
 }
 
-int sn__ann_new(int dim, int hnsw, sn__ann_t **out, char *err,
+const char *sn__ann_kind_name(int kind)
+{
+    switch (kind) {
+    case SN__ANN_FLAT: return "flat";
+    case SN__ANN_HNSW_FAISS: return "hnsw (faiss)";
+    case SN__ANN_HNSW: return "hnsw";
+    case SN__ANN_HNSW_SQ8: return "hnsw (sq8)";
+    }
+    return "?";
+}
+
+static int is_graph(int kind)
+{
+    return kind == SN__ANN_HNSW || kind == SN__ANN_HNSW_SQ8;
+}
+
+int sn__ann_new(int dim, int kind, sn__ann_t **out, char *err,
                 size_t err_len)
 {
     sn__ann_t *a = NULL;
@@ -158,10 +181,25 @@ int sn__ann_new(int dim, int hnsw, sn__ann_t **out, char *err,
     *out = NULL;
     if (dim <= 0 || dim > SN_STORE_MAX_DIM)
         return sn__err(err, err_len, SN_EARG, "index: bad dimension %d", dim);
+    if (kind < SN__ANN_FLAT || kind > SN__ANN_HNSW_SQ8)
+        return sn__err(err, err_len, SN_EARG, "index: bad kind %d", kind);
     a = calloc(1, sizeof *a);
     if (!a)
         return sn__err(err, err_len, -ENOMEM, "index: out of memory");
-    if (hnsw)
+    a->kind = kind;
+    a->hnsw = kind != SN__ANN_FLAT;
+    a->approx = kind == SN__ANN_HNSW_SQ8;
+    a->dim = dim;
+    if (is_graph(kind)) {
+        int sq8 = kind == SN__ANN_HNSW_SQ8;
+        if ((rc = sn__hnsw_new(dim, sq8, sq8 ? SN__GRAPH_M_SQ8 : SN__GRAPH_M,
+                               SN__GRAPH_EF_CONSTRUCTION, &a->graph, err,
+                               err_len)) < 0)
+            goto fail;
+        *out = a;
+        return 0;
+    }
+    if (kind == SN__ANN_HNSW_FAISS)
         snprintf(desc, sizeof desc, "IDMap2,HNSW%d,Flat", SN__HNSW_M);
     else
         snprintf(desc, sizeof desc, "IDMap,Flat");
@@ -170,10 +208,8 @@ int sn__ann_new(int dim, int hnsw, sn__ann_t **out, char *err,
                      desc, ferr());
         goto fail;
     }
-    if (hnsw && (rc = set_hnsw_params(a->index, err, err_len)) < 0)
+    if (a->hnsw && (rc = set_hnsw_params(a->index, err, err_len)) < 0)
         goto fail;
-    a->hnsw = hnsw;
-    a->dim = dim;
     *out = a;
     return 0;
 fail:
@@ -187,22 +223,31 @@ void sn__ann_free(sn__ann_t *a)
         return;
     if (a->index)
         faiss_Index_free(a->index);
+    sn__hnsw_free(a->graph);
     free(a);
 }
 
 int64_t sn__ann_ntotal(const sn__ann_t *a)
 {
-    return a ? faiss_Index_ntotal(a->index) : 0;
+    if (!a)
+        return 0;
+    return a->graph ? sn__hnsw_count(a->graph) : faiss_Index_ntotal(a->index);
 }
 
 int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
                 const int64_t *ids, char *err, size_t err_len)
 {
+    int rc;
+
     if (n <= 0)
         return 0;
-    if (faiss_Index_add_with_ids(a->index, n, vecs, ids))
+    if (a->graph) {
+        if ((rc = sn__hnsw_add(a->graph, n, vecs, ids, err, err_len)) < 0)
+            return rc;
+    } else if (faiss_Index_add_with_ids(a->index, n, vecs, ids)) {
         return sn__err(err, err_len, -ENOMEM, "faiss: add of %lld vectors "
                        "failed: %s", (long long)n, ferr());
+    }
     for (int64_t i = 0; i < n; i++)
         if (ids[i] > a->max_rowid)
             a->max_rowid = ids[i];
@@ -219,6 +264,11 @@ int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
     if (n <= 0)
         return 0;
     a->dirty = 1;
+    if (a->graph) {
+        sn__hnsw_mark_deleted(a->graph, n, ids);
+        a->n_dead = sn__hnsw_n_deleted(a->graph);
+        return 0;
+    }
     if (a->hnsw) {
         a->n_dead += n;
         return 0;
@@ -234,10 +284,52 @@ int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
     return frc ? -EIO : 0;
 }
 
-int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k,
+void sn__ann_tombstones(sn__ann_t *a, int64_t n, const int64_t *ids)
+{
+    int64_t before = a->n_dead;
+
+    if (a->graph) {
+        sn__hnsw_mark_deleted(a->graph, n, ids);
+        a->n_dead = sn__hnsw_n_deleted(a->graph);
+    } else {
+        a->n_dead = n;
+    }
+    a->dirty |= a->n_dead != before;
+}
+
+/* The beam of a graph search: efSearch grows with the collection.
+ *
+ * A graph search walks from the entry point towards the query keeping the
+ * ef best nodes seen; the share of the true top k among them falls as the
+ * graph grows (more nodes between the query's neighbours and the rest,
+ * longer paths, more local optima), so a fixed ef that gives 0.97 at 100k
+ * gives 0.84 at 1M (bench/README.md). Measured on clustered 384-d vectors
+ * (bench_search, recall@10 >= 0.95 as the goal), the ef needed grows about
+ * linearly in log(n): SN__GRAPH_EF_BASE at SN__GRAPH_EF_BASE_N vectors or
+ * fewer, plus SN__GRAPH_EF_PER_DECADE for each tenfold beyond. It is
+ * never below k (a beam narrower than k cannot return k). */
+int64_t sn__ann_ef(int64_t ntotal, int64_t k)
+{
+    double ef = SN__GRAPH_EF_BASE;
+
+    if (ntotal > SN__GRAPH_EF_BASE_N)
+        ef += SN__GRAPH_EF_PER_DECADE *
+              log10((double)ntotal / SN__GRAPH_EF_BASE_N);
+    return (int64_t)ef > k ? (int64_t)ef : k;
+}
+
+int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k, int64_t ef,
                    float *scores, int64_t *labels, char *err,
                    size_t err_len)
 {
+    if (a->graph) {
+        /* a graph with fewer links than SN__GRAPH_M: a wider beam */
+        if (ef <= 0)
+            ef = sn__ann_ef(sn__hnsw_count(a->graph), k) * SN__GRAPH_M /
+                 sn__hnsw_m(a->graph);
+        return sn__hnsw_search(a->graph, q, k, ef, scores, labels, err,
+                               err_len);
+    }
     if (faiss_Index_search(a->index, 1, q, k, scores, labels))
         return sn__err(err, err_len, -ENOMEM, "faiss: search failed: %s",
                        ferr());
@@ -253,20 +345,25 @@ static int cmp_i64(const void *x, const void *y)
 int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
                 char *err, size_t err_len)
 {
-    FaissIndexIDMap *m = faiss_IndexIDMap_cast(a->index);
+    FaissIndexIDMap *m = a->index ? faiss_IndexIDMap_cast(a->index) : NULL;
     idx_t *map = NULL;
     size_t n = 0;
     int64_t *ids;
 
     *ids_out = NULL;
     *n_out = 0;
-    if (!m)
+    if (a->graph)
+        n = (size_t)sn__hnsw_count(a->graph);
+    else if (!m)
         return sn__err(err, err_len, SN_ECORRUPT, "index: not an id map");
-    faiss_IndexIDMap_id_map(m, &map, &n);
+    else
+        faiss_IndexIDMap_id_map(m, &map, &n);
     ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids)
         return sn__err(err, err_len, -ENOMEM, "index: out of memory");
-    if (n)
+    if (a->graph)
+        sn__hnsw_ids(a->graph, ids);
+    else if (n)
         memcpy(ids, map, n * sizeof *ids);
     qsort(ids, n, sizeof *ids, cmp_i64);
     *ids_out = ids;
@@ -274,17 +371,22 @@ int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
     return 0;
 }
 
-int sn__ann_get(const sn__ann_t *a, int64_t n, const int64_t *ids,
-                float *vecs, int *found, char *err, size_t err_len)
+int sn__ann_same(const sn__ann_t *a, int64_t n, const int64_t *ids,
+                 const float *vecs, int *same, char *err, size_t err_len)
 {
-    FaissIndexIDMap *m = faiss_IndexIDMap_cast(a->index);
+    FaissIndexIDMap *m;
     idx_t *map = NULL;
     size_t n_map = 0;
+    float *v = NULL;
 
+    if (a->graph)
+        return sn__hnsw_same(a->graph, ids, n, vecs, same);
     for (int64_t i = 0; i < n; i++)
-        found[i] = 0;
-    if (!m)
+        same[i] = 0;
+    if (!(m = faiss_IndexIDMap_cast(a->index)))
         return sn__err(err, err_len, SN_ECORRUPT, "index: not an id map");
+    if (!(v = malloc((size_t)a->dim * sizeof *v)))
+        return sn__err(err, err_len, -ENOMEM, "index: out of memory");
     FaissIndex *sub = faiss_IndexIDMap_sub_index(m);
     faiss_IndexIDMap_id_map(m, &map, &n_map);
     for (size_t pos = 0; pos < n_map; pos++) {
@@ -294,13 +396,25 @@ int sn__ann_get(const sn__ann_t *a, int64_t n, const int64_t *ids,
         if (!hit)
             continue;
         int64_t i = hit - ids;
-        if (faiss_Index_reconstruct(sub, (idx_t)pos, vecs + i * a->dim))
+        if (faiss_Index_reconstruct(sub, (idx_t)pos, v)) {
+            free(v);
             return sn__err(err, err_len, -ENOMEM, "faiss: cannot read "
                            "vector #%lld back: %s", (long long)map[pos],
                            ferr());
-        found[i] = 1;
+        }
+        same[i] = !memcmp(v, vecs + i * a->dim, (size_t)a->dim * sizeof *v);
     }
+    free(v);
     return 0;
+}
+
+size_t sn__ann_bytes_per_vector(const sn__ann_t *a)
+{
+    if (a->graph)
+        return sn__hnsw_bytes_per_vector(a->graph);
+    /* the vector, its id (IDMap), and for faiss HNSW the level-0 links */
+    return (size_t)a->dim * sizeof(float) + sizeof(int64_t) +
+           (a->hnsw ? 2 * SN__HNSW_M * sizeof(int32_t) : 0);
 }
 
 /* ---- the file -------------------------------------------------------------- */
@@ -418,7 +532,13 @@ int sn__ann_save(const sn__ann_t *a, const char *path,
         rc = sn__err(err, err_len, -errno, "'%s': %s", tmp, strerror(errno));
         goto fail;
     }
-    if (faiss_write_index(a->index, f)) {
+    if (a->graph) {
+        char why[256];
+        if ((rc = sn__hnsw_write(a->graph, f, why, sizeof why)) < 0) {
+            sn__err(err, err_len, rc, "cannot write '%s': %s", tmp, why);
+            goto fail;
+        }
+    } else if (faiss_write_index(a->index, f)) {
         /* faiss reports a failed fwrite without errno; a full disk is the
          * usual cause, but say what faiss said. */
         rc = sn__err(err, err_len, -EIO, "cannot write '%s': %s", tmp,
@@ -439,11 +559,11 @@ int sn__ann_save(const sn__ann_t *a, const char *path,
     }
     memcpy(hdr, ANN_MAGIC, 8);
     put_u32(hdr + 8, ANN_FORMAT);
-    put_u32(hdr + 12, a->hnsw ? ANN_KIND_HNSW : ANN_KIND_FLAT);
+    put_u32(hdr + 12, (uint32_t)a->kind);
     put_u64(hdr + 16, (uint64_t)id->collection);
     put_u32(hdr + 24, (uint32_t)a->dim);
     put_u64(hdr + 32, (uint64_t)a->max_rowid);
-    put_u64(hdr + 40, (uint64_t)faiss_Index_ntotal(a->index));
+    put_u64(hdr + 40, (uint64_t)sn__ann_ntotal(a));
     put_u64(hdr + 48, (uint64_t)a->n_dead);
     put_u64(hdr + 56, (uint64_t)sb.st_size - SN__ANN_HEADER_LEN);
     memcpy(hdr + 64, id->db_id, sizeof id->db_id);
@@ -524,7 +644,7 @@ int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
                      "%u", path, get_u32(hdr + 8), ANN_FORMAT);
         goto fail;
     }
-    if (kind != ANN_KIND_FLAT && kind != ANN_KIND_HNSW) {
+    if (kind < SN__ANN_FLAT || kind > SN__ANN_HNSW_SQ8) {
         rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': unknown kind %u",
                      path, kind);
         goto fail;
@@ -581,7 +701,24 @@ int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
         rc = sn__err(err, err_len, -errno, "'%s': %s", path, strerror(errno));
         goto fail;
     }
-    if (faiss_read_index(f, 0, &a->index)) {
+    a->kind = (int)kind;
+    a->hnsw = kind != SN__ANN_FLAT;
+    a->approx = kind == SN__ANN_HNSW_SQ8;
+    a->dim = dim;
+    if (is_graph(a->kind)) {
+        char why[256];
+        if ((rc = sn__hnsw_read(f, dim, &a->graph, why, sizeof why)) < 0) {
+            sn__err(err, err_len, rc, "'%s': %s", path, why);
+            goto fail;
+        }
+        /* hnswlib's own kind is in the payload too: they must agree */
+        if (sn__hnsw_count(a->graph) != (int64_t)get_u64(hdr + 40) ||
+            sn__hnsw_is_sq8(a->graph) != (kind == SN__ANN_HNSW_SQ8)) {
+            rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': index does not "
+                         "match its header", path);
+            goto fail;
+        }
+    } else if (faiss_read_index(f, 0, &a->index)) {
         rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': faiss cannot read "
                      "it: %s", path, ferr());
         goto fail;
@@ -591,19 +728,22 @@ int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
                      "the index", path);
         goto fail;
     }
-    if (faiss_Index_d(a->index) != dim ||
-        faiss_Index_metric_type(a->index) != METRIC_INNER_PRODUCT ||
-        !faiss_IndexIDMap_cast(a->index) ||
-        faiss_Index_ntotal(a->index) != (idx_t)get_u64(hdr + 40)) {
+    if (a->index &&
+        (faiss_Index_d(a->index) != dim ||
+         faiss_Index_metric_type(a->index) != METRIC_INNER_PRODUCT ||
+         !faiss_IndexIDMap_cast(a->index) ||
+         faiss_Index_ntotal(a->index) != (idx_t)get_u64(hdr + 40))) {
         rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': index does not match "
                      "its header", path);
         goto fail;
     }
-    a->hnsw = kind == ANN_KIND_HNSW;
-    a->dim = dim;
     a->max_rowid = (int64_t)get_u64(hdr + 32);
-    a->n_dead = a->hnsw ? (int64_t)get_u64(hdr + 48) : 0;
-    if (a->hnsw && (rc = set_hnsw_params(a->index, err, err_len)) < 0)
+    if (a->graph)
+        a->n_dead = sn__hnsw_n_deleted(a->graph);
+    else
+        a->n_dead = a->hnsw ? (int64_t)get_u64(hdr + 48) : 0;
+    if (a->kind == SN__ANN_HNSW_FAISS &&
+        (rc = set_hnsw_params(a->index, err, err_len)) < 0)
         goto fail;
     fclose(f);
     close(fd);

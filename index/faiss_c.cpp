@@ -29,7 +29,7 @@
  * format, so write_index and read_index are unchanged) whose distance
  * computer, used by HNSW to build and to search, and whose search of a
  * few queries, used by Flat, run a dot product compiled for AVX-512 or
- * AVX2+FMA and picked at run time (plain C otherwise;
+ * AVX2+FMA and picked at run time (index/kernels.c; plain C otherwise;
  * SENSE_ANN_KERNELS=base|avx2 caps the choice). Batches of 20 and
  * more queries, and searches with an ID selector, stay faiss' own (BLAS).
  * Scores differ from faiss' scalar ones only by float rounding order
@@ -42,8 +42,6 @@
 #include <exception>
 #include <string>
 #include <typeinfo>
-
-#include <immintrin.h>
 
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
@@ -65,6 +63,8 @@
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
+
+#include "kernels.h"
 
 namespace {
 
@@ -95,106 +95,9 @@ const faiss::Index *ix(const FaissIndex *p)
     return reinterpret_cast<const faiss::Index *>(p);
 }
 
-/* ---- vectorized inner product ------------------------------------------- */
-
 typedef faiss::Index::idx_t fidx_t;
 
-typedef float (*dot_fn)(const float *a, const float *b, size_t d);
-
-/* GCC 12's _mm512_reduce_add_ps reads an "undefined" vector by design. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-__attribute__((target("avx512f"))) float dot_avx512(const float *a,
-                                                     const float *b, size_t d)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-    size_t i = 0;
-
-    for (; i + 64 <= d; i += 64) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i),
-                             s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16),
-                             _mm512_loadu_ps(b + i + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32),
-                             _mm512_loadu_ps(b + i + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48),
-                             _mm512_loadu_ps(b + i + 48), s3);
-    }
-    for (; i + 16 <= d; i += 16)
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i),
-                             s0);
-    if (i < d) {
-        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
-        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i),
-                             _mm512_maskz_loadu_ps(m, b + i), s1);
-    }
-    return _mm512_reduce_add_ps(
-            _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-#pragma GCC diagnostic pop
-
-__attribute__((target("avx2,fma"))) float dot_avx2(const float *a,
-                                                   const float *b, size_t d)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    size_t i = 0;
-    float t = 0;
-
-    for (; i + 32 <= d; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i),
-                             s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8),
-                             _mm256_loadu_ps(b + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16),
-                             _mm256_loadu_ps(b + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24),
-                             _mm256_loadu_ps(b + i + 24), s3);
-    }
-    for (; i + 8 <= d; i += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i),
-                             s0);
-    for (; i < d; i++)
-        t += a[i] * b[i];
-    __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s),
-                          _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h) + t;
-}
-
-float dot_base(const float *a, const float *b, size_t d)
-{
-    float s[8] = {0};
-    size_t i = 0;
-
-    for (; i + 8 <= d; i += 8)
-        for (int j = 0; j < 8; j++)
-            s[j] += a[i + j] * b[i + j];
-    for (; i < d; i++)
-        s[0] += a[i] * b[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-/* The widest kernel this CPU runs, capped by SENSE_ANN_KERNELS=base|avx2
- * (for tests and comparisons). Read at each search and each distance
- * computer made: a getenv, nothing next to a search. */
-dot_fn dot_pick()
-{
-    const char *cap = getenv("SENSE_ANN_KERNELS");
-    int base = cap && strcmp(cap, "base") == 0;
-    int avx2 = cap && strcmp(cap, "avx2") == 0;
-
-    __builtin_cpu_init();
-    if (!base && !avx2 && __builtin_cpu_supports("avx512f"))
-        return dot_avx512;
-    if (!base && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return dot_avx2;
-    return dot_base;
-}
+typedef sn__dot_fn dot_fn;
 
 /* ---- FastFlatIP: IndexFlat (inner product) on the vectorized dot --------- */
 
@@ -225,7 +128,7 @@ struct FastFlatIP : faiss::IndexFlatIP {
     faiss::FlatCodesDistanceComputer *get_FlatCodesDistanceComputer()
             const override
     {
-        return new FastIPDis(*this, dot_pick());
+        return new FastIPDis(*this, sn__dot_pick());
     }
 
     /* Below faiss' BLAS threshold, one pass over the vectors per query,
@@ -241,7 +144,7 @@ struct FastFlatIP : faiss::IndexFlatIP {
             faiss::IndexFlatIP::search(n, x, k, distances, labels, params);
             return;
         }
-        const dot_fn dot = dot_pick();
+        const dot_fn dot = sn__dot_pick();
         const float *xb = get_xb();
         const size_t dd = (size_t)d;
         for (fidx_t qi = 0; qi < n; qi++) {

@@ -184,6 +184,7 @@ struct sn_store {
     char *pending[MAX_PENDING_LOG]; /* lines logged before a callback */
     int n_pending, n_dropped;
     int background; /* index builds on their own thread (set_background) */
+    int graph;      /* SN__ANN_* of an HNSW index (sn_store_set_hnsw) */
     int closing;    /* builders stop at their next batch */
 };
 
@@ -355,6 +356,13 @@ static int want_hnsw(const coll_t *c, int64_t n_live, int now)
     if (now == 1)
         return n_live >= flat_max(c->dim) / 2;
     return n_live > flat_max(c->dim);
+}
+
+/* The SN__ANN_* kind c's index should be at n_live vectors. */
+static int want_kind(const sn_store_t *st, const coll_t *c, int64_t n_live)
+{
+    return want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1) ? st->graph
+                                                           : SN__ANN_FLAT;
 }
 
 /* The code-point length of valid UTF-8 without NUL, or a negative code. */
@@ -665,8 +673,7 @@ static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
 
     if ((rc = count_chunks(st, c, &n_live, err, err_len)) < 0)
         return rc;
-    rc = sn__ann_new(c->dim, want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1),
-                     &ann, err, err_len);
+    rc = sn__ann_new(c->dim, want_kind(st, c, n_live), &ann, err, err_len);
     if (rc < 0)
         return rc;
     buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
@@ -747,7 +754,7 @@ static int same_vectors(sn_store_t *st, const coll_t *c, const sn__ann_t *ann,
     }
     if (!n)
         return 0;
-    /* ascending, for sn__ann_get */
+    /* ascending, for sn__ann_same */
     for (int64_t i = 0; i < n / 2; i++) {
         int64_t t = ids[i];
         ids[i] = ids[n - 1 - i];
@@ -755,14 +762,12 @@ static int same_vectors(sn_store_t *st, const coll_t *c, const sn__ann_t *ann,
     }
     if (!(mine = malloc((size_t)n * c->dim * sizeof *mine)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
-    if ((rc = sn__ann_get(ann, n, ids, mine, found, err, err_len)) < 0) {
-        *index_failed = 1;
-        goto done;
-    }
+    /* the database's vectors (a damaged one is left out of the index
+     * below, and out of the comparison here) */
+    int64_t m = 0;
     for (int64_t i = 0; i < n; i++) {
         const float *v;
         char why[96];
-        int differs;
         if ((rc = query(st, Q_CHUNK_VEC, c->id, &s, err, err_len)) < 0)
             goto done;
         sqlite3_bind_int64(s, 1, ids[i]);
@@ -771,14 +776,18 @@ static int same_vectors(sn_store_t *st, const coll_t *c, const sn__ann_t *ann,
             goto done;
         }
         rc = 0;
-        if (row_vec(c, s, 0, &v, why, sizeof why)) {
-            sqlite3_reset(s);
-            continue; /* damaged: left out of the index below */
+        if (!row_vec(c, s, 0, &v, why, sizeof why)) {
+            memcpy(mine + m * c->dim, v, (size_t)c->dim * sizeof *v);
+            ids[m++] = ids[i];
         }
-        differs = !found[i] ||
-                  memcmp(v, mine + i * c->dim, (size_t)c->dim * sizeof *v);
         sqlite3_reset(s);
-        if (differs) {
+    }
+    if ((rc = sn__ann_same(ann, m, ids, mine, found, err, err_len)) < 0) {
+        *index_failed = 1;
+        goto done;
+    }
+    for (int64_t i = 0; i < m; i++)
+        if (!found[i]) {
             *index_failed = 1;
             rc = sn__err(err, err_len, SN_ECORRUPT, "the file holds another "
                          "vector under chunk #%lld than the database (was "
@@ -786,7 +795,6 @@ static int same_vectors(sn_store_t *st, const coll_t *c, const sn__ann_t *ann,
                          (long long)ids[i]);
             goto done;
         }
-    }
 done:
     free(mine);
     return rc;
@@ -842,8 +850,7 @@ static int catch_up(sn_store_t *st, coll_t *c, sn__ann_t *ann,
      * the file already knew about are not news. */
     n_gone = extra.n - (ann->hnsw ? ann->n_dead : 0);
     if (ann->hnsw) {
-        ann->n_dead = extra.n;
-        ann->dirty |= n_gone != 0;
+        sn__ann_tombstones(ann, extra.n, extra.v);
     } else if ((rc = sn__ann_remove(ann, extra.n, extra.v, err,
                                     err_len)) < 0) {
         *index_failed = 1;
@@ -944,8 +951,8 @@ static void *builder_main(void *arg)
     pthread_mutex_lock(&st->lock);
     if ((rc = count_chunks(st, c, &n_live, err, sizeof err)) < 0)
         goto done;
-    rc = sn__ann_new(c->dim, want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1),
-                     &ann, err, sizeof err);
+    rc = sn__ann_new(c->dim, want_kind(st, c, n_live), &ann, err,
+                     sizeof err);
     if (rc < 0)
         goto done;
     buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
@@ -1013,7 +1020,7 @@ static void *builder_main(void *arg)
     ann = NULL;
     c->stale = 0;
     store_log(st, "collection '%s': %s index ready in %.1f s (%lld vectors)",
-              c->name, c->ann->hnsw ? "hnsw" : "flat", mono_now() - t0,
+              c->name, sn__ann_kind_name(c->ann->kind), mono_now() - t0,
               (long long)sn__ann_ntotal(c->ann));
 done:
     if (rc < 0 && rc != -ECANCELED) {
@@ -1044,8 +1051,9 @@ static int start_build(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     int rc = count_chunks(st, c, &n_live, err, err_len);
     if (rc < 0)
         return rc;
-    int hnsw = want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1);
-    if (n_live < (hnsw ? SN__BACKGROUND_MIN_HNSW : SN__BACKGROUND_MIN_FLAT)) {
+    int kind = want_kind(st, c, n_live);
+    if (n_live < (kind != SN__ANN_FLAT ? SN__BACKGROUND_MIN_HNSW
+                                       : SN__BACKGROUND_MIN_FLAT)) {
         /* quicker than a thread's round trip: now */
         if ((rc = rebuild(st, c, err, err_len)) < 0)
             c->stale = 1;
@@ -1053,8 +1061,7 @@ static int start_build(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     }
     store_log(st, "collection '%s': building its %s index in the background "
               "(%lld vectors); searches use %s until it is ready", c->name,
-              want_hnsw(c, n_live, c->ann ? c->ann->hnsw : -1) ? "hnsw"
-                                                               : "flat",
+              sn__ann_kind_name(kind),
               (long long)n_live,
               c->ann && !c->stale ? "the current one" : "an exact scan");
     c->st = st;
@@ -1070,6 +1077,35 @@ static int start_build(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     }
     c->has_builder = 1;
     return 0;
+}
+
+int sn_store_set_hnsw(sn_store_t *st, sn_hnsw_kind_t kind)
+{
+    static const int map[] = {[SN_HNSW_F32] = SN__ANN_HNSW,
+                              [SN_HNSW_SQ8] = SN__ANN_HNSW_SQ8,
+                              [SN_HNSW_FAISS] = SN__ANN_HNSW_FAISS};
+    if (!st || (unsigned)kind > SN_HNSW_FAISS)
+        return SN_EARG;
+    pthread_mutex_lock(&st->lock);
+    st->graph = map[kind];
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+const char *sn_hnsw_kind_name(sn_hnsw_kind_t kind)
+{
+    return kind == SN_HNSW_F32   ? "f32"
+           : kind == SN_HNSW_SQ8 ? "sq8"
+           : kind == SN_HNSW_FAISS ? "faiss"
+                                   : "?";
+}
+
+int sn_hnsw_kind_parse(const char *name)
+{
+    for (int k = SN_HNSW_F32; k <= SN_HNSW_FAISS; k++)
+        if (name && !strcmp(name, sn_hnsw_kind_name((sn_hnsw_kind_t)k)))
+            return k;
+    return -1;
 }
 
 void sn_store_set_background(sn_store_t *st, int on)
@@ -1097,7 +1133,11 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
     if (want_hnsw(c, n_live, a->hnsw) != a->hnsw)
         store_log(st, "collection '%s': %lld vectors, rebuilding its index "
                   "as %s", c->name, (long long)n_live,
-                  a->hnsw ? "flat" : "hnsw");
+                  sn__ann_kind_name(want_kind(st, c, n_live)));
+    else if (a->hnsw && a->kind != st->graph)
+        store_log(st, "collection '%s': rebuilding its %s index as %s (the "
+                  "store's HNSW kind)", c->name, sn__ann_kind_name(a->kind),
+                  sn__ann_kind_name(st->graph));
     else if (a->hnsw && a->n_dead > 0 &&
              a->n_dead > SN__TOMBSTONE_REBUILD * sn__ann_ntotal(a))
         store_log(st, "collection '%s': %lld of %lld vectors deleted, "
@@ -1366,6 +1406,7 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
     if (!st)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     pthread_mutex_init(&st->lock, NULL);
+    st->graph = SN__ANN_HNSW;
     sn__db_private(db_path);
     rc = sqlite3_open_v2(db_path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -2604,10 +2645,60 @@ static int hit_stmt(sn_store_t *st, coll_t *c, const filter_t *f,
     return 0;
 }
 
+/* Candidates of an SQ8 index (approximate scores) rescored exactly from
+ * the vectors in SQLite, best first; a candidate whose chunk is gone or
+ * damaged drops to the end as label -1. */
+static int rerank(sn_store_t *st, const coll_t *c, const float *q,
+                  int64_t n, float *scores, int64_t *labels, char *err,
+                  size_t err_len)
+{
+    cand_t *cd = malloc((size_t)(n ? n : 1) * sizeof *cd);
+    sqlite3_stmt *s;
+    int64_t m = 0;
+    int rc = 0;
+
+    if (!cd)
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        const float *v;
+        char why[96];
+        if (labels[i] < 0)
+            continue;
+        if ((rc = query(st, Q_CHUNK_VEC, c->id, &s, err, err_len)) < 0)
+            goto done;
+        sqlite3_bind_int64(s, 1, labels[i]);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW && !row_vec(c, s, 0, &v, why, sizeof why)) {
+            double dot = 0;
+            for (int j = 0; j < c->dim; j++)
+                dot += (double)q[j] * v[j];
+            cd[m++] = (cand_t){(float)dot, labels[i]};
+        } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            rc = db_fail(st, rc, err, err_len, "cannot read a chunk");
+            sqlite3_reset(s);
+            goto done;
+        }
+        sqlite3_reset(s);
+    }
+    rc = 0;
+    qsort(cd, (size_t)m, sizeof *cd, cmp_cand_desc);
+    for (int64_t i = 0; i < n; i++) {
+        scores[i] = i < m ? cd[i].score : -INFINITY;
+        labels[i] = i < m ? cd[i].id : -1;
+    }
+done:
+    free(cd);
+    return rc;
+}
+
 /* The top k chunks of c by cosine to query_vec that pass f, into h (which
- * this allocates). Called with the store locked; faiss runs unlocked. */
+ * this allocates). ef: a graph's beam (0: the rule, sn__ann_ef). exact: the
+ * hits' scores must be exact cosines -- an SQ8 index's candidates are then
+ * reranked here (sn_store_query scores its candidates itself). Called with
+ * the store locked; the index is searched unlocked. */
 static int vec_hits(sn_store_t *st, coll_t *c, const float *query_vec, int k,
-                    const filter_t *f, hits_t *h, char *err, size_t err_len)
+                    int ef, int exact, const filter_t *f, hits_t *h,
+                    char *err, size_t err_len)
 {
     sqlite3_stmt *hit_q = NULL, *own_q = NULL;
     int64_t *labels = NULL, ntotal, n_live, fetch;
@@ -2634,7 +2725,12 @@ static int vec_hits(sn_store_t *st, coll_t *c, const float *query_vec, int k,
     if (c->ann->n_dead && n_live > 0)
         fetch = fetch * ntotal / n_live + 1;
     for (int round = 0; ntotal > 0 && n_live > 0; round++) {
-        int64_t kk = fetch < ntotal ? fetch : ntotal;
+        int64_t kk = fetch < ntotal ? fetch : ntotal, n_ask = kk;
+        int re = exact && c->ann->approx;
+        if (re && n_ask < (int64_t)k * SN__SQ8_RERANK)
+            n_ask = (int64_t)k * SN__SQ8_RERANK < ntotal
+                            ? (int64_t)k * SN__SQ8_RERANK
+                            : ntotal;
         if (round > 0 && kk > SN__SEARCH_MAX_FETCH) {
             rc = exact_scan(st, c, f, hit_q, query_vec, h, err, err_len);
             if (rc < 0)
@@ -2643,8 +2739,8 @@ static int vec_hits(sn_store_t *st, coll_t *c, const float *query_vec, int k,
         }
         free(labels);
         free(scores);
-        labels = malloc((size_t)kk * sizeof *labels);
-        scores = malloc((size_t)kk * sizeof *scores);
+        labels = malloc((size_t)n_ask * sizeof *labels);
+        scores = malloc((size_t)n_ask * sizeof *scores);
         if (!labels || !scores) {
             rc = sn__err(err, err_len, -ENOMEM, "out of memory");
             goto done;
@@ -2654,12 +2750,13 @@ static int vec_hits(sn_store_t *st, coll_t *c, const float *query_vec, int k,
          * c->ann stays; c itself lives as long as the store) */
         pthread_rwlock_rdlock(&c->ann_rw);
         pthread_mutex_unlock(&st->lock);
-        rc = sn__ann_search(c->ann, query_vec, kk, scores, labels, err,
-                            err_len);
+        rc = sn__ann_search(c->ann, query_vec, n_ask, ef, scores, labels,
+                            err, err_len);
         pthread_rwlock_unlock(&c->ann_rw);
         pthread_mutex_lock(&st->lock);
-        if (rc < 0 || (rc = hit_stmt(st, c, f, &own_q, &hit_q, err,
-                                     err_len)) < 0)
+        if (rc < 0 || (re && (rc = rerank(st, c, query_vec, n_ask, scores,
+                                          labels, err, err_len)) < 0) ||
+            (rc = hit_stmt(st, c, f, &own_q, &hit_q, err, err_len)) < 0)
             goto done;
         hits_clear(h);
         for (int64_t i = 0; i < kk && h->n < k; i++) {
@@ -2696,8 +2793,8 @@ done:
  * or (model_id NULL) any collection whose dimension is dim. */
 static int search(sn_store_t *st, const char *collection,
                   const char *model_id, const float *query_vec, int dim,
-                  int k, const char *filter_json, sn_hit_t **out, int *n_out,
-                  char *err, size_t err_len)
+                  int k, int ef, const char *filter_json, sn_hit_t **out,
+                  int *n_out, char *err, size_t err_len)
 {
     hits_t h = {0};
     filter_t f = {0};
@@ -2727,6 +2824,11 @@ static int search(sn_store_t *st, const char *collection,
                      k, SN_STORE_MAX_K);
         goto done;
     }
+    if (ef < 0 || ef > SN_STORE_MAX_EF) {
+        rc = sn__err(err, err_len, SN_EARG, "ef = %d out of range (0 to %d)",
+                     ef, SN_STORE_MAX_EF);
+        goto done;
+    }
     if (!query_vec || check_vec(query_vec, c->dim, &norm) < 0) {
         rc = sn__err(err, err_len, SN_EARG, "search '%s': query vector is "
                      "not finite and L2-normalized", collection);
@@ -2736,7 +2838,7 @@ static int search(sn_store_t *st, const char *collection,
         goto done;
     if (k == 0)
         goto done;
-    rc = vec_hits(st, c, query_vec, k, &f, &h, err, err_len);
+    rc = vec_hits(st, c, query_vec, k, ef, 1, &f, &h, err, err_len);
 done:
     if (rc < 0 || h.n == 0) {
         sn_hits_free(h.v, h.n);
@@ -2762,8 +2864,8 @@ int sn_store_search(sn_store_t *st, const char *collection,
         return sn__err(err, err_len, SN_EARG, "sn_store_search: no model "
                        "id (sn_store_search_vec searches by dimension)");
     }
-    return search(st, collection, model_id, query_vec, -1, k, filter_json,
-                  out, n_out, err, err_len);
+    return search(st, collection, model_id, query_vec, -1, k, 0,
+                  filter_json, out, n_out, err, err_len);
 }
 
 int sn_store_search_vec(sn_store_t *st, const char *collection,
@@ -2771,8 +2873,17 @@ int sn_store_search_vec(sn_store_t *st, const char *collection,
                         const char *filter_json, sn_hit_t **out, int *n_out,
                         char *err, size_t err_len)
 {
-    return search(st, collection, NULL, query_vec, dim, k, filter_json, out,
-                  n_out, err, err_len);
+    return search(st, collection, NULL, query_vec, dim, k, 0, filter_json,
+                  out, n_out, err, err_len);
+}
+
+int sn_store_search_ef(sn_store_t *st, const char *collection,
+                       const float *query_vec, int dim, int k, int ef,
+                       const char *filter_json, sn_hit_t **out, int *n_out,
+                       char *err, size_t err_len)
+{
+    return search(st, collection, NULL, query_vec, dim, k, ef, filter_json,
+                  out, n_out, err, err_len);
 }
 
 /* ---- search modes: the lexical list, fusion, documents as results ---------
@@ -3205,6 +3316,11 @@ int sn_store_query(sn_store_t *st, const char *collection,
                      q->k, SN_STORE_MAX_K);
         goto done;
     }
+    if (q->ef < 0 || q->ef > SN_STORE_MAX_EF) {
+        rc = sn__err(err, err_len, SN_EARG, "ef = %d out of range (0 to %d)",
+                     q->ef, SN_STORE_MAX_EF);
+        goto done;
+    }
     use_vec = q->mode != SN_SEARCH_LEXICAL && q->vec;
     use_lex = q->mode != SN_SEARCH_VECTOR && q->text;
     if ((q->mode == SN_SEARCH_VECTOR && !q->vec) ||
@@ -3282,7 +3398,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
     }
     /* The vector list: the best chunks, as documents. */
     if (use_vec) {
-        if ((rc = vec_hits(st, c, q->vec, n_cand, &f, &vh, err, err_len)) < 0)
+        if ((rc = vec_hits(st, c, q->vec, n_cand, q->ef, 0, &f, &vh, err,
+                           err_len)) < 0)
             goto done;
         if (vh.n)
             lists |= SN_LIST_VECTOR;

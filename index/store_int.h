@@ -37,6 +37,29 @@
 #define SN__HNSW_EF_CONSTRUCTION 80
 #define SN__HNSW_EF_SEARCH 128
 
+/* The hnswlib graph (SN__ANN_HNSW, the store's HNSW; hnsw.cpp): M links
+ * per node (2M on layer 0), efConstruction. efSearch follows the rule in
+ * ann.c (sn__ann_ef): SN__GRAPH_EF_BASE up to SN__GRAPH_EF_BASE_N vectors,
+ * plus SN__GRAPH_EF_PER_DECADE per tenfold more. Measured with
+ * bench_search (bench/README.md, "Search at a million"). */
+#define SN__GRAPH_M 32
+#define SN__GRAPH_EF_CONSTRUCTION 100
+/* The SQ8 graph has fewer links: at M 32 a node's level-0 links (260
+ * bytes) would be 40% of its element and the index would shrink only
+ * 2.75x; at M 16 (132 bytes) it is 3x smaller than the f32 graph. Half the
+ * links need about twice the beam for the same recall (at 100k, clustered:
+ * M 16 at ef 256 0.958, M 32 at ef 128 0.970), so its default ef is the
+ * rule's times SN__GRAPH_M / SN__GRAPH_M_SQ8. */
+#define SN__GRAPH_M_SQ8 16
+#define SN__GRAPH_EF_BASE 64
+#define SN__GRAPH_EF_BASE_N 10000
+#define SN__GRAPH_EF_PER_DECADE 96
+
+/* SQ8 graphs: searched for max(k * SN__SQ8_RERANK, ef / 2) candidates by
+ * their approximate scores, which store.c rescores exactly from the
+ * float vectors in SQLite before keeping the top k. */
+#define SN__SQ8_RERANK 4
+
 /* SN_INDEX_AUTO keeps Flat up to this many vectors of dimension 384
  * (scaled by 384 / dim for others: Flat's cost is n * dim), then rebuilds
  * as HNSW. Measured p50 with the vectorized inner product of faiss_c.cpp
@@ -216,34 +239,67 @@ int sn__tri_query(sqlite3 *db, const char *text, size_t len,
 double sn__tri_score(const sn__tri_t *t, const char *text, size_t len);
 void sn__tri_free(sn__tri_t *t);
 
-/* ---- ann.c: one collection's faiss index and its file -------------------- */
+/* ---- ann.c: one collection's ANN index and its file ---------------------- */
+
+/* Index kinds; the numbers are the file header's kind field. */
+enum {
+    SN__ANN_FLAT = 1,       /* faiss IDMap,Flat: exact, removes in place */
+    SN__ANN_HNSW_FAISS = 2, /* faiss IDMap2,HNSW32,Flat: for comparison */
+    SN__ANN_HNSW = 3,       /* hnswlib graph over float vectors (hnsw.cpp) */
+    SN__ANN_HNSW_SQ8 = 4,   /* the same over 8-bit codes; rerank needed */
+};
+
+struct sn__hnsw;
 
 typedef struct sn__ann {
-    FaissIndex *index;         /* IDMap,Flat or IDMap2,HNSW32,Flat */
-    int hnsw;                   /* no remove_ids: deletions are tombstones */
+    int kind;                /* SN__ANN_* */
+    FaissIndex *index;       /* Flat and faiss HNSW */
+    struct sn__hnsw *graph;  /* SN__ANN_HNSW, SN__ANN_HNSW_SQ8 */
+    int hnsw;   /* a graph: removing leaves a tombstone (n_dead) */
+    int approx; /* scores approximate (SQ8): rerank from the vectors */
     int dim;
-    int64_t n_dead;    /* vectors whose chunk is gone (HNSW only) */
+    int64_t n_dead;    /* vectors whose chunk is gone (graphs only) */
     int64_t max_rowid; /* highest chunk rowid ever added */
     int dirty;         /* differs from its file */
 } sn__ann_t;
 
-int sn__ann_new(int dim, int hnsw, sn__ann_t **out, char *err,
+int sn__ann_new(int dim, int kind, sn__ann_t **out, char *err,
                 size_t err_len);
 void sn__ann_free(sn__ann_t *a);
+const char *sn__ann_kind_name(int kind);
+/* Vectors in the index, tombstones included. */
 int64_t sn__ann_ntotal(const sn__ann_t *a);
 /* Add n vectors (n x dim floats) under the given ids. */
 int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
                 const int64_t *ids, char *err, size_t err_len);
-/* Forget ids: removed from a Flat index, counted as tombstones in HNSW. */
+/* Forget ids: removed from a Flat index; tombstones in a graph (hnswlib's
+ * are marked deleted and skipped by searches; faiss' are only counted). */
 int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
                    size_t err_len);
-/* Top k of one query: labels -1 past the end. */
-int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k,
+/* Graphs: ids[0..n) are ALL the ids in the index whose chunks are gone
+ * (catch-up after loading a file); n_dead becomes n. */
+void sn__ann_tombstones(sn__ann_t *a, int64_t n, const int64_t *ids);
+/* The efSearch a graph search of k uses in an index of ntotal vectors
+ * when the caller gives none (the rule is explained in ann.c). */
+int64_t sn__ann_ef(int64_t ntotal, int64_t k);
+/* Top k of one query, best first: labels -1 past the end. ef: the graph's
+ * beam (<= 0: sn__ann_ef); Flat is exact and faiss HNSW keeps its own
+ * (SN__HNSW_EF_SEARCH), both ignore it. With a->approx the scores are
+ * estimates: the caller reranks. */
+int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k, int64_t ef,
                    float *scores, int64_t *labels, char *err,
                    size_t err_len);
 /* The ids in the index, sorted ascending (malloc'd). */
 int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
                 char *err, size_t err_len);
+/* same[i]: the index holds vecs[i] (n x dim) under ids[i] (ids sorted
+ * ascending, distinct) -- bit for bit, or for SQ8 the same codes. One pass
+ * over the id map for faiss: for a handful of ids. */
+int sn__ann_same(const sn__ann_t *a, int64_t n, const int64_t *ids,
+                 const float *vecs, int *same, char *err, size_t err_len);
+/* Bytes the index holds per vector (vector or codes, links, id), not
+ * counting allocator and hash-table overhead. */
+size_t sn__ann_bytes_per_vector(const sn__ann_t *a);
 
 /* What an index file was built for: the database (a random id drawn when
  * the database was created, store_info.db_id), the collection's row id,
@@ -255,17 +311,12 @@ typedef struct {
     uint64_t tag;
 } sn__ann_ident_t;
 
-/* The vectors stored under ids[0..n) (sorted ascending, distinct) into
- * vecs (n x dim); found[i] says whether ids[i] is in the index. One pass
- * over the id map: for a handful of ids. */
-int sn__ann_get(const sn__ann_t *a, int64_t n, const int64_t *ids,
-                float *vecs, int *found, char *err, size_t err_len);
-
-/* The index file: a 96-byte header, then faiss' own serialization.
+/* The index file: a 96-byte header, then faiss' own serialization (Flat,
+ * faiss HNSW) or hnsw.cpp's (the hnswlib graphs).
  *
  *   0  "SENSEIDX"      magic
  *   8  u32 format      2 (1: before the identity fields; rebuilt)
- *  12  u32 kind        1 Flat, 2 HNSW
+ *  12  u32 kind        SN__ANN_*: 1 Flat, 2 faiss HNSW, 3 HNSW, 4 HNSW SQ8
  *  16  i64 collection  collections.id it belongs to
  *  24  u32 dim
  *  28  u32 reserved    0

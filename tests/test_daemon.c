@@ -702,6 +702,12 @@ int main(void)
         "too_many", "19");
     bad(c, "{\"id\":23,\"op\":\"search\",\"query\":\"x\",\"filter\":[1]}",
         "bad_request", "23");
+    bad(c, "{\"id\":73,\"op\":\"search\",\"query\":\"x\",\"ef\":0}",
+        "bad_request", "73");
+    bad(c, "{\"id\":74,\"op\":\"search\",\"query\":\"x\",\"ef\":10001}",
+        "bad_request", "74");
+    bad(c, "{\"id\":75,\"op\":\"search\",\"query\":\"x\",\"ef\":\"64\"}",
+        "bad_request", "75");
     bad(c, "{\"id\":70,\"op\":\"search\",\"query\":\"x\",\"mode\":\"bm25\"}",
         "bad_request", "70");
     bad(c, "{\"id\":71,\"op\":\"search\",\"query\":\"x\",\"group\":\"doc\"}",
@@ -1342,7 +1348,7 @@ int main(void)
                  "{\"id\":5,\"op\":\"add\",\"collection\":\"ord\",\"docs\":"
                  "[{\"id\":\"x\",\"text\":\"second version\"}]}\n"
                  "{\"id\":6,\"op\":\"search\",\"collection\":\"ord\",\"query\":"
-                 "\"second version\",\"k\":1}\n"
+                 "\"second version\",\"k\":1,\"ef\":50}\n"
                  "{\"id\":7,\"op\":\"get\",\"collection\":\"ord\",\"ids\":[\"x\"]}\n");
         json_t *rs[8];
         for (int i = 1; i <= 7; i++) {

@@ -35,6 +35,7 @@
 
 static char err[1024];
 static char dir[256];
+static sn_hnsw_kind_t g_hnsw = SN_HNSW_F32; /* what open_db's HNSW is */
 static char logbuf[1 << 16];
 
 static void log_cb(void *ud, const char *line)
@@ -57,6 +58,7 @@ static sn_store_t *open_db(const char *name)
     logbuf[0] = '\0';
     CHECK_OK(sn_store_open(path, &st, err, sizeof err), err);
     sn_store_set_log(st, log_cb, NULL);
+    CHECK_OK(sn_store_set_hnsw(st, g_hnsw), "sn_store_set_hnsw");
     return st;
 }
 
@@ -192,15 +194,20 @@ static void test_modes(void)
 
 /* sense.db deleted (or recreated) but not its index folder: the new
  * documents must be searched with their own vectors, not the old file's. */
-static void test_db_replaced(void)
+static void test_db_replaced(int hnsw)
 {
+    sn_index_kind_t kind = hnsw ? SN_INDEX_HNSW : SN_INDEX_AUTO;
     sn_store_t *st = open_db("repl.db");
+    CHECK_OK(sn_store_collection(st, "c", "m", D, kind, err, sizeof err),
+             err);
     add_docs(st, "c", "old", 0, 4, 100);
     check_top1(st, "c", 102, "old2");
     sn_store_close(st); /* saves repl.db.idx/1.faiss */
 
     rm_db("repl.db");
     st = open_db("repl.db");
+    CHECK_OK(sn_store_collection(st, "c", "m", D, kind, err, sizeof err),
+             err);
     add_docs(st, "c", "new", 0, 4, 200);
     for (int i = 0; i < 4; i++) {
         char id[16];
@@ -213,14 +220,16 @@ static void test_db_replaced(void)
     check_top1(st, "c", 201, "new1");
     check_top1(st, "c", 203, "new3");
     sn_store_close(st);
+    rm_db("repl.db");
 }
 
 /* sense.db restored from a copy older than the index file, then written
  * to: the same chunk ids are handed out again, for other chunks. */
 static void test_db_restored(int hnsw)
 {
-    char db[512], backup[600];
-    const char *name = hnsw ? "rest_h.db" : "rest_f.db";
+    char db[512], backup[600], name[64];
+    snprintf(name, sizeof name, "rest_%s.db",
+             hnsw ? sn_hnsw_kind_name(g_hnsw) : "flat");
     sn_store_t *st = open_db(name);
     CHECK_OK(sn_store_collection(st, "c", "m", D,
                                  hnsw ? SN_INDEX_HNSW : SN_INDEX_FLAT, err,
@@ -442,9 +451,16 @@ int main(void)
     CHECK(mkdtemp(dir));
 
     test_modes();
-    test_db_replaced();
+    test_db_replaced(0);
     test_db_restored(0);
-    test_db_restored(1);
+    /* every HNSW kind: the identity checks of each file format, and
+     * sq8's comparison of codes, not floats */
+    for (int k = SN_HNSW_F32; k <= SN_HNSW_FAISS; k++) {
+        g_hnsw = (sn_hnsw_kind_t)k;
+        test_db_replaced(1);
+        test_db_restored(1);
+    }
+    g_hnsw = SN_HNSW_F32;
     test_damaged();
     test_add_create();
 

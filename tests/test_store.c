@@ -30,10 +30,12 @@
 #include "sense/sense.h"
 #include "sense/store.h"
 
+#include "../index/kernels.h"
 #include "../index/store_int.h"
 
 static char err[1024];
 static char dir[256];
+static sn_hnsw_kind_t g_hnsw = SN_HNSW_F32; /* what open_db's HNSW is */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -127,6 +129,7 @@ static sn_store_t *open_db(const char *name)
     logbuf[0] = '\0';
     CHECK_OK(sn_store_open(path, &st, err, sizeof err), err);
     sn_store_set_log(st, log_cb, NULL);
+    CHECK_OK(sn_store_set_hnsw(st, g_hnsw), "sn_store_set_hnsw");
     return st;
 }
 
@@ -613,6 +616,8 @@ static void test_persistence(sn_index_kind_t kind, const char *name)
     copy_file(backup, idx);
     st = open_db("persist.db");
     check_top1(st, name, "m", v + (size_t)(N + 7) * D, "d307");
+    if (!log_has("behind"))
+        fprintf(stderr, "log:\n%s", logbuf);
     CHECK(log_has("behind"));
     for (int i = 0; i < 50; i++) {
         CHECK_OK(sn_store_search(st, name, "m", v + (size_t)2 * i * D, 5,
@@ -1240,16 +1245,167 @@ static void test_exact(int D, sn_index_kind_t kind, const char *name)
     free(v);
 }
 
+/* ---- the HNSW beam, the kind switch, the kernels ----------------------------- */
+
+/* Per-search ef does what docs/protocol.md says: a wider beam finds more
+ * of the true top 10 (here: a beam of k finds clearly fewer than the
+ * default, and 400 nearly all), the default follows sn__ann_ef, and
+ * out-of-range values are refused. Flat ignores ef. */
+static void test_ef(void)
+{
+    enum { D = 64, N = 4000, Q = 100, K = 10 };
+    static const int efs[3] = {1, 0, 400};
+    float *v = clustered_vecs(N + Q, D);
+    sn_store_t *st = open_db("ef.db");
+    int64_t found[3] = {0};
+    sn_hit_t *h, *hf;
+    int n, nf;
+
+    CHECK_OK(sn_store_collection(st, "g", "m", D, SN_INDEX_HNSW, err,
+                                 sizeof err), err);
+    CHECK_OK(sn_store_collection(st, "f", "m", D, SN_INDEX_FLAT, err,
+                                 sizeof err), err);
+    add_n(st, "g", "m", 0, N, v, D);
+    add_n(st, "f", "m", 0, N, v, D);
+    for (int q = 0; q < Q; q++) {
+        const float *x = v + (size_t)(N + q) * D;
+        CHECK_OK(sn_store_search_ef(st, "f", x, D, K, 1, NULL, &hf, &nf, err,
+                                    sizeof err), err);
+        CHECK_EQ(nf, K);
+        for (int e = 0; e < 3; e++) {
+            CHECK_OK(sn_store_search_ef(st, "g", x, D, K, efs[e], NULL, &h,
+                                        &n, err, sizeof err), err);
+            CHECK_EQ(n, K);
+            for (int i = 0; i < n; i++)
+                found[e] += hit_has(hf, nf, h[i].id);
+            if (efs[e] == 0) { /* the default is sn_store_search_vec's */
+                sn_hit_t *h2;
+                int n2;
+                CHECK_OK(sn_store_search_vec(st, "g", x, D, K, NULL, &h2,
+                                             &n2, err, sizeof err), err);
+                CHECK_EQ(n2, n);
+                for (int i = 0; i < n && i < n2; i++)
+                    CHECK_STREQ(h2[i].id, h[i].id);
+                sn_hits_free(h2, n2);
+            }
+            sn_hits_free(h, n);
+        }
+        sn_hits_free(hf, nf);
+    }
+    printf("%s: recall@10 at ef k / default (%lld) / 400: %.3f %.3f %.3f\n",
+           sn_hnsw_kind_name(g_hnsw), (long long)sn__ann_ef(N, K),
+           found[0] / (double)(Q * K), found[1] / (double)(Q * K),
+           found[2] / (double)(Q * K));
+    if (g_hnsw == SN_HNSW_F32) {
+        CHECK(found[0] + Q * K / 50 < found[1]);
+        CHECK(found[1] <= found[2]);
+    }
+    if (g_hnsw == SN_HNSW_SQ8) /* the beam is at least its 4k candidates */
+        CHECK(found[0] < found[2]);
+    if (g_hnsw != SN_HNSW_FAISS) /* faiss' beam is fixed */
+        CHECK(found[2] >= Q * K * 98 / 100);
+    CHECK_EQ(sn__ann_ef(N, K), SN__GRAPH_EF_BASE);
+    CHECK(sn__ann_ef(1000000, K) > sn__ann_ef(100000, K) &&
+          sn__ann_ef(100000, K) > sn__ann_ef(10000, K));
+    CHECK_EQ(sn__ann_ef(10, 500), 500);
+    CHECK_FAILS_WITH(sn_store_search_ef(st, "g", v, D, K, -1, NULL, &h, &n,
+                                        err, sizeof err), err, "ef");
+    CHECK_FAILS_WITH(sn_store_search_ef(st, "g", v, D, K, SN_STORE_MAX_EF + 1,
+                                        NULL, &h, &n, err, sizeof err),
+                     err, "ef");
+    sn_store_close(st);
+    free(v);
+}
+
+/* The store's HNSW kind changes: an index file of the other kind is
+ * rebuilt at its next use, and searches stay right throughout. */
+static void test_kind_switch(void)
+{
+    enum { D = 16, N = 500 };
+    float *v = rand_vecs(N, D);
+    sn_hnsw_kind_t saved = g_hnsw;
+    sn_store_t *st;
+
+    g_hnsw = SN_HNSW_SQ8;
+    st = open_db("switch.db");
+    CHECK_OK(sn_store_collection(st, "s", "m", D, SN_INDEX_HNSW, err,
+                                 sizeof err), err);
+    add_n(st, "s", "m", 0, N, v, D);
+    check_top1(st, "s", "m", v + 3 * D, "d3");
+    sn_store_close(st);
+    g_hnsw = SN_HNSW_F32;
+    st = open_db("switch.db");
+    check_top1(st, "s", "m", v + 5 * D, "d5");
+    CHECK(log_has("hnsw (sq8) index as hnsw"));
+    sn_store_close(st);
+    st = open_db("switch.db"); /* the file is f32 now: loaded as it is */
+    check_top1(st, "s", "m", v + 7 * D, "d7");
+    CHECK(!log_has("rebuilding") && !log_has("unusable"));
+    CHECK_EQ(sn_store_set_hnsw(st, (sn_hnsw_kind_t)7), SN_EARG);
+    sn_store_close(st);
+    g_hnsw = saved;
+    free(v);
+}
+
+/* Every kernel this CPU runs gives the same int8 dot product (exact) and
+ * float dot products within rounding, at lengths with every kind of
+ * tail. */
+static void test_kernels(void)
+{
+    static const char *const caps[] = {"base", "avx2", NULL};
+    static const int lens[] = {1, 7, 16, 31, 32, 37, 64, 100, 384, 385};
+    int8_t a[400], b[400];
+    float *x = rand_vecs(2, 400);
+
+    for (int i = 0; i < 400; i++) {
+        a[i] = (int8_t)((int)(urand() * 255) - 127);
+        b[i] = (int8_t)((int)(urand() * 255) - 127);
+    }
+    a[0] = b[0] = -127; /* the extremes */
+    a[1] = b[1] = 127;
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+        int d = lens[l];
+        int64_t ref = 0;
+        double fref = 0;
+        for (int i = 0; i < d; i++) {
+            ref += (int64_t)a[i] * b[i];
+            fref += (double)x[i] * x[400 + i];
+        }
+        for (int c = 0; c < 3; c++) {
+            if (caps[c])
+                setenv("SENSE_ANN_KERNELS", caps[c], 1);
+            else
+                unsetenv("SENSE_ANN_KERNELS");
+            CHECK_EQ((int64_t)sn__dot_i8_pick()(a, b, (size_t)d), ref);
+            CHECK(fabs(sn__dot_pick()(x, x + 400, (size_t)d) - fref) < 1e-5);
+        }
+    }
+    unsetenv("SENSE_ANN_KERNELS");
+    free(x);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/sn_store_XXXXXX");
     CHECK(mkdtemp(dir));
 
+    test_kernels();
     test_documents();
     test_search(SN_INDEX_FLAT, "flat");
-    test_search(SN_INDEX_HNSW, "hnsw");
     test_persistence(SN_INDEX_FLAT, "pflat");
-    test_persistence(SN_INDEX_HNSW, "phnsw");
+    /* every HNSW kind: deletions, filters, tombstone rebuilds, file
+     * identity, checksum, truncation and catch-up, per-search ef */
+    for (int k = SN_HNSW_F32; k <= SN_HNSW_FAISS; k++) {
+        char name[32];
+        g_hnsw = (sn_hnsw_kind_t)k;
+        snprintf(name, sizeof name, "hnsw%s", sn_hnsw_kind_name(g_hnsw));
+        test_search(SN_INDEX_HNSW, name);
+        snprintf(name, sizeof name, "phnsw%s", sn_hnsw_kind_name(g_hnsw));
+        test_persistence(SN_INDEX_HNSW, name);
+        test_ef();
+    }
+    g_hnsw = SN_HNSW_F32;
+    test_kind_switch();
     test_auto();
     test_migration();
     test_disk_full();
@@ -1272,6 +1428,21 @@ int main(void)
         test_exact(37, SN_INDEX_FLAT, name);
     }
     test_exact(384, SN_INDEX_HNSW, "exacthnsw");
+    /* SQ8: the candidates' scores are exact cosines after the rerank, at
+     * every int8 kernel and an odd dimension */
+    g_hnsw = SN_HNSW_SQ8;
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        if (kernels[i])
+            setenv("SENSE_ANN_KERNELS", kernels[i], 1);
+        else
+            unsetenv("SENSE_ANN_KERNELS");
+        snprintf(name, sizeof name, "exactsq8%s", kernels[i] ? kernels[i] : "");
+        test_exact(37, SN_INDEX_HNSW, name);
+    }
+    unsetenv("SENSE_ANN_KERNELS");
+    test_exact(384, SN_INDEX_HNSW, "exactsq8_384");
+    g_hnsw = SN_HNSW_F32;
 
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

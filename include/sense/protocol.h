@@ -81,6 +81,7 @@ static inline int sn_op_find(const char *name, size_t len)
 #define SN_MAX_CHUNKS 65536        /* chunks per add, all documents */
 #define SN_MAX_IDS 10000           /* ids per get / delete */
 #define SN_MAX_K 1000              /* search results */
+#define SN_MAX_EF 10000            /* a search's HNSW beam ("ef") */
 #define SN_MAX_DIM 65536           /* numbers in a search's vector */
 #define SN_MAX_NAME 256            /* collection and prompt names */
 #define SN_MAX_ID SN_STORE_MAX_ID  /* a document id (bytes): the store's */

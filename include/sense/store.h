@@ -42,6 +42,7 @@ typedef struct sn_store sn_store_t;
 #define SN_STORE_MAX_TEXT (64u << 20)  /* document text (bytes) */
 #define SN_STORE_MAX_CHUNKS 100000     /* chunks per document */
 #define SN_STORE_MAX_BATCH 100000      /* documents per call */
+#define SN_STORE_MAX_EF 10000          /* a search's HNSW beam (ef) */
 
 typedef enum {
     SN_INDEX_AUTO = 0, /* Flat below a measured size, HNSW above */
@@ -69,6 +70,27 @@ void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud);
  * logged when it starts and when it is ready; searches meanwhile use the
  * index there was, or an exact scan of the database. */
 void sn_store_set_background(sn_store_t *st, int on);
+
+/* What an HNSW index is (every HNSW collection of the store; the default
+ * SN_HNSW_F32):
+ *   f32    hnswlib's graph over the float vectors (M 16).
+ *   sq8    the same graph over 8-bit scalar-quantized vectors: ~3x less
+ *          memory; candidates are reranked exactly from the vectors in
+ *          the database, so scores stay exact cosines.
+ *   faiss  faiss' IndexHNSW (M 32), for comparison: slower to build, and
+ *          its efSearch is fixed (per-search ef is ignored).
+ * A store-wide choice, not a collection's: it trades memory for recall on
+ * the machine at hand and changes no data, and an index of another kind is
+ * rebuilt (in the background with sn_store_set_background) at its next
+ * use. SN_EARG for an unknown kind. */
+typedef enum {
+    SN_HNSW_F32 = 0,
+    SN_HNSW_SQ8,
+    SN_HNSW_FAISS,
+} sn_hnsw_kind_t;
+int sn_store_set_hnsw(sn_store_t *st, sn_hnsw_kind_t kind);
+const char *sn_hnsw_kind_name(sn_hnsw_kind_t kind); /* "f32", "sq8", ... */
+int sn_hnsw_kind_parse(const char *name);           /* -1: unknown */
 
 /* Create the collection if it does not exist; if it does, check it is bound
  * to the same model_id and dim (else SN_EMODEL). */
@@ -192,6 +214,14 @@ int sn_store_search_vec(sn_store_t *st, const char *collection,
                         const float *query, int dim, int k,
                         const char *filter_json, sn_hit_t **out, int *n_out,
                         char *err, size_t err_len);
+/* sn_store_search_vec with the HNSW beam of this search: ef 0 is the
+ * default, which grows with the collection (ann.c, sn__ann_ef); a larger ef
+ * finds more of the true top k, slower. Up to SN_STORE_MAX_EF; Flat
+ * collections are exact and ignore it. */
+int sn_store_search_ef(sn_store_t *st, const char *collection,
+                       const float *query, int dim, int k, int ef,
+                       const char *filter_json, sn_hit_t **out, int *n_out,
+                       char *err, size_t err_len);
 
 /* ---- search modes ---------------------------------------------------------
  *
@@ -231,6 +261,7 @@ typedef struct {
     float known;            /* 0..1: share of the query the model knows */
     int k;
     const char *filter_json; /* as sn_store_search */
+    int ef;                 /* HNSW beam, as sn_store_search_ef; 0: default */
 } sn_query_t;
 
 /* Search in q->mode. Hybrid needs text and/or a vector (a list whose input
