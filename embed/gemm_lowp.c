@@ -4,17 +4,21 @@
  * ladder (sn__isa) every kernel choice in embed/ reads.
  *
  * Why our own kernels and not oneDNN. Debian's oneDNN 2.6.3 was measured
- * against these kernels at the MiniLM-L6 dense shapes (bench/bench_gemm.c,
- * bench/README.md "reduced precision"): on the AMD Zen 5 test machine
- * (avx512_bf16 + avx512_vnni, no AMX) ours are as fast or faster in bf16
- * and int8 at every batch, and oneDNN's per-call primitive and reorder
- * overheads cost most at batch 1 where the daemon lives; it would also add
- * a 30 MB library and its own thread pool beside embed/pool.c. On Intel
- * CPUs with AMX, oneDNN's AMX kernels were measured (issue 17) at 4.4-6.9x
- * our fp32 GEMM in bf16; we have no AMX kernels (none can be run or
- * measured on the machine this was written on): sn__isa reports AMX, and
- * the AVX512_BF16 / AVX512_VNNI kernels below run there. An AMX kernel is
- * one more rung on the ladder (its own packing is done at load like these).
+ * against these kernels at the MiniLM-L6 dense shapes (bench/bench_gemm.c;
+ * figures in bench/README.md "reduced precision") on the AMD Zen 5 test
+ * machine (avx512_bf16 + avx512_vnni, no AMX): on one thread ours are
+ * within 5-15% of it, on two it is 1.3-2.1x faster (ours scale poorly to
+ * the second thread: to be fixed). We kept ours for the forward pass's
+ * other needs: a row's bits independent of the batch (oneDNN picks its
+ * blocking and bf16 k-split per shape), one thread pool (its OpenMP
+ * threads and embed/pool.c spin against each other on 2 cores), no
+ * per-shape primitives, no runtime dependency; the end-to-end targets of
+ * issue 17 on this machine were met with them. On Intel CPUs with AMX,
+ * oneDNN's AMX kernels were measured (issue 17) at 4.4-6.9x our fp32 GEMM
+ * in bf16; we have no AMX kernels (none can be run or measured where this
+ * was written): sn__isa reports AMX, and the AVX512_BF16 / AVX512_VNNI
+ * kernels below run there. An AMX kernel, or oneDNN, fits behind the same
+ * seam (weights packed once into sn__gemm_w_t, sn__gemm_run per call).
  *
  * Formats (packed once at model load, from the f32 weights):
  *   bf16  W rounded to nearest even; panel j (32 output columns) holds kp/2

@@ -644,6 +644,20 @@ int sn_model_locate(const char *name, char *buf, size_t len, char *err,
     return 0;
 }
 
+/* Say in the precision line that $SENSE_PRECISION asked for it. */
+static void note_env(sn_model_t *m, int from_env)
+{
+    char *w = m->enc->why, tail[sizeof m->enc->why];
+    const char *asked = "(asked;";
+
+    if (!from_env || strncmp(strchr(w, '(') ? strchr(w, '(') : "", asked,
+                             strlen(asked)))
+        return;
+    snprintf(tail, sizeof tail, "%s", strchr(w, '(') + strlen(asked));
+    snprintf(strchr(w, '('), sizeof m->enc->why - (size_t)(strchr(w, '(') - w),
+             "(SENSE_PRECISION;%s", tail);
+}
+
 static int model_load(const char *path, int with_tok, int prec,
                       sn_model_t **out, char *err, size_t err_len)
 {
@@ -653,8 +667,8 @@ static int model_load(const char *path, int with_tok, int prec,
     int rc;
 
     *out = NULL;
-    if (prec == SN_PREC_AUTO && env && *env &&
-        (prec = sn_precision_parse(env)) < 0)
+    const int from_env = prec == SN_PREC_AUTO && env && *env;
+    if (from_env && (prec = sn_precision_parse(env)) < 0)
         return sn__err(err, err_len, SN_EARG,
                        "SENSE_PRECISION: unknown precision '%s' (auto, f32, "
                        "bf16, int8)",
@@ -677,12 +691,14 @@ static int model_load(const char *path, int with_tok, int prec,
         if (sn__file_exists(probe)) {
             if ((rc = load_use(m, prec, err, err_len)))
                 goto fail;
+            note_env(m, from_env);
             *out = m;
             return 0;
         }
     }
     if ((rc = sn__enc_load(path, prec, &m->enc, err, err_len)))
         goto fail;
+    note_env(m, from_env);
     const sn__enc_t *e = m->enc;
     m->hidden = m->dim = m->widest = e->n_hidden;
     sn_tokenizer_t *tok = NULL;

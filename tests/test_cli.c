@@ -4,6 +4,7 @@
  * (--json, --tokens, human), the input modes (arguments, lines, jsonl), the
  * exit codes (0 ok, 1 error, 2 usage) and the error messages.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,36 @@ int main(void)
     check_stderr("no prompt named 'nope'");
     snprintf(args, sizeof args, "embed --model '%s' --dimensions 0 hi", model);
     CHECK_EQ(run(args, "", 0), 2);
+    /* --precision: reaches the encoder (int8 differs from f32, closely),
+     * bad values and use without --model are usage errors */
+    {
+        double v[2][64], ab = 0, aa = 0, bb = 0;
+        for (int p = 0; p < 2; p++) {
+            snprintf(args, sizeof args,
+                     "embed --model '%s' --precision %s --json 'Hello, World!'",
+                     model, p ? "int8" : "f32");
+            CHECK_EQ(run(args, "", 0), 0);
+            CHECK_EQ(n = read_lines(rows, 16), 1);
+            json_t *e = json_object_get(rows[0], "embedding");
+            CHECK_EQ(json_array_size(e), 64);
+            for (size_t k = 0; k < 64; k++)
+                v[p][k] = json_number_value(json_array_get(e, k));
+            json_decref(rows[0]);
+        }
+        for (int k = 0; k < 64; k++) {
+            ab += v[0][k] * v[1][k];
+            aa += v[0][k] * v[0][k];
+            bb += v[1][k] * v[1][k];
+        }
+        CHECK(memcmp(v[0], v[1], sizeof v[0]) != 0);
+        CHECK(ab / sqrt(aa * bb) > 0.999);
+    }
+    snprintf(args, sizeof args, "embed --model '%s' --precision fp8 hi",
+             model);
+    CHECK_EQ(run(args, "", 0), 2);
+    check_stderr("--precision: 'fp8'");
+    CHECK_EQ(run("embed --precision int8 hi", "", 0), 2);
+    check_stderr("--precision is for --model");
     CHECK_EQ(run("frobnicate", "", 0), 2);
     check_stderr("'frobnicate' is not a command");
     CHECK_EQ(run("", "", 0), 2);
