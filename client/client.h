@@ -45,6 +45,10 @@ int sn_cmd_import_wordnet(int argc, char **argv);
 
 /* Print "sense: <msg>\n" to stderr. */
 void sn_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An integer option's value: arg in [min, max] into *out and 0, else
+ * "sense: OPT: 'ARG' is not in MIN..MAX" and -1. */
+int sn_cli_int_arg(const char *opt, const char *arg, long min, long max,
+                   int *out);
 
 /* ---- conn.c: talking to sensed ----------------------------------------------- */
 

@@ -364,28 +364,16 @@ int sn_cmd_add(int argc, char **argv)
             }
             a.index = optarg;
             break;
-        case 'b': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > SN_MAX_DOCS) {
-                sn_cli_error("--batch: '%s' is not in 1..%d", optarg,
-                             SN_MAX_DOCS);
+        case 'b':
+            if (sn_cli_int_arg("--batch", optarg, 1, SN_MAX_DOCS,
+                               &a.batch_max))
                 return SN_EXIT_USAGE;
-            }
-            a.batch_max = (int)v;
             break;
-        }
-        case 'f': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > SN_ADD_MAX_IN_FLIGHT) {
-                sn_cli_error("--in-flight: '%s' is not in 1..%d", optarg,
-                             SN_ADD_MAX_IN_FLIGHT);
+        case 'f':
+            if (sn_cli_int_arg("--in-flight", optarg, 1,
+                               SN_ADD_MAX_IN_FLIGHT, &a.depth))
                 return SN_EXIT_USAGE;
-            }
-            a.depth = (int)v;
             break;
-        }
         case 'j': a.json = 1; break;
         case 's': sn_cli_socket_opt = optarg; break;
         case 'h': fputs(add_usage, stdout); return SN_EXIT_OK;

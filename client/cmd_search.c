@@ -92,27 +92,14 @@ int sn_cmd_search(int argc, char **argv)
             mode = optarg;
             break;
         case 'C': chunks = 1; break;
-        case 'e': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > SN_MAX_EF) {
-                sn_cli_error("--ef: '%s' is not in 1..%d", optarg,
-                             SN_MAX_EF);
+        case 'e':
+            if (sn_cli_int_arg("--ef", optarg, 1, SN_MAX_EF, &ef))
                 goto out;
-            }
-            ef = (int)v;
             break;
-        }
-        case 'k': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 1000) {
-                sn_cli_error("-k: '%s' is not in 1..1000", optarg);
+        case 'k':
+            if (sn_cli_int_arg("-k", optarg, 1, SN_MAX_K, &k))
                 goto out;
-            }
-            k = (int)v;
             break;
-        }
         case 'f': {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg) {

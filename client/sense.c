@@ -50,6 +50,19 @@ void sn_cli_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+int sn_cli_int_arg(const char *opt, const char *arg, long min, long max,
+                   int *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || v < min || v > max) {
+        sn_cli_error("%s: '%s' is not in %ld..%ld", opt, arg, min, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {

@@ -1112,6 +1112,18 @@ static void test_readers_writer(sn_index_kind_t kind, const char *name)
     free(v);
 }
 
+/* A Flat and an HNSW collection holding the same n vectors. */
+static void flat_and_graph(sn_store_t *st, const char *flat,
+                           const char *graph, int n, const float *v, int d)
+{
+    CHECK_OK(sn_store_collection(st, flat, "m", d, SN_INDEX_FLAT, err,
+                                 sizeof err), err);
+    CHECK_OK(sn_store_collection(st, graph, "m", d, SN_INDEX_HNSW, err,
+                                 sizeof err), err);
+    add_n(st, flat, "m", 0, n, v, d);
+    add_n(st, graph, "m", 0, n, v, d);
+}
+
 /* ---- recall ---------------------------------------------------------------------------- */
 
 static void test_recall(void)
@@ -1121,12 +1133,7 @@ static void test_recall(void)
     sn_store_t *st = open_db("recall.db");
     int64_t found = 0;
 
-    CHECK_OK(sn_store_collection(st, "flat", "m", D, SN_INDEX_FLAT, err,
-                                 sizeof err), err);
-    CHECK_OK(sn_store_collection(st, "hnsw", "m", D, SN_INDEX_HNSW, err,
-                                 sizeof err), err);
-    add_n(st, "flat", "m", 0, N, v, D);
-    add_n(st, "hnsw", "m", 0, N, v, D);
+    flat_and_graph(st, "flat", "hnsw", N, v, D);
     for (int q = 0; q < Q; q++) {
         const float *x = v + (size_t)(N + q) * D;
         sn_hit_t *hf, *hh;
@@ -1261,12 +1268,7 @@ static void test_ef(void)
     sn_hit_t *h, *hf;
     int n, nf;
 
-    CHECK_OK(sn_store_collection(st, "g", "m", D, SN_INDEX_HNSW, err,
-                                 sizeof err), err);
-    CHECK_OK(sn_store_collection(st, "f", "m", D, SN_INDEX_FLAT, err,
-                                 sizeof err), err);
-    add_n(st, "g", "m", 0, N, v, D);
-    add_n(st, "f", "m", 0, N, v, D);
+    flat_and_graph(st, "f", "g", N, v, D);
     for (int q = 0; q < Q; q++) {
         const float *x = v + (size_t)(N + q) * D;
         CHECK_OK(sn_store_search_ef(st, "f", x, D, K, 1, NULL, &hf, &nf, err,
