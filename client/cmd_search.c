@@ -30,7 +30,7 @@ static const char search_usage[] =
     "  --ef N             search beam of an HNSW index (1..10000): higher\n"
     "                     finds more of the true nearest chunks, slower;\n"
     "                     default: grows with the collection (64 at 10k\n"
-    "                     chunks and fewer, more for each tenfold)\n"
+    "                     chunks and fewer, +128 for each tenfold)\n"
     "  --filter KEY=VALUE only documents whose meta has KEY equal to VALUE\n"
     "                     (repeatable; VALUE is JSON if it parses as a\n"
     "                     number, true, false, null or \"string\", else a\n"
