@@ -1386,6 +1386,16 @@ static void test_kernels(void)
     free(x);
 }
 
+/* pin the ANN dot-product kernels to `name`, or back to this CPU's best
+ * when NULL */
+static void use_kernels(const char *name)
+{
+    if (name)
+        setenv("SENSE_ANN_KERNELS", name, 1);
+    else
+        unsetenv("SENSE_ANN_KERNELS");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/sn_store_XXXXXX");
@@ -1420,10 +1430,7 @@ int main(void)
     static const char *const kernels[] = {"base", "avx2", NULL};
     for (int i = 0; i < 3; i++) {
         char name[32];
-        if (kernels[i])
-            setenv("SENSE_ANN_KERNELS", kernels[i], 1);
-        else
-            unsetenv("SENSE_ANN_KERNELS");
+        use_kernels(kernels[i]);
         snprintf(name, sizeof name, "exact384%s", kernels[i] ? kernels[i] : "");
         test_exact(384, SN_INDEX_FLAT, name);
         snprintf(name, sizeof name, "exact37%s", kernels[i] ? kernels[i] : "");
@@ -1435,10 +1442,7 @@ int main(void)
     g_hnsw = SN_HNSW_SQ8;
     for (int i = 0; i < 3; i++) {
         char name[32];
-        if (kernels[i])
-            setenv("SENSE_ANN_KERNELS", kernels[i], 1);
-        else
-            unsetenv("SENSE_ANN_KERNELS");
+        use_kernels(kernels[i]);
         snprintf(name, sizeof name, "exactsq8%s", kernels[i] ? kernels[i] : "");
         test_exact(37, SN_INDEX_HNSW, name);
     }
