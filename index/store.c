@@ -2478,6 +2478,7 @@ static int filter_bind(const filter_t *f, sqlite3_stmt *s)
 typedef struct {
     sn_hit_t *v;
     int n, k;
+    int lean; /* ids and spans only: no text, no meta */
 } hits_t;
 
 static void hits_clear(hits_t *h)
@@ -2509,17 +2510,20 @@ static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
     hit = &h->v[h->n];
     memset(hit, 0, sizeof *hit);
     hit->id = dup_col(s, 0);
-    hit->text = dup_col(s, 1);
+    if (!h->lean) {
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+    }
     hit->chunk = sqlite3_column_int(s, 2);
     hit->start = sqlite3_column_int(s, 3);
     hit->end = sqlite3_column_int(s, 4);
-    hit->meta_json = dup_col(s, 5);
+    hit->ref = id;
     hit->score = score;
     hit->vector_score = score;
     hit->lexical_score = NAN;
     h->n++;
     sqlite3_reset(s);
-    if (!hit->id || !hit->text || !hit->meta_json)
+    if (!hit->id || (!h->lean && (!hit->text || !hit->meta_json)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
 }
@@ -3220,9 +3224,9 @@ static int doc_tri(sn_store_t *st, const coll_t *c, const sn__tri_t *tri,
     return 0;
 }
 
-/* Read result x back into hit (text, span, meta). */
+/* Read result x back into hit (text, span, meta; lean: no text or meta). */
 static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
-                      sn_hit_t *hit, char *err, size_t err_len)
+                      int lean, sn_hit_t *hit, char *err, size_t err_len)
 {
     sqlite3_stmt *s;
     int rc;
@@ -3240,18 +3244,59 @@ static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
                    : db_fail(st, rc, err, err_len, "cannot read a hit");
     }
     hit->id = dup_col(s, 0);
-    hit->text = dup_col(s, 1);
+    if (!lean) {
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+    }
     hit->chunk = sqlite3_column_int(s, 2);
     hit->start = sqlite3_column_int(s, 3);
     hit->end = sqlite3_column_int(s, 4);
-    hit->meta_json = dup_col(s, 5);
+    hit->ref = x->ordinal < 0 ? x->doc : x->chunk;
+    hit->ref_doc = x->ordinal < 0;
     hit->score = x->score;
     hit->vector_score = x->vec;
     hit->lexical_score = x->lex;
     sqlite3_reset(s);
-    if (!hit->id || !hit->text || !hit->meta_json)
+    if (!hit->id || (!lean && (!hit->text || !hit->meta_json)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
+}
+
+int sn_store_hit_read(sn_store_t *st, const char *collection, sn_hit_t *hit,
+                      char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    coll_t *c;
+    int rc;
+
+    if (!st || !hit)
+        return sn__err(err, err_len, SN_EARG, "sn_store_hit_read: bad "
+                       "arguments");
+    pthread_mutex_lock(&st->lock);
+    if ((rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0 ||
+        (rc = query(st, hit->ref_doc ? Q_DOC_HIT : Q_HIT, c->id, &s, err,
+                    err_len)) < 0)
+        goto done;
+    sqlite3_bind_int64(s, 1, hit->ref);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        free(hit->text);
+        free(hit->meta_json);
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+        rc = hit->text && hit->meta_json
+                 ? 0
+                 : sn__err(err, err_len, -ENOMEM, "out of memory");
+    } else {
+        rc = rc == SQLITE_DONE
+                 ? sn__err(err, err_len, SN_ENOTFOUND, "'%s': a hit is gone",
+                           collection)
+                 : db_fail(st, rc, err, err_len, "cannot read a hit");
+    }
+    sqlite3_reset(s);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }
 
 const char *sn_search_mode_name(sn_search_mode_t mode)
@@ -3396,7 +3441,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
             free(top);
         }
     }
-    /* The vector list: the best chunks, as documents. */
+    /* The vector list: the best chunks, as documents (their ids: lean). */
+    vh.lean = 1;
     if (use_vec) {
         if ((rc = vec_hits(st, c, q->vec, n_cand, q->ef, 0, &f, &vh, err,
                            err_len)) < 0)
@@ -3453,7 +3499,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
     if (n_hits && !(hits = calloc((size_t)n_hits, sizeof *hits)))
         goto oom;
     for (int i = 0; i < n_hits; i++)
-        if ((rc = read_fused(st, c, &res.v[i], &hits[i], err, err_len)) < 0) {
+        if ((rc = read_fused(st, c, &res.v[i], q->lean, &hits[i], err,
+                             err_len)) < 0) {
             n_hits = i + 1;
             goto done;
         }
@@ -3499,15 +3546,16 @@ void sn_store_bad_free(sn_store_bad_t *b, int n)
     free(b);
 }
 
-int sn_store_check(sn_store_t *st, const char *collection, int max_report,
-                   sn_store_bad_t **out, int *n_out, int64_t *n_bad,
-                   int64_t *n_checked, char *err, size_t err_len)
+int sn_store_check(sn_store_t *st, const char *collection, int64_t after,
+                   int max_report, sn_store_bad_t **out, int *n_out,
+                   int64_t *next, int64_t *n_bad, int64_t *n_checked,
+                   char *err, size_t err_len)
 {
     static const char SQL_CHECK[] =
-        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector "
+        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector, c.id "
         "FROM chunks c JOIN collections k ON k.id = c.collection "
         "JOIN documents d ON d.id = c.document "
-        "WHERE ?1 IS NULL OR k.name = ?1 ORDER BY c.id";
+        "WHERE (?1 IS NULL OR k.name = ?1) AND c.id > ?2 ORDER BY c.id";
     sn_store_bad_t *v = NULL;
     sqlite3_stmt *s = NULL;
     int k = 0, rc;
@@ -3519,6 +3567,8 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
     *out = NULL;
     *n_out = 0;
     *n_bad = *n_checked = 0;
+    if (next)
+        *next = -1;
     pthread_mutex_lock(&st->lock);
     if (collection &&
         (rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
@@ -3531,6 +3581,8 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
     rc = sqlite3_prepare_v2(st->db, SQL_CHECK, -1, &s, NULL);
     if (rc == SQLITE_OK && collection)
         rc = sqlite3_bind_text(s, 1, collection, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 2, after);
     if (rc != SQLITE_OK) {
         rc = db_fail(st, rc, err, err_len, "cannot prepare the check");
         goto fail;
@@ -3544,7 +3596,7 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
         if (!row_vec(&shape, s, 4, &vec, why, sizeof why))
             continue;
         ++*n_bad;
-        if (k == max_report)
+        if (!max_report)
             continue;
         v[k].collection = dup_col(s, 0);
         v[k].id = dup_col(s, 2);
@@ -3554,6 +3606,12 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
         if (!v[k - 1].collection || !v[k - 1].id || !v[k - 1].problem) {
             rc = sn__err(err, err_len, -ENOMEM, "out of memory");
             goto fail;
+        }
+        if (k == max_report) { /* a page: go on from here next time */
+            if (next)
+                *next = sqlite3_column_int64(s, 5);
+            rc = SQLITE_DONE;
+            break;
         }
     }
     if (rc != SQLITE_DONE) {
