@@ -18,7 +18,8 @@
  *   ops.c      the worker that finishes the work formats the reply line and
  *              calls the request's completion callback
  *   server.c   the reply comes back to the loop through a uv_async_t; replies
- *              are written in request order
+ *              are written in request order (conn.c: the connection core,
+ *              the same for http.c)
  *
  * ops.c, sched.c and the storage are the engine; server.c is a transport:
  * it owns the connections and wraps each engine request (sn__req_t) in a
@@ -526,6 +527,90 @@ static inline void sn__budget_taken(sn__budget_t *b, size_t len)
 int sn__budget_more(sn__budget_t *b, sn__slot_t *s);
 /* The request is gone: uncounted. */
 void sn__budget_drop(sn__budget_t *b, sn__slot_t *s);
+
+/* ---- conn.c: the connection core (both transports) ------------------------------ */
+
+typedef struct sn__creq sn__creq_t;
+typedef struct sn__conn_core sn__conn_core_t;
+
+/* A request as a connection holds it: the engine's request and what both
+ * transports keep around it. A transport's own request struct begins
+ * with this one. */
+struct sn__creq {
+    sn__req_t r;              /* the engine's */
+    sn__creq_t *next;         /* the connection's FIFO */
+    sn__creq_t *done_next;    /* the completion queue */
+    sn__conn_core_t *core;    /* its connection */
+    sn__slot_t slot;          /* in the connection's reply budget */
+    unsigned done : 1;        /* its reply (or next piece) is ready */
+    unsigned on_worker : 1;   /* with the engine (or the threadpool) */
+};
+
+/* What a transport does at the core's turns (loop thread). */
+typedef struct {
+    size_t (*estimate)(const sn__creq_t *q); /* its reply, before the work */
+    void (*start)(sn__creq_t *q, int held); /* admitted (held: after
+                                       * waiting for the budget): hand it
+                                       * to the engine (sn__conn_dispatch)
+                                       * or answer it */
+    void (*returned)(sn__creq_t *q);  /* back from the engine, its
+                                       * connection open: reply or piece
+                                       * ready; write, release, read on */
+    void (*free_req)(sn__creq_t *q);  /* free it (sn__conn_drop first) */
+    void (*maybe_free)(sn__conn_core_t *c); /* free the connection if it
+                                       * is closed and nothing refers to it */
+} sn__conn_ops_t;
+
+/* A connection as both transports see it. A transport's own connection
+ * struct holds one. */
+struct sn__conn_core {
+    const sn__conn_ops_t *ops;
+    sn__creq_t *head, *tail;  /* FIFO, request order */
+    int n_reqs;               /* in the FIFO or being written */
+    int n_work;               /* requests on workers, and the transport's
+                               * own work on the threadpool */
+    int n_writes;             /* writes in flight */
+    sn__budget_t budget;      /* replies not yet written (budget.c) */
+    sn__order_t order;        /* its storage ops' tickets */
+    unsigned closing : 1;
+};
+
+/* Append q to the FIFO (and count it). */
+void sn__conn_push(sn__conn_core_t *c, sn__creq_t *q);
+/* Unlink the FIFO's head (still counted until sn__conn_drop). */
+void sn__conn_pop(sn__conn_core_t *c);
+/* Start q with the budget's leave, or hold it (ops->start when it may). */
+void sn__conn_admit(sn__conn_core_t *c, sn__creq_t *q);
+/* Held requests whose turn has come, in order, while the budget allows. */
+void sn__conn_release_held(sn__conn_core_t *c);
+/* Hand q to the engine: 1 when it went to a worker (it comes back through
+ * the completion queue), 0 when its reply is ready now. */
+int sn__conn_dispatch(sn__conn_core_t *c, sn__creq_t *q);
+/* The head's reply goes in pieces and its next piece is wanted: ask the
+ * engine for it when the budget has room. 1 when asked. */
+int sn__conn_more(sn__conn_core_t *c);
+/* The connection closes: empty the FIFO -- requests not with the engine
+ * are freed (ops->free_req), or given back to it first when between
+ * pieces; those with it are freed when they come back. */
+void sn__conn_drop_all(sn__conn_core_t *c);
+/* Uncount q and free what the engine holds of it (for ops->free_req). */
+void sn__conn_drop(sn__conn_core_t *c, sn__creq_t *q);
+
+/* A transport's completion queue: workers push requests the engine is
+ * done with (or a piece of), the loop takes them back. */
+struct uv_async_s;
+typedef struct {
+    pthread_mutex_t mu;
+    sn__creq_t *head, *tail;
+    struct uv_async_s *async; /* the transport's, woken on push */
+} sn__done_q_t;
+
+/* Any thread: queue q for its loop and wake it. */
+void sn__done_q_push(sn__done_q_t *dq, sn__creq_t *q);
+/* Loop thread (the async's callback): take every queued request back --
+ * counted off n_work; freed when its connection closed meanwhile (or
+ * given back to the engine when between pieces); else ops->returned. */
+void sn__done_q_drain(sn__done_q_t *dq);
 
 /* ---- http.c: the HTTP transport --------------------------------------------- */
 

@@ -61,6 +61,11 @@
  * to listen on a non-loopback address without a key (checked before the
  * model loads, and again here); no CORS header is sent unless --cors ORIGIN.
  *
+ * What both transports do with requests between reading and writing
+ * them -- the FIFO, the reply budget, the hand-over to the engine and
+ * back, pieces, the close -- is the connection core (conn.c); this file
+ * keeps HTTP's: parsing, routing, bodies to requests, responses, writing.
+ *
  * Lifetimes: as on the socket -- a request is freed on the loop thread,
  * after its response is written or when its connection closes, unless it
  * is on a worker: then when it comes back. A connection is freed once its
@@ -161,9 +166,7 @@ typedef struct hconn hconn_t;
 typedef struct hreq hreq_t;
 
 struct hreq {
-    sn__req_t r;                  /* the engine's */
-    hreq_t *next;                 /* the connection's FIFO */
-    hreq_t *done_next;            /* the transport's returned requests */
+    sn__creq_t q;                 /* the core's, with the engine's in it */
     hconn_t *conn;
     int64_t t0_ns;
     ep_t ep;
@@ -175,12 +178,9 @@ struct hreq {
     sn__buf_t body;
     sn__buf_t head, out;          /* the response: headers, body */
     size_t n_bytes;               /* counted in conn->n_bytes */
-    sn__slot_t slot;              /* in the connection's reply budget */
     metrics_t *snap;              /* /metrics: the counters at dispatch */
     char allow[48];               /* 405: the methods the path takes */
     unsigned complete : 1;        /* the whole request has been read */
-    unsigned done : 1;            /* the response is ready */
-    unsigned on_worker : 1;
     unsigned keep_alive : 1;
     unsigned close_after : 1;     /* the connection ends with this one */
     unsigned want_continue : 1;   /* Expect: 100-continue */
@@ -195,7 +195,9 @@ struct hreq {
                                    * head went with the first */
 };
 
-#define HREQ_OF(req) ((hreq_t *)((char *)(req)-offsetof(hreq_t, r)))
+#define HREQ_OF(req) ((hreq_t *)((char *)(req)-offsetof(hreq_t, q.r)))
+#define HREQ_OF_Q(cq) ((hreq_t *)((char *)(cq)-offsetof(hreq_t, q)))
+#define HEAD(c) ((c)->core.head ? HREQ_OF_Q((c)->core.head) : NULL)
 
 struct hconn {
     uv_tcp_t tcp;
@@ -206,15 +208,10 @@ struct hconn {
     http_parser parser;
     char *rbuf;                   /* rbuf[rstart..rlen): not yet parsed */
     size_t rstart, rlen, rcap;
-    hreq_t *head, *tail;          /* FIFO, request order */
+    sn__conn_core_t core;         /* requests, budget, order (conn.c) */
     hreq_t *cur;                  /* the request being read */
-    int n_reqs;
     size_t n_bytes;
-    sn__budget_t budget;          /* responses not yet written */
-    int n_writes;
-    int n_work;                   /* on workers or the threadpool */
     int n_handles;                /* open: tcp, timer */
-    sn__order_t order;
     /* the header being read */
     char hname[32];
     size_t hname_len;
@@ -227,7 +224,6 @@ struct hconn {
     unsigned building : 1;        /* a big body on the threadpool */
     unsigned stop_parsing : 1;    /* after an error that ends the conn */
     unsigned lingering : 1;       /* responses written, write side shut */
-    unsigned closing : 1;
 };
 
 struct sn__http {
@@ -240,8 +236,7 @@ struct sn__http {
     char *key;
     size_t key_len;
     http_parser_settings settings;
-    pthread_mutex_t mu;
-    hreq_t *done_head, *done_tail;
+    sn__done_q_t done;            /* requests back from the engine */
     hconn_t *conns;
     int n_conns;
     uint64_t n_serial;
@@ -259,6 +254,7 @@ static void conn_close(hconn_t *c);
 static void conn_flush(hconn_t *c);
 static void conn_timer_update(hconn_t *c);
 static void on_req_done(sn__req_t *r);
+static const sn__conn_ops_t http_ops;
 static void http_maybe_closed(sn__http_t *h);
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -517,12 +513,12 @@ static void resp_error(hreq_t *req, int status, const char *code,
 /* The engine's error reply line to an HTTP error. */
 static void resp_engine_error(hreq_t *req)
 {
-    const sn__buf_t *rep = &req->r.reply;
+    const sn__buf_t *rep = &req->q.r.reply;
     json_t *j = rep->len ? json_loadb(rep->data, rep->len, 0, NULL) : NULL;
     json_t *e = json_object_get(j, "error");
     const char *msg = json_string_value(json_object_get(e, "message"));
-    int status = status_of(req->r.code);
-    const char *code = sn__perr_name(req->r.code);
+    int status = status_of(req->q.r.code);
+    const char *code = sn__perr_name(req->q.r.code);
     if (req->style == STYLE_OPENAI && status == 404)
         code = "not_found";
     resp_error(req, status, code, msg ? msg : "error");
@@ -668,9 +664,9 @@ static void put_label(sn__buf_t *b, const char *s)
 static void resp_metrics(hreq_t *req)
 {
     const metrics_t *m = req->snap;
-    const sn__ops_ctx_t *ops = req->r.ops;
+    const sn__ops_ctx_t *ops = req->q.r.ops;
     sn__buf_t *b = &req->out;
-    json_t *j = json_loadb(req->r.reply.data, req->r.reply.len, 0, NULL);
+    json_t *j = json_loadb(req->q.r.reply.data, req->q.r.reply.len, 0, NULL);
     json_t *cols = json_object_get(j, "collections"), *c;
     size_t i;
 
@@ -779,7 +775,7 @@ static void resp_metrics(hreq_t *req)
 /* The engine's reply (or vectors) to the endpoint's response. */
 static void resp_engine(hreq_t *req)
 {
-    sn__req_t *r = &req->r;
+    sn__req_t *r = &req->q.r;
     sn__buf_t *b = &req->out;
     json_t *j = NULL;
 
@@ -836,33 +832,26 @@ static hreq_t *req_new(hconn_t *c)
     if (!req)
         return NULL;
     req->conn = c;
-    req->r.ops = c->h->ops;
-    req->r.done = on_req_done;
-    req->r.client = c; /* the encoders deal work round robin by connection */
-    req->r.job.n_ahead = -1;
+    req->q.r.ops = c->h->ops;
+    req->q.r.done = on_req_done;
+    req->q.r.client = c; /* the encoders deal work round robin by connection */
+    req->q.r.job.n_ahead = -1;
     req->t0_ns = sn__now_ns();
     req->keep_alive = 1;
-    sn__buf_init(&req->r.reply, SN_MAX_REPLY);
+    sn__buf_init(&req->q.r.reply, SN_MAX_REPLY);
     sn__buf_init(&req->url, SN_HTTP_MAX_HEADER);
     sn__buf_init(&req->body, c->h->o.max_body);
     sn__buf_init(&req->out, SN_MAX_REPLY);
     sn__buf_init(&req->head, SN_HTTP_MAX_HEADER);
-    c->n_reqs++;
-    if (c->tail)
-        c->tail->next = req;
-    else
-        c->head = req;
-    c->tail = req;
+    sn__conn_push(&c->core, &req->q);
     return req;
 }
 
 static void req_free(hreq_t *req)
 {
     hconn_t *c = req->conn;
-    c->n_reqs--;
+    sn__conn_drop(&c->core, &req->q);
     c->n_bytes -= req->n_bytes;
-    sn__budget_drop(&c->budget, &req->slot);
-    sn__ops_release(&req->r);
     sn__buf_free(&req->url);
     sn__buf_free(&req->body);
     sn__buf_free(&req->head);
@@ -878,8 +867,8 @@ static void req_free(hreq_t *req)
 static void req_ready(hreq_t *req)
 {
     hconn_t *c = req->conn;
-    req->done = 1;
-    sn__budget_made(&c->budget, &req->slot, req->head.len + req->out.len);
+    req->q.done = 1;
+    sn__budget_made(&c->core.budget, &req->q.slot, req->head.len + req->out.len);
     if (req->close_after)
         req->conn->stop_parsing = 1;
 }
@@ -913,13 +902,13 @@ static void record(sn__http_t *h, hreq_t *req)
         k++;
     h->m.hist[e][k]++;
     h->m.sum[e] += sec;
-    if (req->r.job.n_ahead >= 0) /* encoder work: what ran first */
+    if (req->q.r.job.n_ahead >= 0) /* encoder work: what ran first */
         sn__log_debug("http %llu: %s %.*s: %d, %.1f ms, %d batches or "
                       "steps ahead", (unsigned long long)req->conn->serial,
                       http_method_str((enum http_method)req->method),
                       (int)(req->url.len > 200 ? 200 : req->url.len),
                       req->url.data ? req->url.data : "", req->status,
-                      sec * 1e3, req->r.job.n_ahead);
+                      sec * 1e3, req->q.r.job.n_ahead);
     else
         sn__log_debug("http %llu: %s %.*s: %d, %.1f ms",
                       (unsigned long long)req->conn->serial,
@@ -1067,7 +1056,7 @@ static json_t *texts_of(json_t *v)
     return json_incref(v);
 }
 
-/* Build the engine request from the body (req->r.p), or answer an error
+/* Build the engine request from the body (req->q.r.p), or answer an error
  * (req->out, req->status). Returns 0 when the request is ready to
  * dispatch, -1 when answered. Touches only the request and immutable
  * state: safe on the threadpool. */
@@ -1144,7 +1133,7 @@ static int build(hreq_t *req)
         op = json_pack("{s:s, s:o}", "op", "embed", "texts", texts);
         if ((v = json_object_get(body, "dimensions")) && !json_is_null(v))
             json_object_set(op, "dimensions", v);
-        req->r.fmt = &oai_fmt;
+        req->q.r.fmt = &oai_fmt;
         break;
     }
     case EP_TEI_EMBED:
@@ -1168,7 +1157,7 @@ static int build(hreq_t *req)
             json_object_set(op, "dimensions", v);
         if (req->ep == EP_TEI_EMBED_ALL)
             json_object_set_new(op, "tokens", json_true());
-        req->r.fmt = req->ep == EP_TEI_EMBED_ALL ? &tei_all_fmt : &tei_fmt;
+        req->q.r.fmt = req->ep == EP_TEI_EMBED_ALL ? &tei_all_fmt : &tei_fmt;
         break;
     }
     case EP_STATS:
@@ -1244,7 +1233,7 @@ static int build(hreq_t *req)
         resp_error(req, 500, "internal", "out of memory");
         return -1;
     }
-    sn__perr_t code = sn__proto_parse_json(op, &req->r.p, msg, sizeof msg);
+    sn__perr_t code = sn__proto_parse_json(op, &req->q.r.p, msg, sizeof msg);
     if (code) {
         resp_error(req, status_of(code), sn__perr_name(code), msg);
         return -1;
@@ -1258,10 +1247,15 @@ answered:
 /* ---- starting a request (loop thread) -------------------------------------------- */
 
 /* Hand the request to the engine, or answer it. */
-static void dispatch_now(hreq_t *req)
+/* The core's turns (conn.c). */
+
+/* Admitted: hand it to the engine, unless the daemon is shutting down. */
+static void http_start(sn__creq_t *q, int held)
 {
+    hreq_t *req = HREQ_OF_Q(q);
     hconn_t *c = req->conn;
     sn__http_t *h = c->h;
+    (void)held;
     if (h->stopping) {
         resp_error(req, 503, "shutting_down", "the daemon is shutting down");
         req_ready(req);
@@ -1276,47 +1270,30 @@ static void dispatch_now(hreq_t *req)
         *req->snap = h->m;
         req->snap->n_conns = h->n_conns;
     }
-    req->on_worker = 1;
-    c->n_work++;
-    if (sn__ops_dispatch(&req->r, &c->order))
+    if (sn__conn_dispatch(&c->core, q))
         return; /* comes back through on_req_done */
-    req->on_worker = 0;
-    c->n_work--;
     resp_engine(req);
     req_ready(req);
 }
 
 /* The engine's estimate of the response, and its head. */
-static size_t estimate(const hreq_t *req)
+static size_t http_estimate(const sn__creq_t *q)
 {
-    return sn__ops_reply_estimate(&req->r) + 512;
+    return sn__ops_reply_estimate(&q->r) + 512;
 }
 
 /* Built: start it, or hold it until the responses not yet written leave
  * room for its own (budget.c). */
 static void dispatch(hreq_t *req)
 {
-    if (sn__budget_admit(&req->conn->budget, &req->slot, estimate(req)))
-        dispatch_now(req);
-}
-
-/* Held requests whose turn has come (in order), while the budget allows. */
-static void conn_release_held(hconn_t *c)
-{
-    for (hreq_t *req = c->head; req && c->budget.n_held && !c->closing;
-         req = req->next)
-        if (req->slot.held) {
-            if (!sn__budget_release(&c->budget, &req->slot, estimate(req)))
-                break;
-            dispatch_now(req);
-        }
+    sn__conn_admit(&req->conn->core, &req->q);
 }
 
 static void build_work(uv_work_t *w)
 {
     hreq_t *req = w->data;
     if (build(req))
-        req->done = 1; /* answered; req_ready runs on the loop */
+        req->q.done = 1; /* answered; req_ready runs on the loop */
 }
 
 static void build_after(uv_work_t *w, int status)
@@ -1325,15 +1302,15 @@ static void build_after(uv_work_t *w, int status)
     hconn_t *c = req->conn;
     (void)status;
     free(w);
-    c->n_work--;
+    c->core.n_work--;
     c->building = 0;
-    req->on_worker = 0;
-    if (c->closing) {
+    req->q.on_worker = 0;
+    if (c->core.closing) {
         req_free(req);
         conn_close(c);
         return;
     }
-    if (req->done)
+    if (req->q.done)
         req_ready(req);
     else
         dispatch(req);
@@ -1391,7 +1368,7 @@ static int ep_local(ep_t ep)
 static void req_start(hreq_t *req)
 {
     hconn_t *c = req->conn;
-    if (req->done)
+    if (req->q.done)
         return; /* answered when its headers came */
     if (ep_local(req->ep)) {
         answer_local(req);
@@ -1401,13 +1378,13 @@ static void req_start(hreq_t *req)
         uv_work_t *w = malloc(sizeof *w);
         if (w) {
             w->data = req;
-            req->on_worker = 1;
+            req->q.on_worker = 1;
             if (!uv_queue_work(c->h->loop, w, build_work, build_after)) {
-                c->n_work++;
+                c->core.n_work++;
                 c->building = 1;
                 return;
             }
-            req->on_worker = 0;
+            req->q.on_worker = 0;
             free(w);
         }
         req_fail(req, 500, "internal", "cannot queue the request", 0);
@@ -1454,7 +1431,7 @@ static int count_head(hconn_t *c, size_t n)
     c->n_head += n;
     if (c->n_head <= SN_HTTP_MAX_HEADER)
         return 0;
-    if (c->cur && !c->cur->done)
+    if (c->cur && !c->cur->q.done)
         req_fail(c->cur, 431, "too_large", "the request line and headers are "
                  "longer than 64 KiB", 1);
     return -1;
@@ -1532,7 +1509,7 @@ static int on_headers_complete(http_parser *p)
     if (req->ep != EP_HEALTH && req->ep != EP_PREFLIGHT && h->key &&
         !req->auth_ok) {
         if (route_rc) { /* answered by route: answer 401 instead */
-            req->done = 0;
+            req->q.done = 0;
             req->allow[0] = '\0';
         }
         req_fail(req, 401, "invalid_api_key",
@@ -1559,7 +1536,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     hconn_t *c = p->data;
     hreq_t *req = c->cur;
     char msg[160];
-    if (req->done)
+    if (req->q.done)
         return 0; /* answered already: dropped */
     sn__buf_put(&req->body, at, len);
     req->n_bytes += len;
@@ -1608,7 +1585,7 @@ static void conn_free(hconn_t *c)
 
 static void conn_maybe_free(hconn_t *c)
 {
-    if (c->closing && !c->n_handles && !c->n_work && !c->n_writes)
+    if (c->core.closing && !c->n_handles && !c->core.n_work && !c->core.n_writes)
         conn_free(c);
 }
 
@@ -1621,25 +1598,14 @@ static void on_handle_closed(uv_handle_t *hd)
 
 static void conn_close(hconn_t *c)
 {
-    if (c->closing) {
+    if (c->core.closing) {
         conn_maybe_free(c);
         return;
     }
-    c->closing = 1;
+    c->core.closing = 1;
     c->reading = 0;
-    hreq_t *req = c->head;
-    c->head = c->tail = c->cur = NULL;
-    while (req) {
-        hreq_t *next = req->next;
-        req->next = NULL;
-        if (!req->on_worker && sn__ops_abandon(&req->r)) {
-            req->on_worker = 1; /* back through the engine, then freed */
-            c->n_work++;
-        } else if (!req->on_worker) {
-            req_free(req);
-        }
-        req = next;
-    }
+    c->cur = NULL;
+    sn__conn_drop_all(&c->core);
     sn__log_debug("http %llu: closing", (unsigned long long)c->serial);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -1647,21 +1613,21 @@ static void conn_close(hconn_t *c)
 
 static int conn_full(const hconn_t *c)
 {
-    return c->n_reqs >= SN_HTTP_CONN_MAX_REQS ||
+    return c->core.n_reqs >= SN_HTTP_CONN_MAX_REQS ||
            c->n_bytes >= SN_HTTP_CONN_MAX_BYTES ||
-           c->budget.wbytes >= SN_HTTP_WBUF_HIGH;
+           c->core.budget.wbytes >= SN_HTTP_WBUF_HIGH;
 }
 
 static void on_timer(uv_timer_t *t)
 {
     hconn_t *c = t->data;
-    if (c->closing)
+    if (c->core.closing)
         return;
     if (c->lingering) {
         conn_close(c);
         return;
     }
-    if (c->n_work)
+    if (c->core.n_work)
         return; /* our turn, not the client's */
     sn__log_debug("http %llu: idle for %d ms; closing",
                   (unsigned long long)c->serial, c->h->o.idle_ms);
@@ -1672,9 +1638,9 @@ static void on_timer(uv_timer_t *t)
  * of it on a worker. Restarted by every read and write. */
 static void conn_timer_update(hconn_t *c)
 {
-    if (c->closing || c->lingering)
+    if (c->core.closing || c->lingering)
         return;
-    if (c->n_work)
+    if (c->core.n_work)
         uv_timer_stop(&c->timer);
     else
         uv_timer_start(&c->timer, on_timer, (uint64_t)c->h->o.idle_ms, 0);
@@ -1730,7 +1696,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == UV_EOF && !c->lingering) {
         c->eof = 1;
         conn_process(c);
-        if (!c->closing && !c->n_reqs)
+        if (!c->core.closing && !c->core.n_reqs)
             conn_close(c);
         return;
     }
@@ -1744,7 +1710,7 @@ static void conn_bad_request(hconn_t *c)
     hreq_t *req = c->cur;
     char msg[160];
     c->stop_parsing = 1;
-    if (req && req->done)
+    if (req && req->q.done)
         return; /* a callback answered it (413, 431) */
     if (!req && !(req = req_new(c))) {
         conn_close(c);
@@ -1767,7 +1733,7 @@ static void conn_bad_request(hconn_t *c)
 static void conn_process(hconn_t *c)
 {
     sn__http_t *h = c->h;
-    while (!c->closing && !c->stop_parsing && !c->building &&
+    while (!c->core.closing && !c->stop_parsing && !c->building &&
            !conn_full(c) && (c->rstart < c->rlen || (c->eof && c->cur))) {
         size_t avail = c->rlen - c->rstart;
         size_t n = http_parser_execute(&c->parser, &h->settings,
@@ -1785,7 +1751,7 @@ static void conn_process(hconn_t *c)
                 /* no upgrades here: answer and close */
                 hreq_t *req = c->cur;
                 c->stop_parsing = 1;
-                if (req && !req->done)
+                if (req && !req->q.done)
                     req_fail(req, 400, "bad_request",
                              "protocol upgrades are not supported", 1);
             } else {
@@ -1796,10 +1762,10 @@ static void conn_process(hconn_t *c)
         if (!avail)
             break; /* EOF told to the parser */
     }
-    if (c->closing)
+    if (c->core.closing)
         return;
     conn_flush(c);
-    if (c->closing)
+    if (c->core.closing)
         return;
     int want = !c->eof && !c->stop_parsing && !c->building && !h->stopping &&
                !conn_full(c);
@@ -1817,8 +1783,8 @@ static void conn_process(hconn_t *c)
         if (conn_full(c))
             sn__log_debug("http %llu: paused: %d requests, %zu body bytes "
                           "unanswered, %zu response bytes unread",
-                          (unsigned long long)c->serial, c->n_reqs,
-                          c->n_bytes, c->budget.wbytes);
+                          (unsigned long long)c->serial, c->core.n_reqs,
+                          c->n_bytes, c->core.budget.wbytes);
     }
 }
 
@@ -1827,8 +1793,8 @@ static void on_shutdown(uv_shutdown_t *sd, int status)
     hconn_t *c = sd->data;
     (void)status;
     free(sd);
-    c->n_writes--;
-    if (c->closing) {
+    c->core.n_writes--;
+    if (c->core.closing) {
         conn_maybe_free(c);
         return;
     }
@@ -1849,7 +1815,7 @@ static void conn_end(hconn_t *c)
         return;
     }
     sd->data = c;
-    c->n_writes++;
+    c->core.n_writes++;
     c->stop_parsing = 1;
 }
 
@@ -1869,13 +1835,8 @@ typedef struct {
  * responses not yet written leave room for it. */
 static void conn_more(hconn_t *c)
 {
-    hreq_t *req = c->head;
-    if (c->closing || !req || !sn__budget_more(&c->budget, &req->slot))
-        return;
-    req->on_worker = 1;
-    c->n_work++;
-    conn_timer_update(c);
-    sn__ops_more(&req->r); /* back through on_req_done */
+    if (sn__conn_more(&c->core))
+        conn_timer_update(c); /* work in flight: no idle close */
 }
 
 static void on_write(uv_write_t *uw, int status)
@@ -1885,19 +1846,19 @@ static void on_write(uv_write_t *uw, int status)
     hconn_t *c = w->c;
     sn__http_t *h = c->h;
     int piece = w->own[0] || w->own[1];
-    sn__budget_taken(&c->budget, w->len);
-    c->n_writes--;
+    sn__budget_taken(&c->core.budget, w->len);
+    c->core.n_writes--;
     free(w->own[0]);
     free(w->own[1]);
     free(w);
     if (!req) { /* a piece or the interim response: its request stays */
-        if (c->closing)
+        if (c->core.closing)
             conn_maybe_free(c);
         else if (status < 0)
             conn_close(c);
         else if (piece) {
             conn_more(c);
-            conn_release_held(c);
+            sn__conn_release_held(&c->core);
             conn_timer_update(c);
             conn_process(c);
         }
@@ -1906,7 +1867,7 @@ static void on_write(uv_write_t *uw, int status)
     int end = req->close_after;
     record(h, req);
     req_free(req);
-    if (c->closing) {
+    if (c->core.closing) {
         conn_maybe_free(c);
         return;
     }
@@ -1918,10 +1879,10 @@ static void on_write(uv_write_t *uw, int status)
         conn_end(c);
         return;
     }
-    conn_release_held(c);
+    sn__conn_release_held(&c->core);
     conn_timer_update(c);
     conn_process(c);
-    if (!c->closing && !c->n_reqs && (c->eof || h->stopping))
+    if (!c->core.closing && !c->core.n_reqs && (c->eof || h->stopping))
         conn_close(c);
 }
 
@@ -1956,13 +1917,13 @@ static int write_req(hconn_t *c, hreq_t *req, int piece)
         w->own[1] = req->out.data;
         req->head.data = req->out.data = NULL;
         req->head.len = req->head.cap = req->out.len = req->out.cap = 0;
-        req->done = 0;
+        req->q.done = 0;
     }
     if (req)
-        sn__budget_sent(&c->budget, &req->slot, w->len);
+        sn__budget_sent(&c->core.budget, &req->q.slot, w->len);
     else
-        c->budget.wbytes += w->len; /* 100 Continue */
-    c->n_writes++;
+        c->core.budget.wbytes += w->len; /* 100 Continue */
+    c->core.n_writes++;
     return 0;
 }
 
@@ -1971,9 +1932,9 @@ static int write_req(hconn_t *c, hreq_t *req, int piece)
  * response leaves its request at the head, to make the next. */
 static void conn_flush(hconn_t *c)
 {
-    while (!c->closing && c->head) {
-        hreq_t *req = c->head;
-        if (!req->done) {
+    while (!c->core.closing && c->core.head) {
+        hreq_t *req = HEAD(c);
+        if (!req->q.done) {
             if (req->want_continue && !req->continued && !req->complete &&
                 !c->stop_parsing) {
                 req->continued = 1;
@@ -1989,27 +1950,24 @@ static void conn_flush(hconn_t *c)
              * read to drop; respond once it is in, to stay in step */
             break;
         }
-        if (req->r.in_pieces && req->r.code) {
+        if (req->q.r.in_pieces && req->q.r.code) {
             /* failed after some of its response went: no answer */
             sn__log_warn("http %llu: response failed after its first "
                          "pieces; closing", (unsigned long long)c->serial);
             conn_close(c);
             return;
         }
-        int piece = req->r.more;
+        int piece = req->q.r.more;
         if (piece && req->head.len + req->out.len == 0) {
-            req->done = 0; /* nothing to say yet */
-            req->slot.want_more = 1;
+            req->q.done = 0; /* nothing to say yet */
+            req->q.slot.want_more = 1;
             conn_more(c);
             break;
         }
         if (!piece) {
-            c->head = req->next;
-            if (!c->head)
-                c->tail = NULL;
+            sn__conn_pop(&c->core);
             if (c->cur == req)
                 c->cur = NULL;
-            req->next = NULL;
         }
         if (write_req(c, req, piece)) {
             if (!piece)
@@ -2018,7 +1976,7 @@ static void conn_flush(hconn_t *c)
             return;
         }
         if (piece) {
-            req->slot.want_more = 1;
+            req->q.slot.want_more = 1;
             conn_more(c);
             break;
         }
@@ -2044,7 +2002,8 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->h = h;
     c->serial = ++h->n_serial;
-    c->budget.max = SN_HTTP_REPLY_BUDGET;
+    c->core.ops = &http_ops;
+    c->core.budget.max = SN_HTTP_REPLY_BUDGET;
     uv_tcp_init(h->loop, &c->tcp);
     uv_timer_init(h->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -2091,7 +2050,7 @@ static void on_connection(uv_stream_t *server, int status)
  * connection's end ends them). */
 static void resp_piece(hreq_t *req)
 {
-    sn__req_t *r = &req->r;
+    sn__req_t *r = &req->q.r;
     sn__buf_t *b = &req->out;
     sn__buf_free(b);
     sn__buf_init(b, (size_t)-1);
@@ -2130,7 +2089,7 @@ static void resp_piece(hreq_t *req)
     sn__buf_free(&body);
     if (!r->more)
         sn__buf_puts(b, "0\r\n\r\n");
-    sn__buf_free(&req->r.reply); /* copied: not held twice */
+    sn__buf_free(&req->q.r.reply); /* copied: not held twice */
 }
 
 static void on_req_done(sn__req_t *r)
@@ -2141,46 +2100,42 @@ static void on_req_done(sn__req_t *r)
         resp_piece(req);
     else
         resp_engine(req);
-    pthread_mutex_lock(&h->mu);
-    req->done_next = NULL;
-    if (h->done_tail)
-        h->done_tail->done_next = req;
-    else
-        h->done_head = req;
-    h->done_tail = req;
-    pthread_mutex_unlock(&h->mu);
-    uv_async_send(&h->async);
+    sn__done_q_push(&h->done, &req->q);
 }
 
 static void on_async(uv_async_t *a)
 {
     sn__http_t *h = a->data;
-    pthread_mutex_lock(&h->mu);
-    hreq_t *req = h->done_head;
-    h->done_head = h->done_tail = NULL;
-    pthread_mutex_unlock(&h->mu);
-    while (req) {
-        hreq_t *next = req->done_next;
-        hconn_t *c = req->conn;
-        c->n_work--;
-        req->on_worker = 0;
-        if (c->closing && sn__ops_abandon(&req->r)) {
-            req->on_worker = 1; /* a piece came back: it ends its turn */
-            c->n_work++;
-        } else if (c->closing) {
-            req_free(req);
-            conn_maybe_free(c);
-        } else {
-            req_ready(req);
-            conn_flush(c);
-            conn_release_held(c);
-            conn_flush(c);
-            conn_timer_update(c);
-            conn_process(c);
-        }
-        req = next;
-    }
+    sn__done_q_drain(&h->done);
 }
+
+/* Back from the engine, its connection open: write what is ready, read
+ * on. */
+static void http_returned(sn__creq_t *q)
+{
+    hreq_t *req = HREQ_OF_Q(q);
+    hconn_t *c = req->conn;
+    req_ready(req);
+    conn_flush(c);
+    sn__conn_release_held(&c->core);
+    conn_flush(c);
+    conn_timer_update(c);
+    conn_process(c);
+}
+
+static void http_free_req(sn__creq_t *q)
+{
+    req_free(HREQ_OF_Q(q));
+}
+
+static void http_maybe_free(sn__conn_core_t *core)
+{
+    conn_maybe_free((hconn_t *)((char *)core - offsetof(hconn_t, core)));
+}
+
+static const sn__conn_ops_t http_ops = {http_estimate, http_start,
+                                        http_returned, http_free_req,
+                                        http_maybe_free};
 
 /* ---- start and stop ------------------------------------------------------------------ */
 
@@ -2336,7 +2291,8 @@ int sn__http_start(struct uv_loop_s *loop, sn__ops_ctx_t *ops,
     h->settings.on_headers_complete = on_headers_complete;
     h->settings.on_body = on_body;
     h->settings.on_message_complete = on_message_complete;
-    if (pthread_mutex_init(&h->mu, NULL)) {
+    h->done.async = &h->async;
+    if (pthread_mutex_init(&h->done.mu, NULL)) {
         free(h);
         return sn__derr(err, err_len, -EAGAIN, "cannot create a mutex");
     }
@@ -2362,7 +2318,7 @@ static void on_drain_timeout(uv_timer_t *t)
     sn__http_t *h = t->data;
     for (hconn_t *c = h->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->closing && !c->n_work)
+        if (!c->core.closing && !c->core.n_work)
             conn_close(c);
     }
 }
@@ -2375,14 +2331,14 @@ void sn__http_stop(sn__http_t *h, void (*on_closed)(void *arg), void *arg)
     uv_close((uv_handle_t *)&h->listener, on_h_closed);
     for (hconn_t *c = h->conns, *next; c; c = next) {
         next = c->next;
-        if (c->closing)
+        if (c->core.closing)
             continue;
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = 0;
         }
         c->stop_parsing = 1;
-        if (!c->n_work && !c->n_writes)
+        if (!c->core.n_work && !c->core.n_writes)
             conn_close(c);
     }
     uv_timer_start(&h->drain, on_drain_timeout, SN_HTTP_DRAIN_MS, 1000);
@@ -2394,6 +2350,6 @@ void sn__http_free(sn__http_t *h)
     if (!h)
         return;
     if (h->mu_ok)
-        pthread_mutex_destroy(&h->mu);
+        pthread_mutex_destroy(&h->done.mu);
     free(h);
 }

@@ -39,11 +39,13 @@
  * another connection: parsing of big lines, encoding and storage all run off
  * the loop thread.
  *
- * Requests: each is the engine's sn__req_t (ops.c) inside this transport's
- * sreq_t, which holds what only the socket needs (FIFO links, connection,
- * timings); the engine hands it back through its `done` callback,
- * on_req_done(), which queues it on `done_*` (mutex) and wakes the loop
- * with a uv_async_t.
+ * Requests: each is the engine's sn__req_t (ops.c) inside the connection
+ * core's sn__creq_t (conn.c: the FIFO, the budget, the hand-over to the
+ * engine and back, pieces, the close -- shared with http.c) inside this
+ * transport's sreq_t, which holds what only the socket needs (connection,
+ * line, timings); the engine hands it back through its `done` callback,
+ * on_req_done(), which queues it on the completion queue and wakes the
+ * loop with a uv_async_t.
  *
  * Lifetimes: a request is freed by the loop thread only -- after its reply
  * is written, or when its connection closes, unless it is on a worker then:
@@ -100,22 +102,19 @@ typedef struct sreq sreq_t;
 /* A request as the socket sees it: the engine's request, and around it
  * what only this transport needs. */
 struct sreq {
-    sn__req_t r;                  /* the engine's */
-    sreq_t *next;                 /* the connection's FIFO */
-    sreq_t *done_next;            /* the server's list of returned requests */
+    sn__creq_t q;                 /* the core's, with the engine's in it */
     sn__conn_t *conn;
     uint64_t seq;                 /* per connection, for the logs */
     int64_t t0_ns;
-    int done;                     /* reply is ready */
-    int on_worker;
     int late;                     /* read after shutdown began */
-    sn__slot_t slot;              /* in the connection's reply budget */
     char *line;                   /* owned until parsed (big lines) */
     size_t line_len;
     size_t n_line_bytes;          /* the line's bytes, counted in the conn */
 };
 
-#define SREQ_OF(req) ((sreq_t *)((char *)(req)-offsetof(sreq_t, r)))
+#define SREQ_OF(req) ((sreq_t *)((char *)(req)-offsetof(sreq_t, q.r)))
+#define SREQ_OF_Q(cq) ((sreq_t *)((char *)(cq)-offsetof(sreq_t, q)))
+#define HEAD(c) ((c)->core.head ? SREQ_OF_Q((c)->core.head) : NULL)
 
 struct sn__conn {
     uv_pipe_t pipe;
@@ -125,20 +124,14 @@ struct sn__conn {
     char *rbuf;                   /* rbuf[rstart..rlen): unparsed bytes */
     size_t rstart, rlen, rcap;
     size_t scan;                  /* rbuf[rstart..scan) holds no newline */
-    sreq_t *head, *tail;          /* FIFO, request order */
-    int n_reqs;                   /* in the FIFO or being written */
+    sn__conn_core_t core;         /* requests, budget, order (conn.c) */
     size_t n_bytes;               /* their line bytes */
-    sn__budget_t budget;          /* replies not yet written (budget.c) */
     uint64_t t_active;            /* uv_now() of the last read or write */
-    int n_writes;
-    int n_work;                   /* requests on workers */
     uint64_t n_seq;
-    sn__order_t order;
     unsigned reading : 1;
     unsigned eof : 1;             /* the peer closed its side */
     unsigned parsing : 1;         /* a big line is on the threadpool */
     unsigned drain_close : 1;     /* close once the FIFO is written */
-    unsigned closing : 1;         /* uv_close called */
     unsigned closed : 1;          /* close callback ran */
 };
 
@@ -151,8 +144,7 @@ struct sn__server {
     uv_timer_t idle;              /* the idle sweep */
     sn__server_opts_t o;
     sn__ops_ctx_t ops;
-    pthread_mutex_t done_mu;
-    sreq_t *done_head, *done_tail;
+    sn__done_q_t done;            /* requests back from the engine */
     sn__conn_t *conns;
     int n_conns;
     uint64_t n_serial;
@@ -166,6 +158,7 @@ struct sn__server {
 
 static void conn_process(sn__conn_t *c);
 static void on_req_done(sn__req_t *r);
+static const sn__conn_ops_t sock_ops;
 static void conn_close(sn__conn_t *c);
 static void conn_flush(sn__conn_t *c);
 
@@ -175,11 +168,9 @@ static void req_free(sreq_t *req)
 {
     sn__conn_t *c = req->conn;
     sn__server_t *srv = c->srv;
-    c->n_reqs--;
+    sn__conn_drop(&c->core, &req->q);
     c->n_bytes -= req->n_line_bytes;
     srv->bytes -= req->n_line_bytes;
-    sn__budget_drop(&c->budget, &req->slot);
-    sn__ops_release(&req->r);
     free(req->line);
     free(req);
 }
@@ -187,9 +178,9 @@ static void req_free(sreq_t *req)
 static void req_log(sreq_t *req)
 {
     double ms = (double)(sn__now_ns() - req->t0_ns) / 1e6;
-    const char *op = req->r.p.has_op ? sn_op_name(req->r.p.op) : "-";
-    const char *id = req->r.p.id_json ? req->r.p.id_json : "null";
-    if (req->r.code == SN__P_INTERNAL) {
+    const char *op = req->q.r.p.has_op ? sn_op_name(req->q.r.p.op) : "-";
+    const char *id = req->q.r.p.id_json ? req->q.r.p.id_json : "null";
+    if (req->q.r.code == SN__P_INTERNAL) {
         sn__log_warn("conn %llu #%llu %s: internal error after %.1f ms",
                      (unsigned long long)req->conn->serial,
                      (unsigned long long)req->seq, op, ms);
@@ -197,17 +188,17 @@ static void req_log(sreq_t *req)
     }
     /* the id (cut short) and, for encoder work, the batches and steps
      * that ran first: what the fairness tests read */
-    if (req->r.job.n_ahead >= 0)
+    if (req->q.r.job.n_ahead >= 0)
         sn__log_debug("conn %llu #%llu %s id %.40s: %s, %.1f ms, %d "
                       "batches or steps ahead",
                       (unsigned long long)req->conn->serial,
                       (unsigned long long)req->seq, op, id,
-                      sn__perr_name(req->r.code), ms, req->r.job.n_ahead);
+                      sn__perr_name(req->q.r.code), ms, req->q.r.job.n_ahead);
     else
         sn__log_debug("conn %llu #%llu %s id %.40s: %s, %.1f ms",
                       (unsigned long long)req->conn->serial,
                       (unsigned long long)req->seq, op, id,
-                      sn__perr_name(req->r.code), ms);
+                      sn__perr_name(req->q.r.code), ms);
 }
 
 /* The reply (or its next piece) is ready (loop thread): counted at its
@@ -215,15 +206,15 @@ static void req_log(sreq_t *req)
 static void req_ready(sreq_t *req)
 {
     sn__conn_t *c = req->conn;
-    req->done = 1;
-    sn__budget_made(&c->budget, &req->slot, req->r.reply.len);
-    if (!req->r.more)
+    req->q.done = 1;
+    sn__budget_made(&c->core.budget, &req->q.slot, req->q.r.reply.len);
+    if (!req->q.r.more)
         req_log(req);
 }
 
 static void req_error(sreq_t *req, sn__perr_t code, const char *msg)
 {
-    sn__ops_reply_error(&req->r, code, msg);
+    sn__ops_reply_error(&req->q.r, code, msg);
 }
 
 static sreq_t *req_new(sn__conn_t *c, size_t line_len)
@@ -232,27 +223,20 @@ static sreq_t *req_new(sn__conn_t *c, size_t line_len)
     if (!req)
         return NULL;
     req->conn = c;
-    req->r.ops = &c->srv->ops;
-    req->r.done = on_req_done;
-    req->r.client = c;
-    req->r.job.n_ahead = -1;
+    req->q.r.ops = &c->srv->ops;
+    req->q.r.done = on_req_done;
+    req->q.r.client = c;
+    req->q.r.job.n_ahead = -1;
     req->seq = ++c->n_seq;
     req->t0_ns = sn__now_ns();
     req->n_line_bytes = line_len;
     req->late = c->srv->stopping;
-    sn__buf_init(&req->r.reply, SN_MAX_REPLY);
-    c->n_reqs++;
+    sn__buf_init(&req->q.r.reply, SN_MAX_REPLY);
     c->n_bytes += line_len;
     c->srv->bytes += line_len;
-    if (c->tail)
-        c->tail->next = req;
-    else
-        c->head = req;
-    c->tail = req;
+    sn__conn_push(&c->core, &req->q);
     return req;
 }
-
-static void req_start(sreq_t *req);
 
 /* Parsed (or failed to): start the work, or hold it for the budget. */
 static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
@@ -268,54 +252,41 @@ static void req_dispatch(sreq_t *req, sn__perr_t code, const char *msg)
         req_ready(req);
         return;
     }
-    if (sn__budget_admit(&c->budget, &req->slot,
-                         sn__ops_reply_estimate(&req->r)))
-        req_start(req);
+    sn__conn_admit(&c->core, &req->q);
 }
 
-/* Held requests whose turn has come (in order), while the budget allows. */
-static void conn_release_held(sn__conn_t *c)
+/* The core's turns (conn.c). */
+
+static size_t sock_estimate(const sn__creq_t *q)
 {
-    for (sreq_t *req = c->head; req && c->budget.n_held && !c->closing;
-         req = req->next) {
-        if (!req->slot.held)
-            continue;
-        if (!sn__budget_release(&c->budget, &req->slot,
-                                sn__ops_reply_estimate(&req->r)))
-            break;
-        if (req->late || c->srv->stopping) {
-            req_error(req, SN__P_SHUTTING_DOWN,
-                      "the daemon is shutting down");
-            req_ready(req);
-            continue;
-        }
-        req_start(req);
-    }
+    return sn__ops_reply_estimate(&q->r);
 }
 
-/* Hand a request to the engine. */
-static void req_start(sreq_t *req)
+/* Hand a request to the engine -- unless it waited for the budget and
+ * the daemon began shutting down meanwhile. */
+static void sock_start(sn__creq_t *q, int held)
 {
+    sreq_t *req = SREQ_OF_Q(q);
     sn__conn_t *c = req->conn;
-    req->on_worker = 1;
-    if (sn__ops_dispatch(&req->r, &c->order)) {
-        c->n_work++;
-        return; /* the worker owns it now */
+    if (held && (req->late || c->srv->stopping)) {
+        req_error(req, SN__P_SHUTTING_DOWN, "the daemon is shutting down");
+        req_ready(req);
+        return;
     }
-    req->on_worker = 0;
-    req_ready(req);
+    if (!sn__conn_dispatch(&c->core, q))
+        req_ready(req);
 }
 
 static void parse_work(uv_work_t *w)
 {
     sreq_t *req = w->data;
     char msg[512];
-    req->r.code = sn__proto_parse(req->line, req->line_len, &req->r.p, msg,
+    req->q.r.code = sn__proto_parse(req->line, req->line_len, &req->q.r.p, msg,
                                 sizeof msg);
-    if (req->r.code) {
+    if (req->q.r.code) {
         /* keep the message for the loop: reuse the reply buffer */
-        sn__buf_puts(&req->r.reply, msg);
-        sn__buf_put(&req->r.reply, "", 1);
+        sn__buf_puts(&req->q.r.reply, msg);
+        sn__buf_put(&req->q.r.reply, "", 1);
     }
     free(req->line);
     req->line = NULL;
@@ -327,19 +298,19 @@ static void parse_after(uv_work_t *w, int status)
     sn__conn_t *c = req->conn;
     (void)status;
     free(w);
-    c->n_work--;
+    c->core.n_work--;
     c->parsing = 0;
-    req->on_worker = 0;
-    if (c->closing) {
+    req->q.on_worker = 0;
+    if (c->core.closing) {
         req_free(req);
         conn_close(c); /* frees the conn when this was the last */
         return;
     }
     char msg[512] = "";
-    if (req->r.code && req->r.reply.data)
-        snprintf(msg, sizeof msg, "%s", req->r.reply.data);
-    sn__buf_free(&req->r.reply);
-    req_dispatch(req, req->r.code, msg);
+    if (req->q.r.code && req->q.r.reply.data)
+        snprintf(msg, sizeof msg, "%s", req->q.r.reply.data);
+    sn__buf_free(&req->q.r.reply);
+    req_dispatch(req, req->q.r.code, msg);
     conn_flush(c);
     conn_process(c);
 }
@@ -355,7 +326,7 @@ static void conn_line(sn__conn_t *c, const char *line, size_t len)
         return;
     }
     if (len <= SN_PARSE_INLINE || req->late) {
-        sn__perr_t code = sn__proto_parse(line, len, &req->r.p, msg, sizeof msg);
+        sn__perr_t code = sn__proto_parse(line, len, &req->q.r.p, msg, sizeof msg);
         req_dispatch(req, code, msg);
         return;
     }
@@ -370,15 +341,15 @@ static void conn_line(sn__conn_t *c, const char *line, size_t len)
     memcpy(req->line, line, len);
     req->line_len = len;
     w->data = req;
-    req->on_worker = 1;
+    req->q.on_worker = 1;
     if (uv_queue_work(&c->srv->loop, w, parse_work, parse_after)) {
         free(w);
-        req->on_worker = 0;
+        req->q.on_worker = 0;
         req_error(req, SN__P_INTERNAL, "cannot queue the request");
         req_ready(req);
         return;
     }
-    c->n_work++;
+    c->core.n_work++;
     c->parsing = 1;
 }
 
@@ -404,7 +375,7 @@ static void server_maybe_finish(sn__server_t *srv);
 
 static void conn_maybe_free(sn__conn_t *c)
 {
-    if (!c->closed || c->n_work || c->n_writes)
+    if (!c->closed || c->core.n_work || c->core.n_writes)
         return;
     sn__server_t *srv = c->srv;
     conn_free(c);
@@ -423,25 +394,13 @@ static void on_conn_closed(uv_handle_t *h)
  * once nothing refers to it. */
 static void conn_close(sn__conn_t *c)
 {
-    if (c->closing) {
+    if (c->core.closing) {
         conn_maybe_free(c);
         return;
     }
-    c->closing = 1;
+    c->core.closing = 1;
     c->reading = 0;
-    sreq_t *req = c->head;
-    c->head = c->tail = NULL;
-    while (req) {
-        sreq_t *next = req->next;
-        req->next = NULL;
-        if (!req->on_worker && sn__ops_abandon(&req->r)) {
-            req->on_worker = 1; /* back through the engine, then freed */
-            c->n_work++;
-        } else if (!req->on_worker) {
-            req_free(req);
-        }
-        req = next;
-    }
+    sn__conn_drop_all(&c->core);
     sn__log_debug("conn %llu: closing", (unsigned long long)c->serial);
     uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
@@ -454,13 +413,13 @@ static int conn_full(sn__conn_t *c)
         srv->global_paused = 1;
         return 1;
     }
-    return c->n_reqs >= SN_CONN_MAX_REQS || c->n_bytes >= SN_CONN_MAX_BYTES ||
-           c->budget.wbytes >= SN_CONN_WBUF_HIGH;
+    return c->core.n_reqs >= SN_CONN_MAX_REQS || c->n_bytes >= SN_CONN_MAX_BYTES ||
+           c->core.budget.wbytes >= SN_CONN_WBUF_HIGH;
 }
 
 static void conn_maybe_close(sn__conn_t *c)
 {
-    if (c->closing || c->n_reqs)
+    if (c->core.closing || c->core.n_reqs)
         return;
     if (c->eof && c->rstart < c->rlen && !c->drain_close)
         return; /* lines still buffered: paused, not finished */
@@ -552,7 +511,7 @@ static void conn_process(sn__conn_t *c)
     sn__server_t *srv = c->srv;
     size_t max_line = srv->o.max_line;
 
-    while (!c->closing && !c->drain_close && !c->parsing &&
+    while (!c->core.closing && !c->drain_close && !c->parsing &&
            c->rstart < c->rlen && !conn_full(c)) {
         char *start = c->rbuf + c->rstart;
         size_t from = c->scan > c->rstart ? c->scan : c->rstart;
@@ -586,10 +545,10 @@ static void conn_process(sn__conn_t *c)
             continue; /* blank lines are allowed between requests */
         conn_line(c, start, len);
     }
-    if (c->closing)
+    if (c->core.closing)
         return;
     conn_flush(c);
-    if (c->closing)
+    if (c->core.closing)
         return;
     int want = !c->eof && !c->drain_close && !c->parsing && !srv->stopping &&
                !conn_full(c);
@@ -608,8 +567,8 @@ static void conn_process(sn__conn_t *c)
         if (conn_full(c))
             sn__log_debug("conn %llu: paused: %d requests, %zu bytes "
                           "unanswered, %zu reply bytes unread",
-                          (unsigned long long)c->serial, c->n_reqs,
-                          c->n_bytes, c->budget.wbytes);
+                          (unsigned long long)c->serial, c->core.n_reqs,
+                          c->n_bytes, c->core.budget.wbytes);
     }
 }
 
@@ -620,7 +579,7 @@ static void server_resume_all(sn__server_t *srv)
     srv->global_paused = 0;
     for (sn__conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->closing)
+        if (!c->core.closing)
             conn_process(c);
     }
 }
@@ -635,31 +594,19 @@ typedef struct {
     size_t len;
 } swrite_t;
 
-/* The head's reply goes in pieces: make the next one once the replies
- * not yet written leave room for it. */
-static void conn_more(sn__conn_t *c)
-{
-    sreq_t *req = c->head;
-    if (c->closing || !req || !sn__budget_more(&c->budget, &req->slot))
-        return;
-    req->on_worker = 1;
-    c->n_work++;
-    sn__ops_more(&req->r); /* back through on_req_done */
-}
-
 static void on_write(uv_write_t *uw, int status)
 {
     swrite_t *w = (swrite_t *)uw;
     sn__conn_t *c = w->c;
     sn__server_t *srv = c->srv;
-    sn__budget_taken(&c->budget, w->len);
-    c->n_writes--;
+    sn__budget_taken(&c->core.budget, w->len);
+    c->core.n_writes--;
     c->t_active = uv_now(&srv->loop);
     if (w->req)
         req_free(w->req);
     free(w->data);
     free(w);
-    if (c->closing) {
+    if (c->core.closing) {
         conn_maybe_free(c);
         return;
     }
@@ -669,8 +616,8 @@ static void on_write(uv_write_t *uw, int status)
         conn_close(c);
         return;
     }
-    conn_more(c);
-    conn_release_held(c);
+    sn__conn_more(&c->core);
+    sn__conn_release_held(&c->core);
     conn_flush(c);
     conn_process(c);
     conn_maybe_close(c);
@@ -681,10 +628,10 @@ static void on_write(uv_write_t *uw, int status)
  * reply leaves its request at the head, to make the next. */
 static void conn_flush(sn__conn_t *c)
 {
-    while (!c->closing && c->head && c->head->done) {
-        sreq_t *req = c->head;
-        int piece = req->r.more;
-        if (req->r.in_pieces && req->r.code) {
+    while (!c->core.closing && c->core.head && c->core.head->done) {
+        sreq_t *req = HEAD(c);
+        int piece = req->q.r.more;
+        if (req->q.r.in_pieces && req->q.r.code) {
             /* failed after some of its reply went: cannot be answered */
             sn__log_warn("conn %llu #%llu: reply failed after %s; closing",
                          (unsigned long long)c->serial,
@@ -693,12 +640,8 @@ static void conn_flush(sn__conn_t *c)
             conn_close(c);
             return;
         }
-        if (!piece) {
-            c->head = req->next;
-            if (!c->head)
-                c->tail = NULL;
-            req->next = NULL;
-        }
+        if (!piece)
+            sn__conn_pop(&c->core);
         swrite_t *w = malloc(sizeof *w);
         if (!w) {
             if (!piece)
@@ -708,13 +651,13 @@ static void conn_flush(sn__conn_t *c)
         }
         w->c = c;
         w->req = piece ? NULL : req;
-        w->len = req->r.reply.len;
-        w->data = piece ? req->r.reply.data : NULL;
-        uv_buf_t b = uv_buf_init(req->r.reply.data, (unsigned)w->len);
+        w->len = req->q.r.reply.len;
+        w->data = piece ? req->q.r.reply.data : NULL;
+        uv_buf_t b = uv_buf_init(req->q.r.reply.data, (unsigned)w->len);
         if (piece) { /* the bytes go with the write */
-            req->r.reply.data = NULL;
-            req->r.reply.len = req->r.reply.cap = 0;
-            req->done = 0;
+            req->q.r.reply.data = NULL;
+            req->q.r.reply.len = req->q.r.reply.cap = 0;
+            req->q.done = 0;
         }
         int rc = uv_write(&w->w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
         if (rc) {
@@ -727,11 +670,11 @@ static void conn_flush(sn__conn_t *c)
             conn_close(c);
             return;
         }
-        sn__budget_sent(&c->budget, &req->slot, w->len);
-        c->n_writes++;
+        sn__budget_sent(&c->core.budget, &req->q.slot, w->len);
+        c->core.n_writes++;
         if (piece) {
-            req->slot.want_more = 1;
-            conn_more(c);
+            req->q.slot.want_more = 1;
+            sn__conn_more(&c->core);
             break;
         }
     }
@@ -752,7 +695,8 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = srv;
     c->serial = ++srv->n_serial;
-    c->budget.max = SN_CONN_REPLY_BUDGET;
+    c->core.ops = &sock_ops;
+    c->core.budget.max = SN_CONN_REPLY_BUDGET;
     c->t_active = uv_now(&srv->loop);
     uv_pipe_init(&srv->loop, &c->pipe, 0);
     c->pipe.data = c;
@@ -798,16 +742,7 @@ static void on_connection(uv_stream_t *server, int status)
 static void on_req_done(sn__req_t *r)
 {
     sreq_t *req = SREQ_OF(r);
-    sn__server_t *srv = req->conn->srv;
-    pthread_mutex_lock(&srv->done_mu);
-    req->done_next = NULL;
-    if (srv->done_tail)
-        srv->done_tail->done_next = req;
-    else
-        srv->done_head = req;
-    srv->done_tail = req;
-    pthread_mutex_unlock(&srv->done_mu);
-    uv_async_send(&srv->async);
+    sn__done_q_push(&req->conn->srv->done, &req->q);
 }
 
 /* Requests back from the workers: their place in the FIFO never changed
@@ -815,31 +750,34 @@ static void on_req_done(sn__req_t *r)
 static void on_async(uv_async_t *a)
 {
     sn__server_t *srv = a->data;
-    pthread_mutex_lock(&srv->done_mu);
-    sreq_t *req = srv->done_head;
-    srv->done_head = srv->done_tail = NULL;
-    pthread_mutex_unlock(&srv->done_mu);
-    while (req) {
-        sreq_t *next = req->done_next;
-        sn__conn_t *c = req->conn;
-        c->n_work--;
-        req->on_worker = 0;
-        if (c->closing && sn__ops_abandon(&req->r)) {
-            req->on_worker = 1; /* a piece came back: it ends its turn */
-            c->n_work++;
-        } else if (c->closing) {
-            req_free(req);
-            conn_maybe_free(c);
-        } else {
-            req_ready(req);
-            conn_flush(c);
-            conn_release_held(c);
-            conn_flush(c);
-        }
-        req = next;
-    }
+    sn__done_q_drain(&srv->done);
     server_resume_all(srv);
 }
+
+/* Back from the engine, its connection open: write what is ready. */
+static void sock_returned(sn__creq_t *q)
+{
+    sreq_t *req = SREQ_OF_Q(q);
+    sn__conn_t *c = req->conn;
+    req_ready(req);
+    conn_flush(c);
+    sn__conn_release_held(&c->core);
+    conn_flush(c);
+}
+
+static void sock_free_req(sn__creq_t *q)
+{
+    req_free(SREQ_OF_Q(q));
+}
+
+static void sock_maybe_free(sn__conn_core_t *core)
+{
+    conn_maybe_free((sn__conn_t *)((char *)core - offsetof(sn__conn_t, core)));
+}
+
+static const sn__conn_ops_t sock_ops = {sock_estimate, sock_start,
+                                        sock_returned, sock_free_req,
+                                        sock_maybe_free};
 
 /* ---- the listening socket ------------------------------------------------------- */
 
@@ -961,13 +899,13 @@ static void on_idle_sweep(uv_timer_t *t)
     uint64_t limit = (uint64_t)srv->o.idle_ms;
     for (sn__conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (c->closing || c->n_work || now - c->t_active < limit)
+        if (c->core.closing || c->core.n_work || now - c->t_active < limit)
             continue;
         sn__log_info("conn %llu: idle for %llu ms (%d requests waiting, "
                      "%zu reply bytes unread); closing",
                      (unsigned long long)c->serial,
-                     (unsigned long long)(now - c->t_active), c->n_reqs,
-                     c->budget.wbytes);
+                     (unsigned long long)(now - c->t_active), c->core.n_reqs,
+                     c->core.budget.wbytes);
         conn_close(c);
     }
 }
@@ -1001,9 +939,9 @@ static void on_drain_timeout(uv_timer_t *t)
     int n_busy = 0, n_closed = 0;
     for (sn__conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (c->closing)
+        if (c->core.closing)
             continue;
-        if (c->n_work) {
+        if (c->core.n_work) {
             n_busy++;
             continue;
         }
@@ -1040,7 +978,7 @@ static void on_signal(uv_signal_t *s, int signum)
         sn__http_stop(srv->http, on_http_closed, srv);
     for (sn__conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (c->closing)
+        if (c->core.closing)
             continue;
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->pipe);
@@ -1090,7 +1028,8 @@ int sn__server_run(const sn__server_opts_t *opts, const sn_model_t *model,
         goto fail;
     }
     loop_ok = 1;
-    if (pthread_mutex_init(&srv->done_mu, NULL)) {
+    srv->done.async = &srv->async;
+    if (pthread_mutex_init(&srv->done.mu, NULL)) {
         rc = sn__derr(err, err_len, -EAGAIN, "cannot create a mutex");
         goto fail;
     }
@@ -1150,7 +1089,7 @@ fail:
 out:
     sn__http_free(srv->http);
     if (mu_ok)
-        pthread_mutex_destroy(&srv->done_mu);
+        pthread_mutex_destroy(&srv->done.mu);
     if (lock_fd >= 0)
         close(lock_fd);
     free(srv);

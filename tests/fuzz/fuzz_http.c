@@ -57,20 +57,20 @@ static int on_complete(http_parser *p)
     hreq_t *req = c->cur;
     c->cur = NULL;
     req->complete = 1;
-    if (!req->done && ep_local(req->ep)) {
+    if (!req->q.done && ep_local(req->ep)) {
         answer_local(req);
-    } else if (!req->done) {
+    } else if (!req->q.done) {
         if (build(req))
             req_ready(req);
-        else if (!req->r.p.has_op || (unsigned)req->r.p.op >= SN_OP_COUNT)
+        else if (!req->q.r.p.has_op || (unsigned)req->q.r.p.op >= SN_OP_COUNT)
             die("built without an op", req);
     }
-    if (req->done)
+    if (req->q.done)
         check_answer(req);
     if (getenv("FUZZ_HTTP_VERBOSE")) /* what a corpus file reaches */
         fprintf(stderr, "%s: %s\n", ep_names[req->ep],
-                req->done ? (req->head.data ? req->head.data : "?")
-                          : sn_op_name(req->r.p.op));
+                req->q.done ? (req->head.data ? req->head.data : "?")
+                          : sn_op_name(req->q.r.p.op));
     http_parser_pause(p, 1);
     return 0;
 }
@@ -105,7 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!c)
         return 0;
     c->h = &h;
-    c->budget.max = SN_HTTP_REPLY_BUDGET;
+    c->core.ops = &http_ops;
+    c->core.budget.max = SN_HTTP_REPLY_BUDGET;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     const char *in = (const char *)data + 1;
@@ -126,17 +127,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (e != HPE_OK || c->parser.upgrade) {
                 if (e != HPE_OK) {
                     conn_bad_request(c);
-                    if (c->head && c->tail->done)
-                        check_answer(c->tail);
+                    if (c->core.tail && c->core.tail->done)
+                        check_answer(HREQ_OF_Q(c->core.tail));
                 }
                 c->stop_parsing = 1;
             }
             break;
         }
     }
-    while (c->head) {
-        hreq_t *req = c->head;
-        c->head = req->next;
+    while (c->core.head) {
+        hreq_t *req = HEAD(c);
+        sn__conn_pop(&c->core);
         req_free(req);
     }
     sn__buf_free(&c->hval);
