@@ -473,41 +473,57 @@ static int word_char(utf8proc_int32_t c)
     }
 }
 
+/* UTF-8 s[0..len) -> code points cp (room for len of them); the count, or
+ * -1 when s is not valid UTF-8. */
+static int decode(const char *s, size_t len, utf8proc_int32_t *cp)
+{
+    int n = 0;
+    for (size_t i = 0; i < len; n++) {
+        utf8proc_ssize_t k = utf8proc_iterate(
+            (const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i),
+            &cp[n]);
+        if (k <= 0)
+            return -1;
+        i += (size_t)k;
+    }
+    return n;
+}
+
+/* Each word (a run of word characters) of cp[0..n) as a term of e. */
+static int add_words(expr_t *e, const utf8proc_int32_t *cp, int n)
+{
+    int rc;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && word_char(cp[j]))
+            j++;
+        if (j > i && (rc = expr_term(e, cp + i, j - i)) < 0)
+            return rc;
+        i = j > i ? j : i + 1;
+    }
+    return 0;
+}
+
 /* Append the words of the synonyms of w's terms (so far: the query's own
  * words) to w, each once. */
 static int expand(expr_t *w, const sn_wordnet_syn_t *syn)
 {
-    int n_own = w->n_seen, rc;
+    int n_own = w->n_seen, rc, n;
     utf8proc_int32_t cp[SN_WORDNET_MAX_SYN];
 
     for (int i = 0; i < n_own; i++) {
         const char *word = w->seen[i], *s;
-        int n = 0;
+        size_t sl;
+        n = 0;
         for (const char *c = word; *c; c++)
             n += ((unsigned char)*c & 0xc0) != 0x80;
         if (n < SN__LEX_SYN_MIN_CP ||
-            !(s = sn_wordnet_syn_find(syn, word, strlen(word))))
+            !(s = sn_wordnet_syn_find(syn, word, strlen(word))) ||
+            (sl = strlen(s)) >= SN_WORDNET_MAX_SYN)
             continue;
         /* the synonyms' text -> code points -> words, as the query's */
-        size_t sl = strlen(s);
-        n = 0;
-        for (size_t k = 0; k < sl && n < SN_WORDNET_MAX_SYN;) {
-            utf8proc_ssize_t m = utf8proc_iterate(
-                (const utf8proc_uint8_t *)s + k, (utf8proc_ssize_t)(sl - k),
-                &cp[n]);
-            if (m <= 0)
-                break;
-            k += (size_t)m;
-            n++;
-        }
-        for (int a = 0; a < n;) {
-            int b = a;
-            while (b < n && word_char(cp[b]))
-                b++;
-            if (b > a && (rc = expr_term(w, cp + a, b - a)) < 0)
-                return rc;
-            a = b > a ? b : a + 1;
-        }
+        if ((n = decode(s, sl, cp)) > 0 && (rc = add_words(w, cp, n)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -529,25 +545,12 @@ int sn__lex_match(const char *text, size_t len, const sn_wordnet_syn_t *syn,
     }
     if (!(cp = malloc((len + 1) * sizeof *cp)))
         goto oom;
-    for (size_t i = 0; i < len;) {
-        utf8proc_ssize_t k = utf8proc_iterate(
-            (const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i),
-            &cp[n]);
-        if (k <= 0) {
-            rc = sn__err(err, err_len, SN_EUTF8, "query is not valid utf-8");
-            goto fail;
-        }
-        i += (size_t)k;
-        n++;
+    if ((n = decode(text, len, cp)) < 0) {
+        rc = sn__err(err, err_len, SN_EUTF8, "query is not valid utf-8");
+        goto fail;
     }
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j < n && word_char(cp[j]))
-            j++;
-        if (j > i && (rc = expr_term(&w, cp + i, j - i)) < 0)
-            goto oom;
-        i = j > i ? j : i + 1;
-    }
+    if ((rc = add_words(&w, cp, n)) < 0)
+        goto oom;
     *n_words = w.n_terms;
     if (syn && (rc = expand(&w, syn)) < 0)
         goto oom;

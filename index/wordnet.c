@@ -447,6 +447,27 @@ static int make_sense(sn_wordnet_t *wn, const sn_wordnet_files_t *fs,
     return 0;
 }
 
+/* Every index file of fs into es, sorted by lemma, then part of speech. */
+static int parse_indexes(const sn_wordnet_files_t *fs, entries_t *es,
+                         char *err, size_t err_len)
+{
+    int rc;
+
+    for (int p = 0; p < N_POS; p++) {
+        if (!fs->index[p])
+            continue;
+        if (!fs->data[p])
+            return sn__err(err, err_len, SN_EARG, "index.%s without data.%s",
+                           POS_NAME[p], POS_NAME[p]);
+        if ((rc = parse_index(fs->index[p], fs->index_len[p], p, es, err,
+                              err_len)) < 0)
+            return rc;
+    }
+    if (es->n)
+        qsort(es->e, es->n, sizeof *es->e, cmp_entry);
+    return 0;
+}
+
 int sn_wordnet_parse(const sn_wordnet_files_t *fs, int min_senses,
                      sn_wordnet_t **out, char *err, size_t err_len)
 {
@@ -475,20 +496,8 @@ int sn_wordnet_parse(const sn_wordnet_files_t *fs, int min_senses,
                                        name, err, err_len)) < 0)
             goto fail;
     }
-    for (int p = 0; p < N_POS; p++) {
-        if (!fs->index[p])
-            continue;
-        if (!fs->data[p]) {
-            rc = sn__err(err, err_len, SN_EARG, "index.%s without data.%s",
-                         POS_NAME[p], POS_NAME[p]);
-            goto fail;
-        }
-        if ((rc = parse_index(fs->index[p], fs->index_len[p], p, &es, err,
-                              err_len)) < 0)
-            goto fail;
-    }
-    if (es.n)
-        qsort(es.e, es.n, sizeof *es.e, cmp_entry);
+    if ((rc = parse_indexes(fs, &es, err, err_len)) < 0)
+        goto fail;
     /* a lemma is a run of entries with the same text (one per pos) */
     for (i = 0; i < es.n; i = j) {
         size_t total = 0;
@@ -752,20 +761,8 @@ int sn_wordnet_syn_parse(const sn_wordnet_files_t *fs, sn_wordnet_syn_t **out,
     *out = NULL;
     if (!(sy = calloc(1, sizeof *sy)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
-    for (int p = 0; p < N_POS; p++) {
-        if (!fs->index[p])
-            continue;
-        if (!fs->data[p]) {
-            rc = sn__err(err, err_len, SN_EARG, "index.%s without data.%s",
-                         POS_NAME[p], POS_NAME[p]);
-            goto fail;
-        }
-        if ((rc = parse_index(fs->index[p], fs->index_len[p], p, &es, err,
-                              err_len)) < 0)
-            goto fail;
-    }
-    if (es.n)
-        qsort(es.e, es.n, sizeof *es.e, cmp_entry);
+    if ((rc = parse_indexes(fs, &es, err, err_len)) < 0)
+        goto fail;
     for (i = 0; i < es.n; i++)
         n_one += !memchr(es.e[i].lemma, '_', es.e[i].lemma_len);
     sy->lemma = arena_alloc(&sy->arena, (n_one ? n_one : 1) *
