@@ -182,6 +182,7 @@ struct sn_store {
     sn_store_log_cb log_cb;
     void *log_ud;
     char *pending[MAX_PENDING_LOG]; /* lines logged before a callback */
+    sn_store_level_t pending_level[MAX_PENDING_LOG];
     int n_pending, n_dropped;
     int background; /* index builds on their own thread (set_background) */
     int graph;      /* SN__ANN_* of an HNSW index (sn_store_set_hnsw) */
@@ -229,27 +230,47 @@ static int db_fail(sn_store_t *st, int rc, char *err, size_t err_len,
     return code;
 }
 
-static void store_log(void *ud, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void store_log(void *ud, const char *fmt, ...)
+/* Lines for a person (sn_store_set_log): store_log for what went wrong
+ * or was repaired, store_note for the store's normal course (a migration,
+ * a background build starting and ending, Flat switched to HNSW). */
+static void store_vlog(sn_store_t *st, sn_store_level_t level,
+                       const char *fmt, va_list ap)
 {
-    sn_store_t *st = ud;
     char line[1024];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     if (st->log_cb) {
-        st->log_cb(st->log_ud, line);
+        st->log_cb(st->log_ud, level, line);
         return;
     }
     if (st->n_pending < MAX_PENDING_LOG &&
         (st->pending[st->n_pending] = strdup(line)))
-        st->n_pending++;
+        st->pending_level[st->n_pending++] = level;
     else
         st->n_dropped++;
+}
+
+static void store_log(void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void store_note(void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void store_log(void *ud, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    store_vlog(ud, SN_STORE_WARN, fmt, ap);
+    va_end(ap);
+}
+
+static void store_note(void *ud, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    store_vlog(ud, SN_STORE_INFO, fmt, ap);
+    va_end(ap);
 }
 
 void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud)
@@ -261,14 +282,14 @@ void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud)
     st->log_ud = ud;
     for (int i = 0; i < st->n_pending; i++) {
         if (cb)
-            cb(ud, st->pending[i]);
+            cb(ud, st->pending_level[i], st->pending[i]);
         free(st->pending[i]);
     }
     if (cb && st->n_dropped) {
         char line[96];
         snprintf(line, sizeof line, "%d earlier log lines dropped",
                  st->n_dropped);
-        cb(ud, line);
+        cb(ud, SN_STORE_WARN, line);
     }
     st->n_pending = 0;
     st->n_dropped = 0;
@@ -1022,7 +1043,7 @@ static void *builder_main(void *arg)
     pthread_rwlock_unlock(&c->ann_rw);
     ann = NULL;
     c->stale = 0;
-    store_log(st, "collection '%s': %s index ready in %.1f s (%lld vectors)",
+    store_note(st, "collection '%s': %s index ready in %.1f s (%lld vectors)",
               c->name, sn__ann_kind_name(c->ann->kind), mono_now() - t0,
               (long long)sn__ann_ntotal(c->ann));
 done:
@@ -1062,7 +1083,7 @@ static int start_build(sn_store_t *st, coll_t *c, char *err, size_t err_len)
             c->stale = 1;
         return rc;
     }
-    store_log(st, "collection '%s': building its %s index in the background "
+    store_note(st, "collection '%s': building its %s index in the background "
               "(%lld vectors); searches use %s until it is ready", c->name,
               sn__ann_kind_name(kind),
               (long long)n_live,
@@ -1175,16 +1196,16 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
         return 0;
     n_live = sn__ann_ntotal(a) - a->n_dead;
     if (want_hnsw(c, n_live, a->hnsw) != a->hnsw)
-        store_log(st, "collection '%s': %lld vectors, rebuilding its index "
+        store_note(st, "collection '%s': %lld vectors, rebuilding its index "
                   "as %s", c->name, (long long)n_live,
                   sn__ann_kind_name(want_kind(st, c, n_live)));
     else if (a->hnsw && a->kind != st->graph)
-        store_log(st, "collection '%s': rebuilding its %s index as %s (the "
+        store_note(st, "collection '%s': rebuilding its %s index as %s (the "
                   "store's HNSW kind)", c->name, sn__ann_kind_name(a->kind),
                   sn__ann_kind_name(st->graph));
     else if (a->hnsw && a->n_dead > 0 &&
              a->n_dead > SN__TOMBSTONE_REBUILD * sn__ann_ntotal(a))
-        store_log(st, "collection '%s': %lld of %lld vectors deleted, "
+        store_note(st, "collection '%s': %lld of %lld vectors deleted, "
                   "rebuilding its index", c->name, (long long)a->n_dead,
                   (long long)sn__ann_ntotal(a));
     else
@@ -1486,7 +1507,7 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
     }
     if ((rc = exec(st, "PRAGMA synchronous = FULL", err, err_len)) < 0)
         goto fail_msg;
-    if ((rc = sn__schema_migrate(st->db, st->readonly, store_log, st, err,
+    if ((rc = sn__schema_migrate(st->db, st->readonly, store_note, st, err,
                                  err_len)) < 0)
         goto fail_msg;
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", err, err_len)) < 0 ||
@@ -2524,6 +2545,7 @@ static int filter_bind(const filter_t *f, sqlite3_stmt *s)
 typedef struct {
     sn_hit_t *v;
     int n, k;
+    int lean; /* ids and spans only: no text, no meta */
 } hits_t;
 
 static void hits_clear(hits_t *h)
@@ -2555,17 +2577,20 @@ static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
     hit = &h->v[h->n];
     memset(hit, 0, sizeof *hit);
     hit->id = dup_col(s, 0);
-    hit->text = dup_col(s, 1);
+    if (!h->lean) {
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+    }
     hit->chunk = sqlite3_column_int(s, 2);
     hit->start = sqlite3_column_int(s, 3);
     hit->end = sqlite3_column_int(s, 4);
-    hit->meta_json = dup_col(s, 5);
+    hit->ref = id;
     hit->score = score;
     hit->vector_score = score;
     hit->lexical_score = NAN;
     h->n++;
     sqlite3_reset(s);
-    if (!hit->id || !hit->text || !hit->meta_json)
+    if (!hit->id || (!h->lean && (!hit->text || !hit->meta_json)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
 }
@@ -3266,9 +3291,9 @@ static int doc_tri(sn_store_t *st, const coll_t *c, const sn__tri_t *tri,
     return 0;
 }
 
-/* Read result x back into hit (text, span, meta). */
+/* Read result x back into hit (text, span, meta; lean: no text or meta). */
 static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
-                      sn_hit_t *hit, char *err, size_t err_len)
+                      int lean, sn_hit_t *hit, char *err, size_t err_len)
 {
     sqlite3_stmt *s;
     int rc;
@@ -3286,18 +3311,59 @@ static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
                    : db_fail(st, rc, err, err_len, "cannot read a hit");
     }
     hit->id = dup_col(s, 0);
-    hit->text = dup_col(s, 1);
+    if (!lean) {
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+    }
     hit->chunk = sqlite3_column_int(s, 2);
     hit->start = sqlite3_column_int(s, 3);
     hit->end = sqlite3_column_int(s, 4);
-    hit->meta_json = dup_col(s, 5);
+    hit->ref = x->ordinal < 0 ? x->doc : x->chunk;
+    hit->ref_doc = x->ordinal < 0;
     hit->score = x->score;
     hit->vector_score = x->vec;
     hit->lexical_score = x->lex;
     sqlite3_reset(s);
-    if (!hit->id || !hit->text || !hit->meta_json)
+    if (!hit->id || (!lean && (!hit->text || !hit->meta_json)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
+}
+
+int sn_store_hit_read(sn_store_t *st, const char *collection, sn_hit_t *hit,
+                      char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    coll_t *c;
+    int rc;
+
+    if (!st || !hit)
+        return sn__err(err, err_len, SN_EARG, "sn_store_hit_read: bad "
+                       "arguments");
+    pthread_mutex_lock(&st->lock);
+    if ((rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0 ||
+        (rc = query(st, hit->ref_doc ? Q_DOC_HIT : Q_HIT, c->id, &s, err,
+                    err_len)) < 0)
+        goto done;
+    sqlite3_bind_int64(s, 1, hit->ref);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        free(hit->text);
+        free(hit->meta_json);
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+        rc = hit->text && hit->meta_json
+                 ? 0
+                 : sn__err(err, err_len, -ENOMEM, "out of memory");
+    } else {
+        rc = rc == SQLITE_DONE
+                 ? sn__err(err, err_len, SN_ENOTFOUND, "'%s': a hit is gone",
+                           collection)
+                 : db_fail(st, rc, err, err_len, "cannot read a hit");
+    }
+    sqlite3_reset(s);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }
 
 const char *sn_search_mode_name(sn_search_mode_t mode)
@@ -3443,7 +3509,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
             free(top);
         }
     }
-    /* The vector list: the best chunks, as documents. */
+    /* The vector list: the best chunks, as documents (their ids: lean). */
+    vh.lean = 1;
     if (use_vec) {
         if ((rc = vec_hits(st, c, q->vec, n_cand, q->ef, 0, &f, &vh, err,
                            err_len)) < 0)
@@ -3500,7 +3567,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
     if (n_hits && !(hits = calloc((size_t)n_hits, sizeof *hits)))
         goto oom;
     for (int i = 0; i < n_hits; i++)
-        if ((rc = read_fused(st, c, &res.v[i], &hits[i], err, err_len)) < 0) {
+        if ((rc = read_fused(st, c, &res.v[i], q->lean, &hits[i], err,
+                             err_len)) < 0) {
             n_hits = i + 1;
             goto done;
         }
@@ -3546,15 +3614,16 @@ void sn_store_bad_free(sn_store_bad_t *b, int n)
     free(b);
 }
 
-int sn_store_check(sn_store_t *st, const char *collection, int max_report,
-                   sn_store_bad_t **out, int *n_out, int64_t *n_bad,
-                   int64_t *n_checked, char *err, size_t err_len)
+int sn_store_check(sn_store_t *st, const char *collection, int64_t after,
+                   int max_report, sn_store_bad_t **out, int *n_out,
+                   int64_t *next, int64_t *n_bad, int64_t *n_checked,
+                   char *err, size_t err_len)
 {
     static const char SQL_CHECK[] =
-        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector "
+        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector, c.id "
         "FROM chunks c JOIN collections k ON k.id = c.collection "
         "JOIN documents d ON d.id = c.document "
-        "WHERE ?1 IS NULL OR k.name = ?1 ORDER BY c.id";
+        "WHERE (?1 IS NULL OR k.name = ?1) AND c.id > ?2 ORDER BY c.id";
     sn_store_bad_t *v = NULL;
     sqlite3_stmt *s = NULL;
     int k = 0, rc;
@@ -3566,6 +3635,8 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
     *out = NULL;
     *n_out = 0;
     *n_bad = *n_checked = 0;
+    if (next)
+        *next = -1;
     pthread_mutex_lock(&st->lock);
     if (collection &&
         (rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
@@ -3578,6 +3649,8 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
     rc = sqlite3_prepare_v2(st->db, SQL_CHECK, -1, &s, NULL);
     if (rc == SQLITE_OK && collection)
         rc = sqlite3_bind_text(s, 1, collection, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 2, after);
     if (rc != SQLITE_OK) {
         rc = db_fail(st, rc, err, err_len, "cannot prepare the check");
         goto fail;
@@ -3591,7 +3664,7 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
         if (!row_vec(&shape, s, 4, &vec, why, sizeof why))
             continue;
         ++*n_bad;
-        if (k == max_report)
+        if (!max_report)
             continue;
         v[k].collection = dup_col(s, 0);
         v[k].id = dup_col(s, 2);
@@ -3601,6 +3674,12 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
         if (!v[k - 1].collection || !v[k - 1].id || !v[k - 1].problem) {
             rc = sn__err(err, err_len, -ENOMEM, "out of memory");
             goto fail;
+        }
+        if (k == max_report) { /* a page: go on from here next time */
+            if (next)
+                *next = sqlite3_column_int64(s, 5);
+            rc = SQLITE_DONE;
+            break;
         }
     }
     if (rc != SQLITE_DONE) {
