@@ -187,6 +187,9 @@ struct sn_store {
     int background; /* index builds on their own thread (set_background) */
     int graph;      /* SN__ANN_* of an HNSW index (sn_store_set_hnsw) */
     int closing;    /* builders stop at their next batch */
+    char *syn_dir;  /* WordNet folder for synonyms (set_synonyms), or NULL */
+    sn_wordnet_syn_t *syn; /* read from it at the first query text */
+    int syn_tried;
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -1129,6 +1132,47 @@ int sn_hnsw_kind_parse(const char *name)
     return -1;
 }
 
+int sn_store_set_synonyms(sn_store_t *st, const char *dir)
+{
+    char *d = NULL;
+
+    if (!st)
+        return SN_EARG;
+    if (dir && !(d = strdup(dir)))
+        return -ENOMEM;
+    pthread_mutex_lock(&st->lock);
+    free(st->syn_dir);
+    sn_wordnet_syn_free(st->syn);
+    st->syn_dir = d;
+    st->syn = NULL;
+    st->syn_tried = 0;
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+/* The synonyms, read at the first call after set_synonyms; NULL when there
+ * are none (no folder, or it could not be read: logged once). */
+static const sn_wordnet_syn_t *synonyms(sn_store_t *st)
+{
+    char e[512];
+    struct timespec t0, t1;
+
+    if (st->syn_tried || !st->syn_dir)
+        return st->syn;
+    st->syn_tried = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (sn_wordnet_syn_load(st->syn_dir, &st->syn, e, sizeof e) < 0) {
+        store_log(st, "no synonyms for lexical search: %s", e);
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    store_log(st, "synonyms for lexical search: %d words from '%s' in %.0f "
+              "ms", sn_wordnet_syn_size(st->syn), st->syn_dir,
+              (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    return st->syn;
+}
+
 void sn_store_set_background(sn_store_t *st, int on)
 {
     if (!st)
@@ -1592,6 +1636,8 @@ void sn_store_close(sn_store_t *st)
     for (int i = 0; i < st->n_pending; i++)
         free(st->pending[i]);
     free(st->idx_dir);
+    free(st->syn_dir);
+    sn_wordnet_syn_free(st->syn);
     pthread_mutex_destroy(&st->lock);
     free(st);
 }
@@ -2976,9 +3022,9 @@ static int cmp_lexdoc_score(const void *a, const void *b)
  * weight * sense_rank (BM25 with k1, b), merged into l (sorted by doc id
  * on return). */
 static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
-                     const char *match, double k1, double b, double weight,
-                     const filter_t *f, lexlist_t *l, char *err,
-                     size_t err_len)
+                     const char *match, int n_own, double k1, double b,
+                     double weight, const filter_t *f, lexlist_t *l,
+                     char *err, size_t err_len)
 {
     char *sql = NULL;
     sqlite3_stmt *s = NULL;
@@ -2991,9 +3037,9 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
      * this table (the filter's parameters are ?3 and up, at most
      * 2 * MAX_FILTER_KEYS of them) */
     if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s, %.17g, %.17g, ?901, "
-                 "?902) FROM %s t CROSS JOIN documents d ON d.id = t.rowid "
+                 "?902, %d) FROM %s t CROSS JOIN documents d ON d.id = t.rowid "
                  "WHERE %s MATCH ?1 AND d.collection = ?2%s", table, k1, b,
-                 table, table, f->cond ? f->cond : "") < 0)
+                 n_own, table, table, f->cond ? f->cond : "") < 0)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     free(sql);
@@ -3430,18 +3476,19 @@ int sn_store_query(sn_store_t *st, const char *collection,
      * words split poorly) also takes candidates from a trigram search. */
     if (use_lex) {
         const char *p;
-        int wide = 0;
+        int wide = 0, n_own = 0;
         for (p = q->text; *p; p++)
             wide |= (unsigned char)*p >= 0x80;
-        if ((rc = sn__lex_match(q->text, strlen(q->text), &m_words, &m_tri,
-                                err, err_len)) < 0 ||
+        if ((rc = sn__lex_match(q->text, strlen(q->text), synonyms(st),
+                                &m_words, &n_own, &m_tri, err,
+                                err_len)) < 0 ||
             (rc = sn__lex_stats(st->db, c->id, &c->lex, err, err_len)) < 0 ||
             (rc = sn__tri_query(st->db, q->text, strlen(q->text), &c->lex,
                                 &tri, err, err_len)) < 0 ||
-            (rc = lex_table(st, c, "documents_fts", m_words,
+            (rc = lex_table(st, c, "documents_fts", m_words, n_own,
                             SN__BM25_WORD_K1, SN__BM25_WORD_B, 1.0, &f, &lex,
                             err, err_len)) < 0 ||
-            (wide && (rc = lex_table(st, c, "documents_tri", m_tri,
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 0,
                                      SN__BM25_TRI_K1, SN__BM25_TRI_B, 1.0, &f,
                                      &tri_nom, err, err_len)) < 0))
             goto done;

@@ -76,6 +76,15 @@ void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud);
  * index there was, or an exact scan of the database. */
 void sn_store_set_background(sn_store_t *st, int on);
 
+/* Synonyms for the lexical list: a WordNet 3.0 folder (index.* and
+ * data.*, Debian's wordnet-base: SN_WORDNET_DIR), read at the first search
+ * with a query text that needs it (~0.2 s, ~4 MB) and kept; the words of
+ * each query word's synonyms then join the query at a down-weight (index/
+ * lexical.c). NULL (the default) or a folder that cannot be read: no
+ * synonyms, searches go on without them (a failed read is logged once).
+ * Set it before searching; copies dir. */
+int sn_store_set_synonyms(sn_store_t *st, const char *dir);
+
 /* What an HNSW index is (every HNSW collection of the store; the default
  * SN_HNSW_F32):
  *   f32    hnswlib's graph over the float vectors (M 16).
