@@ -14,7 +14,8 @@
  *     reads; built whole it grew by 28 MB); a reply in pieces is byte for
  *     byte the one put together from each text's own reply; the same for
  *     gets of several ids and searches of k = 1000 (their rows read a
- *     piece at a time), and a check's list of thousands of damaged vectors;
+ *     piece at a time), a check's list of thousands of damaged vectors,
+ *     and sense.list's lemmas and one lemma's senses;
  *   - fairness: while one client streams 64 requests of 50 texts (or adds,
  *     word-sense requests from three clients, HTTP embeds), another
  *     client's lone request waits for at most one batch or step of encoder
@@ -1154,6 +1155,115 @@ static void test_big_searches(void)
     CHECK_EQ(daemon_stop(pid), 0);
 }
 
+/* A lemma of `len` lowercase letters that spells j (distinct, sorted as
+ * j is). */
+static void lemma_of(char *out, int j, int len)
+{
+    for (int k = len - 1; k >= 0; k--, j /= 26)
+        out[k] = (char)('a' + j % 26);
+    out[len] = '\0';
+}
+
+/* sense.list in pieces: 2000 lemmas of 200 letters (~500 KB of rows),
+ * and one lemma's 40 senses with 16 KB glosses (~650 KB), each byte for
+ * byte the rows as they were added, between the reply's own head and
+ * totals. */
+static void test_big_sense_lists(void)
+{
+    enum { N_LEMMAS = 2000, LEN = 200, N_SENSES = 40, GLOSS = 16000 };
+    char db_was[sizeof db_path];
+    snprintf(db_was, sizeof db_was, "%s", db_path);
+    snprintf(db_path, sizeof db_path, "%s/senses.db", tmp); /* ours alone */
+    pid_t pid = daemon_start(NULL);
+    client_t *c = cl_open();
+    char lemma[LEN + 1], row[LEN + 96];
+    for (int j0 = 0; j0 < N_LEMMAS; j0 += 1000) {
+        str_t add = {0};
+        str_puts(&add, "{\"op\":\"sense.add\",\"senses\":[");
+        for (int j = j0; j < j0 + 1000; j++) {
+            lemma_of(lemma, j, LEN);
+            snprintf(row, sizeof row, "%s{\"lemma\":\"%s\",\"sense\":\"s\","
+                     "\"gloss\":\"a thing\"}", j > j0 ? "," : "", lemma);
+            str_puts(&add, row);
+        }
+        str_puts(&add, "]}\n");
+        json_decref(call(c, add.s));
+        free(add.s);
+    }
+    char *gloss = malloc(GLOSS + 1);
+    CHECK(gloss != NULL);
+    str_t add = {0};
+    str_puts(&add, "{\"op\":\"sense.add\",\"senses\":[");
+    for (int i = 0; i < N_SENSES; i++) {
+        for (int k = 0; k < GLOSS; k++)
+            gloss[k] = "gloss of a sense "[(k + i) % 17];
+        gloss[GLOSS] = '\0';
+        snprintf(row, sizeof row, "%s{\"lemma\":\"bat\",\"sense\":\"s%02d\","
+                 "\"gloss\":\"", i ? "," : "", i);
+        str_puts(&add, row);
+        str_puts(&add, gloss);
+        str_puts(&add, "\"}");
+    }
+    str_puts(&add, "]}\n");
+    json_decref(call(c, add.s));
+    free(add.s);
+
+    /* the lemmas */
+    cl_sendz(c, "{\"op\":\"sense.list\",\"limit\":100000}\n");
+    char *line = cl_line(c);
+    CHECK(line != NULL);
+    if (strlen(line) < (256u << 10) + 4096) { /* two pieces */
+        fprintf(stderr, "%.400s (%zu bytes)\n", line, strlen(line));
+        exit(1);
+    }
+    const char *rows = strstr(line, "\"lemmas\":[") + 10;
+    const char *tail = strstr(line, "],\"total\":");
+    CHECK(tail != NULL);
+    str_t want = {0};
+    int n_ex = -1;
+    CHECK(sscanf(strstr(rows, "\"n_examples\":"), "\"n_examples\":%d",
+                 &n_ex) == 1);
+    for (int j = 0; j < N_LEMMAS; j++) { /* 'a...': before "bat" */
+        lemma_of(lemma, j, LEN);
+        snprintf(row, sizeof row, "%s{\"lemma\":\"%s\",\"n_senses\":1,"
+                 "\"n_examples\":%d}", j ? "," : "", lemma, n_ex);
+        str_puts(&want, row);
+    }
+    snprintf(row, sizeof row, ",{\"lemma\":\"bat\",\"n_senses\":%d,"
+             "\"n_examples\":%d}", N_SENSES, N_SENSES * n_ex);
+    str_puts(&want, row);
+    CHECK_EQ((size_t)(tail - rows), want.len);
+    CHECK(!memcmp(rows, want.s, want.len));
+    free(want.s);
+    free(line);
+
+    /* one lemma's senses */
+    cl_sendz(c, "{\"op\":\"sense.list\",\"lemma\":\"bat\"}\n");
+    CHECK((line = cl_line(c)) != NULL);
+    CHECK(strlen(line) > 2 * (256u << 10));
+    rows = strstr(line, "\"senses\":[") + 10;
+    want = (str_t){0};
+    for (int i = 0; i < N_SENSES; i++) {
+        for (int k = 0; k < GLOSS; k++)
+            gloss[k] = "gloss of a sense "[(k + i) % 17];
+        snprintf(row, sizeof row, "%s{\"sense\":\"s%02d\",\"gloss\":\"",
+                 i ? "," : "", i);
+        str_puts(&want, row);
+        str_puts(&want, gloss);
+        snprintf(row, sizeof row, "\",\"n_examples\":%d}", n_ex);
+        str_puts(&want, row);
+    }
+    str_puts(&want, "]}");
+    CHECK_EQ(strlen(rows), want.len);
+    CHECK(!strcmp(rows, want.s));
+    free(want.s);
+    free(line);
+    free(gloss);
+    cl_close(c);
+    CHECK_EQ(daemon_stop(pid), 0);
+    snprintf(db_path, sizeof db_path, "%s", db_was);
+}
+
 /* ---- idle connections --------------------------------------------------------------- */
 
 static void test_idle(void)
@@ -1417,6 +1527,7 @@ int main(int argc, char **argv)
     RUN("replies over the budget:", test_big_replies);
     RUN("gets over the budget:", test_big_gets);
     RUN("searches over the budget:", test_big_searches);
+    RUN("sense lists over the budget", test_big_sense_lists);
     RUN("idle timeout", test_idle);
     RUN("damaged vectors, check, repair", test_damaged);
     RUN("document limits", test_doc_limits);
