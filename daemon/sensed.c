@@ -152,10 +152,13 @@ static int private_folder(const char *db_path)
     return 0;
 }
 
-static void store_log(void *ud, const char *line)
+static void store_log(void *ud, sn_store_level_t level, const char *line)
 {
     (void)ud;
-    sn__log_warn("store: %s", line);
+    if (level == SN_STORE_WARN)
+        sn__log_warn("store: %s", line);
+    else
+        sn__log_info("store: %s", line);
 }
 
 static int parse_size(const char *s, size_t *out)

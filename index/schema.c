@@ -302,6 +302,24 @@ int sn__db_page_size(sqlite3 *db, char *err, size_t err_len)
     return exec(db, sql, err, err_len);
 }
 
+/* *out = whether the database has any table of its own. */
+static int has_tables(sqlite3 *db, int *out, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT EXISTS (SELECT 1 FROM "
+                                "sqlite_schema WHERE type = 'table')",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return sn__err(err, err_len, sn__sqlite_code(db, rc),
+                       "cannot list the tables: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
 int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
                        char *err, size_t err_len)
 {
@@ -320,6 +338,15 @@ int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
         return sn__err(err, err_len, -EROFS, "database is read-only and "
                        "needs migrating from schema version %d to %d",
                        version, SN__SCHEMA_VERSION);
+    /* A database with no tables yet is being created, not migrated: one
+     * line says so instead of a line per step. */
+    int fresh = 0;
+    if (version == 0) {
+        int any = 0;
+        if ((rc = has_tables(db, &any, err, err_len)) < 0)
+            return rc;
+        fresh = !any;
+    }
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         if (steps[i].version <= version)
             continue;
@@ -340,11 +367,13 @@ int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
         if ((rc = exec(db, sql, err, err_len)) < 0 ||
             (rc = exec(db, "COMMIT", err, err_len)) < 0)
             goto fail;
-        if (log)
+        if (log && !fresh)
             log(ud, "database migrated from schema version %d to %d (%s)",
                 version, steps[i].version, steps[i].what);
         version = steps[i].version;
     }
+    if (log && fresh)
+        log(ud, "database created (schema version %d)", SN__SCHEMA_VERSION);
     return 0;
 fail:
     /* The step's error is in err; the rollback's own is not interesting. */

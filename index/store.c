@@ -188,6 +188,7 @@ struct sn_store {
     sn_store_log_cb log_cb;
     void *log_ud;
     char *pending[MAX_PENDING_LOG]; /* lines logged before a callback */
+    sn_store_level_t pending_level[MAX_PENDING_LOG];
     int n_pending, n_dropped;
     int background; /* index builds on their own thread (set_background) */
     int graph;      /* SN__ANN_* of an HNSW index (sn_store_set_hnsw) */
@@ -232,27 +233,47 @@ static int db_fail(sn_store_t *st, int rc, char *err, size_t err_len,
     return code;
 }
 
-static void store_log(void *ud, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void store_log(void *ud, const char *fmt, ...)
+/* Lines for a person (sn_store_set_log): store_log for what went wrong
+ * or was repaired, store_note for the store's normal course (a migration,
+ * a background build starting and ending, Flat switched to HNSW). */
+static void store_vlog(sn_store_t *st, sn_store_level_t level,
+                       const char *fmt, va_list ap)
 {
-    sn_store_t *st = ud;
     char line[1024];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     if (st->log_cb) {
-        st->log_cb(st->log_ud, line);
+        st->log_cb(st->log_ud, level, line);
         return;
     }
     if (st->n_pending < MAX_PENDING_LOG &&
         (st->pending[st->n_pending] = strdup(line)))
-        st->n_pending++;
+        st->pending_level[st->n_pending++] = level;
     else
         st->n_dropped++;
+}
+
+static void store_log(void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void store_note(void *ud, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void store_log(void *ud, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    store_vlog(ud, SN_STORE_WARN, fmt, ap);
+    va_end(ap);
+}
+
+static void store_note(void *ud, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    store_vlog(ud, SN_STORE_INFO, fmt, ap);
+    va_end(ap);
 }
 
 void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud)
@@ -264,14 +285,14 @@ void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud)
     st->log_ud = ud;
     for (int i = 0; i < st->n_pending; i++) {
         if (cb)
-            cb(ud, st->pending[i]);
+            cb(ud, st->pending_level[i], st->pending[i]);
         free(st->pending[i]);
     }
     if (cb && st->n_dropped) {
         char line[96];
         snprintf(line, sizeof line, "%d earlier log lines dropped",
                  st->n_dropped);
-        cb(ud, line);
+        cb(ud, SN_STORE_WARN, line);
     }
     st->n_pending = 0;
     st->n_dropped = 0;
@@ -1044,7 +1065,7 @@ static void *builder_main(void *arg)
     pthread_rwlock_unlock(&c->ann_rw);
     ann = NULL;
     c->stale = 0;
-    store_log(st, "collection '%s': %s index ready in %.1f s (%lld vectors)",
+    store_note(st, "collection '%s': %s index ready in %.1f s (%lld vectors)",
               c->name, sn__ann_kind_name(c->ann->kind), mono_now() - t0,
               (long long)sn__ann_ntotal(c->ann));
 done:
@@ -1084,7 +1105,7 @@ static int start_build(sn_store_t *st, coll_t *c, char *err, size_t err_len)
             c->stale = 1;
         return rc;
     }
-    store_log(st, "collection '%s': building its %s index in the background "
+    store_note(st, "collection '%s': building its %s index in the background "
               "(%lld vectors); searches use %s until it is ready", c->name,
               sn__ann_kind_name(kind),
               (long long)n_live,
@@ -1156,16 +1177,16 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
         return 0;
     n_live = sn__ann_ntotal(a) - a->n_dead;
     if (want_hnsw(c, n_live, a->hnsw) != a->hnsw)
-        store_log(st, "collection '%s': %lld vectors, rebuilding its index "
+        store_note(st, "collection '%s': %lld vectors, rebuilding its index "
                   "as %s", c->name, (long long)n_live,
                   sn__ann_kind_name(want_kind(st, c, n_live)));
     else if (a->hnsw && a->kind != st->graph)
-        store_log(st, "collection '%s': rebuilding its %s index as %s (the "
+        store_note(st, "collection '%s': rebuilding its %s index as %s (the "
                   "store's HNSW kind)", c->name, sn__ann_kind_name(a->kind),
                   sn__ann_kind_name(st->graph));
     else if (a->hnsw && a->n_dead > 0 &&
              a->n_dead > SN__TOMBSTONE_REBUILD * sn__ann_ntotal(a))
-        store_log(st, "collection '%s': %lld of %lld vectors deleted, "
+        store_note(st, "collection '%s': %lld of %lld vectors deleted, "
                   "rebuilding its index", c->name, (long long)a->n_dead,
                   (long long)sn__ann_ntotal(a));
     else
@@ -1477,7 +1498,7 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
      * read as before. A failure only leaves reads as they were. */
     sqlite3_exec(st->db, "PRAGMA mmap_size = " SN__MMAP_SIZE, NULL, NULL,
                  NULL);
-    if ((rc = sn__schema_migrate(st->db, st->readonly, store_log, st, err,
+    if ((rc = sn__schema_migrate(st->db, st->readonly, store_note, st, err,
                                  err_len)) < 0)
         goto fail_msg;
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", err, err_len)) < 0 ||

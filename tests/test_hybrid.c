@@ -680,9 +680,10 @@ static void test_stats(void)
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char logbuf[1 << 15];
 
-static void log_cb(void *ud, const char *line)
+static void log_cb(void *ud, sn_store_level_t level, const char *line)
 {
     (void)ud;
+    (void)level;
     pthread_mutex_lock(&log_mu);
     size_t used = strlen(logbuf);
     snprintf(logbuf + used, sizeof logbuf - used, "%s\n", line);

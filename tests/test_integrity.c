@@ -38,9 +38,10 @@ static char dir[256];
 static sn_hnsw_kind_t g_hnsw = SN_HNSW_F32; /* what open_db's HNSW is */
 static char logbuf[1 << 16];
 
-static void log_cb(void *ud, const char *line)
+static void log_cb(void *ud, sn_store_level_t level, const char *line)
 {
     (void)ud;
+    (void)level;
     size_t used = strlen(logbuf);
     snprintf(logbuf + used, sizeof logbuf - used, "%s\n", line);
 }

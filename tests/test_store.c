@@ -107,14 +107,30 @@ static float *clustered_vecs(int n, int d)
 
 static char logbuf[1 << 16];
 
-static void log_cb(void *ud, const char *line)
+static void log_cb(void *ud, sn_store_level_t level, const char *line)
 {
     (void)ud;
     size_t used = strlen(logbuf);
-    snprintf(logbuf + used, sizeof logbuf - used, "%s\n", line);
+    snprintf(logbuf + used, sizeof logbuf - used, "%s %s\n",
+             level == SN_STORE_WARN ? "warn" : "info", line);
 }
 
 static int log_has(const char *sub) { return strstr(logbuf, sub) != NULL; }
+
+/* Whether a line logged at level ("warn" / "info") contains sub. */
+static int log_line(const char *level, const char *sub)
+{
+    for (const char *l = logbuf; *l;) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        const char *hit = strstr(l, sub);
+        if (hit && hit < l + len && strncmp(l, level, strlen(level)) == 0 &&
+            l[strlen(level)] == ' ')
+            return 1;
+        l += len + (end != NULL);
+    }
+    return 0;
+}
 
 static void path_of(char *buf, size_t len, const char *name)
 {
@@ -668,7 +684,7 @@ static void test_persistence(sn_index_kind_t kind, const char *name)
         st = open_db("persist.db");
         snprintf(id, sizeof id, "d%d", N + 11);
         check_top1(st, name, "m", v + (size_t)(N + 11) * D, id);
-        CHECK(log_has(mode == 3 ? "no index file" : "unusable"));
+        CHECK(log_line("warn", mode == 3 ? "no index file" : "unusable"));
         sn_store_close(st);
         CHECK(file_size(idx) > 0); /* saved again */
     }
@@ -697,7 +713,7 @@ static void test_auto(void)
     add_n(st, "auto", "m", limit - 10, 30, v + (size_t)(limit - 10) * D, D);
     n_docs_of(st, "auto", NULL, &kind);
     CHECK_EQ(kind, SN_INDEX_HNSW);
-    CHECK(log_has("as hnsw"));
+    CHECK(log_line("info", "as hnsw"));
     char id[32];
     snprintf(id, sizeof id, "d%d", limit + 5);
     check_top1(st, "auto", "m", v + (size_t)(limit + 5) * D, id);
@@ -745,7 +761,8 @@ static void test_migration(void)
     sqlite3_close(db);
 
     st = open_db("v0.db");
-    CHECK(log_has("migrated from schema version 0 to 1"));
+    CHECK(log_line("info", "migrated from schema version 0 to 1"));
+    CHECK(!log_has("database created"));
     {
         sqlite3_stmt *s;
         CHECK(sqlite3_prepare_v2(sn__store_db(st), "PRAGMA user_version", -1,
@@ -785,6 +802,10 @@ static void test_migration(void)
         sqlite3_finalize(s);
     }
     sn_store_close(st);
+    /* a new database is created, not migrated step by step */
+    sn_store_close(open_db("fresh.db"));
+    CHECK(log_line("info", "database created (schema version"));
+    CHECK(!log_has("migrated"));
     /* opening again migrates nothing */
     st = open_db("v0.db");
     CHECK(!log_has("migrated"));

@@ -61,8 +61,13 @@ int sn_store_save(sn_store_t *st, char *err, size_t err_len);
  * database, a schema migration, an index switched from Flat to HNSW. Lines
  * from before a callback is set (sn_store_open's) are kept and delivered
  * when it is. The callback runs on the calling thread with the store
- * locked: it must not call the store. NULL discards. */
-typedef void (*sn_store_log_cb)(void *ud, const char *line);
+ * locked: it must not call the store. NULL discards. A line is a warning
+ * when something went wrong or was repaired (a damaged index file, a
+ * failed save or build, a damaged vector), information otherwise (a
+ * migration, a background build, Flat switched to HNSW). */
+typedef enum { SN_STORE_INFO, SN_STORE_WARN } sn_store_level_t;
+typedef void (*sn_store_log_cb)(void *ud, sn_store_level_t level,
+                                const char *line);
 void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud);
 
 /* Off (the default): an index that must be built or rebuilt is built
