@@ -9,7 +9,8 @@ vector; the queries' vectors come from a sensed it starts on the same
 model (`embed`). It then scores every document for every query with
 numpy, the same formulas as index/lexical.c and index/store.c:
 
-  P  BM25 of the query's stems over its ideal score (k1, b per table)
+  P  BM25 of the query's stems over its ideal score (k1, b per table),
+     plus W_S times the BM25 of its words' WordNet synonyms (--wordnet)
   T  BM25 of its trigrams, likewise
   V  a document's best chunk cosine
   hybrid = P + W_T * T + W_V * known * trust * V   (store_int.h)
@@ -21,14 +22,17 @@ only the lists' candidates, this every document).
 
 Usage:
   bench/ir_tune.py DIR DB [--model PATH|default] [--sensed PATH]
-                   [--unk-id N] [--other DB2 --other-model PATH]
+                   [--unk-id N] [--wordnet DIR|none]
+                   [--other DB2 --other-model PATH]
+--wordnet: the WordNet folder synonyms come from, as sensed reads them
+(default /usr/share/wordnet; none: without synonyms).
 --other: a second database of the same corpus under another model (a
 random-weight fixture): hybrid against its lists with a fixed cosine
 weight and with trust (its known share taken as 1: the case trust is for).
 
 Needs python3-numpy (Debian). Not run by ctest.
 """
-import argparse, collections, ctypes, json, math, os, socket, sqlite3
+import argparse, collections, ctypes, json, math, os, re, socket, sqlite3
 import subprocess, sys, tempfile, time
 import numpy as np
 
@@ -69,14 +73,7 @@ def load(db_path, ir_dir):
     S.tri_df = np.bincount(S.tri_ids, minlength=len(vocab)).astype(float)
     qs = [json.loads(l) for l in open(os.path.join(ir_dir, 'queries.jsonl'))]
     S.qtext = [q['text'] for q in qs]
-    m = sqlite3.connect(':memory:')
-    m.execute("CREATE VIRTUAL TABLE q USING fts5(x, tokenize = 'porter unicode61 remove_diacritics 2')")
-    m.executemany("INSERT INTO q (rowid, x) VALUES (?, ?)", [(i + 1, t) for i, t in enumerate(S.qtext)])
-    m.execute("CREATE VIRTUAL TABLE temp.qv USING fts5vocab(main, q, instance)")
-    toks = [[] for _ in qs]
-    for term, doc, _, off in m.execute("SELECT term, doc, col, offset FROM temp.qv"):
-        toks[doc - 1].append((off, term))
-    S.qtok = [list(dict.fromkeys(t for _, t in sorted(x))) for x in toks]
+    S.qtok = [list(dict.fromkeys(x)) for x in stems(S.qtext)]
     ext_row = {e: i for i, e in enumerate(S.ext)}
     S.target = np.array([ext_row.get(q['target'], -1) for q in qs])
     libc = ctypes.CDLL('libc.so.6')  # bench_ir's split
@@ -89,6 +86,58 @@ def load(db_path, ir_dir):
     for i, p in enumerate(perm):
         S.half[p] = int(i >= len(qs) // 2)
     return S
+
+
+def stems(texts):
+    """FTS5's porter unicode61 tokens of each text, in order."""
+    m = sqlite3.connect(':memory:')
+    m.execute("CREATE VIRTUAL TABLE q USING fts5(x, tokenize = 'porter unicode61 remove_diacritics 2')")
+    m.executemany("INSERT INTO q (rowid, x) VALUES (?, ?)", [(i + 1, t) for i, t in enumerate(texts)])
+    m.execute("CREATE VIRTUAL TABLE temp.qv USING fts5vocab(main, q, instance)")
+    toks = [[] for _ in texts]
+    for term, doc, _, off in m.execute("SELECT term, doc, col, offset FROM temp.qv"):
+        toks[doc - 1].append((off, term))
+    return [[t for _, t in sorted(x)] for x in toks]
+
+
+def wordnet(d):
+    """wordnet.c sn_wordnet_syn_parse: one-word lemma -> the other words of
+    its first synset in each part of speech."""
+    syn = {}
+    for pos in ('noun', 'verb', 'adj', 'adv'):
+        data = open(os.path.join(d, 'data.' + pos), 'rb').read()
+        for line in open(os.path.join(d, 'index.' + pos), encoding='latin-1'):
+            if line.startswith('  '):
+                continue
+            f = line.split()
+            if '_' in f[0]:
+                continue
+            off = int(f[4 + int(f[3]) + 2])
+            g = data[off:data.index(b'\n', off)].decode('latin-1').split()
+            for i in range(int(g[3], 16)):
+                w = re.sub(r'\(.*\)$', '', g[4 + 2 * i]).replace('_', ' ')
+                lst = syn.setdefault(f[0], [])
+                if w.lower() != f[0] and w.lower() not in (x.lower() for x in lst):
+                    lst.append(w)
+    return syn
+
+
+def synonyms(S, syn):
+    """lexical.c expand: per query, the stems of its words' synonyms'
+    words that are not the query's own stems (those match the same
+    tokens and count nothing), each once."""
+    out = []
+    for q, text in enumerate(S.qtext):
+        own = list(dict.fromkeys(w.casefold() for w in re.findall(r'\w+', text)))
+        ws = []
+        for w in own:
+            if len(w) >= 3:
+                for x in re.findall(r'\w+', ' '.join(syn.get(w, ()))):
+                    if x.casefold() not in own and x.casefold() not in ws:
+                        ws.append(x.casefold())
+        st = [t for x in (stems(ws) if ws else []) for t in x]
+        out.append([t for t in dict.fromkeys(st) if t not in S.qtok[q]])
+    return out
 
 
 def embed(sensed, model, texts, unk_id):
@@ -131,16 +180,18 @@ def idf(N, df):
     return np.maximum(np.log(1 + (N - df + 0.5) / (df + 0.5)), 1e-6)
 
 
-def words(S, q, k1, b):
+def words(S, q, k1, b, w_syn=0.0):
     s, ideal = np.zeros(S.N), 0.0
     norm = k1 * (1 - b + b * S.dl / S.dl.mean())
-    for t in S.qtok[q]:
+    syn = S.qsyn[q] if w_syn else []
+    for i, t in enumerate(S.qtok[q] + syn):
         p = S.post.get(t)
         w = float(idf(S.N, len(p[0]) if p else 0))
-        ideal += w
+        own = i < len(S.qtok[q])
+        ideal += w if own else 0  # a synonym adds, never dilutes
         if p:
             d, tf = p
-            s[d] += w * tf * (k1 + 1) / (tf + norm[d])
+            s[d] += (1 if own else w_syn) * w * tf * (k1 + 1) / (tf + norm[d])
     return s / ideal if ideal > 0 else s
 
 
@@ -196,10 +247,12 @@ def main():
     ap.add_argument('--sensed', default=os.path.join(os.path.dirname(__file__), '..', 'build', 'sensed'))
     ap.add_argument('--other')
     ap.add_argument('--other-model')
+    ap.add_argument('--wordnet', default='/usr/share/wordnet')
     ap.add_argument('--unk-id', type=int, default=0,
                     help="the model's unknown token (the default model's: 0)")
     a = ap.parse_args()
     S = load(a.db, a.dir)
+    S.qsyn = synonyms(S, wordnet(a.wordnet)) if a.wordnet != 'none' else [[] for _ in S.qtext]
     qv, known = embed(a.sensed, a.model, S.qtext, a.unk_id)
     V = best_chunk(S, qv)
     nq = len(S.qtext)
@@ -220,6 +273,11 @@ def main():
         report(S, [L[q] + wv * known[q] * V[q] for q in range(nq)], 'hybrid, fixed W_V %.1f' % wv)
     report(S, [L[q] + 0.4 * known[q] * trust(L[q], V[q]) * V[q] for q in range(nq)],
            'hybrid, W_V 0.4 with trust')
+    for ws in (0.2, 0.35, 0.5, 0.75):  # store_int.h SN__LEX_SYN_WEIGHT
+        Ls = [words(S, q, 0.6, 0.75, ws) + Tq[0.5][q] for q in range(nq)]
+        report(S, Ls, 'lexical, synonyms W_S %.2f' % ws)
+        report(S, [Ls[q] + 0.4 * known[q] * trust(Ls[q], V[q]) * V[q] for q in range(nq)],
+               'hybrid, synonyms W_S %.2f' % ws)
     if a.other:
         O = load(a.other, a.dir)
         assert O.ext == S.ext, 'the other database must hold the same corpus, in order'

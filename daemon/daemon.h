@@ -376,11 +376,13 @@ typedef struct {
 typedef void (*sn__req_cb)(sn__req_t *req);
 
 /* Replies in pieces: an embed reply estimated over SN__STREAM_MIN bytes,
- * and a get of several ids, are made and handed to the transport about
+ * and the replies made of rows -- a search's hits, a get's documents (of
+ * several ids), a check's damaged vectors, sense.list's senses or lemmas
+ * -- bigger than a piece, are made and handed to the transport about
  * SN__PIECE bytes at a time, each piece when the transport asks for it
  * (sn__ops_more), so that a client that does not read holds one piece, not
- * its reply (ops.c). A piece can be bigger by one text's token states or
- * one document. */
+ * its reply (ops.c). A piece can be bigger by one token's states or one
+ * row (a document, a hit, a sense with its examples). */
 #define SN__PIECE (256u << 10)
 #define SN__STREAM_MIN (1u << 20)
 #define SN__PIECES_UNREAD 2 /* a transport makes the next piece while
@@ -392,14 +394,17 @@ typedef void (*sn__req_cb)(sn__req_t *req);
  * order: head, once every text's token count is known (job.out[i].enc
  * n_tokens, truncated): 0, or -1 with an error reply set
  * (sn__ops_reply_error) and nothing written; vector(i) for each text,
- * unless NULL; mid; tokens(i, e) for each text when the request asks for
- * token states; tail. */
+ * unless NULL; mid; when the request asks for token states, tokens(i, e,
+ * t0, t1) for each text over consecutive ranges of its tokens from 0 to
+ * e->enc.n_tokens (one call, or several when the reply is in pieces:
+ * the text's opening goes with t0 == 0, its close with t1 == n_tokens);
+ * tail. */
 typedef struct {
     int (*head)(sn__req_t *req, sn__buf_t *b);
     void (*vector)(sn__req_t *req, sn__buf_t *b, int i);
     void (*mid)(sn__req_t *req, sn__buf_t *b);
     void (*tokens)(sn__req_t *req, sn__buf_t *b, int i,
-                   const sn_embedding_t *e);
+                   const sn_embedding_t *e, int t0, int t1);
     void (*tail)(sn__req_t *req, sn__buf_t *b);
 } sn__embed_fmt_t;
 
@@ -431,11 +436,27 @@ struct sn__req {
     int *doc_chunks;          /* add: chunks per doc */
     int32_t *spans;           /* add: (start, end) code points per chunk */
     /* a reply in pieces */
-    int stream;               /* decided at dispatch */
+    int stream;               /* embed: decided at dispatch */
     int phase;
-    int i_next;               /* the next text to format, id to read */
-    int n_put;                /* get: documents written */
+    int i_next;               /* the next text to format, row to read */
+    int n_put;                /* rows written */
     sn__job_t piece;          /* the work that makes the next piece */
+    sn__job_t states;         /* embed: texts' token states in hand (from
+                               * text i_next), formatted up to token
+                               * t_next of states.out[k_next] */
+    int k_next, t_next;
+    /* a reply of rows: appends rows to the reply while it holds less
+     * than a piece; returns 1 once the last row and the reply's end are
+     * in (ops.c, "replies of rows") */
+    int (*rows)(sn__req_t *req, sn__buf_t *b);
+    sn_hit_t *hits;           /* search: lean hits (sn_store_hit_read) */
+    int n_hits, lists;
+    int64_t cursor;           /* check: chunk scanned up to; -1: end;
+                               * sense.list: -1 once the lemmas end */
+    int64_t n_bad, n_checked;
+    char *folded;             /* sense.list: the lemma, casefolded */
+    sn_sense_info_t *senses;  /* sense.list of a lemma: its senses */
+    int n_senses;
 };
 
 /* Start the engine's threads for ops->model, store, senses and morph (set

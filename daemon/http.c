@@ -41,7 +41,8 @@
  * request is started only while the responses not yet written (counted at
  * the engine's estimate until they exist) stay within SN_HTTP_REPLY_BUDGET
  * with it (server.c has the same rule). An embedding response estimated
- * over SN__STREAM_MIN comes from the engine in pieces, sent as chunks
+ * over SN__STREAM_MIN, and a reply of rows over SN__PIECE (a search, a
+ * get of several ids: ops.c), comes from the engine in pieces, sent as chunks
  * (HTTP/1.0: close-delimited), the next made once the client has read the
  * one before; the engine formats it with this file's embed formats (OpenAI,
  * TEI), on its workers. A
@@ -624,16 +625,18 @@ static void tei_vector(sn__req_t *r, sn__buf_t *b, int i)
 }
 
 static void tei_tokens(sn__req_t *r, sn__buf_t *b, int i,
-                       const sn_embedding_t *e)
+                       const sn_embedding_t *e, int t0, int t1)
 {
     (void)r;
-    sn__buf_puts(b, i ? ",[" : "[");
-    for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
+    if (!t0)
+        sn__buf_puts(b, i ? ",[" : "[");
+    for (int t = t0; t < t1 && !b->err; t++) {
         if (t)
             sn__buf_put(b, ",", 1);
         sn__buf_floats(b, e->tokens + (size_t)t * e->hidden, e->hidden);
     }
-    sn__buf_put(b, "]", 1);
+    if (t1 == e->enc.n_tokens)
+        sn__buf_put(b, "]", 1);
 }
 
 static void tei_tail(sn__req_t *r, sn__buf_t *b)

@@ -13,16 +13,17 @@
  *            vector skips that); at the request's turn the lane hands it
  *            to a reader thread, which searches the store in parallel
  *            with other connections' searches (the store runs faiss
- *            unlocked), and it returns through the lane to end the turn
- *   get, delete, stats
- *            the lane
+ *            unlocked), and it returns through the lane to end the turn;
+ *            a big reply in pieces ("replies of rows")
+ *   get, delete, stats, check
+ *            the lane (a get of several ids and check: rows)
  *   sense.add, sense.which
  *            word senses through the library, which encodes by itself
  *            (sn_wsd_add, sn_wsd_which): the lane starts them at the
  *            request's turn, an encoder worker runs them with its own
  *            sn_ctx_t, and they return through the lane to end the turn
  *   sense.list, sense.remove
- *            the lane
+ *            the lane (sense.list: rows)
  *
  * The op table (SN_OPS, sense/protocol.h) gives each op a route and a
  * runner: the route (the glue under "routes" below) takes the request to
@@ -34,7 +35,8 @@
  * touches nothing but its own request, the model (immutable) and the store
  * (which serializes itself). Each path ends in exactly one call of the
  * request's `done` callback (the transport's), with req->reply holding a
- * whole reply line.
+ * whole reply line -- or one call per piece of a reply in pieces
+ * (req->more set on all but the last).
  *
  * Requests that touch storage get an order ticket at dispatch, in request
  * order, and always pass through the lane, failed or not (see sched.c), so
@@ -153,11 +155,12 @@ static void line_mid(sn__req_t *req, sn__buf_t *b)
 }
 
 static void line_tokens(sn__req_t *req, sn__buf_t *b, int i,
-                        const sn_embedding_t *e)
+                        const sn_embedding_t *e, int t0, int t1)
 {
     const sn_tokenizer_t *tok = sn_model_tokenizer(req->ops->model);
-    sn__buf_puts(b, i ? ",[" : "[");
-    for (int t = 0; t < e->enc.n_tokens && !b->err; t++) {
+    if (!t0)
+        sn__buf_puts(b, i ? ",[" : "[");
+    for (int t = t0; t < t1 && !b->err; t++) {
         const char *piece = sn_tokenizer_piece(tok, e->enc.ids[t]);
         sn__buf_printf(b, "%s{\"id\":%d,\"token\":", t ? "," : "",
                        (int)e->enc.ids[t]);
@@ -167,7 +170,8 @@ static void line_tokens(sn__req_t *req, sn__buf_t *b, int i,
         sn__buf_floats(b, e->tokens + (size_t)t * e->hidden, e->hidden);
         sn__buf_put(b, "}", 1);
     }
-    sn__buf_put(b, "]", 1);
+    if (t1 == e->enc.n_tokens)
+        sn__buf_put(b, "]", 1);
 }
 
 static void line_tail(sn__req_t *req, sn__buf_t *b)
@@ -200,7 +204,7 @@ static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
     f->mid(req, b);
     for (int i = 0; req->p.want_tokens && f->tokens && i < job->n && !b->err;
          i++)
-        f->tokens(req, b, i, &job->out[i]);
+        f->tokens(req, b, i, &job->out[i], 0, job->out[i].enc.n_tokens);
     f->tail(req, b);
 }
 
@@ -215,10 +219,12 @@ static void run_embed(sn__req_t *req, sn_ctx_t *ctx)
  * from those, on an encoder worker at the client's turn; and the token
  * states, when asked for, are made again a few texts at a time (a text's
  * states do not depend on its batch: bit for bit the same), each piece's
- * worth when the transport asks for it. So what a request holds while its
- * client does not read is its texts' vectors and one piece. */
+ * worth when the transport asks for it, and formatted a piece at a time by
+ * token ranges (a 512-token text of a 1024-wide model is ~8 MiB of JSON).
+ * So what a request holds while its client does not read is its texts'
+ * vectors, the states of the few texts in hand and one piece. */
 
-enum { STREAM_VECTORS = 1, STREAM_TOKENS, STREAM_DONE, STREAM_DOCS };
+enum { STREAM_VECTORS = 1, STREAM_TOKENS, STREAM_DONE, STREAM_ROWS };
 
 /* The reply estimate past which the reply goes in pieces. */
 static int embed_streams(const sn__req_t *req, size_t est)
@@ -260,10 +266,12 @@ static void piece_done(sn__req_t *req)
         else
             req->code = SN__P_INTERNAL;
     }
-    if (!req->more)
+    if (!req->more) {
         sn__job_free_out(&req->job);
-    else
+        sn__job_free_out(&req->states);
+    } else {
         req->in_pieces = 1; /* from now on, pieces have gone */
+    }
     req->done(req); /* a piece: no reply_check (its buffer has no max) */
 }
 
@@ -306,33 +314,75 @@ static void piece_step_done(sn__job_t *pj)
     piece_done((sn__req_t *)((char *)pj - offsetof(sn__req_t, piece)));
 }
 
-/* The token states of the piece's texts are back: format them. */
-static void piece_tokens_done(sn__job_t *pj)
+/* Token states in hand into the piece, a token at a time, from text
+ * k_next's token t_next, until the piece is full; then, when they are all
+ * in, on to the next texts (or the end). */
+static void piece_states(sn__req_t *req)
 {
-    sn__req_t *req = (sn__req_t *)((char *)pj - offsetof(sn__req_t, piece));
     const sn__embed_fmt_t *f = fmt_of(req);
     sn__buf_t *b = &req->reply;
-    if (pj->rc) {
-        /* the same texts embedded a moment ago: only memory can fail */
-        sn__log_error("embed: token states again: %s", pj->err);
-        b->err = pj->rc;
+    sn__job_t *st = &req->states;
+
+    while (req->k_next < st->n && b->len < SN__PIECE && !b->err) {
+        const sn_embedding_t *e = &st->out[req->k_next];
+        int n = e->enc.n_tokens, t = req->t_next;
+        do {
+            int t1 = t < n ? t + 1 : n;
+            f->tokens(req, b, req->i_next + req->k_next, e, t, t1);
+            t = t1;
+        } while (t < n && b->len < SN__PIECE && !b->err);
+        if (t < n) {
+            req->t_next = t;
+            return; /* the piece is full inside this text */
+        }
+        req->t_next = 0;
+        req->k_next++;
     }
-    int64_t n_tokens = 0;
-    for (int k = 0; k < pj->n && !b->err; k++) {
-        f->tokens(req, b, req->i_next + k, &pj->out[k]);
-        n_tokens += pj->out[k].enc.n_tokens;
-    }
-    __atomic_add_fetch(&req->ops->n_tokens, n_tokens, __ATOMIC_RELAXED);
-    sn__job_free_out(pj);
-    req->i_next += pj->n;
+    if (req->k_next < st->n)
+        return;
+    req->i_next += st->n;
+    sn__job_free_out(st);
+    st->n = 0;
+    req->k_next = 0;
     if (req->i_next >= req->job.n) {
         f->tail(req, b);
         req->phase = STREAM_DONE;
     }
+}
+
+/* The token states of the next texts are back: in hand, and the first
+ * piece's worth of them formatted. */
+static void piece_tokens_done(sn__job_t *pj)
+{
+    sn__req_t *req = (sn__req_t *)((char *)pj - offsetof(sn__req_t, piece));
+    int64_t n_tokens = 0;
+    if (pj->rc) {
+        /* the same texts embedded a moment ago: only memory can fail */
+        sn__log_error("embed: token states again: %s", pj->err);
+        req->reply.err = pj->rc;
+        sn__job_free_out(pj);
+        piece_done(req);
+        return;
+    }
+    for (int k = 0; k < pj->n; k++)
+        n_tokens += pj->out[k].enc.n_tokens;
+    __atomic_add_fetch(&req->ops->n_tokens, n_tokens, __ATOMIC_RELAXED);
+    req->states.out = pj->out;
+    req->states.n = pj->n;
+    pj->out = NULL;
+    req->k_next = req->t_next = 0;
+    piece_states(req);
     piece_done(req);
 }
 
-static void get_more(sn__req_t *req);
+/* An encoder worker (a step at the client's turn): more token states. */
+static void piece_states_run(sn__job_t *pj, sn_ctx_t *ctx)
+{
+    (void)ctx;
+    piece_states((sn__req_t *)((char *)pj - offsetof(sn__req_t, piece)));
+}
+
+static void rows_more(sn__req_t *req);
 
 void sn__ops_more(sn__req_t *req)
 {
@@ -340,14 +390,15 @@ void sn__ops_more(sn__req_t *req)
     const sn_model_t *m = req->ops->model;
     sn__buf_free(&req->reply);
     sn__buf_init(&req->reply, (size_t)-1);
-    if (req->p.op == SN_OP_GET) {
-        get_more(req);
+    if (req->rows) {
+        rows_more(req);
         return;
     }
     memset(pj, 0, sizeof *pj);
     pj->client = req->client;
-    if (req->phase == STREAM_VECTORS) {
-        pj->run = piece_vectors_run;
+    if (req->phase == STREAM_VECTORS || req->states.out) {
+        /* vectors, or token states in hand */
+        pj->run = req->states.out ? piece_states_run : piece_vectors_run;
         pj->done = piece_step_done;
         sn__sched_submit(req->ops->sched, pj);
         return;
@@ -366,6 +417,110 @@ void sn__ops_more(sn__req_t *req)
     pj->opts.want_tokens = 1;
     pj->done = piece_tokens_done;
     sn__sched_submit(req->ops->sched, pj);
+}
+
+/* ---- replies of rows, in pieces -------------------------------------------------
+ *
+ * A search's hits, a get's documents (of several ids), a check's damaged
+ * vectors and sense.list's senses or lemmas are rows: the op's runner
+ * sets req->rows, which writes the reply's head, then rows while the
+ * reply holds less than a piece (SN__PIECE), then the reply's end. When
+ * the rows fill more than a piece, the piece goes to the transport and
+ * the next is made when it asks (sn__ops_more), on the lane: the request
+ * holds its connection's turn on the lane from its first piece to its
+ * last (keep_turn), so that the connection's later storage ops still take
+ * effect after all of it. What it holds while its client does not read is
+ * one piece and one row (the rows are read from the store a few at a time
+ * as they are written: a search's hits are kept lean, their text and meta
+ * read as each one's row is written). Other connections' storage ops run
+ * between its pieces: each row is read whole, but the reply is not one
+ * snapshot of the store (a hit deleted meanwhile is left out). A
+ * transport that drops such a request between pieces gives it back
+ * through sn__ops_abandon, which ends its turn. A reply that fits in one
+ * piece is the same reply, made at once. */
+
+static int search_rows(sn__req_t *req, sn__buf_t *b);
+static int get_rows(sn__req_t *req, sn__buf_t *b);
+static int check_rows(sn__req_t *req, sn__buf_t *b);
+static int sense_list_rows(sn__req_t *req, sn__buf_t *b);
+static void back_to_lane(sn__req_t *req);
+
+/* Which requests' replies are rows, decided at dispatch (the lane must
+ * know before the first piece whether the turn stays). */
+static int has_rows(const sn__request_t *p)
+{
+    return p->op == SN_OP_SEARCH || (p->op == SN_OP_GET && p->n_ids > 1) ||
+           p->op == SN_OP_CHECK || p->op == SN_OP_SENSE_LIST;
+}
+
+/* A rows function failed: an error reply if nothing went yet; else what
+ * went cannot be taken back (rows_end; the transport ends the
+ * connection). Returns 1: no more rows. */
+static int rows_fail(sn__req_t *req, int rc, const char *err)
+{
+    if (!req->in_pieces) {
+        sn__ops_reply_error(req, sn__perr_of(rc), err);
+        return 1;
+    }
+    sn__log_error("%s: %s after its first pieces", sn_op_name(req->p.op),
+                  err);
+    req->reply.err = rc;
+    return 1;
+}
+
+/* The last piece (or the whole reply): back through the lane, which ends
+ * the turn. */
+static void rows_end(sn__req_t *req)
+{
+    req->more = 0;
+    if (req->in_pieces && req->reply.err) {
+        sn__buf_free(&req->reply);
+        req->code = SN__P_INTERNAL;
+    }
+    back_to_lane(req);
+}
+
+/* Rows into the reply until it holds a piece; the piece goes (the turn
+ * stays with the request), or the last one, through rows_end. On a reader
+ * (a search's first piece) or the lane, at the request's turn. */
+static void rows_step(sn__req_t *req)
+{
+    if (req->rows(req, &req->reply) || req->reply.err || req->code) {
+        rows_end(req);
+        return;
+    }
+    req->more = 1;
+    req->in_pieces = 1;
+    req->done(req);
+}
+
+static void rows_piece(sn__task_t *task)
+{
+    rows_step(REQ_OF_TASK(task));
+}
+
+static void rows_more(sn__req_t *req)
+{
+    req->task.keep_turn = 1;
+    req->task.run = rows_piece;
+    sn__lane_submit(req->ops->lane, &req->task);
+}
+
+static void abandoned(sn__task_t *task)
+{
+    sn__req_t *req = REQ_OF_TASK(task);
+    req->done(req);
+}
+
+int sn__ops_abandon(sn__req_t *req)
+{
+    if (!req->rows || !req->more)
+        return 0;
+    req->more = 0;
+    req->task.keep_turn = 0;
+    req->task.run = abandoned;
+    sn__lane_submit(req->ops->lane, &req->task);
+    return 1;
 }
 
 /* ---- add -------------------------------------------------------------------- */
@@ -606,17 +761,16 @@ static float query_known(const sn_tokenizer_t *tok, const char *text,
     return n_chars ? 1.0f - (float)n_unk / (float)n_chars : 0;
 }
 
-/* Search the store in the request's mode and format the reply. vec: the
- * query's vector (normalized), the encoder's (model_id: ours) or the
- * caller's own (model_id NULL: any collection of its dimension); NULL for
- * a lexical search. query: the encoder's tokens of the text, or NULL. */
-static void search_reply(sn__req_t *req, const char *model_id,
-                         const float *vec, int dim,
-                         const sn_encoding_t *query)
+/* Search the store in the request's mode: the hits, lean (ids, scores and
+ * spans; each one's text and meta are read as its row is written,
+ * search_rows). vec: the query's vector (normalized), the encoder's
+ * (model_id: ours) or the caller's own (model_id NULL: any collection of
+ * its dimension); NULL for a lexical search. query: the encoder's tokens
+ * of the text, or NULL. */
+static void search_hits(sn__req_t *req, const char *model_id,
+                        const float *vec, int dim, const sn_encoding_t *query)
 {
     const sn__request_t *p = &req->p;
-    sn_hit_t *hits = NULL;
-    int n_hits = 0, lists = 0, rc;
     char err[512] = "";
     sn_query_t q = {
         .mode = (sn_search_mode_t)p->mode,
@@ -631,50 +785,16 @@ static void search_reply(sn__req_t *req, const char *model_id,
         .k = p->k,
         .filter_json = p->filter_json,
         .ef = p->ef,
+        .lean = 1,
     };
 
-    rc = sn_store_query(req->ops->store, p->collection, &q, &hits, &n_hits,
-                        &lists, err, sizeof err);
+    int rc = sn_store_query(req->ops->store, p->collection, &q, &req->hits,
+                            &req->n_hits, &req->lists, err, sizeof err);
     if (rc) {
         sn__ops_reply_error(req, sn__perr_of(rc), err);
         return;
     }
-    sn__buf_t *b = &req->reply;
-    sn__proto_reply_begin(b, p->id_json);
-    sn__buf_printf(b, ",\"mode\":\"%s\",\"group\":\"%s\",\"lists\":[",
-                   sn_search_mode_name(q.mode),
-                   p->by_chunk ? "chunk" : "document");
-    if (lists & SN_LIST_LEXICAL)
-        sn__buf_puts(b, "\"lexical\"");
-    if (lists & SN_LIST_VECTOR)
-        sn__buf_puts(b, lists & SN_LIST_LEXICAL ? ",\"vector\"" : "\"vector\"");
-    sn__buf_puts(b, "],\"results\":[");
-    for (int i = 0; i < n_hits; i++) {
-        const sn_hit_t *h = &hits[i];
-        sn__buf_puts(b, i ? ",{\"id\":" : "{\"id\":");
-        sn__buf_json_str(b, h->id ? h->id : "", h->id ? strlen(h->id) : 0);
-        sn__buf_printf(b, ",\"score\":%.6g",
-                       isfinite(h->score) ? (double)h->score : 0.0);
-        if (isfinite(h->vector_score))
-            sn__buf_printf(b, ",\"vector_score\":%.6g",
-                           (double)h->vector_score);
-        if (isfinite(h->lexical_score))
-            sn__buf_printf(b, ",\"lexical_score\":%.6g",
-                           (double)h->lexical_score);
-        sn__buf_puts(b, ",\"text\":");
-        sn__buf_json_str(b, h->text ? h->text : "",
-                         h->text ? strlen(h->text) : 0);
-        sn__buf_printf(b, ",\"chunk\":%d,\"start\":%d,\"end\":%d,\"meta\":",
-                       h->chunk, (int)h->start, (int)h->end);
-        sn__buf_puts(b, h->meta_json && *h->meta_json ? h->meta_json : "{}");
-        sn__buf_put(b, "}", 1);
-    }
-    sn__buf_put(b, "]", 1);
-    if (query) /* a text query: its tokens, and whether it was cut */
-        sn__buf_printf(b, ",\"n_tokens\":%d,\"truncated\":%s",
-                       query->n_tokens, query->truncated ? "true" : "false");
-    sn__proto_reply_end(b);
-    sn_hits_free(hits, n_hits);
+    req->rows = search_rows;
 }
 
 /* A reader: search with the query's vector (the encoder's, or the
@@ -685,14 +805,80 @@ static void run_search(sn__req_t *req, sn_ctx_t *ctx)
 
     (void)ctx;
     if (req->p.vector) {
-        search_reply(req, NULL, req->p.vector, req->p.n_vector, NULL);
+        search_hits(req, NULL, req->p.vector, req->p.n_vector, NULL);
     } else if (req->p.mode == SN_SEARCH_LEXICAL) {
-        search_reply(req, NULL, NULL, 0, NULL);
+        search_hits(req, NULL, NULL, 0, NULL);
     } else {
         sn_vec_normalize(job->out[0].sentence, job->out[0].dim);
-        search_reply(req, req->ops->model_id, job->out[0].sentence,
-                     job->out[0].dim, &job->out[0].enc);
+        search_hits(req, req->ops->model_id, job->out[0].sentence,
+                    job->out[0].dim, &job->out[0].enc);
     }
+}
+
+static void put_hit(sn__buf_t *b, const sn_hit_t *h, int comma)
+{
+    sn__buf_puts(b, comma ? ",{\"id\":" : "{\"id\":");
+    sn__buf_json_str(b, h->id ? h->id : "", h->id ? strlen(h->id) : 0);
+    sn__buf_printf(b, ",\"score\":%.6g",
+                   isfinite(h->score) ? (double)h->score : 0.0);
+    if (isfinite(h->vector_score))
+        sn__buf_printf(b, ",\"vector_score\":%.6g", (double)h->vector_score);
+    if (isfinite(h->lexical_score))
+        sn__buf_printf(b, ",\"lexical_score\":%.6g",
+                       (double)h->lexical_score);
+    sn__buf_puts(b, ",\"text\":");
+    sn__buf_json_str(b, h->text ? h->text : "", h->text ? strlen(h->text) : 0);
+    sn__buf_printf(b, ",\"chunk\":%d,\"start\":%d,\"end\":%d,\"meta\":",
+                   h->chunk, (int)h->start, (int)h->end);
+    sn__buf_puts(b, h->meta_json && *h->meta_json ? h->meta_json : "{}");
+    sn__buf_put(b, "}", 1);
+}
+
+/* The reply's rows: the hits, each read back whole as it is written (a
+ * hit deleted since the search, by another connection between pieces, is
+ * left out). */
+static int search_rows(sn__req_t *req, sn__buf_t *b)
+{
+    const sn__request_t *p = &req->p;
+    char err[512] = "";
+
+    if (!req->phase) {
+        req->phase = STREAM_ROWS;
+        sn__proto_reply_begin(b, p->id_json);
+        sn__buf_printf(b, ",\"mode\":\"%s\",\"group\":\"%s\",\"lists\":[",
+                       sn_search_mode_name((sn_search_mode_t)p->mode),
+                       p->by_chunk ? "chunk" : "document");
+        if (req->lists & SN_LIST_LEXICAL)
+            sn__buf_puts(b, "\"lexical\"");
+        if (req->lists & SN_LIST_VECTOR)
+            sn__buf_puts(b, req->lists & SN_LIST_LEXICAL ? ",\"vector\""
+                                                         : "\"vector\"");
+        sn__buf_puts(b, "],\"results\":[");
+    }
+    while (req->i_next < req->n_hits && b->len < SN__PIECE && !b->err) {
+        sn_hit_t *h = &req->hits[req->i_next++];
+        int rc = sn_store_hit_read(req->ops->store, p->collection, h, err,
+                                   sizeof err);
+        if (rc == SN_ENOTFOUND)
+            continue;
+        if (rc)
+            return rows_fail(req, rc, err);
+        put_hit(b, h, req->n_put++ > 0);
+        free(h->text);
+        free(h->meta_json);
+        h->text = h->meta_json = NULL;
+    }
+    if (req->i_next < req->n_hits)
+        return 0;
+    sn__buf_put(b, "]", 1);
+    if (!p->vector && p->mode != SN_SEARCH_LEXICAL) {
+        /* a text query: its tokens, and whether it was cut */
+        const sn_encoding_t *q = &req->job.out[0].enc;
+        sn__buf_printf(b, ",\"n_tokens\":%d,\"truncated\":%s", q->n_tokens,
+                       q->truncated ? "true" : "false");
+    }
+    sn__proto_reply_end(b);
+    return 1;
 }
 
 /* ---- get, delete, stats ------------------------------------------------------ */
@@ -709,7 +895,7 @@ static void put_doc(sn__buf_t *b, const sn_doc_t *d, int comma)
                    (long long)d->created, (long long)d->updated, d->n_chunks);
 }
 
-/* A get of one id (a get of several goes in pieces: get_piece). */
+/* A get: of one id, whole; of several, rows (get_rows). */
 static void run_get(sn__req_t *req, sn_ctx_t *ctx)
 {
     const sn__request_t *p = &req->p;
@@ -718,6 +904,10 @@ static void run_get(sn__req_t *req, sn_ctx_t *ctx)
     char err[512] = "";
 
     (void)ctx;
+    if (p->n_ids > 1) {
+        req->rows = get_rows;
+        return;
+    }
     rc = sn_store_get(req->ops->store, p->collection, p->ids, p->n_ids, &docs,
                       &n, err, sizeof err);
     if (rc) {
@@ -737,31 +927,16 @@ out:
     free(docs);
 }
 
-/* ---- get, in pieces ------------------------------------------------------------
- *
- * A get of several ids holds its connection's turn on the lane from its
- * first piece to its last (keep_turn), so that the connection's later
- * storage ops still take effect after all of it; its documents are read
- * one id at a time, about a piece's worth (SN__PIECE) each time the
- * transport asks (sn__ops_more): what it holds while its client does not
- * read is one piece and one document. Other connections' storage ops run
- * between its pieces (a document is read whole, but the get is not one
- * snapshot of the store). A transport that drops such a request between
- * pieces gives it back through sn__ops_abandon, which ends its turn. */
-
-static void get_end(sn__req_t *req);
-static void back_to_lane(sn__req_t *req);
-
-/* The lane, at the request's turn (which it keeps). */
-static void get_piece(sn__task_t *task)
+/* A get of several ids: its documents read one id at a time (a document
+ * is read whole, but the get is not one snapshot of the store: other
+ * connections' writes can come between its pieces). */
+static int get_rows(sn__req_t *req, sn__buf_t *b)
 {
-    sn__req_t *req = REQ_OF_TASK(task);
     const sn__request_t *p = &req->p;
-    sn__buf_t *b = &req->reply;
     char err[512] = "";
 
     if (!req->phase) {
-        req->phase = STREAM_DOCS;
+        req->phase = STREAM_ROWS;
         sn__proto_reply_begin(b, p->id_json);
         sn__buf_puts(b, ",\"docs\":[");
     }
@@ -771,13 +946,8 @@ static void get_piece(sn__task_t *task)
         int rc = sn_store_get(req->ops->store, p->collection,
                               p->ids + req->i_next, 1, &docs, &n, err,
                               sizeof err);
-        if (rc && !req->in_pieces) {
-            sn__ops_reply_error(req, sn__perr_of(rc), err);
-            get_end(req);
-            return;
-        }
         if (rc)
-            b->err = rc;
+            return rows_fail(req, rc, err);
         for (int i = 0; i < n; i++) {
             put_doc(b, &docs[i], req->n_put++ > 0);
             sn_doc_free(&docs[i]);
@@ -785,55 +955,10 @@ static void get_piece(sn__task_t *task)
         free(docs);
         req->i_next++;
     }
-    if (b->err || req->i_next >= p->n_ids) {
-        sn__buf_put(b, "]", 1);
-        sn__proto_reply_end(b);
-        get_end(req);
-        return;
-    }
-    req->more = 1; /* a piece; the turn stays with it */
-    req->in_pieces = 1;
-    req->done(req);
-}
-
-/* The last piece (or the whole reply): back through the lane, which ends
- * the turn. */
-static void get_end(sn__req_t *req)
-{
-    req->more = 0;
-    if (req->in_pieces && req->reply.err) {
-        /* what went cannot be taken back: the transport ends the
-         * connection */
-        sn__log_error("get: %s after its first pieces",
-                      req->reply.err == -ENOMEM ? "out of memory"
-                                                : "a storage error");
-        sn__buf_free(&req->reply);
-        req->code = SN__P_INTERNAL;
-    }
-    back_to_lane(req);
-}
-
-static void get_more(sn__req_t *req)
-{
-    req->task.keep_turn = 1;
-    req->task.run = get_piece;
-    sn__lane_submit(req->ops->lane, &req->task);
-}
-
-static void abandoned(sn__task_t *task)
-{
-    sn__req_t *req = REQ_OF_TASK(task);
-    req->done(req);
-}
-
-int sn__ops_abandon(sn__req_t *req)
-{
-    if (!req->p.has_op || req->p.op != SN_OP_GET || !req->more)
+    if (req->i_next < p->n_ids)
         return 0;
-    req->more = 0;
-    req->task.keep_turn = 0;
-    req->task.run = abandoned;
-    sn__lane_submit(req->ops->lane, &req->task);
+    sn__buf_put(b, "]", 1);
+    sn__proto_reply_end(b);
     return 1;
 }
 
@@ -1047,90 +1172,127 @@ static void run_sense_which(sn__req_t *req, sn_ctx_t *ctx)
 }
 
 /* Lane: a lemma's senses (with their examples on request), or the lemmas
- * with an inventory, a page at a time, and the totals. */
+ * with an inventory, a page at a time, and the totals: rows
+ * (sense_list_rows). */
 static void run_sense_list(sn__req_t *req, sn_ctx_t *ctx)
+{
+    (void)ctx;
+    req->rows = sense_list_rows;
+}
+
+/* One sense of the lemma, with its examples on request. */
+static int put_sense(sn__req_t *req, sn__buf_t *b, const sn_sense_info_t *si,
+                     int comma, char *err, size_t err_len)
+{
+    sn__ops_ctx_t *ops = req->ops;
+    sn_sense_example_t *ex = NULL;
+    int n_ex = 0, rc;
+
+    sn__buf_puts(b, comma ? ",{\"sense\":" : "{\"sense\":");
+    put_str(b, si->sense);
+    sn__buf_puts(b, ",\"gloss\":");
+    put_str(b, si->gloss);
+    sn__buf_printf(b, ",\"n_examples\":%d", si->n_examples);
+    if (req->p.want_examples) {
+        if ((rc = sn_senses_examples(ops->senses, ops->model_id, req->folded,
+                                     si->sense, &ex, &n_ex, err,
+                                     err_len)) < 0)
+            return rc;
+        sn__buf_puts(b, ",\"examples\":[");
+        for (int k = 0; k < n_ex; k++) {
+            sn__buf_printf(b, "%s{\"id\":%lld,\"text\":", k ? "," : "",
+                           (long long)ex[k].id);
+            put_str(b, ex[k].example);
+            sn__buf_printf(b, ",\"start\":%d,\"end\":%d}", (int)ex[k].start,
+                           (int)ex[k].end);
+        }
+        sn__buf_put(b, "]", 1);
+        sn_sense_examples_free(ex, n_ex);
+    }
+    sn__buf_put(b, "}", 1);
+    return 0;
+}
+
+#define SN_LIST_PAGE 256 /* lemmas read at a time */
+
+static int sense_list_rows(sn__req_t *req, sn__buf_t *b)
 {
     sn__ops_ctx_t *ops = req->ops;
     const sn__request_t *p = &req->p;
-    sn__buf_t *b = &req->reply;
-    sn_sense_info_t *senses = NULL;
     sn_lemma_info_t *lemmas = NULL;
-    sn_sense_example_t *ex = NULL;
     sn_senses_count_t total;
-    int n = 0, n_ex = 0, rc;
+    int n = 0, rc;
     char err[512] = "", folded[SN_WSD_MAX_WORD];
 
-    (void)ctx;
     if (p->lemma) {
-        if ((rc = sn_wsd_casefold(p->lemma, folded, sizeof folded, err,
-                                  sizeof err)) < 0 ||
-            (rc = sn_senses_list(ops->senses, ops->model_id, folded, &senses,
-                                 &n, err, sizeof err)) < 0)
-            goto fail;
+        if (!req->phase) {
+            if ((rc = sn_wsd_casefold(p->lemma, folded, sizeof folded, err,
+                                      sizeof err)) < 0)
+                return rows_fail(req, rc, err);
+            if (!(req->folded = strdup(folded)))
+                return rows_fail(req, -ENOMEM, "out of memory");
+            if ((rc = sn_senses_list(ops->senses, ops->model_id, folded,
+                                     &req->senses, &req->n_senses, err,
+                                     sizeof err)) < 0)
+                return rows_fail(req, rc, err);
+            req->phase = STREAM_ROWS;
+            sn__proto_reply_begin(b, p->id_json);
+            sn__buf_puts(b, ",\"model\":");
+            put_str(b, ops->model_id);
+            sn__buf_puts(b, ",\"lemma\":");
+            put_str(b, folded);
+            sn__buf_puts(b, ",\"senses\":[");
+        }
+        while (req->i_next < req->n_senses && b->len < SN__PIECE &&
+               !b->err) {
+            if ((rc = put_sense(req, b, &req->senses[req->i_next],
+                                req->i_next > 0, err, sizeof err)) < 0)
+                return rows_fail(req, rc, err);
+            req->i_next++;
+        }
+        if (req->i_next < req->n_senses)
+            return 0;
+        sn__buf_put(b, "]", 1);
+        sn__proto_reply_end(b);
+        return 1;
+    }
+    if (!req->phase) {
+        req->phase = STREAM_ROWS;
         sn__proto_reply_begin(b, p->id_json);
         sn__buf_puts(b, ",\"model\":");
         put_str(b, ops->model_id);
-        sn__buf_puts(b, ",\"lemma\":");
-        put_str(b, folded);
-        sn__buf_puts(b, ",\"senses\":[");
-        for (int i = 0; i < n && !b->err; i++) {
-            sn__buf_puts(b, i ? ",{\"sense\":" : "{\"sense\":");
-            put_str(b, senses[i].sense);
-            sn__buf_puts(b, ",\"gloss\":");
-            put_str(b, senses[i].gloss);
-            sn__buf_printf(b, ",\"n_examples\":%d", senses[i].n_examples);
-            if (p->want_examples) {
-                if ((rc = sn_senses_examples(ops->senses, ops->model_id,
-                                             folded, senses[i].sense, &ex,
-                                             &n_ex, err, sizeof err)) < 0)
-                    goto fail;
-                sn__buf_puts(b, ",\"examples\":[");
-                for (int k = 0; k < n_ex; k++) {
-                    sn__buf_printf(b, "%s{\"id\":%lld,\"text\":",
-                                   k ? "," : "", (long long)ex[k].id);
-                    put_str(b, ex[k].example);
-                    sn__buf_printf(b, ",\"start\":%d,\"end\":%d}",
-                                   (int)ex[k].start, (int)ex[k].end);
-                }
-                sn__buf_put(b, "]", 1);
-                sn_sense_examples_free(ex, n_ex);
-                ex = NULL;
-                n_ex = 0;
-            }
-            sn__buf_put(b, "}", 1);
+        sn__buf_puts(b, ",\"lemmas\":[");
+    }
+    while (req->cursor >= 0 && req->n_put < p->limit && b->len < SN__PIECE &&
+           !b->err) {
+        int page = p->limit - req->n_put < SN_LIST_PAGE ? p->limit - req->n_put
+                                                        : SN_LIST_PAGE;
+        if ((rc = sn_senses_lemmas(ops->senses, ops->model_id,
+                                   (int64_t)p->offset + req->n_put, page,
+                                   &lemmas, &n, err, sizeof err)) < 0)
+            return rows_fail(req, rc, err);
+        for (int i = 0; i < n; i++) {
+            sn__buf_puts(b, req->n_put++ ? ",{\"lemma\":" : "{\"lemma\":");
+            put_str(b, lemmas[i].lemma);
+            sn__buf_printf(b, ",\"n_senses\":%d,\"n_examples\":%d}",
+                           lemmas[i].n_senses, lemmas[i].n_examples);
         }
-        sn__buf_put(b, "]", 1);
-        sn__proto_reply_end(b);
-        goto out;
+        if (lemmas)
+            sn_lemma_info_free(lemmas, n);
+        lemmas = NULL;
+        if (n < page)
+            req->cursor = -1; /* no more */
     }
-    if ((rc = sn_senses_lemmas(ops->senses, ops->model_id, p->offset,
-                               p->limit, &lemmas, &n, err, sizeof err)) < 0 ||
-        (rc = sn_senses_count(ops->senses, ops->model_id, &total, err,
+    if (req->cursor >= 0 && req->n_put < p->limit)
+        return 0;
+    if ((rc = sn_senses_count(ops->senses, ops->model_id, &total, err,
                               sizeof err)) < 0)
-        goto fail;
-    sn__proto_reply_begin(b, p->id_json);
-    sn__buf_puts(b, ",\"model\":");
-    put_str(b, ops->model_id);
-    sn__buf_puts(b, ",\"lemmas\":[");
-    for (int i = 0; i < n; i++) {
-        sn__buf_puts(b, i ? ",{\"lemma\":" : "{\"lemma\":");
-        put_str(b, lemmas[i].lemma);
-        sn__buf_printf(b, ",\"n_senses\":%d,\"n_examples\":%d}",
-                       lemmas[i].n_senses, lemmas[i].n_examples);
-    }
+        return rows_fail(req, rc, err);
     sn__buf_printf(b, "],\"total\":{\"lemmas\":%lld,\"senses\":%lld,"
                    "\"examples\":%lld}", (long long)total.n_lemmas,
                    (long long)total.n_senses, (long long)total.n_examples);
     sn__proto_reply_end(b);
-    goto out;
-fail:
-    sn__ops_reply_error(req, sn__perr_of(rc), err);
-out:
-    sn_sense_examples_free(ex, n_ex);
-    if (senses)
-        sn_sense_info_free(senses, n);
-    if (lemmas)
-        sn_lemma_info_free(lemmas, n);
+    return 1;
 }
 
 static void run_sense_remove(sn__req_t *req, sn_ctx_t *ctx)
@@ -1152,43 +1314,68 @@ static void run_sense_remove(sn__req_t *req, sn_ctx_t *ctx)
 
 /* ---- check -------------------------------------------------------------------- */
 
-/* Every stored vector read back (the storage lane: holds the store for the
- * scan): the damaged ones listed, to be embedded again from their text
- * (`sense check --repair` adds the documents again). */
+/* Every stored vector read back (the storage lane: holds the store for
+ * each scan): the damaged ones listed, to be embedded again from their
+ * text (`sense check --repair` adds the documents again). Rows
+ * (check_rows): a first scan counts, then pages of the list are read on
+ * from where the last stopped. */
 static void run_check(sn__req_t *req, sn_ctx_t *ctx)
 {
-    const sn__request_t *p = &req->p;
-    sn_store_bad_t *bad = NULL;
-    int n_out = 0;
-    int64_t n_bad = 0, n_checked = 0;
-    char err[512] = "";
-    sn__buf_t *b = &req->reply;
-
     (void)ctx;
-    int rc = sn_store_check(req->ops->store, p->collection, p->limit, &bad,
-                            &n_out, &n_bad, &n_checked, err, sizeof err);
-    if (rc) {
-        sn__ops_reply_error(req, sn__perr_of(rc), err);
-        return;
+    req->rows = check_rows;
+}
+
+#define SN_CHECK_PAGE 64 /* damaged vectors listed per scan */
+
+static int check_rows(sn__req_t *req, sn__buf_t *b)
+{
+    const sn__request_t *p = &req->p;
+    sn_store_t *st = req->ops->store;
+    sn_store_bad_t *bad = NULL;
+    int64_t n_bad, n_checked;
+    int n = 0, rc;
+    char err[512] = "";
+
+    if (!req->phase) {
+        if ((rc = sn_store_check(st, p->collection, 0, 0, &bad, &n, NULL,
+                                 &req->n_bad, &req->n_checked, err,
+                                 sizeof err)) < 0)
+            return rows_fail(req, rc, err);
+        if (req->n_bad)
+            sn__log_warn("check: %lld of %lld stored vectors are damaged",
+                         (long long)req->n_bad, (long long)req->n_checked);
+        req->phase = STREAM_ROWS;
+        req->cursor = req->n_bad ? 0 : -1;
+        sn__proto_reply_begin(b, p->id_json);
+        sn__buf_printf(b, ",\"checked\":%lld,\"damaged\":%lld,\"chunks\":[",
+                       (long long)req->n_checked, (long long)req->n_bad);
     }
-    if (n_bad)
-        sn__log_warn("check: %lld of %lld stored vectors are damaged",
-                     (long long)n_bad, (long long)n_checked);
-    sn__proto_reply_begin(b, p->id_json);
-    sn__buf_printf(b, ",\"checked\":%lld,\"damaged\":%lld,\"chunks\":[",
-                   (long long)n_checked, (long long)n_bad);
-    for (int i = 0; i < n_out; i++) {
-        sn__buf_puts(b, i ? ",{\"collection\":" : "{\"collection\":");
-        put_str(b, bad[i].collection);
-        sn__buf_puts(b, ",\"id\":");
-        put_str(b, bad[i].id);
-        sn__buf_printf(b, ",\"chunk\":%d,\"problem\":", bad[i].chunk);
-        put_str(b, bad[i].problem);
-        sn__buf_put(b, "}", 1);
+    while (req->cursor >= 0 && req->n_put < p->limit && b->len < SN__PIECE &&
+           !b->err) {
+        int page = p->limit - req->n_put < SN_CHECK_PAGE
+                       ? p->limit - req->n_put
+                       : SN_CHECK_PAGE;
+        if ((rc = sn_store_check(st, p->collection, req->cursor, page, &bad,
+                                 &n, &req->cursor, &n_bad, &n_checked, err,
+                                 sizeof err)) < 0)
+            return rows_fail(req, rc, err);
+        for (int i = 0; i < n; i++) {
+            sn__buf_puts(b, req->n_put++ ? ",{\"collection\":"
+                                         : "{\"collection\":");
+            put_str(b, bad[i].collection);
+            sn__buf_puts(b, ",\"id\":");
+            put_str(b, bad[i].id);
+            sn__buf_printf(b, ",\"chunk\":%d,\"problem\":", bad[i].chunk);
+            put_str(b, bad[i].problem);
+            sn__buf_put(b, "}", 1);
+        }
+        sn_store_bad_free(bad, n);
     }
+    if (req->cursor >= 0 && req->n_put < p->limit)
+        return 0;
     sn__buf_put(b, "]", 1);
     sn__proto_reply_end(b);
-    sn_store_bad_free(bad, n_out);
+    return 1;
 }
 
 /* ---- routes: the op table's route column ------------------------------------ */
@@ -1247,11 +1434,20 @@ static void to_lane(sn__job_t *job)
     sn__lane_submit(req->ops->lane, &req->task);
 }
 
-/* STORE, STATE, CHUNK_ENCODE_STORE: the lane (at the turn, if ticketed). */
+/* STORE, STATE, CHUNK_ENCODE_STORE: the lane (at the turn, if ticketed).
+ * A reply of rows keeps the turn (set at dispatch) until its last piece. */
 static void lane_run(sn__task_t *task)
 {
     sn__req_t *req = REQ_OF_TASK(task);
     run_op(req, NULL);
+    if (req->rows) {
+        rows_step(req);
+        return;
+    }
+    if (task->keep_turn) { /* failed before its rows */
+        back_to_lane(req);
+        return;
+    }
     sn__job_free_out(&req->job);
     finish(req);
 }
@@ -1272,12 +1468,16 @@ static void back_to_lane(sn__req_t *req)
     sn__lane_submit(req->ops->lane, &req->task);
 }
 
-/* ENCODE_READ: a reader runs the op, then back to the lane. */
+/* ENCODE_READ: a reader runs the op and makes the first piece of its
+ * rows, then back to the lane (after the last piece). */
 static void read_run(sn__task_t *read)
 {
     sn__req_t *req = (sn__req_t *)((char *)read - offsetof(sn__req_t, read));
     run_op(req, NULL);
-    back_to_lane(req);
+    if (req->rows)
+        rows_step(req);
+    else
+        back_to_lane(req);
 }
 
 /* ENCODE_READ: on the lane, at the request's turn (which it keeps): to a
@@ -1342,8 +1542,10 @@ static size_t full_estimate(const sn__req_t *req)
             }
         }
         return est;
-    case SN_OP_ADD:
-        return est + (size_t)p->n_docs * 1100; /* an id is <= 1024 bytes */
+    case SN_OP_ADD: /* ids as JSON: at most 6 bytes a byte (\u00XX) */
+        for (int d = 0; d < p->n_docs; d++)
+            est += (p->docs[d].id ? 6 * strlen(p->docs[d].id) : 64) + 16;
+        return est;
     case SN_OP_SEARCH:
         return est + (size_t)p->k * 4096;
     case SN_OP_GET:
@@ -1358,8 +1560,8 @@ static size_t full_estimate(const sn__req_t *req)
 size_t sn__ops_reply_estimate(const sn__req_t *req)
 {
     size_t est = full_estimate(req);
-    if (req->p.has_op && req->p.op == SN_OP_GET && req->p.n_ids > 1 &&
-        est > 2 * SN__PIECE)
+    if (req->p.has_op && (unsigned)req->p.op < SN_OP_COUNT &&
+        has_rows(&req->p) && est > 2 * SN__PIECE)
         return 2 * SN__PIECE; /* in pieces: at most a piece or two at once */
     if (!embed_streams(req, est))
         return est;
@@ -1455,10 +1657,7 @@ int sn__ops_dispatch(sn__req_t *req, sn__order_t *order)
         return 1;
     case SN__ROUTE_STORE:
         ticket(req, order);
-        if (p->op == SN_OP_GET && p->n_ids > 1) { /* in pieces */
-            get_more(req);
-            return 1;
-        }
+        req->task.keep_turn = has_rows(p); /* to its last piece */
         /* fall through */
     case SN__ROUTE_STATE:
         req->task.run = lane_run;
@@ -1541,6 +1740,15 @@ void sn__ops_release(sn__req_t *req)
     sn__job_free_out(&req->piece);
     free(req->piece.items);
     req->piece.items = NULL;
+    sn__job_free_out(&req->states);
+    sn_hits_free(req->hits, req->n_hits);
+    req->hits = NULL;
+    req->n_hits = 0;
+    if (req->senses)
+        sn_sense_info_free(req->senses, req->n_senses);
+    req->senses = NULL;
+    free(req->folded);
+    req->folded = NULL;
     free(req->texts_own);
     free(req->lens_own);
     free(req->doc_chunks);

@@ -403,6 +403,10 @@ int main(int argc, char **argv)
         sn__log_info("morph table: %zu irregular forms (%d WordNet lists "
                      "from '%s')", sn_wsd_morph_size(morph), n_files,
                      SN_WORDNET_DIR);
+        /* read at the first search with a text (logged then); optional:
+         * without WordNet the lexical list has the query's words only */
+        if (sn_store_set_synonyms(store, SN_WORDNET_DIR) < 0)
+            sn__log_warn("no synonyms for lexical search: out of memory");
     }
     if ((rc = sn_senses_open(db_path, &senses, err, sizeof err))) {
         sn__log_error("cannot open the sense inventory in '%s': %s", db_path,

@@ -23,7 +23,8 @@
  * it; otherwise it waits, parsed, in the FIFO (and so do the ones after
  * it, to keep request order) until the peer reads. A request whose reply
  * alone is over the budget runs when the connection holds no other reply.
- * An embed reply comes in pieces (ops.c): the request stays at the head
+ * A big embed reply, and a big reply of rows (search, get, check,
+ * sense.list), comes in pieces (ops.c): the request stays at the head
  * of the FIFO while each piece is written, and the next is asked for
  * (sn__ops_more) once fewer than SN__PIECES_UNREAD pieces' bytes wait for
  * the peer. So a client that pipelines requests and never reads costs the

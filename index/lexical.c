@@ -22,6 +22,16 @@
  * and has no such scale). A term that no document holds still counts in the
  * ideal: the list "knows" less of that query.
  *
+ * Synonyms (sense/wordnet.h sn_wordnet_syn_t, when the store has them):
+ * the words of each query word's WordNet synonyms join the query's words
+ * as further OR-ed terms, after them. sense_rank counts a synonym's word
+ * at SN__LEX_SYN_WEIGHT (store_int.h: why, measured on what) and leaves it
+ * out of the ideal score (a synonym can add to a document's score, never
+ * dilute the query's), and counts a token once: a synonym's word that
+ * stems like a query word ("interface" for "interfaces") matches the same
+ * tokens and adds nothing. The misses this is for are words the document
+ * does not use: "GUI" for "graphical user interface".
+ *
  * Pure functions of their input apart from the FTS5 calls; no I/O.
  * Workload: one query at a time, a few to a few hundred terms, the ranking
  * function called once per matching document.
@@ -40,6 +50,7 @@
 
 typedef struct {
     int n_phrase;
+    int n_own;     /* the query's own words; phrases past them: synonyms */
     double avgdl;
     double ideal;
     double idf[];
@@ -86,7 +97,7 @@ static int phrase_df(const Fts5ExtensionApi *api, Fts5Context *fts, int i,
  * the table, or over the collection of `in` (tokens: its summed lengths
  * in this table) when the table holds other collections too. */
 static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
-                    const sn__lex_stats_t *in, double tokens,
+                    const sn__lex_stats_t *in, double tokens, int n_own,
                     rank_aux_t **out)
 {
     int n = api->xPhraseCount(fts), rc;
@@ -100,6 +111,7 @@ static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
     if (!a)
         return SQLITE_NOMEM;
     a->n_phrase = n;
+    a->n_own = n_own > 0 && n_own < n ? n_own : n;
     a->ideal = 0;
     if ((rc = api->xRowCount(fts, &n_rows)) != SQLITE_OK ||
         (rc = api->xColumnTotalSize(fts, -1, &n_tokens)) != SQLITE_OK) {
@@ -122,7 +134,8 @@ static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
         a->idf[i] = log(1.0 + ((double)n_rows - hits + 0.5) / (hits + 0.5));
         if (a->idf[i] < 1e-6)
             a->idf[i] = 1e-6;
-        a->ideal += a->idf[i];
+        if (i < a->n_own) /* a synonym adds, never dilutes */
+            a->ideal += a->idf[i];
     }
     if ((rc = api->xSetAuxdata(fts, a, sqlite3_free)) != SQLITE_OK)
         return rc; /* xSetAuxdata freed it */
@@ -136,13 +149,13 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
     double k1 = SN__BM25_WORD_K1, b = SN__BM25_WORD_B;
     int tf[SN__LEX_MAX_TERMS];
     rank_aux_t *a = api->xGetAuxdata(fts, 0);
-    int n_inst = 0, dl = 0, rc;
+    int n_inst = 0, dl = 0, rc, n_own = 0;
     double score = 0, norm;
 
     const sn__lex_stats_t *in = NULL;
     double tokens = 0;
 
-    if (n_val >= 2) { /* sense_rank(table, k1, b[, stats, tokens]) */
+    if (n_val >= 2) { /* sense_rank(table, k1, b[, stats, tokens[, n_own]]) */
         k1 = sqlite3_value_double(val[0]);
         b = sqlite3_value_double(val[1]);
         if (!(k1 >= 0 && k1 <= 100 && b >= 0 && b <= 1)) {
@@ -155,7 +168,9 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
         in = sqlite3_value_pointer(val[2], "sn__lex_stats_t");
         tokens = sqlite3_value_double(val[3]);
     }
-    if (!a && (rc = rank_aux(api, fts, in, tokens, &a)) != SQLITE_OK) {
+    if (n_val >= 5)
+        n_own = sqlite3_value_int(val[4]);
+    if (!a && (rc = rank_aux(api, fts, in, tokens, n_own, &a)) != SQLITE_OK) {
         sqlite3_result_error_code(ctx, rc);
         return;
     }
@@ -165,19 +180,40 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
         sqlite3_result_error_code(ctx, rc);
         return;
     }
-    for (int i = 0; i < n_inst; i++) {
-        int phrase, col, off;
+    /* Instances come in position order. A token is counted once: for the
+     * query's own words that match it, else for the first synonym that
+     * does (a synonym that stems like a query word, "editors" beside
+     * "editor", matches the same tokens and adds nothing). */
+    for (int i = 0, j; i < n_inst; i = j) {
+        int phrase, col, off, p2, c2, o2, own = 0, syn = -1;
         if ((rc = api->xInst(fts, i, &phrase, &col, &off)) != SQLITE_OK) {
             sqlite3_result_error_code(ctx, rc);
             return;
         }
-        if (phrase >= 0 && phrase < a->n_phrase)
-            tf[phrase]++;
+        for (j = i; j < n_inst; j++) {
+            if ((rc = api->xInst(fts, j, &p2, &c2, &o2)) != SQLITE_OK) {
+                sqlite3_result_error_code(ctx, rc);
+                return;
+            }
+            if (c2 != col || o2 != off)
+                break;
+            if (p2 < 0 || p2 >= a->n_phrase)
+                continue;
+            if (p2 < a->n_own) {
+                tf[p2]++;
+                own = 1;
+            } else if (syn < 0 || p2 < syn) {
+                syn = p2;
+            }
+        }
+        if (!own && syn >= 0)
+            tf[syn]++;
     }
     norm = k1 * (1 - b + b * dl / a->avgdl);
     for (int i = 0; i < a->n_phrase; i++)
         if (tf[i])
-            score += a->idf[i] * tf[i] * (k1 + 1) / (tf[i] + norm);
+            score += (i < a->n_own ? 1.0 : SN__LEX_SYN_WEIGHT) * a->idf[i] *
+                     tf[i] * (k1 + 1) / (tf[i] + norm);
     sqlite3_result_double(ctx, a->ideal > 0 ? score / a->ideal : 0);
 }
 
@@ -437,14 +473,71 @@ static int word_char(utf8proc_int32_t c)
     }
 }
 
-int sn__lex_match(const char *text, size_t len, char **words,
-                  char **trigrams, char *err, size_t err_len)
+/* UTF-8 s[0..len) -> code points cp (room for len of them); the count, or
+ * -1 when s is not valid UTF-8. */
+static int decode(const char *s, size_t len, utf8proc_int32_t *cp)
+{
+    int n = 0;
+    for (size_t i = 0; i < len; n++) {
+        utf8proc_ssize_t k = utf8proc_iterate(
+            (const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i),
+            &cp[n]);
+        if (k <= 0)
+            return -1;
+        i += (size_t)k;
+    }
+    return n;
+}
+
+/* Each word (a run of word characters) of cp[0..n) as a term of e. */
+static int add_words(expr_t *e, const utf8proc_int32_t *cp, int n)
+{
+    int rc;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && word_char(cp[j]))
+            j++;
+        if (j > i && (rc = expr_term(e, cp + i, j - i)) < 0)
+            return rc;
+        i = j > i ? j : i + 1;
+    }
+    return 0;
+}
+
+/* Append the words of the synonyms of w's terms (so far: the query's own
+ * words) to w, each once. */
+static int expand(expr_t *w, const sn_wordnet_syn_t *syn)
+{
+    int n_own = w->n_seen, rc, n;
+    utf8proc_int32_t cp[SN_WORDNET_MAX_SYN];
+
+    for (int i = 0; i < n_own; i++) {
+        const char *word = w->seen[i], *s;
+        size_t sl;
+        n = 0;
+        for (const char *c = word; *c; c++)
+            n += ((unsigned char)*c & 0xc0) != 0x80;
+        if (n < SN__LEX_SYN_MIN_CP ||
+            !(s = sn_wordnet_syn_find(syn, word, strlen(word))) ||
+            (sl = strlen(s)) >= SN_WORDNET_MAX_SYN)
+            continue;
+        /* the synonyms' text -> code points -> words, as the query's */
+        if ((n = decode(s, sl, cp)) > 0 && (rc = add_words(w, cp, n)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int sn__lex_match(const char *text, size_t len, const sn_wordnet_syn_t *syn,
+                  char **words, int *n_words, char **trigrams, char *err,
+                  size_t err_len)
 {
     utf8proc_int32_t *cp = NULL;
     expr_t w = {0}, t = {0};
     int n = 0, rc = 0;
 
     *words = *trigrams = NULL;
+    *n_words = 0;
     if (len > SN__LEX_MAX_QUERY) { /* a query that long is a document */
         len = SN__LEX_MAX_QUERY;
         while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
@@ -452,25 +545,15 @@ int sn__lex_match(const char *text, size_t len, char **words,
     }
     if (!(cp = malloc((len + 1) * sizeof *cp)))
         goto oom;
-    for (size_t i = 0; i < len;) {
-        utf8proc_ssize_t k = utf8proc_iterate(
-            (const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i),
-            &cp[n]);
-        if (k <= 0) {
-            rc = sn__err(err, err_len, SN_EUTF8, "query is not valid utf-8");
-            goto fail;
-        }
-        i += (size_t)k;
-        n++;
+    if ((n = decode(text, len, cp)) < 0) {
+        rc = sn__err(err, err_len, SN_EUTF8, "query is not valid utf-8");
+        goto fail;
     }
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j < n && word_char(cp[j]))
-            j++;
-        if (j > i && (rc = expr_term(&w, cp + i, j - i)) < 0)
-            goto oom;
-        i = j > i ? j : i + 1;
-    }
+    if ((rc = add_words(&w, cp, n)) < 0)
+        goto oom;
+    *n_words = w.n_terms;
+    if (syn && (rc = expand(&w, syn)) < 0)
+        goto oom;
     for (int i = 0; i + 3 <= n; i++) {
         /* every window, spaces included, as the trigram tokenizer cuts
          * the documents ("e 패" ties a word to the next) */

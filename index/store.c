@@ -193,6 +193,9 @@ struct sn_store {
     int background; /* index builds on their own thread (set_background) */
     int graph;      /* SN__ANN_* of an HNSW index (sn_store_set_hnsw) */
     int closing;    /* builders stop at their next batch */
+    char *syn_dir;  /* WordNet folder for synonyms (set_synonyms), or NULL */
+    sn_wordnet_syn_t *syn; /* read from it at the first query text */
+    int syn_tried;
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -1154,6 +1157,47 @@ int sn_hnsw_kind_parse(const char *name)
     return -1;
 }
 
+int sn_store_set_synonyms(sn_store_t *st, const char *dir)
+{
+    char *d = NULL;
+
+    if (!st)
+        return SN_EARG;
+    if (dir && !(d = strdup(dir)))
+        return -ENOMEM;
+    pthread_mutex_lock(&st->lock);
+    free(st->syn_dir);
+    sn_wordnet_syn_free(st->syn);
+    st->syn_dir = d;
+    st->syn = NULL;
+    st->syn_tried = 0;
+    pthread_mutex_unlock(&st->lock);
+    return 0;
+}
+
+/* The synonyms, read at the first call after set_synonyms; NULL when there
+ * are none (no folder, or it could not be read: logged once). */
+static const sn_wordnet_syn_t *synonyms(sn_store_t *st)
+{
+    char e[512];
+    struct timespec t0, t1;
+
+    if (st->syn_tried || !st->syn_dir)
+        return st->syn;
+    st->syn_tried = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (sn_wordnet_syn_load(st->syn_dir, &st->syn, e, sizeof e) < 0) {
+        store_log(st, "no synonyms for lexical search: %s", e);
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    store_log(st, "synonyms for lexical search: %d words from '%s' in %.0f "
+              "ms", sn_wordnet_syn_size(st->syn), st->syn_dir,
+              (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    return st->syn;
+}
+
 void sn_store_set_background(sn_store_t *st, int on)
 {
     if (!st)
@@ -1627,6 +1671,8 @@ void sn_store_close(sn_store_t *st)
     for (int i = 0; i < st->n_pending; i++)
         free(st->pending[i]);
     free(st->idx_dir);
+    free(st->syn_dir);
+    sn_wordnet_syn_free(st->syn);
     pthread_mutex_destroy(&st->lock);
     free(st);
 }
@@ -2545,6 +2591,7 @@ typedef struct {
     sn_hit_t *v;
     int64_t *doc; /* docs_only: the hit's document */
     int n, k, docs_only;
+    int lean; /* ids and spans only: no text, no meta */
 } hits_t;
 
 static void hits_clear(hits_t *h)
@@ -2583,17 +2630,20 @@ static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
         return 0;
     }
     hit->id = dup_col(s, 0);
-    hit->text = dup_col(s, 1);
+    if (!h->lean) {
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+    }
     hit->chunk = sqlite3_column_int(s, 2);
     hit->start = sqlite3_column_int(s, 3);
     hit->end = sqlite3_column_int(s, 4);
-    hit->meta_json = dup_col(s, 5);
+    hit->ref = id;
     hit->score = score;
     hit->vector_score = score;
     hit->lexical_score = NAN;
     h->n++;
     sqlite3_reset(s);
-    if (!hit->id || !hit->text || !hit->meta_json)
+    if (!hit->id || (!h->lean && (!hit->text || !hit->meta_json)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
 }
@@ -3035,9 +3085,9 @@ static int cmp_lexdoc_score(const void *a, const void *b)
  * weight * sense_rank (BM25 with k1, b), merged into l (sorted by doc id
  * on return). */
 static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
-                     const char *match, double k1, double b, double weight,
-                     const filter_t *f, lexlist_t *l, char *err,
-                     size_t err_len)
+                     const char *match, int n_own, double k1, double b,
+                     double weight, const filter_t *f, lexlist_t *l,
+                     char *err, size_t err_len)
 {
     char *sql = NULL;
     sqlite3_stmt *s = NULL;
@@ -3050,9 +3100,9 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
      * this table (the filter's parameters are ?3 and up, at most
      * 2 * MAX_FILTER_KEYS of them) */
     if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s, %.17g, %.17g, ?901, "
-                 "?902) FROM %s t CROSS JOIN documents d ON d.id = t.rowid "
+                 "?902, %d) FROM %s t CROSS JOIN documents d ON d.id = t.rowid "
                  "WHERE %s MATCH ?1 AND d.collection = ?2%s", table, k1, b,
-                 table, table, f->cond ? f->cond : "") < 0)
+                 n_own, table, table, f->cond ? f->cond : "") < 0)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     free(sql);
@@ -3304,9 +3354,9 @@ static int doc_tri(sn_store_t *st, const coll_t *c, const sn__tri_t *tri,
     return 0;
 }
 
-/* Read result x back into hit (text, span, meta). */
+/* Read result x back into hit (text, span, meta; lean: no text or meta). */
 static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
-                      sn_hit_t *hit, char *err, size_t err_len)
+                      int lean, sn_hit_t *hit, char *err, size_t err_len)
 {
     sqlite3_stmt *s;
     int rc;
@@ -3324,18 +3374,59 @@ static int read_fused(sn_store_t *st, const coll_t *c, const fused_t *x,
                    : db_fail(st, rc, err, err_len, "cannot read a hit");
     }
     hit->id = dup_col(s, 0);
-    hit->text = dup_col(s, 1);
+    if (!lean) {
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+    }
     hit->chunk = sqlite3_column_int(s, 2);
     hit->start = sqlite3_column_int(s, 3);
     hit->end = sqlite3_column_int(s, 4);
-    hit->meta_json = dup_col(s, 5);
+    hit->ref = x->ordinal < 0 ? x->doc : x->chunk;
+    hit->ref_doc = x->ordinal < 0;
     hit->score = x->score;
     hit->vector_score = x->vec;
     hit->lexical_score = x->lex;
     sqlite3_reset(s);
-    if (!hit->id || !hit->text || !hit->meta_json)
+    if (!hit->id || (!lean && (!hit->text || !hit->meta_json)))
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     return 0;
+}
+
+int sn_store_hit_read(sn_store_t *st, const char *collection, sn_hit_t *hit,
+                      char *err, size_t err_len)
+{
+    sqlite3_stmt *s;
+    coll_t *c;
+    int rc;
+
+    if (!st || !hit)
+        return sn__err(err, err_len, SN_EARG, "sn_store_hit_read: bad "
+                       "arguments");
+    pthread_mutex_lock(&st->lock);
+    if ((rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0 ||
+        (rc = query(st, hit->ref_doc ? Q_DOC_HIT : Q_HIT, c->id, &s, err,
+                    err_len)) < 0)
+        goto done;
+    sqlite3_bind_int64(s, 1, hit->ref);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        free(hit->text);
+        free(hit->meta_json);
+        hit->text = dup_col(s, 1);
+        hit->meta_json = dup_col(s, 5);
+        rc = hit->text && hit->meta_json
+                 ? 0
+                 : sn__err(err, err_len, -ENOMEM, "out of memory");
+    } else {
+        rc = rc == SQLITE_DONE
+                 ? sn__err(err, err_len, SN_ENOTFOUND, "'%s': a hit is gone",
+                           collection)
+                 : db_fail(st, rc, err, err_len, "cannot read a hit");
+    }
+    sqlite3_reset(s);
+done:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }
 
 const char *sn_search_mode_name(sn_search_mode_t mode)
@@ -3449,18 +3540,19 @@ int sn_store_query(sn_store_t *st, const char *collection,
      * words split poorly) also takes candidates from a trigram search. */
     if (use_lex) {
         const char *p;
-        int wide = 0;
+        int wide = 0, n_own = 0;
         for (p = q->text; *p; p++)
             wide |= (unsigned char)*p >= 0x80;
-        if ((rc = sn__lex_match(q->text, strlen(q->text), &m_words, &m_tri,
-                                err, err_len)) < 0 ||
+        if ((rc = sn__lex_match(q->text, strlen(q->text), synonyms(st),
+                                &m_words, &n_own, &m_tri, err,
+                                err_len)) < 0 ||
             (rc = sn__lex_stats(st->db, c->id, &c->lex, err, err_len)) < 0 ||
             (rc = sn__tri_query(st->db, q->text, strlen(q->text), &c->lex,
                                 &tri, err, err_len)) < 0 ||
-            (rc = lex_table(st, c, "documents_fts", m_words,
+            (rc = lex_table(st, c, "documents_fts", m_words, n_own,
                             SN__BM25_WORD_K1, SN__BM25_WORD_B, 1.0, &f, &lex,
                             err, err_len)) < 0 ||
-            (wide && (rc = lex_table(st, c, "documents_tri", m_tri,
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 0,
                                      SN__BM25_TRI_K1, SN__BM25_TRI_B, 1.0, &f,
                                      &tri_nom, err, err_len)) < 0))
             goto done;
@@ -3481,7 +3573,7 @@ int sn_store_query(sn_store_t *st, const char *collection,
             free(top);
         }
     }
-    /* The vector list: the best chunks, as documents. */
+    /* The vector list: the best chunks, as their documents' ids. */
     if (use_vec) {
         vh.docs_only = 1;
         read_end(st, began); /* vec_hits unlocks the store */
@@ -3538,7 +3630,8 @@ int sn_store_query(sn_store_t *st, const char *collection,
     if (n_hits && !(hits = calloc((size_t)n_hits, sizeof *hits)))
         goto oom;
     for (int i = 0; i < n_hits; i++)
-        if ((rc = read_fused(st, c, &res.v[i], &hits[i], err, err_len)) < 0) {
+        if ((rc = read_fused(st, c, &res.v[i], q->lean, &hits[i], err,
+                             err_len)) < 0) {
             n_hits = i + 1;
             goto done;
         }
@@ -3586,15 +3679,16 @@ void sn_store_bad_free(sn_store_bad_t *b, int n)
     free(b);
 }
 
-int sn_store_check(sn_store_t *st, const char *collection, int max_report,
-                   sn_store_bad_t **out, int *n_out, int64_t *n_bad,
-                   int64_t *n_checked, char *err, size_t err_len)
+int sn_store_check(sn_store_t *st, const char *collection, int64_t after,
+                   int max_report, sn_store_bad_t **out, int *n_out,
+                   int64_t *next, int64_t *n_bad, int64_t *n_checked,
+                   char *err, size_t err_len)
 {
     static const char SQL_CHECK[] =
-        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector "
+        "SELECT k.name, k.dim, d.ext_id, c.ordinal, c.vector, c.id "
         "FROM chunks c JOIN collections k ON k.id = c.collection "
         "JOIN documents d ON d.id = c.document "
-        "WHERE ?1 IS NULL OR k.name = ?1 ORDER BY c.id";
+        "WHERE (?1 IS NULL OR k.name = ?1) AND c.id > ?2 ORDER BY c.id";
     sn_store_bad_t *v = NULL;
     sqlite3_stmt *s = NULL;
     int k = 0, rc;
@@ -3606,6 +3700,8 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
     *out = NULL;
     *n_out = 0;
     *n_bad = *n_checked = 0;
+    if (next)
+        *next = -1;
     pthread_mutex_lock(&st->lock);
     if (collection &&
         (rc = coll_get(st, collection, NULL, &c, err, err_len)) < 0)
@@ -3618,6 +3714,8 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
     rc = sqlite3_prepare_v2(st->db, SQL_CHECK, -1, &s, NULL);
     if (rc == SQLITE_OK && collection)
         rc = sqlite3_bind_text(s, 1, collection, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 2, after);
     if (rc != SQLITE_OK) {
         rc = db_fail(st, rc, err, err_len, "cannot prepare the check");
         goto fail;
@@ -3631,7 +3729,7 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
         if (!row_vec(&shape, s, 4, &vec, why, sizeof why))
             continue;
         ++*n_bad;
-        if (k == max_report)
+        if (!max_report)
             continue;
         v[k].collection = dup_col(s, 0);
         v[k].id = dup_col(s, 2);
@@ -3641,6 +3739,12 @@ int sn_store_check(sn_store_t *st, const char *collection, int max_report,
         if (!v[k - 1].collection || !v[k - 1].id || !v[k - 1].problem) {
             rc = sn__err(err, err_len, -ENOMEM, "out of memory");
             goto fail;
+        }
+        if (k == max_report) { /* a page: go on from here next time */
+            if (next)
+                *next = sqlite3_column_int64(s, 5);
+            rc = SQLITE_DONE;
+            break;
         }
     }
     if (rc != SQLITE_DONE) {

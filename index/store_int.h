@@ -16,6 +16,7 @@
 
 #include "sense/sense.h"
 #include "sense/store.h"
+#include "sense/wordnet.h"
 
 /* ---- tuning --------------------------------------------------------------
  *
@@ -222,9 +223,26 @@ int sn__lex_register(sqlite3 *db, char *err, size_t err_len);
 /* The FTS5 MATCH expressions of a query text: its words OR-ed (for
  * documents_fts) and its trigrams OR-ed (documents_tri), each term quoted
  * once (case-folded duplicates dropped). Either is NULL when the text has
- * none (no letter or digit; under 3 characters). Free both. */
-int sn__lex_match(const char *text, size_t len, char **words,
-                  char **trigrams, char *err, size_t err_len);
+ * none (no letter or digit; under 3 characters). Free both. With syn (may
+ * be NULL), the words of the query's words' WordNet synonyms follow the
+ * query's own in *words; *n_words: how many terms are the query's own
+ * (sense_rank weighs the rest SN__LEX_SYN_WEIGHT, lexical.c). */
+int sn__lex_match(const char *text, size_t len,
+                  const sn_wordnet_syn_t *syn, char **words,
+                  int *n_words, char **trigrams, char *err, size_t err_len);
+/* The weight of a synonym's word against the query's own words in
+ * sense_rank, and the shortest query word (code points) that is expanded.
+ * Synonyms: the other words of the query word's first WordNet synset in
+ * each part of speech ("gui" -> "graphical user interface", "internet" ->
+ * "net cyberspace"). Measured with ir_tune's formulas on debian-dev
+ * (bench/README.md): weight 0.35 gains MRR@10 +0.009 (half A +0.007,
+ * half B +0.012) at an unchanged Recall@10 (0.890); 0.2-0.5 is a plateau,
+ * 0.75 and over cost MRR; every sense instead of the first gains no more
+ * and costs more terms. Words of one or two letters ("a", "in", "it") are
+ * not expanded: their first synsets are units and acronyms. A synonym
+ * word that stems like a query word counts nothing (the same token). */
+#define SN__LEX_SYN_WEIGHT 0.35
+#define SN__LEX_SYN_MIN_CP 3
 
 /* A query's trigrams with their idf, to score candidates from their text
  * (lexical.c: why not through FTS5). */

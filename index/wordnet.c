@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "embed_int.h"
 #include "sense/wordnet.h"
@@ -311,10 +312,12 @@ static int parse_index(const char *buf, size_t len, int pos, entries_t *es,
 
 /* ---- data files ------------------------------------------------------------------- */
 
-/* The gloss of the synset at `off` in data.<pos>. */
-static int read_gloss(const char *buf, size_t len, int pos, uint32_t off,
-                      const char **gloss, size_t *glen, char *err,
-                      size_t err_len)
+/* The line of the synset at `off` in data.<pos>, checked to be that
+ * synset's (it starts with that very offset and an ss_type of this part of
+ * speech); *k: where the fields after ss_type start. */
+static int synset_line(const char *buf, size_t len, int pos, uint32_t off,
+                       const char **line_out, size_t *n_out, size_t *k_out,
+                       char *err, size_t err_len)
 {
     const char *file = POS_NAME[pos];
     const char *f;
@@ -340,13 +343,31 @@ static int read_gloss(const char *buf, size_t len, int pos, uint32_t off,
     if (!field(line, n, &k, &f, &flen) || flen != 1 ||
         !(f[0] == POS_CHAR[pos] || (pos == 2 && f[0] == 's')))
         return BAD("ss_type is not of this part of speech");
+#undef BAD
+    *line_out = line;
+    *n_out = n;
+    *k_out = k;
+    return 0;
+}
+
+/* The gloss of the synset at `off` in data.<pos>. */
+static int read_gloss(const char *buf, size_t len, int pos, uint32_t off,
+                      const char **gloss, size_t *glen, char *err,
+                      size_t err_len)
+{
+    const char *line;
+    size_t n, k;
+    int rc;
+
+    if ((rc = synset_line(buf, len, pos, off, &line, &n, &k, err,
+                          err_len)) < 0)
+        return rc;
     const char *bar = memchr(line + k, '|', n - k);
     if (!bar) {
         *gloss = line + n;
         *glen = 0;
         return 0;
     }
-#undef BAD
     const char *g = bar + 1;
     size_t gl = (size_t)(line + n - g);
     while (gl > 0 && *g == ' ')
@@ -426,6 +447,27 @@ static int make_sense(sn_wordnet_t *wn, const sn_wordnet_files_t *fs,
     return 0;
 }
 
+/* Every index file of fs into es, sorted by lemma, then part of speech. */
+static int parse_indexes(const sn_wordnet_files_t *fs, entries_t *es,
+                         char *err, size_t err_len)
+{
+    int rc;
+
+    for (int p = 0; p < N_POS; p++) {
+        if (!fs->index[p])
+            continue;
+        if (!fs->data[p])
+            return sn__err(err, err_len, SN_EARG, "index.%s without data.%s",
+                           POS_NAME[p], POS_NAME[p]);
+        if ((rc = parse_index(fs->index[p], fs->index_len[p], p, es, err,
+                              err_len)) < 0)
+            return rc;
+    }
+    if (es->n)
+        qsort(es->e, es->n, sizeof *es->e, cmp_entry);
+    return 0;
+}
+
 int sn_wordnet_parse(const sn_wordnet_files_t *fs, int min_senses,
                      sn_wordnet_t **out, char *err, size_t err_len)
 {
@@ -454,20 +496,8 @@ int sn_wordnet_parse(const sn_wordnet_files_t *fs, int min_senses,
                                        name, err, err_len)) < 0)
             goto fail;
     }
-    for (int p = 0; p < N_POS; p++) {
-        if (!fs->index[p])
-            continue;
-        if (!fs->data[p]) {
-            rc = sn__err(err, err_len, SN_EARG, "index.%s without data.%s",
-                         POS_NAME[p], POS_NAME[p]);
-            goto fail;
-        }
-        if ((rc = parse_index(fs->index[p], fs->index_len[p], p, &es, err,
-                              err_len)) < 0)
-            goto fail;
-    }
-    if (es.n)
-        qsort(es.e, es.n, sizeof *es.e, cmp_entry);
+    if ((rc = parse_indexes(fs, &es, err, err_len)) < 0)
+        goto fail;
     /* a lemma is a run of entries with the same text (one per pos) */
     for (i = 0; i < es.n; i = j) {
         size_t total = 0;
@@ -540,20 +570,17 @@ fail:
     return rc;
 }
 
-int sn_wordnet_load(const char *dir, int min_senses, sn_wordnet_t **out,
-                    char *err, size_t err_len)
+/* Read the files of dir (NULL: SN_WORDNET_DIR) into bufs (3 * N_POS of
+ * them, freed by the caller); the exception lists when with_exc and there. */
+static int read_files(const char *dir, int with_exc, sn_wordnet_files_t *fs,
+                      char **bufs, char *err, size_t err_len)
 {
-    sn_wordnet_files_t fs = {0};
-    char *bufs[3 * N_POS] = {0};
     int rc = 0;
 
-    if (!out)
-        return sn__err(err, err_len, SN_EARG, "sn_wordnet_load: no out");
-    *out = NULL;
     dir = dir ? dir : SN_WORDNET_DIR;
     for (int p = 0; p < N_POS && rc == 0; p++) {
         static const char *const FMT[3] = {"index.%s", "data.%s", "%s.exc"};
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < (with_exc ? 3 : 2); k++) {
             char name[32], path[4096];
             size_t len = 0;
             snprintf(name, sizeof name, FMT[k], POS_NAME[p]);
@@ -568,16 +595,30 @@ int sn_wordnet_load(const char *dir, int min_senses, sn_wordnet_t **out,
                                     &bufs[3 * p + k], &len, err,
                                     err_len)) < 0)
                 break;
-            const char **slot = k == 0 ? &fs.index[p]
-                                : k == 1 ? &fs.data[p]
-                                         : &fs.exc[p];
-            size_t *slot_len = k == 0 ? &fs.index_len[p]
-                               : k == 1 ? &fs.data_len[p]
-                                        : &fs.exc_len[p];
+            const char **slot = k == 0 ? &fs->index[p]
+                                : k == 1 ? &fs->data[p]
+                                         : &fs->exc[p];
+            size_t *slot_len = k == 0 ? &fs->index_len[p]
+                               : k == 1 ? &fs->data_len[p]
+                                        : &fs->exc_len[p];
             *slot = bufs[3 * p + k];
             *slot_len = len;
         }
     }
+    return rc;
+}
+
+int sn_wordnet_load(const char *dir, int min_senses, sn_wordnet_t **out,
+                    char *err, size_t err_len)
+{
+    sn_wordnet_files_t fs = {0};
+    char *bufs[3 * N_POS] = {0};
+    int rc;
+
+    if (!out)
+        return sn__err(err, err_len, SN_EARG, "sn_wordnet_load: no out");
+    *out = NULL;
+    rc = read_files(dir, 1, &fs, bufs, err, err_len);
     if (rc == 0)
         rc = sn_wordnet_parse(&fs, min_senses, out, err, err_len);
     for (int i = 0; i < 3 * N_POS; i++)
@@ -621,6 +662,192 @@ const sn_wordnet_lemma_t *sn_wordnet_find(const sn_wordnet_t *wn,
 const sn_wsd_morph_t *sn_wordnet_morph(const sn_wordnet_t *wn)
 {
     return wn ? wn->morph : NULL;
+}
+
+/* ---- synonyms, for query expansion ----------------------------------------------
+ *
+ * For each one-word lemma, the other words of its first synset in each of
+ * its parts of speech (WordNet's first sense is its most frequent one), as
+ * one string of words separated by spaces, multi-word synonyms split into
+ * their words: "gui" -> "graphical user interface", "internet" -> "net
+ * cyberspace". index/lexical.c adds them to a query's words at a
+ * down-weight; why the first sense only is measured there. */
+
+struct sn_wordnet_syn {
+    arena_t arena;
+    const char **lemma; /* sorted by byte order */
+    const char **words;
+    int n;
+};
+
+void sn_wordnet_syn_free(sn_wordnet_syn_t *s)
+{
+    if (!s)
+        return;
+    arena_free(&s->arena);
+    free(s);
+}
+
+int sn_wordnet_syn_size(const sn_wordnet_syn_t *s)
+{
+    return s ? s->n : 0;
+}
+
+/* Append the words of the synset at `off` that are not `lemma` to buf
+ * (space-separated, "_" as a space, adjective markers like "(a)" dropped,
+ * a word already there not again); *used: bytes in buf. */
+static int synset_words(const sn_wordnet_files_t *fs, int pos, uint32_t off,
+                        const char *lemma, size_t lemma_len, char *buf,
+                        size_t cap, size_t *used, char *err, size_t err_len)
+{
+    const char *line, *f, *lex;
+    size_t n, k, flen, lex_len;
+    uint32_t w_cnt;
+    int rc;
+
+    if ((rc = synset_line(fs->data[pos], fs->data_len[pos], pos, off, &line,
+                          &n, &k, err, err_len)) < 0)
+        return rc;
+    if (!field(line, n, &k, &f, &flen) || flen != 2 ||
+        num(f, flen, 16, &w_cnt) || w_cnt == 0)
+        return sn__err(err, err_len, SN_ECORRUPT, "data.%s: synset %08u: "
+                       "bad w_cnt", POS_NAME[pos], (unsigned)off);
+    for (uint32_t i = 0; i < w_cnt; i++) {
+        if (!field(line, n, &k, &f, &flen) ||
+            !field(line, n, &k, &lex, &lex_len))
+            return sn__err(err, err_len, SN_ECORRUPT, "data.%s: synset "
+                           "%08u: fewer words than w_cnt", POS_NAME[pos],
+                           (unsigned)off);
+        if (flen > 3 && f[flen - 1] == ')') { /* "good(a)", "galore(ip)" */
+            const char *open = memchr(f, '(', flen);
+            if (open && open > f)
+                flen = (size_t)(open - f);
+        }
+        if (flen >= SN_WSD_MAX_WORD)
+            continue;
+        char w[SN_WSD_MAX_WORD];
+        for (size_t j = 0; j < flen; j++)
+            w[j] = f[j] == '_' ? ' ' : f[j];
+        if (flen == lemma_len && !strncasecmp(w, lemma, flen))
+            continue; /* the lemma itself */
+        int seen = 0; /* already there: as a whole word between spaces */
+        for (size_t j = 0; !seen && j + flen <= *used; j++)
+            seen = (j == 0 || buf[j - 1] == ' ') &&
+                   (j + flen == *used || buf[j + flen] == ' ') &&
+                   !strncasecmp(buf + j, w, flen);
+        if (seen)
+            continue;
+        if (*used + flen + 1 >= cap)
+            break; /* enough synonyms for one word */
+        if (*used)
+            buf[(*used)++] = ' ';
+        memcpy(buf + *used, w, flen);
+        *used += flen;
+    }
+    return 0;
+}
+
+int sn_wordnet_syn_parse(const sn_wordnet_files_t *fs, sn_wordnet_syn_t **out,
+                         char *err, size_t err_len)
+{
+    entries_t es = {0};
+    sn_wordnet_syn_t *sy = NULL;
+    size_t i, j, n_one = 0;
+    int rc;
+
+    if (!out || !fs)
+        return sn__err(err, err_len, SN_EARG, "sn_wordnet_syn_parse: bad "
+                       "arguments");
+    *out = NULL;
+    if (!(sy = calloc(1, sizeof *sy)))
+        return sn__err(err, err_len, -ENOMEM, "out of memory");
+    if ((rc = parse_indexes(fs, &es, err, err_len)) < 0)
+        goto fail;
+    for (i = 0; i < es.n; i++)
+        n_one += !memchr(es.e[i].lemma, '_', es.e[i].lemma_len);
+    sy->lemma = arena_alloc(&sy->arena, (n_one ? n_one : 1) *
+                                            sizeof *sy->lemma,
+                            sizeof(void *));
+    sy->words = arena_alloc(&sy->arena, (n_one ? n_one : 1) *
+                                            sizeof *sy->words,
+                            sizeof(void *));
+    if (!sy->lemma || !sy->words)
+        goto oom;
+    /* a lemma is a run of entries with the same text (one per pos) */
+    for (i = 0; i < es.n; i = j) {
+        char buf[SN_WORDNET_MAX_SYN];
+        size_t used = 0;
+        const entry_t *e = &es.e[i];
+        for (j = i; j < es.n && !cmp_lemma(e->lemma, e->lemma_len,
+                                           es.e[j].lemma, es.e[j].lemma_len);
+             j++)
+            ;
+        if (memchr(e->lemma, '_', e->lemma_len))
+            continue; /* queries are looked up a word at a time */
+        for (size_t p = i; p < j; p++)
+            if ((rc = synset_words(fs, es.e[p].pos, es.off[es.e[p].i_off],
+                                   e->lemma, e->lemma_len, buf, sizeof buf,
+                                   &used, err, err_len)) < 0)
+                goto fail;
+        if (!used)
+            continue;
+        if (!(sy->lemma[sy->n] = arena_str(&sy->arena, e->lemma,
+                                           e->lemma_len)) ||
+            !(sy->words[sy->n] = arena_str(&sy->arena, buf, used)))
+            goto oom;
+        sy->n++;
+    }
+    free(es.e);
+    free(es.off);
+    *out = sy;
+    return 0;
+oom:
+    rc = sn__err(err, err_len, -ENOMEM, "out of memory");
+fail:
+    free(es.e);
+    free(es.off);
+    sn_wordnet_syn_free(sy);
+    return rc;
+}
+
+int sn_wordnet_syn_load(const char *dir, sn_wordnet_syn_t **out, char *err,
+                        size_t err_len)
+{
+    sn_wordnet_files_t fs = {0};
+    char *bufs[3 * N_POS] = {0};
+    int rc;
+
+    if (!out)
+        return sn__err(err, err_len, SN_EARG, "sn_wordnet_syn_load: no out");
+    *out = NULL;
+    rc = read_files(dir, 0, &fs, bufs, err, err_len);
+    if (rc == 0)
+        rc = sn_wordnet_syn_parse(&fs, out, err, err_len);
+    for (int i = 0; i < 3 * N_POS; i++)
+        free(bufs[i]);
+    return rc;
+}
+
+const char *sn_wordnet_syn_find(const sn_wordnet_syn_t *s, const char *word,
+                                size_t len)
+{
+    int lo = 0, hi;
+
+    if (!s || !word)
+        return NULL;
+    hi = s->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        const char *t = s->lemma[mid];
+        int c = cmp_lemma(t, strlen(t), word, len);
+        if (c == 0)
+            return s->words[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 /* ---- exemplars and import ----------------------------------------------------------- */

@@ -12,7 +12,9 @@
  *     (ten times the budget), never read, on the socket and over HTTP: the
  *     daemon grows by a few MiB (the replies go in pieces as the client
  *     reads; built whole it grew by 28 MB); a reply in pieces is byte for
- *     byte the one put together from each text's own reply;
+ *     byte the one put together from each text's own reply; the same for
+ *     gets of several ids and searches of k = 1000 (their rows read a
+ *     piece at a time), and a check's list of thousands of damaged vectors;
  *   - fairness: while one client streams 64 requests of 50 texts (or adds,
  *     word-sense requests from three clients, HTTP embeds), another
  *     client's lone request waits for at most one batch or step of encoder
@@ -895,6 +897,25 @@ static void test_big_replies(void)
     CHECK_EQ(daemon_stop(pid), 0);
 }
 
+/* POST body_in to a REST endpoint: the response's body is the socket's
+ * reply line from `fields` on (its fields, less id and ok), as an object. */
+static void rest_same(client_t *h, const char *path, const char *body_in,
+                      const char *fields)
+{
+    char hd[256], *body;
+    size_t len;
+    snprintf(hd, sizeof hd, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: "
+             "application/json\r\nContent-Length: %zu\r\n\r\n", path,
+             strlen(body_in));
+    cl_sendz(h, hd);
+    cl_sendz(h, body_in);
+    CHECK_EQ(http_read(h, &body, &len), 200);
+    CHECK(fields != NULL);
+    CHECK_EQ(len, strlen(fields) + 1);
+    CHECK(body[0] == '{' && !memcmp(body + 1, fields, len - 1));
+    free(body);
+}
+
 /* A get of n ids of collection g: mostly the big document, some the small
  * one, some missing. */
 static char *get_line(int id, int n)
@@ -967,21 +988,12 @@ static void test_big_gets(void)
     /* HTTP: the REST get, chunked */
     client_t *h = tcp_open();
     l = get_line(0, N_IDS);
-    char *body_in = strstr(l, "\"ids\""), hd[256], *body;
-    size_t len;
+    char *body_in = strstr(l, "\"ids\"");
     body_in[-1] = '{';
     body_in[strlen(body_in) - 1] = '\0'; /* no newline */
-    snprintf(hd, sizeof hd, "POST /v1/collections/g/get HTTP/1.1\r\nHost: x\r\n"
-             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-             strlen(body_in - 1));
-    cl_sendz(h, hd);
-    cl_sendz(h, body_in - 1);
+    rest_same(h, "/v1/collections/g/get", body_in - 1,
+              strstr(want.s, "\"docs\""));
     free(l);
-    CHECK_EQ(http_read(h, &body, &len), 200);
-    const char *docs_at = strstr(want.s, "\"docs\"");
-    CHECK_EQ(len, strlen(docs_at) + 1);
-    CHECK(body[0] == '{' && !memcmp(body + 1, docs_at, len - 1));
-    free(body);
     free(want.s);
 
     /* a client that never reads */
@@ -1005,6 +1017,139 @@ static void test_big_gets(void)
                             "[\"small\",\"big\"]}\n"));
     json_decref(call(other, "{\"op\":\"delete\",\"collection\":\"g\",\"ids\":"
                             "[\"small\"]}\n"));
+    cl_close(other);
+    CHECK_EQ(daemon_stop(pid), 0);
+}
+
+/* Add n documents to collection `coll`, `per` at a time: doc j has id
+ * "dJ", a short text of its own and meta {"n": j, "pad": PAD bytes}. */
+static void add_padded(client_t *c, const char *coll, int n, int per,
+                       size_t pad)
+{
+    char *padding = malloc(pad + 1);
+    CHECK(padding != NULL);
+    for (size_t i = 0; i < pad; i++)
+        padding[i] = "abcdefghij klmnop"[i % 17];
+    padding[pad] = '\0';
+    for (int j0 = 0; j0 < n; j0 += per) {
+        str_t add = {0};
+        char head[128];
+        snprintf(head, sizeof head, "{\"op\":\"add\",\"collection\":\"%s\","
+                 "\"docs\":[", coll);
+        str_puts(&add, head);
+        for (int j = j0; j < j0 + per && j < n; j++) {
+            char doc[160];
+            snprintf(doc, sizeof doc, "%s{\"id\":\"d%d\",\"text\":\"note %d "
+                     "on thing %d and word %d\",\"meta\":{\"n\":%d,\"pad\":\"",
+                     j > j0 ? "," : "", j, j, j % 7, j % 11, j);
+            str_puts(&add, doc);
+            str_puts(&add, padding);
+            str_puts(&add, "\"}}");
+        }
+        str_puts(&add, "]}\n");
+        json_t *r = call(c, add.s);
+        CHECK(json_is_true(json_object_get(r, "ok")));
+        json_decref(r);
+        free(add.s);
+    }
+    free(padding);
+}
+
+/* A search's hits go in pieces too, each hit's text and meta read as its
+ * row is written: four searches of k = 1000 whose replies are ~20 MB each
+ * (documents with 100 KB of meta), sent and never read, cost a few MiB
+ * (built whole: the hits' meta twice over and the reply, ~60 MB each);
+ * byte for byte a reply in pieces is the one put together from each
+ * hit's own reply (a search filtered to that document, built whole), on
+ * the socket and over HTTP (chunked). */
+static void test_big_searches(void)
+{
+    enum { N_BIG = 200, N_ID = 100, N_HOG = 4, LIMIT_KB = 8 * 1024 };
+    static const char q[] = "\"query\":\"a note on a thing\",\"mode\":\"vector\"";
+    pid_t pid = daemon_start("--http", http_addr(), NULL);
+    client_t *other = cl_open();
+    char l[512];
+    add_padded(other, "big", N_BIG, 25, 100000);
+    add_padded(other, "s", N_ID, 50, 10000);
+
+    /* byte for byte: 100 hits of ~10 KB (1 MB: four pieces) */
+    snprintf(l, sizeof l, "{\"id\":5,\"op\":\"search\",\"collection\":\"s\","
+             "%s,\"k\":1000}\n", q);
+    cl_sendz(other, l);
+    char *line = cl_line(other);
+    CHECK(line != NULL);
+    if (strlen(line) < 3 * (256u << 10)) { /* four pieces */
+        fprintf(stderr, "%.300s (%zu bytes)\n", line, strlen(line));
+        exit(1);
+    }
+    json_t *all = json_loads(line, 0, NULL);
+    json_t *res = json_object_get(all, "results");
+    CHECK_EQ(json_array_size(res), N_ID);
+    str_t want = {0};
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        int n = (int)json_integer_value(
+            json_object_get(json_object_get(json_array_get(res, i), "meta"),
+                            "n"));
+        snprintf(l, sizeof l, "{\"id\":5,\"op\":\"search\",\"collection\":"
+                 "\"s\",%s,\"k\":1,\"filter\":{\"n\":%d}}\n", q, n);
+        cl_sendz(other, l);
+        char *one = cl_line(other);
+        CHECK(one != NULL);
+        const char *a = strstr(one, "\"results\":[") + 11;
+        const char *b = strstr(a, "}],\"n_tokens\":");
+        CHECK(b != NULL);
+        if (i == 0)
+            str_put(&want, one, (size_t)(a - one)); /* the head */
+        else
+            str_puts(&want, ",");
+        str_put(&want, a, (size_t)(b + 1 - a));
+        if (i + 1 == json_array_size(res))
+            str_puts(&want, b + 1); /* the tail */
+        free(one);
+    }
+    json_decref(all);
+    if (strcmp(line, want.s)) {
+        size_t k = 0;
+        while (line[k] == want.s[k])
+            k++;
+        fprintf(stderr, "the search reply in pieces differs at byte %zu of "
+                "%zu: ...%.60s\nexpected ...%.60s\n", k, strlen(line),
+                line + (k > 20 ? k - 20 : 0), want.s + (k > 20 ? k - 20 : 0));
+        exit(1);
+    }
+    free(line);
+
+    /* HTTP: the REST search, chunked: the same fields */
+    client_t *h = tcp_open();
+    char body_in[256];
+    snprintf(body_in, sizeof body_in, "{%s,\"k\":1000}", q);
+    rest_same(h, "/v1/collections/s/search", body_in,
+              strstr(want.s, "\"mode\""));
+    free(want.s);
+    cl_close(h);
+
+    /* a client that never reads: four searches of k = 1000 over 200
+     * documents with 100 KB of meta */
+    snprintf(l, sizeof l, "{\"op\":\"search\",\"collection\":\"big\",%s,"
+             "\"k\":1000}\n", q);
+    json_decref(call(other, l)); /* warm-up, read */
+    long base = status_kb(pid, "VmRSS:");
+    client_t *hog = cl_open();
+    for (int i = 0; i < N_HOG; i++)
+        CHECK_EQ(send_some(hog, l, strlen(l)), strlen(l));
+    queue_idle(other, "storage");
+    usleep(300000);
+    long grew = status_kb(pid, "VmHWM:") - base;
+    printf(" [%d unread searches of k = 1000 (~%d MB each): peak +%ld KB]",
+           N_HOG, N_BIG / 10, grew);
+    CHECK(RSS_MEANS_NOTHING || grew < LIMIT_KB);
+    line = cl_line(hog); /* and they come when it reads */
+    CHECK(line != NULL);
+    CHECK(strlen(line) > (size_t)N_BIG * 100000);
+    static const char head[] = "{\"id\":null,\"ok\":true,\"mode\":\"vector\"";
+    CHECK(!strncmp(line, head, sizeof head - 1));
+    free(line);
+    cl_close(hog);
     cl_close(other);
     CHECK_EQ(daemon_stop(pid), 0);
 }
@@ -1108,6 +1253,68 @@ static void test_damaged(void)
     cl_close(c);
     CHECK_EQ(daemon_stop(pid), 0);
     CHECK(file_has(log_path, "indexes saved"));
+
+    /* many damaged: the check's list goes in pieces (~1 MB), read a page
+     * at a time, byte for byte the list of them in chunk order */
+    enum { N_MANY = 3000, ID_LEN = 300 };
+    char id[ID_LEN + 96];
+    pid = daemon_start(NULL);
+    c = cl_open();
+    for (int j0 = 0; j0 < N_MANY; j0 += 1000) {
+        str_t add = {0};
+        str_puts(&add, "{\"op\":\"add\",\"collection\":\"many\",\"docs\":[");
+        for (int j = j0; j < j0 + 1000; j++) {
+            snprintf(id, sizeof id, "%s{\"id\":\"%0*d\",\"text\":\"doc\"}",
+                     j > j0 ? "," : "", ID_LEN, j);
+            str_puts(&add, id);
+        }
+        str_puts(&add, "]}\n");
+        json_decref(call(c, add.s));
+        free(add.s);
+    }
+    cl_close(c);
+    CHECK_EQ(daemon_stop(pid), 0);
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "UPDATE chunks SET vector = x'00' WHERE "
+                           "collection = (SELECT id FROM collections WHERE "
+                           "name = 'many')", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_EQ(sqlite3_changes(db), N_MANY);
+    CHECK(sqlite3_close(db) == SQLITE_OK);
+    pid = daemon_start(NULL);
+    c = cl_open();
+    cl_sendz(c, "{\"op\":\"check\",\"collection\":\"many\",\"limit\":"
+                "100000}\n");
+    char *line = cl_line(c);
+    CHECK(line != NULL);
+    CHECK(strlen(line) > 3 * (256u << 10));
+    r = json_loads(line, 0, NULL);
+    CHECK_EQ(json_integer_value(json_object_get(r, "damaged")), N_MANY);
+    const char *problem = json_string_value(json_object_get(
+        json_array_get(json_object_get(r, "chunks"), 0), "problem"));
+    CHECK(problem != NULL);
+    str_t want = {0};
+    str_puts(&want, "{\"id\":null,\"ok\":true,\"checked\":3000,"
+                    "\"damaged\":3000,\"chunks\":[");
+    for (int j = 0; j < N_MANY; j++) {
+        snprintf(id, sizeof id, "%s{\"collection\":\"many\",\"id\":\"%0*d\","
+                 "\"chunk\":0,\"problem\":\"", j ? "," : "", ID_LEN, j);
+        str_puts(&want, id);
+        str_puts(&want, problem);
+        str_puts(&want, "\"}");
+    }
+    str_puts(&want, "]}");
+    json_decref(r);
+    CHECK_EQ(strlen(line), want.len);
+    CHECK(!strcmp(line, want.s));
+    free(want.s);
+    free(line);
+    /* a limit stops the list, not the count */
+    r = call(c, "{\"op\":\"check\",\"collection\":\"many\",\"limit\":100}\n");
+    CHECK_EQ(json_integer_value(json_object_get(r, "damaged")), N_MANY);
+    CHECK_EQ(json_array_size(json_object_get(r, "chunks")), 100);
+    json_decref(r);
+    cl_close(c);
+    CHECK_EQ(daemon_stop(pid), 0);
 }
 
 /* ---- the documented limits: ids 1024 bytes, meta 1 MiB ---------------------------- */
@@ -1209,6 +1416,7 @@ int main(int argc, char **argv)
     RUN("fairness:", test_fairness);
     RUN("replies over the budget:", test_big_replies);
     RUN("gets over the budget:", test_big_gets);
+    RUN("searches over the budget:", test_big_searches);
     RUN("idle timeout", test_idle);
     RUN("damaged vectors, check, repair", test_damaged);
     RUN("document limits", test_doc_limits);

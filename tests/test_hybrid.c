@@ -15,7 +15,8 @@
  * know leaves the lexical order alone, and a query no document's words
  * match leaves the vector order alone (hybrid never below its better
  * list on these), nor does a model that knows the query's tokens but
- * disagrees with a confident lexical list; BM25's statistics are each collection's own, and
+ * disagrees with a confident lexical list; WordNet synonyms of query
+ * words count at a down-weight, never twice for one token; BM25's statistics are each collection's own, and
  * follow its changes; bad modes and missing inputs are errors; a background
  * index build (no index file) answers searches exactly meanwhile, keeps
  * the writes made during it, and is logged; a search by vector alone
@@ -622,6 +623,103 @@ static void test_trust(void)
     sn_store_close(st);
 }
 
+/* ---- synonyms ----------------------------------------------------------------- */
+
+/* A WordNet folder of two noun synsets (the other parts of speech empty):
+ * "GUI, graphical user interface" and "internet, net, cyberspace". */
+static void write_wordnet(const char *wdir)
+{
+    static const char *const POS[4] = {"noun", "verb", "adj", "adv"};
+    char path[600], data[512], index[256];
+    int n1;
+
+    n1 = snprintf(data, sizeof data, "%08d 10 n 02 GUI 0 "
+                  "graphical_user_interface 0 000 | a user interface based "
+                  "on graphics\n", 0);
+    snprintf(data + n1, sizeof data - (size_t)n1, "%08d 06 n 03 internet 0 "
+             "net 0 cyberspace 0 000 | a computer network\n", n1);
+    snprintf(index, sizeof index, "gui n 1 0 1 0 %08d\n"
+             "internet n 1 0 1 0 %08d\n", 0, n1);
+    CHECK(mkdir(wdir, 0700) == 0);
+    for (int p = 0; p < 4; p++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(path, sizeof path, "%s/%s.%s", wdir, k ? "data" : "index",
+                     POS[p]);
+            FILE *f = fopen(path, "w");
+            CHECK(f != NULL);
+            if (p == 0)
+                fputs(k ? data : index, f);
+            fclose(f);
+        }
+}
+
+static double score_of(const res_t *r, const char *id)
+{
+    int k = rank_of(r, id);
+    return k ? r->h[k - 1].lexical_score : -1;
+}
+
+/* A query word's WordNet synonyms join the lexical list at a down-weight:
+ * "GUI" finds the document that says "graphical user interface" only
+ * with synonyms, and the document that says "GUI" stays ahead of it; a
+ * synonym that stems like a query word ("interface" beside "interfaces")
+ * adds nothing; a folder that cannot be read leaves search as without. */
+static void test_synonyms(void)
+{
+    char wdir[300];
+    sn_store_t *st = open_db("syn.db");
+
+    snprintf(wdir, sizeof wdir, "%s/wordnet", dir);
+    write_wordnet(wdir);
+    CHECK_OK(sn_store_collection(st, "s", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    put(st, "s", "long", "A graphical user interface for the connman daemon.",
+        NULL, 41);
+    put(st, "s", "short", "GUI toolkit for the connman daemon.", NULL, 42);
+    put(st, "s", "cli", "Command line tool for the connman daemon.", NULL, 43);
+    put(st, "s", "web", "Text editor to be used inside web pages.", NULL, 44);
+    put(st, "s", "if", "Network interface settings.", NULL, 45);
+    put(st, "s", "net", "Tools to browse the net.", NULL, 46);
+
+    res_t a = run(st, "s", SN_SEARCH_LEXICAL, "GUI", NULL, 1, 10, NULL, 0);
+    res_t b = run(st, "s", SN_SEARCH_LEXICAL, "interfaces GUI", NULL, 1, 10,
+                  NULL, 0);
+    CHECK_EQ(rank_of(&a, "short"), 1);
+    CHECK_EQ(rank_of(&a, "long"), 0); /* no synonyms yet */
+    CHECK_OK(sn_store_set_synonyms(st, wdir), err);
+    res_t c = run(st, "s", SN_SEARCH_LEXICAL, "GUI", NULL, 1, 10, NULL, 0);
+    res_t h = run(st, "s", SN_SEARCH_HYBRID, "GUI", NULL, 1, 10, NULL, 0);
+    res_t d = run(st, "s", SN_SEARCH_LEXICAL, "interfaces GUI", NULL, 1, 10,
+                  NULL, 0);
+    CHECK_EQ(rank_of(&c, "short"), 1);
+    CHECK_EQ(rank_of(&c, "long"), 2);
+    CHECK_EQ(rank_of(&h, "long"), 2);
+    CHECK_EQ(rank_of(&c, "cli"), 0);
+    CHECK(score_of(&c, "long") > 0);
+    /* the synonyms' words count SN__LEX_SYN_WEIGHT of a query word's */
+    CHECK(score_of(&c, "long") < SN__LEX_SYN_WEIGHT * 3 * 1.01 *
+                                     score_of(&c, "short"));
+    /* "interface" (GUI's synonym) matches the token "interfaces" does */
+    CHECK(fabs(score_of(&d, "if") - score_of(&b, "if")) < 1e-6);
+    CHECK(score_of(&d, "if") > 0);
+    done(&a);
+    done(&b);
+    done(&c);
+    done(&h);
+    done(&d);
+    /* another query word, another synset */
+    c = run(st, "s", SN_SEARCH_LEXICAL, "internet", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(rank_of(&c, "net"), 1);
+    done(&c);
+    /* a folder that cannot be read: no synonyms, search as before */
+    CHECK_OK(sn_store_set_synonyms(st, "/nonexistent/wordnet"), err);
+    c = run(st, "s", SN_SEARCH_LEXICAL, "GUI", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(rank_of(&c, "short"), 1);
+    CHECK_EQ(rank_of(&c, "long"), 0);
+    done(&c);
+    sn_store_close(st);
+}
+
 /* ---- BM25 statistics per collection ------------------------------------------ */
 
 /* A collection's lexical scores are its own: another collection in the
@@ -856,6 +954,7 @@ int main(void)
     test_vector_exact();
     test_stats();
     test_trust();
+    test_synonyms();
     test_migration();
     test_kill();
     test_background();

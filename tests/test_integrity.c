@@ -357,25 +357,43 @@ static void test_damaged(void)
     /* reported */
     sn_store_bad_t *bad;
     int n_bad_out;
-    int64_t n_bad, n_checked;
-    CHECK_OK(sn_store_check(st, NULL, 100, &bad, &n_bad_out, &n_bad,
-                            &n_checked, err, sizeof err), err);
+    int64_t n_bad, n_checked, next;
+    CHECK_OK(sn_store_check(st, NULL, 0, 100, &bad, &n_bad_out, &next,
+                            &n_bad, &n_checked, err, sizeof err), err);
     CHECK_EQ(n_checked, 6);
     CHECK_EQ(n_bad, 1);
     CHECK_EQ(n_bad_out, 1);
+    CHECK_EQ(next, -1);
+    sn_store_bad_free(bad, n_bad_out);
+    /* a page of one stops at it; the next page goes on after it */
+    CHECK_OK(sn_store_check(st, NULL, 0, 1, &bad, &n_bad_out, &next, &n_bad,
+                            &n_checked, err, sizeof err), err);
+    CHECK_EQ(n_bad_out, 1);
+    CHECK(next > 0);
+    CHECK(n_checked < 6);
+    int64_t n_first = n_checked;
+    sn_store_bad_t *none;
+    CHECK_OK(sn_store_check(st, NULL, next, 1, &none, &n_bad_out, &next,
+                            &n_bad, &n_checked, err, sizeof err), err);
+    CHECK_EQ(n_bad, 0);
+    CHECK(none == NULL);
+    CHECK_EQ(next, -1);
+    CHECK_EQ(n_first + n_checked, 6);
+    n_bad_out = 1;
     CHECK_STREQ(bad[0].collection, "c");
     CHECK_STREQ(bad[0].id, "d2");
     CHECK_EQ(bad[0].chunk, 0);
     CHECK(strstr(bad[0].problem, "norm") || strstr(bad[0].problem, "finite"));
     sn_store_bad_free(bad, n_bad_out);
-    CHECK_FAILS_WITH(sn_store_check(st, "nope", 10, &bad, &n_bad_out, &n_bad,
-                                    &n_checked, err, sizeof err),
+    CHECK_FAILS_WITH(sn_store_check(st, "nope", 0, 10, &bad, &n_bad_out,
+                                    NULL, &n_bad, &n_checked, err,
+                                    sizeof err),
                      err, "no collection 'nope'");
 
     /* repaired by adding it again (what `sense check --repair` does) */
     add_docs(st, "c", "d", 2, 1, 600);
     check_top1(st, "c", 602, "d2");
-    CHECK_OK(sn_store_check(st, "c", 100, &bad, &n_bad_out, &n_bad,
+    CHECK_OK(sn_store_check(st, "c", 0, 100, &bad, &n_bad_out, NULL, &n_bad,
                             &n_checked, err, sizeof err), err);
     CHECK_EQ(n_bad, 0);
     CHECK(bad == NULL);

@@ -76,6 +76,15 @@ void sn_store_set_log(sn_store_t *st, sn_store_log_cb cb, void *ud);
  * index there was, or an exact scan of the database. */
 void sn_store_set_background(sn_store_t *st, int on);
 
+/* Synonyms for the lexical list: a WordNet 3.0 folder (index.* and
+ * data.*, Debian's wordnet-base: SN_WORDNET_DIR), read at the first search
+ * with a query text that needs it (~0.2 s, ~4 MB) and kept; the words of
+ * each query word's synonyms then join the query at a down-weight (index/
+ * lexical.c). NULL (the default) or a folder that cannot be read: no
+ * synonyms, searches go on without them (a failed read is logged once).
+ * Set it before searching; copies dir. */
+int sn_store_set_synonyms(sn_store_t *st, const char *dir);
+
 /* What an HNSW index is (every HNSW collection of the store; the default
  * SN_HNSW_F32):
  *   f32    hnswlib's graph over the float vectors (M 16).
@@ -168,13 +177,18 @@ typedef struct {
     char *problem;   /* "norm 4.2e+27", "not finite", "12 bytes, expected 1536" */
 } sn_store_bad_t;
 
-/* Read back every stored vector of `collection` (NULL: of every
- * collection) and report the damaged ones: *out (at most max_report of
- * them, malloc'd, free with sn_store_bad_free), *n_bad (all of them) and
- * *n_checked (vectors read). Holds the store for the length of the scan. */
-int sn_store_check(sn_store_t *st, const char *collection, int max_report,
-                   sn_store_bad_t **out, int *n_out, int64_t *n_bad,
-                   int64_t *n_checked, char *err, size_t err_len);
+/* Read back the stored vectors of `collection` (NULL: of every
+ * collection) after chunk `after` (0: from the first), in chunk order, and
+ * report the damaged ones: *out (malloc'd, free with sn_store_bad_free).
+ * With max_report > 0 the scan stops at the max_report-th damaged vector
+ * and *next (may be NULL) is where to go on from (the `after` of the next
+ * call); otherwise (and when the scan reaches the end) *next is -1 and
+ * nothing is reported with max_report 0. *n_bad and *n_checked count the
+ * damaged and all vectors scanned. Holds the store for the scan. */
+int sn_store_check(sn_store_t *st, const char *collection, int64_t after,
+                   int max_report, sn_store_bad_t **out, int *n_out,
+                   int64_t *next, int64_t *n_bad, int64_t *n_checked,
+                   char *err, size_t err_len);
 void sn_store_bad_free(sn_store_bad_t *b, int n);
 
 typedef struct {
@@ -202,6 +216,10 @@ typedef struct {
     int chunk;       /* ordinal of the chunk in its document */
     int32_t start, end;
     char *meta_json;
+    /* the store's: the chunk (or, ref_doc set, the document) that
+     * sn_store_hit_read reads the text and meta of */
+    int64_t ref;
+    int ref_doc;
 } sn_hit_t;
 
 void sn_hits_free(sn_hit_t *h, int n);
@@ -267,6 +285,8 @@ typedef struct {
     int k;
     const char *filter_json; /* as sn_store_search */
     int ef;                 /* HNSW beam, as sn_store_search_ef; 0: default */
+    int lean;               /* hits without text and meta (NULL): read
+                             * them one hit at a time, sn_store_hit_read */
 } sn_query_t;
 
 /* Search in q->mode. Hybrid needs text and/or a vector (a list whose input
@@ -277,6 +297,13 @@ typedef struct {
 int sn_store_query(sn_store_t *st, const char *collection,
                    const sn_query_t *q, sn_hit_t **out, int *n_out,
                    int *lists_out, char *err, size_t err_len);
+
+/* The text and meta of a lean hit of `collection` (sn_query_t.lean), as
+ * sn_store_query would have given them: hit->text and hit->meta_json are
+ * set (the hit owns them). SN_ENOTFOUND when the chunk or document is
+ * gone since (deleted by another writer). */
+int sn_store_hit_read(sn_store_t *st, const char *collection, sn_hit_t *hit,
+                      char *err, size_t err_len);
 
 const char *sn_search_mode_name(sn_search_mode_t mode);
 /* "hybrid", "vector", "lexical" -> the mode; -1 for anything else. */

@@ -97,6 +97,29 @@ const sn_wsd_morph_t *sn_wordnet_morph(const sn_wordnet_t *wn);
 int sn_wordnet_split_gloss(const char *gloss, size_t len, size_t *def_len,
                            size_t *ex_off, size_t *ex_len, int max_ex);
 
+/* ---- synonyms -------------------------------------------------------------- */
+
+#define SN_WORDNET_MAX_SYN 512 /* bytes of one lemma's synonyms */
+
+/* For each one-word lemma, the other words of its first synset in each of
+ * its parts of speech, as one string of space-separated words (multi-word
+ * synonyms split): "gui" -> "graphical user interface". For query
+ * expansion (index/lexical.c). Only index and data files are read.
+ * Ownership: the caller frees the table with sn_wordnet_syn_free;
+ * immutable after load, share it between threads freely. */
+typedef struct sn_wordnet_syn sn_wordnet_syn_t;
+
+int sn_wordnet_syn_parse(const sn_wordnet_files_t *files,
+                         sn_wordnet_syn_t **out, char *err, size_t err_len);
+int sn_wordnet_syn_load(const char *dir, sn_wordnet_syn_t **out, char *err,
+                        size_t err_len);
+void sn_wordnet_syn_free(sn_wordnet_syn_t *s);
+int sn_wordnet_syn_size(const sn_wordnet_syn_t *s);
+/* The synonyms of word[0..len) (lowercase, as stored), or NULL: a pointer
+ * into s. */
+const char *sn_wordnet_syn_find(const sn_wordnet_syn_t *s, const char *word,
+                                size_t len);
+
 /* ---- import ---------------------------------------------------------------- */
 
 /* Called after each batch: lemmas done of total, exemplars stored so far.
