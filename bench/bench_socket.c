@@ -48,7 +48,12 @@
  *                     [--threads N] [--reps R] [--docs N] [--no-encode]
  *                     [--no-ingest] [--search] [--search-sizes N,N,...]
  *                     [--search-kinds flat,hnsw,sq8,faiss] [--ef E,...]
- *                     [--queries Q] [--dim D]
+ *                     [--queries Q] [--dim D] [--db-dir DIR]
+ * --db-dir DIR keeps the socket, log and database in DIR (made if missing)
+ * instead of a temporary folder, and leaves them there: a later run with the
+ * same DIR and sizes finds the collections filled (the data is made from a
+ * fixed seed) and their index files saved, and skips both -- for comparing
+ * search code at 1M without an 8-minute build each time.
  * Defaults: reps 3 (seconds of work per encode cell, roughly), docs 2000,
  * search sizes 10000, 1000 queries, 384 dimensions;
  * --threads is sensed's encoder worker count (default: the daemon's, 1).
@@ -94,7 +99,9 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static char g_dir[] = "/tmp/sense-bench-sock-XXXXXX";
+static char g_dir_tmp[] = "/tmp/sense-bench-sock-XXXXXX";
+static const char *g_dir = g_dir_tmp; /* --db-dir: kept, reused */
+static int g_keep;
 static char g_sock[100], g_db[256], g_log[256];
 static pid_t g_pid;
 
@@ -671,6 +678,29 @@ static void fill_store(const char *coll, sn_index_kind_t kind,
     free(txt);
 }
 
+/* Whether collection coll already holds n documents (a --db-dir run). */
+static int coll_filled(const char *coll, int n)
+{
+    sn_collection_info_t *ci = NULL;
+    sn_store_t *st;
+    char err[512];
+    int n_ci = 0, found = 0;
+
+    if (!g_keep)
+        return 0;
+    if (sn_store_open(g_db, &st, err, sizeof err) < 0)
+        die("sn_store_open", err);
+    if (sn_store_collections(st, &ci, &n_ci, err, sizeof err) < 0)
+        die("sn_store_collections", err);
+    for (int i = 0; i < n_ci; i++)
+        found |= !strcmp(ci[i].name, coll) && ci[i].n_docs == n;
+    sn_collection_info_free(ci, n_ci);
+    sn_store_close(st);
+    if (found)
+        printf("  %-10s %d vectors already in '%s'\n", coll, n, g_db);
+    return found;
+}
+
 /* The exact top K of each query by brute force (sgemm over blocks of the
  * database, a sorted insert per score): the recall reference, computed
  * apart from faiss. */
@@ -880,7 +910,8 @@ static void bench_search(const int *sizes, int n_sizes, int n_q, int dim,
         for (int k = 0; k < 2; k++) {
             snprintf(coll[k], sizeof coll[k], "vec_%s_%d",
                      k ? "hnsw" : "flat", n);
-            if (k ? want[1] || want[2] || want[3] : want[0])
+            if ((k ? want[1] || want[2] || want[3] : want[0]) &&
+                !coll_filled(coll[k], n))
                 fill_store(coll[k], k ? SN_INDEX_HNSW : SN_INDEX_FLAT,
                            model_id, dim, x, n);
         }
@@ -1027,6 +1058,9 @@ int main(int argc, char **argv)
             for (int k = 0; k < N_S_KINDS; k++)
                 want[k] = strstr(v, S_KINDS[k].name) != NULL;
             i++;
+        } else if (!strcmp(a, "--db-dir") && v) {
+            g_dir = argv[++i];
+            g_keep = 1;
         } else if (!strcmp(a, "--ef") && v) {
             char *p = argv[++i];
             for (n_efs = 0; *p && n_efs < MAX_SIZES; n_efs++) {
@@ -1040,7 +1074,8 @@ int main(int argc, char **argv)
                     "default] [--threads N] [--reps R] [--docs "
                     "N] [--no-encode] [--no-ingest] [--search] "
                     "[--search-sizes N,N,...] [--search-kinds flat,hnsw,sq8,"
-                    "faiss] [--ef E,E,...] [--queries Q] [--dim D]\n");
+                    "faiss] [--ef E,E,...] [--queries Q] [--dim D] "
+                    "[--db-dir DIR]\n");
             return 2;
         }
     }
@@ -1055,8 +1090,9 @@ int main(int argc, char **argv)
     }
     if (access(g_sensed, X_OK))
         die("cannot run sensed (--sensed PATH)", g_sensed);
-    if (!mkdtemp(g_dir))
-        die("mkdtemp", strerror(errno));
+    if (g_keep ? mkdir(g_dir, 0700) != 0 && errno != EEXIST
+               : !mkdtemp(g_dir_tmp))
+        die(g_keep ? "mkdir --db-dir" : "mkdtemp", strerror(errno));
     snprintf(g_sock, sizeof g_sock, "%s/s.sock", g_dir);
     snprintf(g_db, sizeof g_db, "%s/sense.db", g_dir);
     snprintf(g_log, sizeof g_log, "%s/sensed.log", g_dir);
@@ -1089,7 +1125,7 @@ int main(int argc, char **argv)
         bench_search(sizes, n_sizes, n_q, dim, want, efs, n_efs);
     daemon_stop();
     sn_model_free(m);
-    {
+    if (!g_keep) {
         char p[300];
         snprintf(p, sizeof p, "%s/sensed.log", g_dir);
         unlink(p);

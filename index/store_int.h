@@ -137,6 +137,9 @@
  * bench/bench_ir (bytes per document, bench/README.md). An existing
  * database keeps its page size (changing it means a VACUUM outside WAL). */
 #define SN__PAGE_SIZE 16384
+/* How much of the database file SQLite reads through a memory map
+ * (store.c, sn_store_open): all of it, up to the library's own cap. */
+#define SN__MMAP_SIZE "17179869184"
 
 /* On a database that has no pages yet, set SN__PAGE_SIZE (call before
  * anything writes it, journal mode included); otherwise do nothing. */

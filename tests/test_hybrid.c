@@ -19,7 +19,8 @@
  * words count at a down-weight, never twice for one token; BM25's statistics are each collection's own, and
  * follow its changes; bad modes and missing inputs are errors; a background
  * index build (no index file) answers searches exactly meanwhile, keeps
- * the writes made during it, and is logged.
+ * the writes made during it, and is logged; a search by vector alone
+ * gives the brute-force documents, chunks and scores over a Flat index.
  */
 #include <pthread.h>
 #include <time.h>
@@ -846,12 +847,111 @@ static void test_background(void)
     sn_store_close(st);
 }
 
+/* ---- vector search is exact over its candidates ------------------------------
+ *
+ * A search by vector alone (vector mode, or hybrid without a text) takes
+ * the documents of the best chunks and scores each one exactly (its best
+ * chunk's cosine, from the stored vectors). Over a Flat index that is the
+ * brute-force answer: the test computes it itself (the same double sum
+ * per chunk) and wants the same documents, chunks, order and scores,
+ * bit for bit -- by document and by chunk, with and without a filter, with
+ * deleted documents, documents of one to three chunks. */
+
+#define EX_DOCS 240
+
+typedef struct {
+    int doc, ordinal;
+    float score;
+} ex_t;
+
+static int cmp_ex(const void *a, const void *b)
+{
+    const ex_t *x = a, *y = b;
+    if (x->score != y->score)
+        return (x->score < y->score) - (x->score > y->score);
+    if (x->doc != y->doc)
+        return (x->doc > y->doc) - (x->doc < y->doc);
+    return (x->ordinal > y->ordinal) - (x->ordinal < y->ordinal);
+}
+
+static int ex_chunks(int d) { return 1 + d % 3; }
+static int ex_gone(int d) { return d % 7 == 3; }
+
+static void test_vector_exact(void)
+{
+    sn_store_t *st = open_db("exact.db");
+    static float vecs[EX_DOCS][3][D];
+    static ex_t want[EX_DOCS * 3];
+    char ids[EX_DOCS][16], metas[EX_DOCS][32];
+
+    CHECK_OK(sn_store_collection(st, "x", "m", D, SN_INDEX_FLAT, err,
+                                 sizeof err), err);
+    for (int d = 0; d < EX_DOCS; d++) {
+        sn_chunk_in_t ch[3];
+        snprintf(ids[d], sizeof ids[d], "x%d", d);
+        snprintf(metas[d], sizeof metas[d], "{\"g\": %d}", d % 3);
+        for (int c = 0; c < ex_chunks(d); c++) {
+            vec_of(vecs[d][c], 7000 + 3 * d + c);
+            ch[c] = (sn_chunk_in_t){2 * c, 2 * c + 1, vecs[d][c]};
+        }
+        sn_doc_in_t doc = {ids[d], "a b c d e f", 11, metas[d], ch,
+                           ex_chunks(d)};
+        CHECK_OK(sn_store_add(st, "x", "m", &doc, 1, NULL, err, sizeof err),
+                 err);
+    }
+    for (int d = 0; d < EX_DOCS; d++)
+        if (ex_gone(d))
+            del(st, "x", ids[d]);
+    for (int qi = 0; qi < 6; qi++) {
+        float q[D];
+        vec_of(q, 9100 + qi);
+        for (int variant = 0; variant < 8; variant++) {
+            int by_chunk = variant & 1, filtered = variant & 2, k = 12;
+            sn_search_mode_t mode = variant & 4 ? SN_SEARCH_HYBRID
+                                                : SN_SEARCH_VECTOR;
+            int n = 0;
+            for (int d = 0; d < EX_DOCS; d++) {
+                ex_t best = {d, -1, -INFINITY};
+                if (ex_gone(d) || (filtered && d % 3 != 1))
+                    continue;
+                for (int c = 0; c < ex_chunks(d); c++) {
+                    double dot = 0;
+                    for (int i = 0; i < D; i++)
+                        dot += (double)q[i] * vecs[d][c][i];
+                    ex_t x = {d, c, (float)dot};
+                    if (by_chunk)
+                        want[n++] = x;
+                    else if (x.score > best.score)
+                        best = x;
+                }
+                if (!by_chunk)
+                    want[n++] = best;
+            }
+            qsort(want, (size_t)n, sizeof *want, cmp_ex);
+            res_t r = run(st, "x", mode, NULL, q, 1, k,
+                          filtered ? "{\"g\": 1}" : NULL, by_chunk);
+            CHECK_EQ(r.n, k);
+            CHECK_EQ(r.lists, SN_LIST_VECTOR);
+            for (int i = 0; i < r.n && i < n; i++) {
+                CHECK_STREQ(r.h[i].id, ids[want[i].doc]);
+                CHECK_EQ(r.h[i].chunk, want[i].ordinal);
+                CHECK(r.h[i].score == want[i].score);
+                CHECK(r.h[i].vector_score == want[i].score);
+                CHECK(isnan(r.h[i].lexical_score));
+            }
+            done(&r);
+        }
+    }
+    sn_store_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/sense-test-hybrid-XXXXXX");
     CHECK(mkdtemp(dir));
     test_agree();
     test_modes();
+    test_vector_exact();
     test_stats();
     test_trust();
     test_synonyms();
