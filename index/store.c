@@ -725,6 +725,7 @@ static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     rc = sn__ann_new(c->dim, want_kind(st, c, n_live), &ann, err, err_len);
     if (rc < 0)
         return rc;
+    sn__ann_expect(ann, n_live);
     buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
     ids = malloc((size_t)REBUILD_BATCH * sizeof *ids);
     if (!buf || !ids) {
@@ -1004,6 +1005,7 @@ static void *builder_main(void *arg)
                      sizeof err);
     if (rc < 0)
         goto done;
+    sn__ann_expect(ann, n_live);
     buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
     ids = malloc((size_t)REBUILD_BATCH * sizeof *ids);
     if (!buf || !ids) {
@@ -1132,8 +1134,9 @@ int sn_store_set_hnsw(sn_store_t *st, sn_hnsw_kind_t kind)
 {
     static const int map[] = {[SN_HNSW_F32] = SN__ANN_HNSW,
                               [SN_HNSW_SQ8] = SN__ANN_HNSW_SQ8,
-                              [SN_HNSW_FAISS] = SN__ANN_HNSW_FAISS};
-    if (!st || (unsigned)kind > SN_HNSW_FAISS)
+                              [SN_HNSW_FAISS] = SN__ANN_HNSW_FAISS,
+                              [SN_HNSW_IVF] = SN__ANN_IVF};
+    if (!st || (unsigned)kind > SN_HNSW_IVF)
         return SN_EARG;
     pthread_mutex_lock(&st->lock);
     st->graph = map[kind];
@@ -1146,12 +1149,13 @@ const char *sn_hnsw_kind_name(sn_hnsw_kind_t kind)
     return kind == SN_HNSW_F32   ? "f32"
            : kind == SN_HNSW_SQ8 ? "sq8"
            : kind == SN_HNSW_FAISS ? "faiss"
+           : kind == SN_HNSW_IVF   ? "ivf"
                                    : "?";
 }
 
 int sn_hnsw_kind_parse(const char *name)
 {
-    for (int k = SN_HNSW_F32; k <= SN_HNSW_FAISS; k++)
+    for (int k = SN_HNSW_F32; k <= SN_HNSW_IVF; k++)
         if (name && !strcmp(name, sn_hnsw_kind_name((sn_hnsw_kind_t)k)))
             return k;
     return -1;
@@ -1233,6 +1237,10 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
         store_note(st, "collection '%s': %lld of %lld vectors deleted, "
                   "rebuilding its index", c->name, (long long)a->n_dead,
                   (long long)sn__ann_ntotal(a));
+    else if (sn__ann_outgrown(a))
+        store_note(st, "collection '%s': %lld vectors, grown past what its "
+                  "index lists were trained for, rebuilding it", c->name,
+                  (long long)n_live);
     else
         return 0;
     if (st->background)
