@@ -78,11 +78,11 @@ void sn_store_set_background(sn_store_t *st, int on);
 
 /* Synonyms for the lexical list: a WordNet 3.0 folder (index.* and
  * data.*, Debian's wordnet-base: SN_WORDNET_DIR), read at the first search
- * with a query text that needs it (~0.2 s, ~4 MB) and kept; the words of
- * each query word's synonyms then join the query at a down-weight (index/
- * lexical.c). NULL (the default) or a folder that cannot be read: no
- * synonyms, searches go on without them (a failed read is logged once).
- * Set it before searching; copies dir. */
+ * with a query text (~0.2 s; ~4 MB kept, its ~27 MB of files read and
+ * dropped); the words of each query word's synonyms then join the query
+ * at a down-weight (index/lexical.c). NULL (the default) or a folder
+ * that cannot be read: no synonyms, searches go on without them (a failed
+ * read is logged once). Set it before searching; copies dir. */
 int sn_store_set_synonyms(sn_store_t *st, const char *dir);
 
 /* What an HNSW index is (every HNSW collection of the store; the default
