@@ -458,45 +458,11 @@ int sn__ivf_remove(sn__ivf_t *v, int64_t n, const int64_t *ids,
 
 /* ---- search ------------------------------------------------------------------ */
 
-typedef struct {
-    float s;
-    int64_t id;
-} cand_t;
-
-/* A min-heap of the best k: the root is the worst kept. */
-static void keep(cand_t *h, int64_t *n, int64_t k, float s, int64_t id)
-{
-    int64_t i;
-    if (*n == k) {
-        if (!(s > h[0].s))
-            return;
-        i = 0;
-        for (;;) {
-            int64_t l = 2 * i + 1, r = l + 1, m = i;
-            float ms = s;
-            if (l < k && h[l].s < ms)
-                m = l, ms = h[l].s;
-            if (r < k && h[r].s < ms)
-                m = r;
-            if (m == i)
-                break;
-            h[i] = h[m];
-            i = m;
-        }
-        h[i] = (cand_t){s, id};
-        return;
-    }
-    i = (*n)++;
-    while (i > 0 && h[(i - 1) / 2].s > s) {
-        h[i] = h[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h[i] = (cand_t){s, id};
-}
+typedef sn__cand_t cand_t;
 
 static int cmp_cand(const void *a, const void *b)
 {
-    float x = ((const cand_t *)a)->s, y = ((const cand_t *)b)->s;
+    float x = ((const cand_t *)a)->score, y = ((const cand_t *)b)->score;
     if (x != y)
         return (x < y) - (x > y);
     int64_t i = ((const cand_t *)a)->id, j = ((const cand_t *)b)->id;
@@ -525,7 +491,7 @@ int sn__ivf_search(const sn__ivf_t *v, const float *q, int64_t k,
     }
     /* untrained: exact, over the vectors themselves */
     for (int64_t i = 0; i < v->n_pend; i++)
-        keep(top, &n_top, k, v->dot(q, v->pend + (size_t)i * d, (size_t)d),
+        sn__topk_push(top, &n_top, k, v->dot(q, v->pend + (size_t)i * d, (size_t)d),
              v->pend_ids[i]);
     if (v->n_lists) {
         double base = 0;
@@ -540,7 +506,7 @@ int sn__ivf_search(const sn__ivf_t *v, const float *q, int64_t k,
             goto done;
         }
         for (int l = 0; l < v->n_lists; l++)
-            keep(probe, &n_probe, nprobe,
+            sn__topk_push(probe, &n_probe, nprobe,
                  v->dot(q, v->centroids + (size_t)l * d, (size_t)d), l);
         /* the query's codes: q[i] * step[i], quantized with one scale */
         for (int j = 0; j < d; j++) {
@@ -555,14 +521,14 @@ int sn__ivf_search(const sn__ivf_t *v, const float *q, int64_t k,
             const list_t *li = &v->lists[probe[p].id];
             const int8_t *c = li->codes;
             for (int64_t i = 0; i < li->n; i++, c += d)
-                keep(top, &n_top, k,
+                sn__topk_push(top, &n_top, k,
                      (float)(base + s_q * (double)v->dot_i8(cq, c, (size_t)d)),
                      li->ids[i]);
         }
     }
     qsort(top, (size_t)n_top, sizeof *top, cmp_cand);
     for (int64_t i = 0; i < n_top; i++) {
-        scores[i] = top[i].s;
+        scores[i] = top[i].score;
         labels[i] = top[i].id;
     }
 done:

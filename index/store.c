@@ -61,6 +61,7 @@
 #include <utf8proc.h>
 
 #include "embed_int.h"
+#include "kernels.h"
 #include "store_int.h"
 
 #define MAX_PENDING_LOG 32
@@ -2656,42 +2657,8 @@ static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
     return 0;
 }
 
-/* A min-heap of the best k (score, id) pairs, for the exact scan. */
-typedef struct {
-    float score;
-    int64_t id;
-} cand_t;
-
-static void heap_push(cand_t *hp, int *n, int k, cand_t c)
-{
-    int i;
-    if (*n == k) {
-        if (c.score <= hp[0].score)
-            return;
-        /* replace the root, sift down */
-        i = 0;
-        for (;;) {
-            int l = 2 * i + 1, r = l + 1, m = i;
-            float ms = c.score;
-            if (l < k && hp[l].score < ms)
-                m = l, ms = hp[l].score;
-            if (r < k && hp[r].score < ms)
-                m = r;
-            if (m == i)
-                break;
-            hp[i] = hp[m];
-            i = m;
-        }
-        hp[i] = c;
-        return;
-    }
-    i = (*n)++;
-    while (i > 0 && hp[(i - 1) / 2].score > c.score) {
-        hp[i] = hp[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    hp[i] = c;
-}
+/* The best k (score, id) pairs of the exact scan: kernels.c's heap. */
+typedef sn__cand_t cand_t;
 
 static int cmp_cand_desc(const void *a, const void *b)
 {
@@ -2707,7 +2674,8 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
 {
     cand_t *hp = malloc((size_t)h->k * sizeof *hp);
     sqlite3_stmt *s = NULL;
-    int n = 0, rc;
+    int64_t n = 0;
+    int rc;
 
     hits_clear(h);
     if (!hp)
@@ -2731,14 +2699,14 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
             continue; /* damaged: never a hit (logged at index builds) */
         for (int i = 0; i < c->dim; i++)
             dot += (double)q[i] * v[i];
-        heap_push(hp, &n, h->k, (cand_t){(float)dot, id});
+        sn__topk_push(hp, &n, h->k, (float)dot, id);
     }
     if (rc != SQLITE_DONE) {
         rc = db_fail(st, rc, err, err_len, "cannot scan chunks");
         goto fail;
     }
     qsort(hp, (size_t)n, sizeof *hp, cmp_cand_desc);
-    for (int i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++)
         if ((rc = take_hit(st, hit_q, hp[i].id, hp[i].score, h, err,
                            err_len)) < 0)
             goto fail;
