@@ -62,7 +62,8 @@
 #define SN__GRAPH_EF_BASE_N 10000
 /* 96 per decade (256 at 1M) gave 0.947 at 1M over the socket, 384 gave
  * 0.977 (bench/README.md, "Search at a million"): 128 per decade puts
- * 1M at 320, between the two (interpolated, not measured itself). */
+ * 1M at 320, which then measured 0.969 (in-process and over the socket,
+ * 2.6 / 4.2 ms p50; "Round 2"). */
 #define SN__GRAPH_EF_PER_DECADE 128
 
 /* SQ8 graphs: searched for max(k * SN__SQ8_RERANK, ef / 2) candidates by
