@@ -43,6 +43,7 @@
 #include <faiss/c_api/error_c.h>
 
 #include "../index/hnsw.h"
+#include "../index/ivf.h"
 #include "../index/store_int.h"
 #include "synth.h"
 
@@ -200,6 +201,7 @@ static const struct {
     {"faiss", SN__ANN_HNSW_FAISS},
     {"hnsw", SN__ANN_HNSW},
     {"sq8", SN__ANN_HNSW_SQ8},
+    {"ivf", SN__ANN_IVF},
 };
 #define N_KINDS (int)(sizeof KINDS / sizeof *KINDS)
 
@@ -208,7 +210,7 @@ int main(int argc, char **argv)
     int64_t sizes[MAX_LIST] = {10000, 100000}, efs[MAX_LIST] = {0};
     int n_sizes = 2, n_efs = 1, nq = 1000, d = 384, uniform = 0;
     int efc = 0, m = 0, build_threads = sn__ann_build_threads();
-    int want[N_KINDS] = {1, 1, 1, 1};
+    int want[N_KINDS] = {1, 1, 1, 1, 0}, lists = 0;
     char err[512];
 
     for (int i = 1; i < argc; i++) {
@@ -223,6 +225,8 @@ int main(int argc, char **argv)
             efc = atoi(v), i++;
         else if (!strcmp(a, "--m") && v)
             m = atoi(v), i++;
+        else if (!strcmp(a, "--lists") && v)
+            lists = atoi(v), i++;
         else if (!strcmp(a, "--kinds") && v) {
             for (int k = 0; k < N_KINDS; k++)
                 want[k] = strstr(v, KINDS[k].name) != NULL;
@@ -240,8 +244,9 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: bench_search [--sizes N,N,...] [--1m] "
                     "[--queries Q] [--dim D] [--data clustered|uniform] "
-                    "[--kinds flat,faiss,hnsw,sq8] [--ef-search E,E,...] "
-                    "[--ef-construction E] [--m M] [--build-threads T] "
+                    "[--kinds flat,faiss,hnsw,sq8,ivf] [--ef-search E,E,...] "
+                    "[--ef-construction E] [--m M] [--lists L] "
+                    "[--build-threads T] "
                     "[--seed S]\n");
             return 2;
         }
@@ -303,6 +308,9 @@ int main(int argc, char **argv)
             t = now();
             if (sn__ann_new(d, KINDS[k].kind, &a, err, sizeof err) < 0)
                 die(KINDS[k].name, err);
+            sn__ann_expect(a, n); /* as the store's builds do */
+            if (a->ivf && lists)
+                sn__ivf_expect(a->ivf, n, lists);
             if (a->graph && (m || efc)) { /* tuning: another graph */
                 sn__hnsw_free(a->graph);
                 a->graph = NULL;
@@ -310,7 +318,7 @@ int main(int argc, char **argv)
                                  efc ? efc : SN__GRAPH_EF_CONSTRUCTION,
                                  &a->graph, err, sizeof err) < 0)
                     die(KINDS[k].name, err);
-            } else if (!a->graph && efc) {
+            } else if (!a->graph && !a->ivf && efc) {
                 FaissParameterSpace *ps = NULL;
                 if (faiss_ParameterSpace_new(&ps) ||
                     faiss_ParameterSpace_set_index_parameter(
@@ -324,7 +332,7 @@ int main(int argc, char **argv)
             double cpu = cpu_now() - c0;
             for (int e = 0; e < n_efs; e++) {
                 int64_t ef = efs[e];
-                if (!a->graph) { /* faiss keeps its efSearch in the index */
+                if (!a->graph && !a->ivf) { /* faiss keeps its own */
                     FaissParameterSpace *ps = NULL;
                     double v = ef ? (double)ef : SN__HNSW_EF_SEARCH;
                     if (faiss_ParameterSpace_new(&ps) ||
@@ -334,12 +342,9 @@ int main(int argc, char **argv)
                     faiss_ParameterSpace_free(ps);
                     ef = (int64_t)v;
                 }
-                snprintf(name, sizeof name, "%s ef %lld%s", KINDS[k].name,
-                         (long long)(ef ? ef
-                                        : a->graph
-                                            ? sn__ann_ef(n, K) * SN__GRAPH_M /
-                                                  sn__hnsw_m(a->graph)
-                                            : sn__ann_ef(n, K)),
+                snprintf(name, sizeof name, "%s %s %lld%s", KINDS[k].name,
+                         a->ivf ? "nprobe" : "ef",
+                         (long long)(ef ? ef : sn__ann_default_ef(a, K)),
                          efs[e] ? "" : " (rule)");
                 print_row(name, build, cpu,
                           (double)sn__ann_bytes_per_vector(a),

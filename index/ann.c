@@ -2,7 +2,8 @@
  * ann.c -- one collection's approximate-nearest-neighbour index: a faiss
  * Flat index behind its C API or an HNSW graph (hnsw.cpp: hnswlib over our
  * own kernels, float vectors or 8-bit codes; faiss' IndexHNSW is kept as a
- * kind for comparison), and the file it is saved to.
+ * kind for comparison) or an inverted file of 8-bit codes (ivf.c), and
+ * the file it is saved to.
  *
  * The index is an accelerator, never the truth: SQLite holds every vector
  * (chunks.vector) and store.c rebuilds or catches the index up from there.
@@ -55,6 +56,7 @@
 
 #include "embed_int.h"
 #include "hnsw.h"
+#include "ivf.h"
 #include "store_int.h"
 
 #define ANN_MAGIC "SENSEIDX"
@@ -162,6 +164,7 @@ const char *sn__ann_kind_name(int kind)
     case SN__ANN_HNSW_FAISS: return "hnsw (faiss)";
     case SN__ANN_HNSW: return "hnsw";
     case SN__ANN_HNSW_SQ8: return "hnsw (sq8)";
+    case SN__ANN_IVF: return "ivf";
     }
     return "?";
 }
@@ -181,19 +184,27 @@ int sn__ann_new(int dim, int kind, sn__ann_t **out, char *err,
     *out = NULL;
     if (dim <= 0 || dim > SN_STORE_MAX_DIM)
         return sn__err(err, err_len, SN_EARG, "index: bad dimension %d", dim);
-    if (kind < SN__ANN_FLAT || kind > SN__ANN_HNSW_SQ8)
+    if (kind < SN__ANN_FLAT || kind > SN__ANN_IVF)
         return sn__err(err, err_len, SN_EARG, "index: bad kind %d", kind);
     a = calloc(1, sizeof *a);
     if (!a)
         return sn__err(err, err_len, -ENOMEM, "index: out of memory");
     a->kind = kind;
     a->hnsw = kind != SN__ANN_FLAT;
-    a->approx = kind == SN__ANN_HNSW_SQ8;
+    a->approx = kind == SN__ANN_HNSW_SQ8 || kind == SN__ANN_IVF;
     a->dim = dim;
+    if (kind == SN__ANN_IVF) {
+        if ((rc = sn__ivf_new(dim, &a->ivf, err, err_len)) < 0)
+            goto fail;
+        *out = a;
+        return 0;
+    }
     if (is_graph(kind)) {
         int sq8 = kind == SN__ANN_HNSW_SQ8;
         if ((rc = sn__hnsw_new(dim, sq8, sq8 ? SN__GRAPH_M_SQ8 : SN__GRAPH_M,
-                               SN__GRAPH_EF_CONSTRUCTION, &a->graph, err,
+                               sq8 ? SN__GRAPH_EF_CONSTRUCTION_SQ8
+                                   : SN__GRAPH_EF_CONSTRUCTION,
+                               &a->graph, err,
                                err_len)) < 0)
             goto fail;
         *out = a;
@@ -224,6 +235,7 @@ void sn__ann_free(sn__ann_t *a)
     if (a->index)
         faiss_Index_free(a->index);
     sn__hnsw_free(a->graph);
+    sn__ivf_free(a->ivf);
     free(a);
 }
 
@@ -231,7 +243,20 @@ int64_t sn__ann_ntotal(const sn__ann_t *a)
 {
     if (!a)
         return 0;
+    if (a->ivf)
+        return sn__ivf_count(a->ivf);
     return a->graph ? sn__hnsw_count(a->graph) : faiss_Index_ntotal(a->index);
+}
+
+void sn__ann_expect(sn__ann_t *a, int64_t n)
+{
+    if (a && a->ivf)
+        sn__ivf_expect(a->ivf, n, 0);
+}
+
+int sn__ann_outgrown(const sn__ann_t *a)
+{
+    return a && a->ivf && sn__ivf_outgrown(a->ivf);
 }
 
 int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
@@ -241,7 +266,10 @@ int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
 
     if (n <= 0)
         return 0;
-    if (a->graph) {
+    if (a->ivf) {
+        if ((rc = sn__ivf_add(a->ivf, n, vecs, ids, err, err_len)) < 0)
+            return rc;
+    } else if (a->graph) {
         if ((rc = sn__hnsw_add(a->graph, n, vecs, ids, err, err_len)) < 0)
             return rc;
     } else if (faiss_Index_add_with_ids(a->index, n, vecs, ids)) {
@@ -264,6 +292,8 @@ int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
     if (n <= 0)
         return 0;
     a->dirty = 1;
+    if (a->ivf)
+        return sn__ivf_remove(a->ivf, n, ids, NULL, err, err_len);
     if (a->graph) {
         sn__hnsw_mark_deleted(a->graph, n, ids);
         a->n_dead = sn__hnsw_n_deleted(a->graph);
@@ -286,8 +316,14 @@ int sn__ann_remove(sn__ann_t *a, int64_t n, const int64_t *ids, char *err,
 
 void sn__ann_tombstones(sn__ann_t *a, int64_t n, const int64_t *ids)
 {
-    int64_t before = a->n_dead;
+    int64_t before = a->n_dead, gone = 0;
 
+    if (a->ivf) { /* no tombstones: the ids come out (n_dead stays 0) */
+        if (sn__ivf_remove(a->ivf, n, ids, &gone, NULL, 0) < 0)
+            gone = 0; /* out of memory: they stay, filtered by store.c */
+        a->dirty |= gone > 0;
+        return;
+    }
     if (a->graph) {
         sn__hnsw_mark_deleted(a->graph, n, ids);
         a->n_dead = sn__hnsw_n_deleted(a->graph);
@@ -318,15 +354,30 @@ int64_t sn__ann_ef(int64_t ntotal, int64_t k)
     return (int64_t)ef > k ? (int64_t)ef : k;
 }
 
+int64_t sn__ann_default_ef(const sn__ann_t *a, int64_t k)
+{
+    if (a->ivf)
+        return sn__ivf_nprobe(a->ivf);
+    if (!a->graph)
+        return sn__ann_ef(sn__ann_ntotal(a), k);
+    /* a graph with fewer links than SN__GRAPH_M (the SQ8 graph): a wider
+     * beam, SN__GRAPH_EF_THIN times the rule's */
+    if (sn__hnsw_m(a->graph) < SN__GRAPH_M)
+        return (int64_t)(SN__GRAPH_EF_THIN *
+                         sn__ann_ef(sn__hnsw_count(a->graph), k));
+    return sn__ann_ef(sn__hnsw_count(a->graph), k);
+}
+
 int sn__ann_search(const sn__ann_t *a, const float *q, int64_t k, int64_t ef,
                    float *scores, int64_t *labels, char *err,
                    size_t err_len)
 {
+    if (a->ivf) /* ef: the lists probed */
+        return sn__ivf_search(a->ivf, q, k, ef, scores, labels, err,
+                              err_len);
     if (a->graph) {
-        /* a graph with fewer links than SN__GRAPH_M: a wider beam */
         if (ef <= 0)
-            ef = sn__ann_ef(sn__hnsw_count(a->graph), k) * SN__GRAPH_M /
-                 sn__hnsw_m(a->graph);
+            ef = sn__ann_default_ef(a, k);
         return sn__hnsw_search(a->graph, q, k, ef, scores, labels, err,
                                err_len);
     }
@@ -352,7 +403,9 @@ int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
 
     *ids_out = NULL;
     *n_out = 0;
-    if (a->graph)
+    if (a->ivf)
+        n = (size_t)sn__ivf_count(a->ivf);
+    else if (a->graph)
         n = (size_t)sn__hnsw_count(a->graph);
     else if (!m)
         return sn__err(err, err_len, SN_ECORRUPT, "index: not an id map");
@@ -361,7 +414,9 @@ int sn__ann_ids(const sn__ann_t *a, int64_t **ids_out, int64_t *n_out,
     ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids)
         return sn__err(err, err_len, -ENOMEM, "index: out of memory");
-    if (a->graph)
+    if (a->ivf)
+        sn__ivf_ids(a->ivf, ids);
+    else if (a->graph)
         sn__hnsw_ids(a->graph, ids);
     else if (n)
         memcpy(ids, map, n * sizeof *ids);
@@ -379,6 +434,8 @@ int sn__ann_same(const sn__ann_t *a, int64_t n, const int64_t *ids,
     size_t n_map = 0;
     float *v = NULL;
 
+    if (a->ivf)
+        return sn__ivf_same(a->ivf, ids, n, vecs, same, err, err_len);
     if (a->graph)
         return sn__hnsw_same(a->graph, ids, n, vecs, same);
     for (int64_t i = 0; i < n; i++)
@@ -410,6 +467,8 @@ int sn__ann_same(const sn__ann_t *a, int64_t n, const int64_t *ids,
 
 size_t sn__ann_bytes_per_vector(const sn__ann_t *a)
 {
+    if (a->ivf)
+        return sn__ivf_bytes_per_vector(a->ivf);
     if (a->graph)
         return sn__hnsw_bytes_per_vector(a->graph);
     /* the vector, its id (IDMap), and for faiss HNSW the level-0 links */
@@ -532,7 +591,13 @@ int sn__ann_save(const sn__ann_t *a, const char *path,
         rc = sn__err(err, err_len, -errno, "'%s': %s", tmp, strerror(errno));
         goto fail;
     }
-    if (a->graph) {
+    if (a->ivf) {
+        char why[256];
+        if ((rc = sn__ivf_write(a->ivf, f, why, sizeof why)) < 0) {
+            sn__err(err, err_len, rc, "cannot write '%s': %s", tmp, why);
+            goto fail;
+        }
+    } else if (a->graph) {
         char why[256];
         if ((rc = sn__hnsw_write(a->graph, f, why, sizeof why)) < 0) {
             sn__err(err, err_len, rc, "cannot write '%s': %s", tmp, why);
@@ -644,7 +709,7 @@ int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
                      "%u", path, get_u32(hdr + 8), ANN_FORMAT);
         goto fail;
     }
-    if (kind < SN__ANN_FLAT || kind > SN__ANN_HNSW_SQ8) {
+    if (kind < SN__ANN_FLAT || kind > SN__ANN_IVF) {
         rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': unknown kind %u",
                      path, kind);
         goto fail;
@@ -703,9 +768,20 @@ int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
     }
     a->kind = (int)kind;
     a->hnsw = kind != SN__ANN_FLAT;
-    a->approx = kind == SN__ANN_HNSW_SQ8;
+    a->approx = kind == SN__ANN_HNSW_SQ8 || kind == SN__ANN_IVF;
     a->dim = dim;
-    if (is_graph(a->kind)) {
+    if (a->kind == SN__ANN_IVF) {
+        char why[256];
+        if ((rc = sn__ivf_read(f, dim, &a->ivf, why, sizeof why)) < 0) {
+            sn__err(err, err_len, rc, "'%s': %s", path, why);
+            goto fail;
+        }
+        if (sn__ivf_count(a->ivf) != (int64_t)get_u64(hdr + 40)) {
+            rc = sn__err(err, err_len, SN_ECORRUPT, "'%s': index does not "
+                         "match its header", path);
+            goto fail;
+        }
+    } else if (is_graph(a->kind)) {
         char why[256];
         if ((rc = sn__hnsw_read(f, dim, &a->graph, why, sizeof why)) < 0) {
             sn__err(err, err_len, rc, "'%s': %s", path, why);
@@ -738,7 +814,9 @@ int sn__ann_load(const char *path, const sn__ann_ident_t *id, int dim,
         goto fail;
     }
     a->max_rowid = (int64_t)get_u64(hdr + 32);
-    if (a->graph)
+    if (a->ivf)
+        a->n_dead = 0;
+    else if (a->graph)
         a->n_dead = sn__hnsw_n_deleted(a->graph);
     else
         a->n_dead = a->hnsw ? (int64_t)get_u64(hdr + 48) : 0;

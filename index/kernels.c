@@ -194,3 +194,34 @@ sn__dot_i8_fn sn__dot_i8_pick(void)
                                         dot_i8_avx512};
     return fn[level(1)];
 }
+
+void sn__topk_push(sn__cand_t *h, int64_t *n, int64_t k, float score,
+                   int64_t id)
+{
+    int64_t i;
+    if (*n == k) {
+        if (!(score > h[0].score))
+            return;
+        i = 0; /* replace the root, sift down */
+        for (;;) {
+            int64_t l = 2 * i + 1, r = l + 1, m = i;
+            float ms = score;
+            if (l < k && h[l].score < ms)
+                m = l, ms = h[l].score;
+            if (r < k && h[r].score < ms)
+                m = r;
+            if (m == i)
+                break;
+            h[i] = h[m];
+            i = m;
+        }
+        h[i] = (sn__cand_t){score, id};
+        return;
+    }
+    i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2].score > score) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = (sn__cand_t){score, id};
+}

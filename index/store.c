@@ -61,6 +61,7 @@
 #include <utf8proc.h>
 
 #include "embed_int.h"
+#include "kernels.h"
 #include "store_int.h"
 
 #define MAX_PENDING_LOG 32
@@ -725,6 +726,7 @@ static int rebuild(sn_store_t *st, coll_t *c, char *err, size_t err_len)
     rc = sn__ann_new(c->dim, want_kind(st, c, n_live), &ann, err, err_len);
     if (rc < 0)
         return rc;
+    sn__ann_expect(ann, n_live);
     buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
     ids = malloc((size_t)REBUILD_BATCH * sizeof *ids);
     if (!buf || !ids) {
@@ -1004,6 +1006,7 @@ static void *builder_main(void *arg)
                      sizeof err);
     if (rc < 0)
         goto done;
+    sn__ann_expect(ann, n_live);
     buf = malloc((size_t)REBUILD_BATCH * c->dim * sizeof *buf);
     ids = malloc((size_t)REBUILD_BATCH * sizeof *ids);
     if (!buf || !ids) {
@@ -1132,8 +1135,9 @@ int sn_store_set_hnsw(sn_store_t *st, sn_hnsw_kind_t kind)
 {
     static const int map[] = {[SN_HNSW_F32] = SN__ANN_HNSW,
                               [SN_HNSW_SQ8] = SN__ANN_HNSW_SQ8,
-                              [SN_HNSW_FAISS] = SN__ANN_HNSW_FAISS};
-    if (!st || (unsigned)kind > SN_HNSW_FAISS)
+                              [SN_HNSW_FAISS] = SN__ANN_HNSW_FAISS,
+                              [SN_HNSW_IVF] = SN__ANN_IVF};
+    if (!st || (unsigned)kind > SN_HNSW_IVF)
         return SN_EARG;
     pthread_mutex_lock(&st->lock);
     st->graph = map[kind];
@@ -1146,12 +1150,13 @@ const char *sn_hnsw_kind_name(sn_hnsw_kind_t kind)
     return kind == SN_HNSW_F32   ? "f32"
            : kind == SN_HNSW_SQ8 ? "sq8"
            : kind == SN_HNSW_FAISS ? "faiss"
+           : kind == SN_HNSW_IVF   ? "ivf"
                                    : "?";
 }
 
 int sn_hnsw_kind_parse(const char *name)
 {
-    for (int k = SN_HNSW_F32; k <= SN_HNSW_FAISS; k++)
+    for (int k = SN_HNSW_F32; k <= SN_HNSW_IVF; k++)
         if (name && !strcmp(name, sn_hnsw_kind_name((sn_hnsw_kind_t)k)))
             return k;
     return -1;
@@ -1233,6 +1238,10 @@ static int maybe_rebuild(sn_store_t *st, coll_t *c, char *err,
         store_note(st, "collection '%s': %lld of %lld vectors deleted, "
                   "rebuilding its index", c->name, (long long)a->n_dead,
                   (long long)sn__ann_ntotal(a));
+    else if (sn__ann_outgrown(a))
+        store_note(st, "collection '%s': %lld vectors, grown past what its "
+                  "index lists were trained for, rebuilding it", c->name,
+                  (long long)n_live);
     else
         return 0;
     if (st->background)
@@ -2648,42 +2657,8 @@ static int take_hit(sn_store_t *st, sqlite3_stmt *s, int64_t id, float score,
     return 0;
 }
 
-/* A min-heap of the best k (score, id) pairs, for the exact scan. */
-typedef struct {
-    float score;
-    int64_t id;
-} cand_t;
-
-static void heap_push(cand_t *hp, int *n, int k, cand_t c)
-{
-    int i;
-    if (*n == k) {
-        if (c.score <= hp[0].score)
-            return;
-        /* replace the root, sift down */
-        i = 0;
-        for (;;) {
-            int l = 2 * i + 1, r = l + 1, m = i;
-            float ms = c.score;
-            if (l < k && hp[l].score < ms)
-                m = l, ms = hp[l].score;
-            if (r < k && hp[r].score < ms)
-                m = r;
-            if (m == i)
-                break;
-            hp[i] = hp[m];
-            i = m;
-        }
-        hp[i] = c;
-        return;
-    }
-    i = (*n)++;
-    while (i > 0 && hp[(i - 1) / 2].score > c.score) {
-        hp[i] = hp[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    hp[i] = c;
-}
+/* The best k (score, id) pairs of the exact scan: kernels.c's heap. */
+typedef sn__cand_t cand_t;
 
 static int cmp_cand_desc(const void *a, const void *b)
 {
@@ -2699,7 +2674,8 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
 {
     cand_t *hp = malloc((size_t)h->k * sizeof *hp);
     sqlite3_stmt *s = NULL;
-    int n = 0, rc;
+    int64_t n = 0;
+    int rc;
 
     hits_clear(h);
     if (!hp)
@@ -2723,14 +2699,14 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
             continue; /* damaged: never a hit (logged at index builds) */
         for (int i = 0; i < c->dim; i++)
             dot += (double)q[i] * v[i];
-        heap_push(hp, &n, h->k, (cand_t){(float)dot, id});
+        sn__topk_push(hp, &n, h->k, (float)dot, id);
     }
     if (rc != SQLITE_DONE) {
         rc = db_fail(st, rc, err, err_len, "cannot scan chunks");
         goto fail;
     }
     qsort(hp, (size_t)n, sizeof *hp, cmp_cand_desc);
-    for (int i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++)
         if ((rc = take_hit(st, hit_q, hp[i].id, hp[i].score, h, err,
                            err_len)) < 0)
             goto fail;

@@ -47,16 +47,23 @@
 #define SN__GRAPH_EF_CONSTRUCTION 100
 /* The SQ8 graph has fewer links: at M 32 a node's level-0 links (260
  * bytes) would be 40% of its element and the index would shrink only
- * 2.75x; at M 16 (132 bytes) it is 3x smaller than the f32 graph. Half the
- * links need about twice the beam for the same recall (at 100k, clustered:
- * M 16 at ef 256 0.958, M 32 at ef 128 0.970), so its default ef is the
- * rule's times SN__GRAPH_M / SN__GRAPH_M_SQ8. */
+ * 2.75x; at M 16 (132 bytes) it is 3x smaller than the f32 graph. Its
+ * efConstruction is 64: at 1M (bench_search, quiet, 2 cores) it builds in
+ * 127 s wall (250 CPU s; efC 100 took 188 s) and reaches recall@10 0.938
+ * at ef 768 and 0.960 at ef 1024 (2.9 ms in-process); the f32 graph at M
+ * 16 / efC 64 built in 230 s and reached 0.955 at ef 1024, so the f32
+ * graph stays at M 32 / efC 100. A graph of half the links needs a wider
+ * beam: SN__GRAPH_EF_THIN times the rule (896 at 1M, between the
+ * measured 768 and 1024; 179 at 10k). */
 #define SN__GRAPH_M_SQ8 16
+#define SN__GRAPH_EF_CONSTRUCTION_SQ8 64
+#define SN__GRAPH_EF_THIN 2.8
 #define SN__GRAPH_EF_BASE 64
 #define SN__GRAPH_EF_BASE_N 10000
 /* 96 per decade (256 at 1M) gave 0.947 at 1M over the socket, 384 gave
  * 0.977 (bench/README.md, "Search at a million"): 128 per decade puts
- * 1M at 320, between the two (interpolated, not measured itself). */
+ * 1M at 320, which then measured 0.969 (in-process and over the socket,
+ * 2.6 / 4.2 ms p50; "Round 2"). */
 #define SN__GRAPH_EF_PER_DECADE 128
 
 /* SQ8 graphs: searched for max(k * SN__SQ8_RERANK, ef / 2) candidates by
@@ -271,15 +278,20 @@ enum {
     SN__ANN_HNSW_FAISS = 2, /* faiss IDMap2,HNSW32,Flat: for comparison */
     SN__ANN_HNSW = 3,       /* hnswlib graph over float vectors (hnsw.cpp) */
     SN__ANN_HNSW_SQ8 = 4,   /* the same over 8-bit codes; rerank needed */
+    SN__ANN_IVF = 5,        /* k-means lists of 8-bit codes (ivf.c); rerank */
 };
 
 struct sn__hnsw;
+struct sn__ivf;
 
 typedef struct sn__ann {
     int kind;                /* SN__ANN_* */
     FaissIndex *index;       /* Flat and faiss HNSW */
     struct sn__hnsw *graph;  /* SN__ANN_HNSW, SN__ANN_HNSW_SQ8 */
-    int hnsw;   /* a graph: removing leaves a tombstone (n_dead) */
+    struct sn__ivf *ivf;     /* SN__ANN_IVF */
+    int hnsw;   /* approximate (a graph or the IVF): the store's "HNSW"
+                 * collections; a graph's removals leave tombstones (n_dead),
+                 * the IVF removes in place */
     int approx; /* scores approximate (SQ8): rerank from the vectors */
     int dim;
     int64_t n_dead;    /* vectors whose chunk is gone (graphs only) */
@@ -293,6 +305,12 @@ void sn__ann_free(sn__ann_t *a);
 const char *sn__ann_kind_name(int kind);
 /* Vectors in the index, tombstones included. */
 int64_t sn__ann_ntotal(const sn__ann_t *a);
+/* A build's hint: n vectors are coming (the IVF trains its lists on them).
+ * Before the first add; no-op for other kinds. */
+void sn__ann_expect(sn__ann_t *a, int64_t n);
+/* 1: the index has grown past what it was built for (the IVF at
+ * SN__IVF_REGROW times its training size): store.c rebuilds it. */
+int sn__ann_outgrown(const sn__ann_t *a);
 /* Add n vectors (n x dim floats) under the given ids. */
 int sn__ann_add(sn__ann_t *a, int64_t n, const float *vecs,
                 const int64_t *ids, char *err, size_t err_len);
@@ -306,6 +324,10 @@ void sn__ann_tombstones(sn__ann_t *a, int64_t n, const int64_t *ids);
 /* The efSearch a graph search of k uses in an index of ntotal vectors
  * when the caller gives none (the rule is explained in ann.c). */
 int64_t sn__ann_ef(int64_t ntotal, int64_t k);
+/* What a search of k in a uses when the caller gives no ef: the rule for
+ * an M 32 graph, SN__GRAPH_EF_THIN times it for a thinner one, the IVF's
+ * lists probed (ivf.c). */
+int64_t sn__ann_default_ef(const sn__ann_t *a, int64_t k);
 /* Top k of one query, best first: labels -1 past the end. ef: the graph's
  * beam (<= 0: sn__ann_ef); Flat is exact and faiss HNSW keeps its own
  * (SN__HNSW_EF_SEARCH), both ignore it. With a->approx the scores are
@@ -340,7 +362,8 @@ typedef struct {
  *
  *   0  "SENSEIDX"      magic
  *   8  u32 format      2 (1: before the identity fields; rebuilt)
- *  12  u32 kind        SN__ANN_*: 1 Flat, 2 faiss HNSW, 3 HNSW, 4 HNSW SQ8
+ *  12  u32 kind        SN__ANN_*: 1 Flat, 2 faiss HNSW, 3 HNSW, 4 HNSW SQ8,
+ *                      5 IVF
  *  16  i64 collection  collections.id it belongs to
  *  24  u32 dim
  *  28  u32 reserved    0

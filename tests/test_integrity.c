@@ -474,7 +474,7 @@ int main(void)
     test_db_restored(0);
     /* every HNSW kind: the identity checks of each file format, and
      * sq8's comparison of codes, not floats */
-    for (int k = SN_HNSW_F32; k <= SN_HNSW_FAISS; k++) {
+    for (int k = SN_HNSW_F32; k <= SN_HNSW_IVF; k++) {
         g_hnsw = (sn_hnsw_kind_t)k;
         test_db_replaced(1);
         test_db_restored(1);

@@ -93,6 +93,10 @@ int sn_store_set_synonyms(sn_store_t *st, const char *dir);
  *          the database, so scores stay exact cosines.
  *   faiss  faiss' IndexHNSW (M 32), for comparison: slower to build, and
  *          its efSearch is fixed (per-search ef is ignored).
+ *   ivf    not a graph: an inverted file (k-means lists of 8-bit codes,
+ *          index/ivf.c), built in a fraction of a graph's time; candidates
+ *          reranked exactly like sq8's; a search's ef is the number of
+ *          lists it scans.
  * A store-wide choice, not a collection's: it trades memory for recall on
  * the machine at hand and changes no data, and an index of another kind is
  * rebuilt (in the background with sn_store_set_background) at its next
@@ -101,6 +105,7 @@ typedef enum {
     SN_HNSW_F32 = 0,
     SN_HNSW_SQ8,
     SN_HNSW_FAISS,
+    SN_HNSW_IVF,
 } sn_hnsw_kind_t;
 int sn_store_set_hnsw(sn_store_t *st, sn_hnsw_kind_t kind);
 const char *sn_hnsw_kind_name(sn_hnsw_kind_t kind); /* "f32", "sq8", ... */
