@@ -14,6 +14,7 @@
  *     loop with a uv_async_t; the loop takes the requests back one by one;
  *   - replies in pieces: the next piece is asked for (sn__ops_more) once the
  *     budget has room;
+ *   - the read buffer: room for the next read, consumed bytes dropped;
  *   - the close: requests not on a worker are freed, or given back to the
  *     engine first when they are between pieces (sn__ops_abandon); those on
  *     a worker are freed when they come back. A connection is freed by its
@@ -31,6 +32,9 @@
  *
  * Loop thread only, except sn__done_q_push (any thread).
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include <uv.h>
 
 #include "daemon.h"
@@ -118,6 +122,38 @@ void sn__conn_drop(sn__conn_core_t *c, sn__creq_t *q)
     c->n_reqs--;
     sn__budget_drop(&c->budget, &q->slot);
     sn__ops_release(&q->r);
+}
+
+/* ---- the read buffer ------------------------------------------------------------ */
+
+size_t sn__rbuf_room(sn__rbuf_t *rb, size_t chunk, char **at, size_t *room)
+{
+    size_t shift = 0;
+    if (rb->start && rb->start == rb->len) {
+        shift = rb->start;
+        rb->start = rb->len = 0;
+    } else if (rb->start > rb->cap / 2) {
+        shift = rb->start;
+        memmove(rb->data, rb->data + rb->start, rb->len - rb->start);
+        rb->len -= rb->start;
+        rb->start = 0;
+    }
+    if (rb->cap - rb->len < chunk) {
+        size_t cap = rb->cap ? rb->cap : chunk;
+        while (cap - rb->len < chunk)
+            cap *= 2;
+        char *p = realloc(rb->data, cap);
+        if (!p) {
+            *at = NULL;
+            *room = 0;
+            return shift;
+        }
+        rb->data = p;
+        rb->cap = cap;
+    }
+    *at = rb->data + rb->len;
+    *room = rb->cap - rb->len;
+    return shift;
 }
 
 /* ---- the completion queue ------------------------------------------------------ */

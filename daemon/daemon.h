@@ -596,6 +596,19 @@ void sn__conn_drop_all(sn__conn_core_t *c);
 /* Uncount q and free what the engine holds of it (for ops->free_req). */
 void sn__conn_drop(sn__conn_core_t *c, sn__creq_t *q);
 
+/* A connection's read buffer: data[start..len) read, not yet consumed. */
+typedef struct {
+    char *data;
+    size_t start, len, cap;
+} sn__rbuf_t;
+
+/* Room for the next read (libuv's alloc callback): at least `chunk`
+ * bytes at *at, *room of them; the consumed bytes are dropped first (all
+ * of them, or moved down when past half the buffer). Returns how far the
+ * unconsumed bytes moved down (offsets into data shrink by it). *at NULL,
+ * *room 0 when out of memory (libuv then reports UV_ENOBUFS). */
+size_t sn__rbuf_room(sn__rbuf_t *rb, size_t chunk, char **at, size_t *room);
+
 /* A transport's completion queue: workers push requests the engine is
  * done with (or a piece of), the loop takes them back. */
 struct uv_async_s;

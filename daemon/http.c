@@ -24,8 +24,8 @@
  * its functions), leaves chunked bodies to a second API, and its server
  * side wants to own the sockets.
  *
- * A connection: bytes are read into `rbuf` and pushed through the parser,
- * which is paused at the end of every message, so that each request is
+ * A connection: bytes are read into its read buffer (conn.c) and pushed
+ * through the parser, which is paused at the end of every message, so that each request is
  * dispatched (in order: order tickets are issued at dispatch) before the
  * next is parsed. Requests wait in the connection's FIFO and responses
  * are written from its head, in request order (pipelining). The engine
@@ -206,8 +206,7 @@ struct hconn {
     uint64_t serial;
     hconn_t *prev, *next;
     http_parser parser;
-    char *rbuf;                   /* rbuf[rstart..rlen): not yet parsed */
-    size_t rstart, rlen, rcap;
+    sn__rbuf_t rb;                /* data[start..len): not yet parsed */
     sn__conn_core_t core;         /* requests, budget, order (conn.c) */
     hreq_t *cur;                  /* the request being read */
     size_t n_bytes;
@@ -1578,7 +1577,7 @@ static void conn_free(hconn_t *c)
     __atomic_sub_fetch(&h->ops->n_conns, 1, __ATOMIC_RELAXED);
     sn__log_debug("http %llu: freed", (unsigned long long)c->serial);
     sn__buf_free(&c->hval);
-    free(c->rbuf);
+    free(c->rb.data);
     free(c);
     http_maybe_closed(h);
 }
@@ -1650,29 +1649,9 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
 {
     hconn_t *c = hd->data;
     (void)suggested;
-    if (c->lingering) {
-        /* reading to drop: reuse the start of the buffer */
-        c->rstart = c->rlen = 0;
-    } else if (c->rstart && c->rstart == c->rlen) {
-        c->rstart = c->rlen = 0;
-    } else if (c->rstart > c->rcap / 2) {
-        memmove(c->rbuf, c->rbuf + c->rstart, c->rlen - c->rstart);
-        c->rlen -= c->rstart;
-        c->rstart = 0;
-    }
-    if (c->rcap - c->rlen < SN_HTTP_READ_CHUNK) {
-        size_t cap = c->rcap ? c->rcap : SN_HTTP_READ_CHUNK;
-        while (cap - c->rlen < SN_HTTP_READ_CHUNK)
-            cap *= 2;
-        char *p = realloc(c->rbuf, cap);
-        if (!p) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-        c->rbuf = p;
-        c->rcap = cap;
-    }
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+    if (c->lingering) /* reading to drop: reuse the start of the buffer */
+        c->rb.start = c->rb.len = 0;
+    sn__rbuf_room(&c->rb, SN_HTTP_READ_CHUNK, &buf->base, &buf->len);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1682,7 +1661,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         if (c->lingering)
             return; /* dropped */
-        c->rlen += (size_t)nread;
+        c->rb.len += (size_t)nread;
         conn_timer_update(c);
         conn_process(c);
         return;
@@ -1734,18 +1713,18 @@ static void conn_process(hconn_t *c)
 {
     sn__http_t *h = c->h;
     while (!c->core.closing && !c->stop_parsing && !c->building &&
-           !conn_full(c) && (c->rstart < c->rlen || (c->eof && c->cur))) {
-        size_t avail = c->rlen - c->rstart;
+           !conn_full(c) && (c->rb.start < c->rb.len || (c->eof && c->cur))) {
+        size_t avail = c->rb.len - c->rb.start;
         size_t n = http_parser_execute(&c->parser, &h->settings,
-                                       avail ? c->rbuf + c->rstart : NULL,
+                                       avail ? c->rb.data + c->rb.start : NULL,
                                        avail);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
-            c->rstart += n;
+            c->rb.start += n;
             continue;
         }
-        c->rstart += avail ? n : 0;
+        c->rb.start += avail ? n : 0;
         if (e != HPE_OK || c->parser.upgrade) {
             if (c->parser.upgrade && e == HPE_OK) {
                 /* no upgrades here: answer and close */

@@ -2,8 +2,8 @@
  * server.c -- the loop thread of sensed: the listening socket, connections,
  * request order, backpressure, signals and the orderly shutdown.
  *
- * A connection reads bytes into `rbuf` and cuts them into lines. Each
- * non-blank line becomes a request at the tail of the connection's FIFO; it
+ * A connection reads bytes into its read buffer (conn.c) and cuts them
+ * into lines. Each non-blank line becomes a request at the tail of the connection's FIFO; it
  * is parsed (inline when short, on the libuv threadpool when longer than
  * SN_PARSE_INLINE, the connection waiting for it so that dispatch stays in
  * request order) and dispatched to ops.c. Replies are written from the head
@@ -121,9 +121,8 @@ struct sn__conn {
     sn__server_t *srv;
     uint64_t serial;
     sn__conn_t *prev, *next;      /* the server's list */
-    char *rbuf;                   /* rbuf[rstart..rlen): unparsed bytes */
-    size_t rstart, rlen, rcap;
-    size_t scan;                  /* rbuf[rstart..scan) holds no newline */
+    sn__rbuf_t rb;                /* data[start..len): unparsed bytes */
+    size_t scan;                  /* data[start..scan) holds no newline */
     sn__conn_core_t core;         /* requests, budget, order (conn.c) */
     size_t n_bytes;               /* their line bytes */
     uint64_t t_active;            /* uv_now() of the last read or write */
@@ -367,7 +366,7 @@ static void conn_free(sn__conn_t *c)
     srv->n_conns--;
     __atomic_sub_fetch(&srv->ops.n_conns, 1, __ATOMIC_RELAXED);
     sn__log_debug("conn %llu: freed", (unsigned long long)c->serial);
-    free(c->rbuf);
+    free(c->rb.data);
     free(c);
 }
 
@@ -421,7 +420,7 @@ static void conn_maybe_close(sn__conn_t *c)
 {
     if (c->core.closing || c->core.n_reqs)
         return;
-    if (c->eof && c->rstart < c->rlen && !c->drain_close)
+    if (c->eof && c->rb.start < c->rb.len && !c->drain_close)
         return; /* lines still buffered: paused, not finished */
     if (c->eof || c->drain_close || c->srv->stopping)
         conn_close(c);
@@ -431,27 +430,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     sn__conn_t *c = h->data;
     (void)suggested;
-    if (c->rstart && c->rstart == c->rlen) {
-        c->rstart = c->rlen = c->scan = 0;
-    } else if (c->rstart > c->rcap / 2) {
-        memmove(c->rbuf, c->rbuf + c->rstart, c->rlen - c->rstart);
-        c->rlen -= c->rstart;
-        c->scan -= c->rstart;
-        c->rstart = 0;
-    }
-    if (c->rcap - c->rlen < SN_READ_CHUNK) {
-        size_t cap = c->rcap ? c->rcap : SN_READ_CHUNK;
-        while (cap - c->rlen < SN_READ_CHUNK)
-            cap *= 2;
-        char *p = realloc(c->rbuf, cap);
-        if (!p) {
-            *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS in on_read */
-            return;
-        }
-        c->rbuf = p;
-        c->rcap = cap;
-    }
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+    size_t shift = sn__rbuf_room(&c->rb, SN_READ_CHUNK, &buf->base,
+                                 &buf->len);
+    c->scan = c->scan > shift ? c->scan - shift : 0;
 }
 
 static void conn_too_long(sn__conn_t *c)
@@ -461,7 +442,7 @@ static void conn_too_long(sn__conn_t *c)
     sn__log_info("conn %llu: line longer than %zu bytes; closing",
                  (unsigned long long)c->serial, c->srv->o.max_line);
     c->drain_close = 1;
-    c->rstart = c->rlen = c->scan = 0;
+    c->rb.start = c->rb.len = c->scan = 0;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->pipe);
         c->reading = 0;
@@ -482,7 +463,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     sn__conn_t *c = s->data;
     (void)buf;
     if (nread > 0) {
-        c->rlen += (size_t)nread;
+        c->rb.len += (size_t)nread;
         c->t_active = uv_now(&c->srv->loop);
         conn_process(c);
         return;
@@ -512,25 +493,25 @@ static void conn_process(sn__conn_t *c)
     size_t max_line = srv->o.max_line;
 
     while (!c->core.closing && !c->drain_close && !c->parsing &&
-           c->rstart < c->rlen && !conn_full(c)) {
-        char *start = c->rbuf + c->rstart;
-        size_t from = c->scan > c->rstart ? c->scan : c->rstart;
-        char *nl = memchr(c->rbuf + from, '\n', c->rlen - from);
+           c->rb.start < c->rb.len && !conn_full(c)) {
+        char *start = c->rb.data + c->rb.start;
+        size_t from = c->scan > c->rb.start ? c->scan : c->rb.start;
+        char *nl = memchr(c->rb.data + from, '\n', c->rb.len - from);
         size_t len;
         if (nl) {
             len = (size_t)(nl - start);
-            c->rstart += len + 1;
-            c->scan = c->rstart;
+            c->rb.start += len + 1;
+            c->scan = c->rb.start;
         } else {
-            c->scan = c->rlen;
-            len = c->rlen - c->rstart;
+            c->scan = c->rb.len;
+            len = c->rb.len - c->rb.start;
             if (len > max_line) {
                 conn_too_long(c);
                 return;
             }
             if (!c->eof)
                 break;
-            c->rstart = c->rlen; /* the last line, unterminated */
+            c->rb.start = c->rb.len; /* the last line, unterminated */
         }
         if (len > max_line) {
             conn_too_long(c);
