@@ -180,16 +180,6 @@ size_t sn__ivf_bytes_per_vector(const sn__ivf_t *v)
 
 /* ---- training -------------------------------------------------------------- */
 
-static void normalize(float *x, int d)
-{
-    double s = 0;
-    for (int i = 0; i < d; i++)
-        s += (double)x[i] * x[i];
-    s = s > 0 ? 1.0 / sqrt(s) : 0;
-    for (int i = 0; i < d; i++)
-        x[i] = (float)(x[i] * s);
-}
-
 /* For each of n vectors, the centroid of the best inner product, by
  * blocks of sgemm. scratch: ASSIGN_BLOCK x n_lists floats. */
 static void assign(const sn__ivf_t *v, const float *x, int64_t n,
@@ -251,7 +241,7 @@ static int kmeans(sn__ivf_t *v, const float *x, int64_t n)
             }
             for (int j = 0; j < d; j++)
                 c[j] = (float)sum[(size_t)l * d + j];
-            normalize(c, d);
+            sn_vec_normalize(c, d);
         }
     }
 done:
