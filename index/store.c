@@ -1196,7 +1196,7 @@ static const sn_wordnet_syn_t *synonyms(sn_store_t *st)
         return NULL;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    store_log(st, "synonyms for lexical search: %d words from '%s' in %.0f "
+    store_note(st, "synonyms for lexical search: %d words from '%s' in %.0f "
               "ms", sn_wordnet_syn_size(st->syn), st->syn_dir,
               (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
@@ -1321,9 +1321,11 @@ static int ensure_ann(sn_store_t *st, coll_t *c, char *err, size_t err_len)
             if ((rc = count_chunks(st, c, &n_live, err, err_len)) < 0)
                 return rc;
             if (n_live)
-                store_log(st, "collection '%s': no index file '%s'; building "
-                          "it from the database (%lld vectors)", c->name,
-                          path, (long long)n_live);
+                /* a collection never saved yet (made by this process) or
+                 * an index folder removed: rebuilt, nothing lost */
+                store_note(st, "collection '%s': no index file '%s'; building "
+                           "it from the database (%lld vectors)", c->name,
+                           path, (long long)n_live);
         } else if (rc < 0) {
             store_log(st, "collection '%s': index file unusable: %s; "
                       "rebuilding it from the database", c->name, msg);

@@ -64,7 +64,8 @@ int sn_store_save(sn_store_t *st, char *err, size_t err_len);
  * locked: it must not call the store. NULL discards. A line is a warning
  * when something went wrong or was repaired (a damaged index file, a
  * failed save or build, a damaged vector), information otherwise (a
- * migration, a background build, Flat switched to HNSW). */
+ * migration, a background build, Flat switched to HNSW, a missing index
+ * file built, the synonyms read). */
 typedef enum { SN_STORE_INFO, SN_STORE_WARN } sn_store_level_t;
 typedef void (*sn_store_log_cb)(void *ud, sn_store_level_t level,
                                 const char *line);
