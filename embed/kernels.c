@@ -590,6 +590,8 @@ SN_INLINE void softmax_row(float *s, int n)
         float *o_ = o + (size_t)i * ldo + c;                                 \
         if (nv == SN_NV)                                                     \
             pv_tile(p_, Lp, vp + c, dp, o_, ldo, L, d - c, (NR), SN_NV);     \
+        else if (nv == 2)                                                    \
+            pv_tile(p_, Lp, vp + c, dp, o_, ldo, L, d - c, (NR), 2);         \
         else                                                                 \
             pv_tile(p_, Lp, vp + c, dp, o_, ldo, L, d - c, (NR), 1);         \
     }
@@ -647,9 +649,12 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
             for (j = hi; j < L; j++)
                 si[j] = 0.0f;
         }
-        /* columns of the head: SN_NV vectors at a time, then one */
+        /* columns of the head: SN_NV vectors at a time, then two, then
+         * one (a 32-wide head in zmm is two: with one, each broadcast of
+         * P fed one FMA and the PV product ran at a third of the QK one) */
         for (c = 0; c < dp;) {
-            const int nv = (dp - c) / SN_W >= SN_NV ? SN_NV : 1;
+            const int left = (dp - c) / SN_W;
+            const int nv = left >= SN_NV ? SN_NV : left >= 2 ? 2 : 1;
             i = 0;
             SN_PV_ROWS(4)
             SN_PV_ROWS(1)
