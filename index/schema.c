@@ -260,55 +260,13 @@ static const struct {
     {3, "lexical index over documents, backfilled", step_v3},
 };
 
-static int user_version(sqlite3 *db, int *out, char *err, size_t err_len)
+/* *out = the first column of sql's first row; `what` names it in the
+ * error ("cannot read <what>"). */
+static int query_int(sqlite3 *db, const char *sql, const char *what,
+                     int *out, char *err, size_t err_len)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-    }
-    if (rc != SQLITE_OK) {
-        int code = sn__sqlite_code(db, rc);
-        sn__err(err, err_len, code, "cannot read the schema version: %s",
-                sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        return code;
-    }
-    sqlite3_finalize(st);
-    return 0;
-}
-
-int sn__db_page_size(sqlite3 *db, char *err, size_t err_len)
-{
-    sqlite3_stmt *st = NULL;
-    int rc, n_pages = -1;
-    char sql[64];
-
-    rc = sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        n_pages = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_OK) {
-        int code = sn__sqlite_code(db, rc);
-        return sn__err(err, err_len, code, "cannot read the page count: %s",
-                       sqlite3_errmsg(db));
-    }
-    if (n_pages != 0)
-        return 0;
-    snprintf(sql, sizeof sql, "PRAGMA page_size = %d", SN__PAGE_SIZE);
-    return exec(db, sql, err, err_len);
-}
-
-/* *out = whether the database has any table of its own. */
-static int has_tables(sqlite3 *db, int *out, char *err, size_t err_len)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT EXISTS (SELECT 1 FROM "
-                                "sqlite_schema WHERE type = 'table')",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         *out = sqlite3_column_int(st, 0);
         rc = SQLITE_OK;
@@ -316,8 +274,28 @@ static int has_tables(sqlite3 *db, int *out, char *err, size_t err_len)
     sqlite3_finalize(st);
     if (rc != SQLITE_OK)
         return sn__err(err, err_len, sn__sqlite_code(db, rc),
-                       "cannot list the tables: %s", sqlite3_errmsg(db));
+                       "cannot read %s: %s", what, sqlite3_errmsg(db));
     return 0;
+}
+
+static int user_version(sqlite3 *db, int *out, char *err, size_t err_len)
+{
+    return query_int(db, "PRAGMA user_version", "the schema version", out,
+                     err, err_len);
+}
+
+int sn__db_page_size(sqlite3 *db, char *err, size_t err_len)
+{
+    int rc, n_pages = -1;
+    char sql[64];
+
+    if ((rc = query_int(db, "PRAGMA page_count", "the page count", &n_pages,
+                        err, err_len)) < 0)
+        return rc;
+    if (n_pages != 0)
+        return 0;
+    snprintf(sql, sizeof sql, "PRAGMA page_size = %d", SN__PAGE_SIZE);
+    return exec(db, sql, err, err_len);
 }
 
 int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
@@ -343,7 +321,9 @@ int sn__schema_migrate(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
     int fresh = 0;
     if (version == 0) {
         int any = 0;
-        if ((rc = has_tables(db, &any, err, err_len)) < 0)
+        if ((rc = query_int(db, "SELECT EXISTS (SELECT 1 FROM sqlite_schema "
+                            "WHERE type = 'table')", "the tables", &any, err,
+                            err_len)) < 0)
             return rc;
         fresh = !any;
     }
