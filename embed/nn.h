@@ -42,6 +42,7 @@
 
 #define SN_NN_MAX_TOKENS 16384 /* tokens (rows) per forward call */
 #define SN_NN_ATT_ROWS 64      /* query rows per attention block */
+#define SN_NN_POST_BLOCK 256   /* rows per block of the row-local steps */
 #define SN_NN_MAX_THREADS 64
 #define SN_NN_PAR_MIN (1 << 17) /* work (~flops) worth waking helpers */
 #define SN_NN_NAME_MAX 256      /* bytes of a tensor name */
