@@ -149,6 +149,7 @@ int sn__act_parse(const char *name)
 #define pv_tile SN_K(pv_tile)
 #define softmax_row SN_K(softmax_row)
 #define att_prefetch SN_K(att_prefetch)
+#define att_probs SN_K(att_probs)
 #define v_act SN_K(v_act)
 
 typedef float vf __attribute__((vector_size(SN_W * 4)));
@@ -631,6 +632,33 @@ SN_INLINE void softmax_row(float *s, int n)
         s[c] *= inv;
 }
 
+/* Scores row si of query gi to probabilities: the relative bias added,
+ * softmax over the row's visible range (the masks), 0 elsewhere up to
+ * `end` (L, or Lp where the padding is read too). */
+SN_INLINE void att_probs(const sn__att_t *a, float *si, int gi, int end)
+{
+    const int L = a->L;
+    int lo = 0, hi = L, j;
+
+    if (a->causal)
+        hi = gi + 1;
+    if (a->window > 0) {
+        lo = gi - a->window > 0 ? gi - a->window : 0;
+        if (gi + a->window + 1 < hi)
+            hi = gi + a->window + 1;
+    }
+    if (a->bias) {
+        const float *bi = a->bias + (L - 1 - gi);
+        for (j = lo; j < hi; j++)
+            si[j] += bi[j];
+    }
+    softmax_row(si + lo, hi - lo);
+    for (j = 0; j < lo; j++)
+        si[j] = 0.0f;
+    for (j = hi; j < end; j++)
+        si[j] = 0.0f;
+}
+
 /* QK tiles over rows [0, rows) with NR rows at a time. */
 #define SN_QK_ROWS(NR)                                                       \
     for (; i + (NR) <= rows; i += (NR)) {                                    \
@@ -688,29 +716,8 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
         i = 0;
         SN_QK_ROWS(4)
         SN_QK_ROWS(1)
-        for (i = 0; i < rows; i++) {
-            const int gi = r0 + i;
-            float *si = s + (size_t)i * Lp;
-            int lo = 0, hi = L;
-
-            if (a->causal)
-                hi = gi + 1;
-            if (a->window > 0) {
-                lo = gi - a->window > 0 ? gi - a->window : 0;
-                if (gi + a->window + 1 < hi)
-                    hi = gi + a->window + 1;
-            }
-            if (a->bias) {
-                const float *bi = a->bias + (L - 1 - gi);
-                for (j = lo; j < hi; j++)
-                    si[j] += bi[j];
-            }
-            softmax_row(si + lo, hi - lo);
-            for (j = 0; j < lo; j++)
-                si[j] = 0.0f;
-            for (j = hi; j < L; j++)
-                si[j] = 0.0f;
-        }
+        for (i = 0; i < rows; i++)
+            att_probs(a, s + (size_t)i * Lp, r0 + i, L);
         /* columns of the head: SN_NV vectors at a time, then two, then
          * one (a 32-wide head in zmm is two: with one, each broadcast of
          * P fed one FMA and the PV product ran at a third of the QK one) */
@@ -763,6 +770,37 @@ SN_BF16_INLINE void bf16_row(uint32_t *dst, const float *x, int d, int dp)
     }
 }
 
+/* acc[r][v] = sum_j a[r][j] . b[j][16 v .. 16 v + 16), r < NR, v < NV:
+ * a's entries (bf16 pairs, rows lda apart) broadcast against b's rows (ldb
+ * apart), one vdpbf16ps per pair of products. Both products are this:
+ * QK^T with a = Q, b = K^T (pairs along the head's columns), PV with
+ * a = P, b = V (pairs along the keys). */
+SN_BF16_INLINE void dp_tile(const uint32_t *a, size_t lda, const uint32_t *b,
+                            size_t ldb, int n, __m512 acc[4][4], const int NR,
+                            const int NV)
+{
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m512i bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            bv[v] = _mm512_loadu_si512(b + (size_t)j * ldb + 16 * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const __m512i ab = _mm512_set1_epi32((int)a[(size_t)r * lda + j]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)ab,
+                                             (__m512bh)bv[v]);
+        }
+    }
+}
+
+/* S tile: scale Q K^T, rows [0, NR) x 16 NV keys. */
 SN_BF16_INLINE void qk_tile_bf16(const uint32_t *q16, int ldq16,
                                  const uint32_t *kt, int Lp, float *s,
                                  int lds, int dh, float scale, const int NR,
@@ -770,25 +808,7 @@ SN_BF16_INLINE void qk_tile_bf16(const uint32_t *q16, int ldq16,
 {
     __m512 acc[4][4];
 
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    for (int c = 0; c < dh; c++) {
-        __m512i k[4];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            k[v] = _mm512_loadu_si512(kt + (size_t)c * Lp + 16 * v);
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            const __m512i qb = _mm512_set1_epi32((int)q16[r * ldq16 + c]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)qb,
-                                             (__m512bh)k[v]);
-        }
-    }
+    dp_tile(q16, (size_t)ldq16, kt, (size_t)Lp, dh, acc, NR, NV);
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 4
@@ -797,33 +817,16 @@ SN_BF16_INLINE void qk_tile_bf16(const uint32_t *q16, int ldq16,
                              _mm512_mul_ps(acc[r][v], _mm512_set1_ps(scale)));
 }
 
-/* O tile: rows [0, NR) x columns [0, 16 NV), the first `keep` real. */
+/* O tile: rows [0, NR) x columns [0, 16 NV), the first `keep` real; P's
+ * rows (bf16 pairs over the start of the scores' rows) ldp floats apart. */
 SN_BF16_INLINE void pv_tile_bf16(const float *p, int ldp, const uint32_t *vp,
                                  int dp, float *o, size_t ldo, int Lh,
                                  int keep, const int NR, const int NV)
 {
     __m512 acc[4][4];
 
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    for (int j = 0; j < Lh; j++) {
-        __m512i vv[4];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            vv[v] = _mm512_loadu_si512(vp + (size_t)j * dp + 16 * v);
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            const uint32_t *pr = (const uint32_t *)(const void *)(p + (size_t)r * ldp);
-            const __m512i pb = _mm512_set1_epi32((int)pr[j]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)pb,
-                                             (__m512bh)vv[v]);
-        }
-    }
+    dp_tile((const uint32_t *)(const void *)p, (size_t)ldp, vp, (size_t)dp,
+            Lh, acc, NR, NV);
     for (int r = 0; r < NR; r++)
         for (int v = 0; v < NV; v++) {
             float *dst = o + (size_t)r * ldo + 16 * v;
@@ -907,27 +910,9 @@ SN_BF16_ATTR static void SN_K(k_attention_bf16)(const sn__att_t *a,
         SN_QK16_ROWS(4)
         SN_QK16_ROWS(1)
         for (i = 0; i < rows; i++) {
-            const int gi = r0 + i;
             float *si = s + (size_t)i * Lp;
-            int lo = 0, hi = L;
 
-            if (a->causal)
-                hi = gi + 1;
-            if (a->window > 0) {
-                lo = gi - a->window > 0 ? gi - a->window : 0;
-                if (gi + a->window + 1 < hi)
-                    hi = gi + a->window + 1;
-            }
-            if (a->bias) {
-                const float *bi = a->bias + (L - 1 - gi);
-                for (j = lo; j < hi; j++)
-                    si[j] += bi[j];
-            }
-            softmax_row(si + lo, hi - lo);
-            for (j = 0; j < lo; j++)
-                si[j] = 0.0f;
-            for (j = hi; j < Lp; j++)
-                si[j] = 0.0f;
+            att_probs(a, si, r0 + i, Lp);
             /* P to bf16 over the row's start: chunk j's 32 bytes land at
              * byte 2j, below the next chunk's floats (byte 4j + 64) */
             for (j = 0; j < Lp; j += 16)
@@ -971,5 +956,6 @@ SN_BF16_ATTR static void SN_K(k_attention_bf16)(const sn__att_t *a,
 #undef pv_tile
 #undef softmax_row
 #undef att_prefetch
+#undef att_probs
 
 #endif /* SN_KERNELS_PASS */
