@@ -145,6 +145,39 @@ void sn__gemm_part(void *job, int part, int n_parts)
                      j->c, ldc, j->m, part, n_parts);
 }
 
+/* oneDNN's int8 sums -> C, rows split over the parts */
+static void int8_epilogue_part(void *job, int part, int n_parts)
+{
+    const sn__gemm_job_t *j = job;
+    const int r0 = (int)((long long)j->m * part / n_parts);
+    const int r1 = (int)((long long)j->m * (part + 1) / n_parts);
+
+    sn__gemm_int8_rows(j->w, j->qa, j->m, sn__gemm_qa_acc(j->w, j->qa, j->m),
+                       (size_t)j->w->n, j->c,
+                       j->ldc ? j->ldc : (size_t)j->w->n, r0, r1);
+}
+
+/* The product on oneDNN (A already converted): 0, or an error with C
+ * untouched. Its OpenMP team is as large as the part of the pool ours
+ * would use. */
+static int run_dnnl(sn__pool_t *pool, sn__gemm_job_t *j, int par)
+{
+    const sn__gemm_w_t *w = j->w;
+    int32_t *acc =
+        w->prec == SN_GEMM_INT8 ? sn__gemm_qa_acc(w, j->qa, j->m) : NULL;
+    int rc = sn__gemm_dnnl_run(w, j->a, j->lda ? j->lda : (size_t)w->k, j->qa,
+                               j->c, j->ldc ? j->ldc : (size_t)w->n, acc,
+                               j->m, par ? sn__pool_threads(pool) : 1);
+
+    if (rc || !acc)
+        return rc;
+    if (par && (double)j->m * w->n >= SN_GEMM_QUANT_PAR_MIN)
+        sn__pool_run(pool, int8_epilogue_part, j);
+    else
+        int8_epilogue_part(j, 0, 1);
+    return 0;
+}
+
 int sn__gemm_run(sn__pool_t *pool, sn__gemm_job_t *j, double par_min,
                  void **qa, size_t *qa_cap)
 {
@@ -172,6 +205,10 @@ int sn__gemm_run(sn__pool_t *pool, sn__gemm_job_t *j, double par_min,
         else
             sn__gemm_quant_part(j, 0, 1);
     }
+    /* oneDNN when the weight has its copy; our kernels otherwise, and for
+     * a call oneDNN refused (C is untouched then) */
+    if (j->w->dnnl && !run_dnnl(pool, j, par))
+        return 0;
     if (par)
         sn__pool_run(pool, sn__gemm_part, j);
     else
@@ -233,6 +270,7 @@ void sn__gemm_free(sn__gemm_w_t *w)
 {
     if (!w)
         return;
+    sn__gemm_dnnl_detach(w);
     free(w->p);
     free(w->q);
     memset(w, 0, sizeof *w);

@@ -134,6 +134,8 @@ static int isa_detect(void)
     return isa;
 }
 
+int sn__isa_cpu(void) { return isa_detect(); }
+
 int sn__isa_parse(const char *name)
 {
     if (!strcmp(name, "f32-only") || !strcmp(name, "none"))
@@ -193,8 +195,12 @@ int sn__gemm_pack_prec(sn__gemm_w_t *w, const float *src, int n, int k,
     size_t n_panels, kp, body, cols;
     uint8_t *mem;
 
-    if (prec == SN_GEMM_F32)
-        return sn__gemm_pack(w, src, n, k, src_is_nk);
+    if (prec == SN_GEMM_F32) {
+        int rc = sn__gemm_pack(w, src, n, k, src_is_nk);
+        if (!rc)
+            sn__gemm_collect_add(w);
+        return rc;
+    }
     memset(w, 0, sizeof *w);
     if (!src || n < 1 || k < 1 || n > SN_LOWP_MAX_DIM ||
         k > SN_LOWP_MAX_DIM || (double)n * k > (double)SIZE_MAX / 8 ||
@@ -247,6 +253,7 @@ int sn__gemm_pack_prec(sn__gemm_w_t *w, const float *src, int n, int k,
     w->kp = (int)kp;
     w->n_panels = (int)n_panels;
     w->prec = prec;
+    sn__gemm_collect_add(w);
     return 0;
 }
 
@@ -291,12 +298,23 @@ static size_t qa_ld(const sn__gemm_w_t *w)
     return ((size_t)w->kp * elt_size(w->prec) + 63) & ~(size_t)63;
 }
 
+size_t sn__gemm_qa_ld(const sn__gemm_w_t *w)
+{
+    return w->prec > SN_GEMM_F32 ? qa_ld(w) : 0;
+}
+
+/* The rows, their scales and zero points, and for int8 on oneDNN its int32
+ * sums (sn__gemm_qa_acc), 64-byte aligned. */
 size_t sn__gemm_qa_bytes(const sn__gemm_w_t *w, int m)
 {
+    size_t b;
     if (w->prec == SN_GEMM_F32 || m < 1)
         return 0;
-    return qa_ld(w) * (size_t)m + (size_t)m * (sizeof(float) +
-                                               sizeof(int32_t)) + 64;
+    b = qa_ld(w) * (size_t)m + (size_t)m * (sizeof(float) + sizeof(int32_t)) +
+        64;
+    if (w->dnnl && w->prec == SN_GEMM_INT8)
+        b += (size_t)m * w->n * sizeof(int32_t) + 64;
+    return b;
 }
 
 /* After the m rows: m scales, then m zero points. */
@@ -308,6 +326,12 @@ static float *qa_scales(const sn__gemm_w_t *w, void *qa, int m)
 static int32_t *qa_zeros(const sn__gemm_w_t *w, void *qa, int m)
 {
     return (int32_t *)(void *)(qa_scales(w, qa, m) + m);
+}
+
+int32_t *sn__gemm_qa_acc(const sn__gemm_w_t *w, void *qa, int m)
+{
+    uintptr_t p = (uintptr_t)(qa_zeros(w, qa, m) + m);
+    return (int32_t *)((p + 63) & ~(uintptr_t)63);
 }
 
 /* ---- the epilogue, shared by every int8 level ------------------------------
@@ -324,6 +348,17 @@ static void int8_store(const int32_t *acc, size_t ld_acc, int mr, int nc,
                 (float)(acc[(size_t)r * ld_acc + col] - za[r] * cs[col]);
             c[(size_t)r * ldc + col] += t * s;
         }
+}
+
+void sn__gemm_int8_rows(const sn__gemm_w_t *w, const void *qa, int m,
+                        const int32_t *acc, size_t ld_acc, float *c,
+                        size_t ldc, int r0, int r1)
+{
+    if (r1 > r0)
+        int8_store(acc + (size_t)r0 * ld_acc, ld_acc, r1 - r0, w->n,
+                   qa_scales(w, (void *)qa, m) + r0,
+                   qa_zeros(w, (void *)qa, m) + r0, w->scale, w->csum,
+                   c + (size_t)r0 * ldc, ldc);
 }
 
 /* ---- portable kernels (any CPU) -------------------------------------------- */
