@@ -140,7 +140,15 @@ void sn__gemm_acc_q(int isa, const sn__gemm_w_t *w, const void *qa,
  * C[r][c] += s_r s_c (float)(acc[r][c] - z_r csum[c]) from int32 sums
  * acc (rows ld_acc apart) and the scales qa holds after its m rows. */
 size_t sn__gemm_qa_ld(const sn__gemm_w_t *w);
+/* With oneDNN (w->dnnl): where in qa its int8 sums go (m rounded up to
+ * SN_DNNL_ROWS rows of n), and SN_DNNL_SLOTS slots of sn__gemm_qa_slot_bytes,
+ * each the room for one block of SN_DNNL_ROWS rows of A
+ * (sn__gemm_qa_tail_ld bytes apart), then of C (n floats apart), then
+ * oneDNN's scratchpad for it. */
 int32_t *sn__gemm_qa_acc(const sn__gemm_w_t *w, void *qa, int m);
+void *sn__gemm_qa_tail(const sn__gemm_w_t *w, void *qa, int m, int slot);
+size_t sn__gemm_qa_tail_ld(const sn__gemm_w_t *w);
+size_t sn__gemm_qa_slot_bytes(const sn__gemm_w_t *w);
 void sn__gemm_int8_rows(const sn__gemm_w_t *w, const void *qa, int m,
                         const int32_t *acc, size_t ld_acc, float *c,
                         size_t ldc, int r0, int r1);
@@ -155,6 +163,10 @@ void sn__gemm_int8_rows(const sn__gemm_w_t *w, const void *qa, int m,
  * (auto); `why` gets one line with the figures. */
 enum { SN_GEMM_AUTO = 0, SN_GEMM_OURS = 1, SN_GEMM_ONEDNN = 2 };
 #define SN_DNNL_MAX_THREADS 64
+/* oneDNN runs blocks of this many rows, the last one padded, so that a
+ * row's bits do not depend on the batch (embed/gemm_dnnl.c) */
+#define SN_DNNL_ROWS 32
+#define SN_DNNL_SLOTS 8 /* at most this many threads run oneDNN blocks */
 int sn__gemm_backend(void);
 const char *sn__gemm_backend_name(int b);
 void sn__gemm_collect_begin(void);
@@ -174,12 +186,17 @@ const char *sn__gemm_dnnl_version(void);
  * it) or -ENOMEM; detach frees it (NULL or unset: no-op). */
 int sn__gemm_dnnl_attach(sn__gemm_w_t *w);
 void sn__gemm_dnnl_detach(sn__gemm_w_t *w);
-/* C[m, n] += A W on oneDNN with a team of nthr OpenMP threads; A is a (f32,
- * rows lda apart) or qa (converted, bf16 / int8); int8 writes the int32
- * sums into acc (m x n) and leaves the epilogue to the caller. 0, or an
- * error with nothing written to C. */
-int sn__gemm_dnnl_run(const sn__gemm_w_t *w, const float *a, size_t lda,
-                      const void *qa, float *c, size_t ldc, int32_t *acc,
-                      int m, int nthr);
+/* Bytes of scratchpad one block of w needs (in each slot of qa). */
+size_t sn__gemm_dnnl_scratch_bytes(const sn__gemm_w_t *w);
+/* Whether w's matmul is ready (made on first call): 0 or SN_EARG. */
+int sn__gemm_dnnl_ready(const sn__gemm_w_t *w);
+/* Part `part` of n_parts (at most SN_DNNL_SLOTS) of C[m, n] += A W on
+ * oneDNN, single-threaded: the blocks of SN_DNNL_ROWS rows part,
+ * part + n_parts, ...; A is a (f32, rows lda apart) or in qa (converted,
+ * bf16 / int8), which has sn__gemm_qa_bytes(w, m) bytes; int8 adds its
+ * sums through our epilogue. 0 or SN_EARG (C may be partly written). */
+int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
+                       void *qa, float *c, size_t ldc, int m, int part,
+                       int n_parts);
 
 #endif

@@ -28,21 +28,24 @@
  * the same bits on both backends. f32 and bf16 accumulate into C with a
  * sum post-op.
  *
- * Primitives. M (the rows of a call: the tokens of a batch) changes with
- * every batch, so a primitive per M would be created (JIT) on most calls.
- * One primitive per weight is created with M a run-time dimension
- * (DNNL_RUNTIME_DIM_VAL) and a thread count; it is shared by threads
- * (oneDNN primitives are thread-safe for execution), each call making its
- * own memory objects and stream.
+ * Rows in blocks. oneDNN's matmul computes a row differently with M (its
+ * blocking, its gemm path when M is a run-time dimension, its reference
+ * code for some strides), so a text's vector would change with the batch
+ * around it. Every product therefore runs in blocks of SN_DNNL_ROWS rows
+ * on a primitive made for exactly that M and dense rows; a padded last
+ * block, or rows with other strides, go through a slot of qa and back.
+ * Creating the primitive once per weight also keeps JIT work out of the
+ * calls (M changes with every batch).
  *
- * Threads. oneDNN here runs on OpenMP. Each call sets the calling thread's
- * OpenMP team size (omp_set_num_threads, per thread) to the threads of
- * the caller's pool (1 below the pool's size threshold), so a product uses
- * as many cores as ours would. libgomp's idle threads spin after a
+ * Threads. oneDNN here is built on OpenMP. Each block runs on one thread
+ * (a team of 1: no OpenMP threads are ever started), and the blocks are
+ * spread over our own pool (embed/pool.c) like our kernels' panels, each
+ * thread with its own primitive and scratchpad. A team of the pool's size
+ * per call was tried first: libgomp's idle threads spin after each
  * parallel region (GOMP_SPINCOUNT, read from the environment when libgomp
- * loads: no call can change it later) while our pool runs the next step;
- * bench/README.md measures what that costs and OMP_WAIT_POLICY=passive
- * in sensed's environment avoids it.
+ * loads, so no call can lower it) against our pool's helpers, and the
+ * suite's precision test ran 3x slower on 2 busy cores. The cost: a
+ * product of one block (up to 32 rows: a short text alone) uses one core.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -68,13 +71,20 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
+#define SN_DNNL_PRIMS (SN_DNNL_SLOTS + 1) /* matmuls per weight: one per slot */
+
 struct sn__dnnl_w {
-    dnnl_primitive_t mm[SN_DNNL_MAX_THREADS + 1]; /* by team size */
-    size_t lda[SN_DNNL_MAX_THREADS + 1], ldc[SN_DNNL_MAX_THREADS + 1];
-    dnnl_memory_desc_t wmd;                       /* weights, oneDNN's */
+    struct {
+        dnnl_primitive_t p;
+        int slot;
+        size_t lda, ldc;
+    } mm[SN_DNNL_PRIMS]; /* made on first use */
+    int n_mm;
+    dnnl_memory_desc_t wmd; /* weights, in oneDNN's layout */
     dnnl_memory_t wm;
     int lda_q; /* bf16 / int8: the converted rows' stride, in elements */
-    pthread_mutex_t mu; /* guards mm[] creation */
+    size_t scratch; /* bytes of scratchpad a block needs (ours, per slot) */
+    pthread_mutex_t mu; /* guards mm[] */
 };
 
 static dnnl_engine_t eng;
@@ -108,16 +118,16 @@ static dnnl_data_type_t w_type(int prec)
                                   : dnnl_f32;
 }
 
-/* The matmul for w with M at run time, A's rows lda elements apart and C's
- * ldc (int8: the s32 scratch, n apart), on a team of nthr; weights in wmd
- * (NULL: format any). NULL when oneDNN has no implementation. */
+/* The matmul for w on SN_DNNL_ROWS rows, A's rows lda elements apart and
+ * C's ldc (int8: the s32 sums, n apart), on one thread; weights in
+ * wmd (NULL: format any). NULL when oneDNN has no implementation. */
 static dnnl_primitive_desc_t make_pd(const sn__gemm_w_t *w,
                                      const dnnl_memory_desc_t *wmd,
-                                     int nthr, size_t lda, size_t ldc)
+                                     size_t lda, size_t ldc)
 {
     const int prec = w->prec ? w->prec : SN_GEMM_F32;
-    dnnl_dims_t ad = {DNNL_RUNTIME_DIM_VAL, w->k}, wd = {w->k, w->n},
-                cd = {DNNL_RUNTIME_DIM_VAL, w->n};
+    dnnl_dims_t ad = {SN_DNNL_ROWS, w->k}, wd = {w->k, w->n},
+                cd = {SN_DNNL_ROWS, w->n};
     dnnl_dims_t as = {(dnnl_dim_t)lda, 1}, cs = {(dnnl_dim_t)ldc, 1};
     dnnl_memory_desc_t amd, wany, cmd;
     dnnl_matmul_desc_t md;
@@ -142,7 +152,7 @@ static dnnl_primitive_desc_t make_pd(const sn__gemm_w_t *w,
              dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
              dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
     if (ok) {
-        omp_set_num_threads(nthr);
+        omp_set_num_threads(1);
         if (dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) !=
             dnnl_success)
             pd = NULL;
@@ -186,9 +196,8 @@ void sn__gemm_dnnl_detach(sn__gemm_w_t *w)
 
     if (!d)
         return;
-    for (int t = 0; t <= SN_DNNL_MAX_THREADS; t++)
-        if (d->mm[t])
-            dnnl_primitive_destroy(d->mm[t]);
+    for (int i = 0; i < d->n_mm; i++)
+        dnnl_primitive_destroy(d->mm[i].p);
     if (d->wm)
         dnnl_memory_destroy(d->wm);
     pthread_mutex_destroy(&d->mu);
@@ -222,12 +231,26 @@ int sn__gemm_dnnl_attach(sn__gemm_w_t *w)
     d->lda_q = (int)(sn__gemm_qa_ld(w) / esz);
     /* the layout oneDNN wants for W (any team size: it depends on the
      * shape and the CPU) */
-    pd = make_pd(w, NULL, 1,
+    pd = make_pd(w, NULL,
                  prec == SN_GEMM_F32 ? (size_t)w->k : (size_t)d->lda_q,
                  (size_t)w->n);
     if (!pd)
         goto fail;
+    {
+        /* oneDNN's reference code (ref:any) is far slower than ours */
+        const char *impl = NULL;
+        if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0,
+                                      &impl) ||
+            !impl || !strncmp(impl, "ref", 3))
+            goto fail;
+    }
     d->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    /* oneDNN's own scratchpad is shared by the threads of a process:
+     * each block gets its own, in its slot of qa */
+    d->scratch = (dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(
+                      pd, dnnl_query_scratchpad_md, 0)) +
+                  63) &
+                 ~(size_t)63;
     unpack(w, buf);
     if (dnnl_memory_desc_init_by_tag(&pmd, 2, wd, w_type(prec), dnnl_ab) ||
         dnnl_memory_create(&d->wm, &d->wmd, eng, DNNL_MEMORY_ALLOCATE) ||
@@ -269,25 +292,38 @@ fail:
     return rc;
 }
 
-/* The primitive for a team of nthr (created on first use). */
-static dnnl_primitive_t prim(const sn__gemm_w_t *w, int nthr, size_t lda,
+/* The matmul of slot `slot` for (lda, ldc), made on first use; NULL when
+ * oneDNN has none or SN_DNNL_PRIMS are made already. One per slot: two
+ * threads executing one oneDNN 2.6 matmul object at once corrupted each
+ * other's rows (measured: test_precision's batch check failed, with our
+ * own scratchpad per thread), one object per thread does not. */
+static dnnl_primitive_t prim(const sn__gemm_w_t *w, int slot, size_t lda,
                              size_t ldc)
 {
     struct sn__dnnl_w *d = w->dnnl;
-    dnnl_primitive_t p;
+    dnnl_primitive_t p = NULL;
 
     pthread_mutex_lock(&d->mu);
-    if (!(p = d->mm[nthr])) {
-        dnnl_primitive_desc_t pd = make_pd(w, &d->wmd, nthr, lda, ldc);
-        if (pd && dnnl_primitive_create(&p, pd) != dnnl_success)
+    for (int i = 0; i < d->n_mm && !p; i++)
+        if (d->mm[i].slot == slot && d->mm[i].lda == lda &&
+            d->mm[i].ldc == ldc)
+            p = d->mm[i].p;
+    if (!p && d->n_mm < SN_DNNL_PRIMS) {
+        dnnl_primitive_desc_t pd = make_pd(w, &d->wmd, lda, ldc);
+        /* its scratchpad must fit the room each slot has for it */
+        if (pd && (dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(
+                       pd, dnnl_query_scratchpad_md, 0)) > d->scratch ||
+                   dnnl_primitive_create(&p, pd) != dnnl_success))
             p = NULL;
         if (pd)
             dnnl_primitive_desc_destroy(pd);
-        d->mm[nthr] = p;
-        d->lda[nthr] = lda;
-        d->ldc[nthr] = ldc;
-    } else if (d->lda[nthr] != lda || d->ldc[nthr] != ldc) {
-        p = NULL;
+        if (p) {
+            d->mm[d->n_mm].p = p;
+            d->mm[d->n_mm].slot = slot;
+            d->mm[d->n_mm].lda = lda;
+            d->mm[d->n_mm].ldc = ldc;
+            d->n_mm++;
+        }
     }
     pthread_mutex_unlock(&d->mu);
     return p;
@@ -295,49 +331,33 @@ static dnnl_primitive_t prim(const sn__gemm_w_t *w, int nthr, size_t lda,
 
 static __thread dnnl_stream_t t_str; /* one stream per calling thread */
 
-int sn__gemm_dnnl_run(const sn__gemm_w_t *w, const float *a, size_t lda,
-                      const void *qa, float *c, size_t ldc, int32_t *acc,
-                      int m, int nthr)
+/* One block of SN_DNNL_ROWS rows: C (ldc apart) += A (lda apart) W, with
+ * the scratchpad scr. */
+static int block(const sn__gemm_w_t *w, dnnl_primitive_t p, const void *a,
+                 size_t lda, void *c, size_t ldc, void *scr)
 {
-    const struct sn__dnnl_w *d = w->dnnl;
     const int prec = w->prec ? w->prec : SN_GEMM_F32;
-    dnnl_memory_desc_t amd, cmd;
-    dnnl_memory_t am = NULL, wm, cm = NULL;
-    dnnl_primitive_t p;
+    dnnl_dims_t ad = {SN_DNNL_ROWS, w->k}, cd = {SN_DNNL_ROWS, w->n};
+    dnnl_dims_t as = {(dnnl_dim_t)lda, 1}, cs = {(dnnl_dim_t)ldc, 1};
+    dnnl_dims_t sd = {(dnnl_dim_t)w->dnnl->scratch};
+    dnnl_memory_desc_t amd, cmd, smd;
+    dnnl_memory_t am = NULL, cm = NULL, sm = NULL;
     int rc = SN_EARG;
 
-    if (!d || m < 1)
-        return m < 1 ? 0 : SN_EARG;
-    nthr = nthr < 1 ? 1 : nthr > SN_DNNL_MAX_THREADS ? SN_DNNL_MAX_THREADS
-                                                      : nthr;
-    if (prec != SN_GEMM_F32)
-        lda = (size_t)d->lda_q;
-    if (prec == SN_GEMM_INT8)
-        ldc = (size_t)w->n;
-    /* the primitive is made for one (lda, ldc): a call with others
-     * (none in our encoders) goes to our kernels */
-    if (!(p = prim(w, nthr, lda, ldc)))
-        return SN_EARG;
-    dnnl_dims_t ad = {m, w->k}, cd = {m, w->n};
-    dnnl_dims_t as = {(dnnl_dim_t)lda, 1}, cs = {(dnnl_dim_t)ldc, 1};
-    wm = d->wm;
-    if (!t_str &&
-        dnnl_stream_create(&t_str, eng, dnnl_stream_default_flags))
-        return -ENOMEM;
-    if (dnnl_memory_desc_init_by_strides(&amd, 2, ad, a_type(prec), as) ||
+    if (dnnl_memory_desc_init_by_tag(&smd, 1, sd, dnnl_u8, dnnl_a) ||
+        dnnl_memory_create(&sm, &smd, eng, scr) ||
+        dnnl_memory_desc_init_by_strides(&amd, 2, ad, a_type(prec), as) ||
         dnnl_memory_desc_init_by_strides(
             &cmd, 2, cd, prec == SN_GEMM_INT8 ? dnnl_s32 : dnnl_f32, cs) ||
-        dnnl_memory_create(&am, &amd, eng,
-                           prec == SN_GEMM_F32 ? (void *)a : (void *)qa) ||
-        dnnl_memory_create(&cm, &cmd, eng,
-                           prec == SN_GEMM_INT8 ? (void *)acc : (void *)c))
+        dnnl_memory_create(&am, &amd, eng, (void *)a) ||
+        dnnl_memory_create(&cm, &cmd, eng, c))
         goto out;
     {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, am},
-                                   {DNNL_ARG_WEIGHTS, wm},
-                                   {DNNL_ARG_DST, cm}};
-        omp_set_num_threads(nthr);
-        if (dnnl_primitive_execute(p, t_str, 3, args) ||
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, am},
+                                   {DNNL_ARG_WEIGHTS, w->dnnl->wm},
+                                   {DNNL_ARG_DST, cm},
+                                   {DNNL_ARG_SCRATCHPAD, sm}};
+        if (dnnl_primitive_execute(p, t_str, 4, args) ||
             dnnl_stream_wait(t_str))
             goto out;
     }
@@ -347,7 +367,106 @@ out:
         dnnl_memory_destroy(am);
     if (cm)
         dnnl_memory_destroy(cm);
+    if (sm)
+        dnnl_memory_destroy(sm);
     return rc;
+}
+
+size_t sn__gemm_dnnl_scratch_bytes(const sn__gemm_w_t *w)
+{
+    return w->dnnl ? w->dnnl->scratch : 0;
+}
+
+int sn__gemm_dnnl_ready(const sn__gemm_w_t *w)
+{
+    const int prec = w->prec ? w->prec : SN_GEMM_F32;
+    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+
+    if (!w->dnnl || !prim(w, 0, sn__gemm_qa_tail_ld(w) / esz, (size_t)w->n))
+        return SN_EARG;
+    if (!t_str &&
+        dnnl_stream_create(&t_str, eng, dnnl_stream_default_flags))
+        return SN_EARG;
+    return 0;
+}
+
+/* The rows run in blocks of SN_DNNL_ROWS on one primitive, made for A and
+ * C rows packed densely (k and n apart); a block with other strides, and
+ * the padded last block, is copied into the part's slot in qa and back. A
+ * primitive made for one M and one layout computes each row the same way
+ * wherever it sits, while one made per M (or with M a run-time dimension:
+ * oneDNN's gemm path) changes its blocking, and a strided C can make
+ * oneDNN fall back to its reference code: both change a row's bits with
+ * the batch (measured on the fixtures: a text alone and in a batch
+ * differed). Each block runs on one thread (an OpenMP team of 1: no
+ * OpenMP threads are started), the blocks spread over our pool's threads:
+ * so oneDNN's idle threads never spin against the pool (measured: with a
+ * team of 2, libgomp's spinning made test_precision 3x slower on 2 busy
+ * cores). */
+int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
+                       void *qa, float *c, size_t ldc, int m, int part,
+                       int n_parts)
+{
+    const struct sn__dnnl_w *d = w->dnnl;
+    const int prec = w->prec ? w->prec : SN_GEMM_F32;
+    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+    const size_t tail_ld = sn__gemm_qa_tail_ld(w) / esz; /* elements */
+    const size_t n = (size_t)w->n;
+    const uint8_t *src = prec == SN_GEMM_F32 ? (const void *)a : qa;
+    uint8_t *tail_a, *scr;
+    float *tail_c;
+    int32_t *acc = NULL;
+    size_t ldq = ldc;
+    dnnl_primitive_t p;
+
+    if (!d || part < 0 || part >= n_parts || part >= SN_DNNL_SLOTS)
+        return SN_EARG;
+    if (!t_str &&
+        dnnl_stream_create(&t_str, eng, dnnl_stream_default_flags))
+        return SN_EARG;
+    tail_a = sn__gemm_qa_tail(w, qa, m, part);
+    tail_c = (float *)(void *)(tail_a + SN_DNNL_ROWS * tail_ld * esz);
+    scr = (uint8_t *)tail_c + SN_DNNL_ROWS * n * sizeof *tail_c;
+    if (prec != SN_GEMM_F32)
+        lda = (size_t)d->lda_q;
+    if (prec == SN_GEMM_INT8) {
+        acc = sn__gemm_qa_acc(w, qa, m); /* n apart, padded rows */
+        ldq = n;
+    }
+    if (!(p = prim(w, part, tail_ld, n)))
+        return SN_EARG;
+    omp_set_num_threads(1);
+    for (int r0 = part * SN_DNNL_ROWS; r0 < m; r0 += n_parts * SN_DNNL_ROWS) {
+        const int rows = m - r0 < SN_DNNL_ROWS ? m - r0 : SN_DNNL_ROWS;
+        const uint8_t *ab = src + (size_t)r0 * lda * esz;
+        void *cb = acc ? (void *)(acc + (size_t)r0 * n)
+                       : (void *)(c + (size_t)r0 * ldc);
+        int rc;
+        if (rows == SN_DNNL_ROWS && lda == tail_ld && ldq == n) {
+            rc = block(w, p, ab, tail_ld, cb, n, scr);
+        } else {
+            if (rows < SN_DNNL_ROWS)
+                memset(tail_a + (size_t)rows * tail_ld * esz, 0,
+                       (size_t)(SN_DNNL_ROWS - rows) * tail_ld * esz);
+            for (int r = 0; r < rows; r++) {
+                memcpy(tail_a + (size_t)r * tail_ld * esz,
+                       ab + (size_t)r * lda * esz, (size_t)w->k * esz);
+                if (!acc)
+                    memcpy(tail_c + (size_t)r * n,
+                           (float *)cb + (size_t)r * ldc, n * sizeof *c);
+            }
+            rc = block(w, p, tail_a, tail_ld, acc ? cb : (void *)tail_c, n,
+                       scr);
+            for (int r = 0; !rc && !acc && r < rows; r++)
+                memcpy((float *)cb + (size_t)r * ldc, tail_c + (size_t)r * n,
+                       n * sizeof *c);
+        }
+        if (rc)
+            return rc;
+        if (acc) /* the same epilogue, the same bits as our kernels */
+            sn__gemm_int8_rows(w, qa, m, acc, n, c, ldc, r0, r0 + rows);
+    }
+    return 0;
 }
 
 const char *sn__gemm_dnnl_version(void)
@@ -363,18 +482,28 @@ const char *sn__gemm_dnnl_version(void)
 #else /* built without libdnnl */
 
 int sn__gemm_dnnl_built(void) { return 0; }
-int sn__gemm_dnnl_attach(sn__gemm_w_t *w)
+int sn__gemm_dnnl_attach(sn__gemm_w_t *w, int nthr)
 {
     (void)w;
     return SN_EARG;
 }
 void sn__gemm_dnnl_detach(sn__gemm_w_t *w) { (void)w; }
-int sn__gemm_dnnl_run(const sn__gemm_w_t *w, const float *a, size_t lda,
-                      const void *qa, float *c, size_t ldc, int32_t *acc,
-                      int m, int nthr)
+size_t sn__gemm_dnnl_scratch_bytes(const sn__gemm_w_t *w)
 {
-    (void)w, (void)a, (void)lda, (void)qa, (void)c, (void)ldc, (void)acc;
-    (void)m, (void)nthr;
+    (void)w;
+    return 0;
+}
+int sn__gemm_dnnl_ready(const sn__gemm_w_t *w)
+{
+    (void)w;
+    return SN_EARG;
+}
+int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
+                       void *qa, float *c, size_t ldc, int m, int part,
+                       int n_parts)
+{
+    (void)w, (void)a, (void)lda, (void)qa, (void)c, (void)ldc;
+    (void)m, (void)part, (void)n_parts;
     return SN_EARG;
 }
 const char *sn__gemm_dnnl_version(void) { return "onednn (not built)"; }

@@ -303,18 +303,60 @@ size_t sn__gemm_qa_ld(const sn__gemm_w_t *w)
     return w->prec > SN_GEMM_F32 ? qa_ld(w) : 0;
 }
 
-/* The rows, their scales and zero points, and for int8 on oneDNN its int32
- * sums (sn__gemm_qa_acc), 64-byte aligned. */
+/* The rows, their scales and zero points (bf16, int8); then, when oneDNN
+ * runs w (any precision), its int8 sums (sn__gemm_qa_acc, rows rounded up
+ * to SN_DNNL_ROWS) and the room for a last, partial block of rows
+ * (sn__gemm_qa_tail); each part 64-byte aligned. */
+static size_t qa_head(const sn__gemm_w_t *w, int m)
+{
+    if (w->prec == SN_GEMM_F32 || !w->prec)
+        return 0;
+    return (qa_ld(w) * (size_t)m +
+            (size_t)m * (sizeof(float) + sizeof(int32_t)) + 63) &
+           ~(size_t)63;
+}
+
+static size_t acc_bytes(const sn__gemm_w_t *w, int m)
+{
+    size_t rows = ((size_t)m + SN_DNNL_ROWS - 1) / SN_DNNL_ROWS * SN_DNNL_ROWS;
+    return w->prec == SN_GEMM_INT8
+               ? (rows * (size_t)w->n * sizeof(int32_t) + 63) & ~(size_t)63
+               : 0;
+}
+
+size_t sn__gemm_qa_tail_ld(const sn__gemm_w_t *w)
+{
+    return w->prec == SN_GEMM_F32 || !w->prec ? (size_t)w->k * sizeof(float)
+                                              : qa_ld(w);
+}
+
 size_t sn__gemm_qa_bytes(const sn__gemm_w_t *w, int m)
 {
-    size_t b;
-    if (w->prec == SN_GEMM_F32 || m < 1)
+    if (m < 1 || (!w->dnnl && (w->prec == SN_GEMM_F32 || !w->prec)))
         return 0;
-    b = qa_ld(w) * (size_t)m + (size_t)m * (sizeof(float) + sizeof(int32_t)) +
-        64;
-    if (w->dnnl && w->prec == SN_GEMM_INT8)
-        b += (size_t)m * w->n * sizeof(int32_t) + 64;
-    return b;
+    if (!w->dnnl)
+        return qa_head(w, m) + 64;
+    return qa_head(w, m) + acc_bytes(w, m) +
+           SN_DNNL_SLOTS * sn__gemm_qa_slot_bytes(w) + 64;
+}
+
+int32_t *sn__gemm_qa_acc(const sn__gemm_w_t *w, void *qa, int m)
+{
+    return (int32_t *)(void *)((uint8_t *)qa + qa_head(w, m));
+}
+
+size_t sn__gemm_qa_slot_bytes(const sn__gemm_w_t *w)
+{
+    return (SN_DNNL_ROWS * (sn__gemm_qa_tail_ld(w) +
+                            (size_t)w->n * sizeof(float)) +
+            sn__gemm_dnnl_scratch_bytes(w) + 63) &
+           ~(size_t)63;
+}
+
+void *sn__gemm_qa_tail(const sn__gemm_w_t *w, void *qa, int m, int slot)
+{
+    return (uint8_t *)qa + qa_head(w, m) + acc_bytes(w, m) +
+           (size_t)slot * sn__gemm_qa_slot_bytes(w);
 }
 
 /* After the m rows: m scales, then m zero points. */
@@ -326,12 +368,6 @@ static float *qa_scales(const sn__gemm_w_t *w, void *qa, int m)
 static int32_t *qa_zeros(const sn__gemm_w_t *w, void *qa, int m)
 {
     return (int32_t *)(void *)(qa_scales(w, qa, m) + m);
-}
-
-int32_t *sn__gemm_qa_acc(const sn__gemm_w_t *w, void *qa, int m)
-{
-    uintptr_t p = (uintptr_t)(qa_zeros(w, qa, m) + m);
-    return (int32_t *)((p + 63) & ~(uintptr_t)63);
 }
 
 /* ---- the epilogue, shared by every int8 level ------------------------------
