@@ -71,20 +71,20 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
-#define SN_DNNL_PRIMS (SN_DNNL_SLOTS + 1) /* matmuls per weight: one per slot */
+#define SN_DNNL_PRIMS 16 /* matmuls per weight: one per thread at a time */
 
 struct sn__dnnl_w {
     struct {
         dnnl_primitive_t p;
-        int slot;
-        size_t lda, ldc;
+        int busy; /* a thread is executing it */
     } mm[SN_DNNL_PRIMS]; /* made on first use */
     int n_mm;
     dnnl_memory_desc_t wmd; /* weights, in oneDNN's layout */
     dnnl_memory_t wm;
     int lda_q; /* bf16 / int8: the converted rows' stride, in elements */
     size_t scratch; /* bytes of scratchpad a block needs (ours, per slot) */
-    pthread_mutex_t mu; /* guards mm[] */
+    pthread_mutex_t mu;    /* guards mm[] */
+    pthread_cond_t freed; /* an mm[] is no longer busy */
 };
 
 static dnnl_engine_t eng;
@@ -201,6 +201,7 @@ void sn__gemm_dnnl_detach(sn__gemm_w_t *w)
     if (d->wm)
         dnnl_memory_destroy(d->wm);
     pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->freed);
     free(d);
     w->dnnl = NULL;
 }
@@ -228,6 +229,7 @@ int sn__gemm_dnnl_attach(sn__gemm_w_t *w)
         goto fail;
     }
     pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->freed, NULL);
     d->lda_q = (int)(sn__gemm_qa_ld(w) / esz);
     /* the layout oneDNN wants for W (any team size: it depends on the
      * shape and the CPU) */
@@ -287,46 +289,64 @@ fail:
         if (d->wm)
             dnnl_memory_destroy(d->wm);
         pthread_mutex_destroy(&d->mu);
+        pthread_cond_destroy(&d->freed);
         free(d);
     }
     return rc;
 }
 
-/* The matmul of slot `slot` for (lda, ldc), made on first use; NULL when
- * oneDNN has none or SN_DNNL_PRIMS are made already. One per slot: two
- * threads executing one oneDNN 2.6 matmul object at once corrupted each
- * other's rows (measured: test_precision's batch check failed, with our
- * own scratchpad per thread), one object per thread does not. */
-static dnnl_primitive_t prim(const sn__gemm_w_t *w, int slot, size_t lda,
-                             size_t ldc)
+/* A matmul of w no other thread is executing, made when none is free
+ * (up to SN_DNNL_PRIMS; beyond, the caller waits for one); -1 when oneDNN
+ * has none. Released with put(). Two threads executing one oneDNN 2.6
+ * matmul object at once corrupted each other's rows (measured: the batch
+ * check of test_precision, and concurrent clients of the daemon, failed,
+ * each thread with its own scratchpad); one object per thread does not. */
+static int get(const sn__gemm_w_t *w)
 {
     struct sn__dnnl_w *d = w->dnnl;
-    dnnl_primitive_t p = NULL;
+    const int prec = w->prec ? w->prec : SN_GEMM_F32;
+    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+    int got = -1;
 
     pthread_mutex_lock(&d->mu);
-    for (int i = 0; i < d->n_mm && !p; i++)
-        if (d->mm[i].slot == slot && d->mm[i].lda == lda &&
-            d->mm[i].ldc == ldc)
-            p = d->mm[i].p;
-    if (!p && d->n_mm < SN_DNNL_PRIMS) {
-        dnnl_primitive_desc_t pd = make_pd(w, &d->wmd, lda, ldc);
-        /* its scratchpad must fit the room each slot has for it */
-        if (pd && (dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(
-                       pd, dnnl_query_scratchpad_md, 0)) > d->scratch ||
-                   dnnl_primitive_create(&p, pd) != dnnl_success))
-            p = NULL;
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        if (p) {
+    while (got < 0) {
+        for (int i = 0; i < d->n_mm && got < 0; i++)
+            if (!d->mm[i].busy)
+                got = i;
+        if (got < 0 && d->n_mm < SN_DNNL_PRIMS) {
+            dnnl_primitive_t p = NULL;
+            dnnl_primitive_desc_t pd = make_pd(
+                w, &d->wmd, sn__gemm_qa_tail_ld(w) / esz, (size_t)w->n);
+            /* its scratchpad must fit the room each slot has for it */
+            if (pd &&
+                (dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(
+                     pd, dnnl_query_scratchpad_md, 0)) > d->scratch ||
+                 dnnl_primitive_create(&p, pd) != dnnl_success))
+                p = NULL;
+            if (pd)
+                dnnl_primitive_desc_destroy(pd);
+            if (!p)
+                break;
             d->mm[d->n_mm].p = p;
-            d->mm[d->n_mm].slot = slot;
-            d->mm[d->n_mm].lda = lda;
-            d->mm[d->n_mm].ldc = ldc;
-            d->n_mm++;
+            got = d->n_mm++;
         }
+        if (got < 0)
+            pthread_cond_wait(&d->freed, &d->mu);
     }
+    if (got >= 0)
+        d->mm[got].busy = 1;
     pthread_mutex_unlock(&d->mu);
-    return p;
+    return got;
+}
+
+static void put(const sn__gemm_w_t *w, int i)
+{
+    struct sn__dnnl_w *d = w->dnnl;
+
+    pthread_mutex_lock(&d->mu);
+    d->mm[i].busy = 0;
+    pthread_cond_signal(&d->freed);
+    pthread_mutex_unlock(&d->mu);
 }
 
 static __thread dnnl_stream_t t_str; /* one stream per calling thread */
@@ -379,11 +399,11 @@ size_t sn__gemm_dnnl_scratch_bytes(const sn__gemm_w_t *w)
 
 int sn__gemm_dnnl_ready(const sn__gemm_w_t *w)
 {
-    const int prec = w->prec ? w->prec : SN_GEMM_F32;
-    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+    int i;
 
-    if (!w->dnnl || !prim(w, 0, sn__gemm_qa_tail_ld(w) / esz, (size_t)w->n))
+    if (!w->dnnl || (i = get(w)) < 0)
         return SN_EARG;
+    put(w, i);
     if (!t_str &&
         dnnl_stream_create(&t_str, eng, dnnl_stream_default_flags))
         return SN_EARG;
@@ -418,6 +438,7 @@ int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
     int32_t *acc = NULL;
     size_t ldq = ldc;
     dnnl_primitive_t p;
+    int i_mm, rc = 0;
 
     if (!d || part < 0 || part >= n_parts || part >= SN_DNNL_SLOTS)
         return SN_EARG;
@@ -433,15 +454,15 @@ int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
         acc = sn__gemm_qa_acc(w, qa, m); /* n apart, padded rows */
         ldq = n;
     }
-    if (!(p = prim(w, part, tail_ld, n)))
+    if ((i_mm = get(w)) < 0)
         return SN_EARG;
+    p = d->mm[i_mm].p;
     omp_set_num_threads(1);
     for (int r0 = part * SN_DNNL_ROWS; r0 < m; r0 += n_parts * SN_DNNL_ROWS) {
         const int rows = m - r0 < SN_DNNL_ROWS ? m - r0 : SN_DNNL_ROWS;
         const uint8_t *ab = src + (size_t)r0 * lda * esz;
         void *cb = acc ? (void *)(acc + (size_t)r0 * n)
                        : (void *)(c + (size_t)r0 * ldc);
-        int rc;
         if (rows == SN_DNNL_ROWS && lda == tail_ld && ldq == n) {
             rc = block(w, p, ab, tail_ld, cb, n, scr);
         } else {
@@ -462,11 +483,12 @@ int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
                        n * sizeof *c);
         }
         if (rc)
-            return rc;
+            break;
         if (acc) /* the same epilogue, the same bits as our kernels */
             sn__gemm_int8_rows(w, qa, m, acc, n, c, ldc, r0, r0 + rows);
     }
-    return 0;
+    put(w, i_mm);
+    return rc;
 }
 
 const char *sn__gemm_dnnl_version(void)
