@@ -43,6 +43,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <new>
 #include <vector>
 
@@ -306,9 +307,104 @@ extern "C" int sn__hnsw_mark_deleted(sn__hnsw_t *h, int64_t n,
     return 0;
 }
 
-extern "C" int sn__hnsw_search(const sn__hnsw_t *h, const float *q,
-                               int64_t k, int64_t ef, float *scores,
-                               int64_t *labels, char *err, size_t err_len)
+/* ---- layer 0's beam ------------------------------------------------------------ */
+
+typedef std::pair<float, hnswlib::tableint> dist_id_t;
+typedef std::priority_queue<dist_id_t, std::vector<dist_id_t>,
+                            graph_t::CompareByFirst>
+    beam_t;
+
+/* Vectors whose loads are asked for ahead of the one being compared. */
+#define BEAM_PREFETCH_AHEAD 2
+
+/* Every cache line of the len bytes at p into L1. */
+static inline void prefetch_bytes(const char *p, size_t len)
+{
+    for (size_t o = 0; o < len; o += 64)
+        __builtin_prefetch(p + o, 0, 3);
+    __builtin_prefetch(p + len - 1, 0, 3);
+}
+
+/* hnswlib's searchBaseLayerST, step for step: the same two heaps, the
+ * same pushes and pops in the same order, so the same result (ties
+ * included). What differs is the memory traffic. hnswlib asks for the first
+ * cache line of the next neighbour's vector (64 of 1,536 bytes at f32
+ * 384-d); at a million vectors nearly every vector comes from memory, and
+ * the distance waits on each line in turn. Here each expanded node's
+ * unvisited neighbours are gathered first (marking them visited, as
+ * hnswlib does one by one: a list holds each id once), and the whole
+ * vector BEAM_PREFETCH_AHEAD neighbours ahead is requested while the
+ * current one is compared. The distances do not depend on the heaps, so
+ * computing them ahead changes no decision. */
+template <bool has_deletions>
+static beam_t beam0(const sn__hnsw_t *h, hnswlib::tableint ep,
+                    const void *x, size_t ef)
+{
+    const graph_t *g = h->g;
+    const size_t len = h->space.size;
+    hnswlib::VisitedList *vl = g->visited_list_pool_->getFreeVisitedList();
+    hnswlib::vl_type *seen = vl->mass, tag = vl->curV;
+    std::vector<hnswlib::tableint> fresh(g->maxM0_);
+    beam_t top, cand;
+    float lower;
+
+    if (!has_deletions || !g->isMarkedDeleted(ep)) {
+        float d = h->space.fn(x, g->getDataByInternalId(ep), &h->param);
+        lower = d;
+        top.emplace(d, ep);
+        cand.emplace(-d, ep);
+    } else {
+        lower = std::numeric_limits<float>::max();
+        cand.emplace(-lower, ep);
+    }
+    seen[ep] = tag;
+    while (!cand.empty()) {
+        dist_id_t cur = cand.top();
+        if (-cur.first > lower && (top.size() == ef || !has_deletions))
+            break;
+        cand.pop();
+        hnswlib::linklistsizeint *ll = g->get_linklist0(cur.second);
+        size_t n = g->getListCount(ll), n_fresh = 0;
+        const hnswlib::tableint *nb = (const hnswlib::tableint *)(ll + 1);
+        if (fresh.size() < n)
+            fresh.resize(n);
+        for (size_t j = 0; j < n; j++)
+            __builtin_prefetch(seen + nb[j], 1, 3);
+        for (size_t j = 0; j < n; j++)
+            if (seen[nb[j]] != tag) {
+                seen[nb[j]] = tag;
+                fresh[n_fresh++] = nb[j];
+            }
+        for (size_t j = 0; j < n_fresh && j < BEAM_PREFETCH_AHEAD; j++)
+            prefetch_bytes(g->getDataByInternalId(fresh[j]), len);
+        for (size_t j = 0; j < n_fresh; j++) {
+            hnswlib::tableint id = fresh[j];
+            if (j + BEAM_PREFETCH_AHEAD < n_fresh)
+                prefetch_bytes(
+                    g->getDataByInternalId(fresh[j + BEAM_PREFETCH_AHEAD]),
+                    len);
+            float d = h->space.fn(x, g->getDataByInternalId(id), &h->param);
+            if (top.size() < ef || lower > d) {
+                cand.emplace(-d, id);
+                __builtin_prefetch(g->get_linklist0(cand.top().second), 0, 3);
+                if (!has_deletions || !g->isMarkedDeleted(id))
+                    top.emplace(d, id);
+                if (top.size() > ef)
+                    top.pop();
+                if (!top.empty())
+                    lower = top.top().first;
+            }
+        }
+    }
+    g->visited_list_pool_->releaseVisitedList(vl);
+    return top;
+}
+
+/* sn__hnsw_search and sn__hnsw_search_ref: layer 0 by beam0 (own) or by
+ * hnswlib's searchBaseLayerST (the reference the tests hold beam0 to). */
+static int search(const sn__hnsw_t *h, const float *q, int64_t k,
+                  int64_t ef, int own, float *scores, int64_t *labels,
+                  char *err, size_t err_len)
 {
     const graph_t *g = h->g;
     int64_t n = 0;
@@ -350,9 +446,13 @@ extern "C" int sn__hnsw_search(const sn__hnsw_t *h, const float *q,
             }
         }
         size_t beam = (size_t)std::max(ef, k);
-        auto top = g->num_deleted_
-                           ? g->searchBaseLayerST<true>(cur, x, beam)
-                           : g->searchBaseLayerST<false>(cur, x, beam);
+        beam_t top = !own              ? g->num_deleted_
+                                             ? g->searchBaseLayerST<true>(
+                                                   cur, x, beam)
+                                             : g->searchBaseLayerST<false>(
+                                                   cur, x, beam)
+                     : g->num_deleted_ ? beam0<true>(h, cur, x, beam)
+                                       : beam0<false>(h, cur, x, beam);
         while ((int64_t)top.size() > k)
             top.pop();
         n = (int64_t)top.size();
@@ -362,6 +462,21 @@ extern "C" int sn__hnsw_search(const sn__hnsw_t *h, const float *q,
             top.pop();
         }
     });
+}
+
+extern "C" int sn__hnsw_search(const sn__hnsw_t *h, const float *q,
+                               int64_t k, int64_t ef, float *scores,
+                               int64_t *labels, char *err, size_t err_len)
+{
+    return search(h, q, k, ef, 1, scores, labels, err, err_len);
+}
+
+extern "C" int sn__hnsw_search_ref(const sn__hnsw_t *h, const float *q,
+                                   int64_t k, int64_t ef, float *scores,
+                                   int64_t *labels, char *err,
+                                   size_t err_len)
+{
+    return search(h, q, k, ef, 0, scores, labels, err, err_len);
 }
 
 extern "C" int sn__hnsw_ids(const sn__hnsw_t *h, int64_t *ids)
