@@ -148,7 +148,12 @@ static const char *const SQL[N_QUERIES] = {
                         "document = ?1 AND collection = ?2 ORDER BY ordinal",
     [Q_DOC_HIT] = "SELECT ext_id, '', -1, 0, 0, meta FROM documents "
                   "WHERE id = ?1 AND collection = ?2",
-    [Q_HIT_DOC] = HIT_DOC_SELECT HIT_WHERE,
+    /* unfiltered: the chunk's row alone. The join's only other work is
+     * to find the document, which a chunk always has (foreign keys are
+     * on: no chunk outlives its document), so it is one B-tree descent
+     * per candidate saved; a filter's twin keeps it (sql_hit_doc) */
+    [Q_HIT_DOC] = "SELECT document FROM chunks WHERE id = ?1 AND "
+                  "collection = ?2",
     [Q_DOC_TEXT] = "SELECT text FROM documents WHERE id = ?1 AND "
                    "collection = ?2",
     [Q_CHUNK_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'chunks'",
