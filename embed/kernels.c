@@ -43,6 +43,8 @@
 /* AVX passes where GCC/Clang target x86-64; define SN_NO_SIMD_PASSES to
  * build the baseline alone. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(SN_NO_SIMD_PASSES)
+#include <immintrin.h>
+#define SN_HAVE_BF16_PASS 1 /* the AVX-512 pass adds k_attention_bf16 */
 #define SN_W 16
 #define SN_NV 4
 #define SN_K(name) name##_avx512
@@ -74,21 +76,25 @@
 #undef SN_KATTR
 #undef SN_KERNELS_PASS
 
-#define SN_KERNELS_TABLE(lvl)                                                \
+#define SN_KERNELS_TABLE(lvl, att_lp)                                        \
     {#lvl,          k_act_##lvl, k_glu_##lvl, k_add_rows_##lvl, k_ln_##lvl,  \
-     k_rms_##lvl, k_attention_##lvl}
+     k_rms_##lvl, k_attention_##lvl, att_lp}
 
 const sn__kernels_t *sn__kernels_pick(void)
 {
-    static const sn__kernels_t base = SN_KERNELS_TABLE(base);
+    static const sn__kernels_t base = SN_KERNELS_TABLE(base, NULL);
     const char *cap = getenv("SENSE_BERT_KERNELS");
 
     if (cap && !strcmp(cap, "base"))
         return &base;
 #ifdef SN_HAVE_AVX_PASSES
-    static const sn__kernels_t avx512 = SN_KERNELS_TABLE(avx512);
-    static const sn__kernels_t avx2 = SN_KERNELS_TABLE(avx2);
+    static const sn__kernels_t avx512bf16 =
+        SN_KERNELS_TABLE(avx512, k_attention_bf16_avx512);
+    static const sn__kernels_t avx512 = SN_KERNELS_TABLE(avx512, NULL);
+    static const sn__kernels_t avx2 = SN_KERNELS_TABLE(avx2, NULL);
     const int isa = sn__isa(); /* SENSE_ISA caps it */
+    if (isa >= SN_ISA_AVX512BF16 && !(cap && !strcmp(cap, "avx2")))
+        return &avx512bf16;
     if (isa >= SN_ISA_AVX512 && !(cap && !strcmp(cap, "avx2")))
         return &avx512;
     if (isa >= SN_ISA_AVX2)
@@ -130,6 +136,9 @@ int sn__act_parse(const char *name)
 #define vf SN_K(vf)
 #define vi SN_K(vi)
 #define vfu SN_K(vfu)
+#define hf8 SN_K(hf8)
+#define hf4 SN_K(hf4)
+#define hf2 SN_K(hf2)
 #define v_hsum SN_K(v_hsum)
 #define v_hmax SN_K(v_hmax)
 #define v_exp SN_K(v_exp)
@@ -139,6 +148,8 @@ int sn__act_parse(const char *name)
 #define qk_tile SN_K(qk_tile)
 #define pv_tile SN_K(pv_tile)
 #define softmax_row SN_K(softmax_row)
+#define att_prefetch SN_K(att_prefetch)
+#define att_probs SN_K(att_probs)
 #define v_act SN_K(v_act)
 
 typedef float vf __attribute__((vector_size(SN_W * 4)));
@@ -171,28 +182,52 @@ typedef float vfu __attribute__((vector_size(SN_W * 4), aligned(4),
 #define v_min(a, b) v_blend((a) < (b), (a), (b))
 #define v_max(a, b) v_blend((a) > (b), (a), (b))
 
-/* Sum of the lanes in a fixed pairwise order. */
+/* Sum of the lanes in a fixed pairwise order: lane i += lane i + n for
+ * n = W/2, W/4, ..., 1, done on the vector's halves (the same additions
+ * in the same order as a scalar loop over the lanes, without its loop). */
+#undef SN_HALVES
+#if SN_W == 16
+#define SN_HALVES(OP)                                                     \
+    hf8 a8, b8; hf4 a4, b4; hf2 a2, b2;                                   \
+    memcpy(&a8, pv, 32); memcpy(&b8, (const char *)pv + 32, 32);             \
+    a8 = OP(a8, b8);                                                         \
+    memcpy(&a4, &a8, 16); memcpy(&b4, (const char *)&a8 + 16, 16);          \
+    a4 = OP(a4, b4);                                                         \
+    memcpy(&a2, &a4, 8); memcpy(&b2, (const char *)&a4 + 8, 8);             \
+    a2 = OP(a2, b2);
+#elif SN_W == 8
+#define SN_HALVES(OP)                                                     \
+    hf4 a4, b4; hf2 a2, b2;                                                \
+    memcpy(&a4, pv, 16); memcpy(&b4, (const char *)pv + 16, 16);            \
+    a4 = OP(a4, b4);                                                         \
+    memcpy(&a2, &a4, 8); memcpy(&b2, (const char *)&a4 + 8, 8);             \
+    a2 = OP(a2, b2);
+#else
+#define SN_HALVES(OP)                                                     \
+    hf2 a2, b2;                                                             \
+    memcpy(&a2, pv, 8); memcpy(&b2, (const char *)pv + 8, 8);               \
+    a2 = OP(a2, b2);
+#endif
+typedef float hf8 __attribute__((vector_size(32)));
+typedef float hf4 __attribute__((vector_size(16)));
+typedef float hf2 __attribute__((vector_size(8)));
+#undef SN_ADD2
+#undef SN_MAX2
+#define SN_ADD2(a, b) ((a) + (b))
+#define SN_MAX2(a, b)                                                        \
+    ((__typeof__(a))((((__typeof__((a) > (b)))(a)) & ((a) > (b))) |          \
+                     (((__typeof__((a) > (b)))(b)) & ~((a) > (b)))))
 SN_INLINE float v_hsum(const vf *pv)
 {
-    float t[SN_W];
-    int n;
-
-    memcpy(t, pv, sizeof t);
-    for (n = SN_W / 2; n >= 1; n /= 2)
-        for (int i = 0; i < n; i++)
-            t[i] += t[i + n];
-    return t[0];
+    SN_HALVES(SN_ADD2)
+    return a2[0] + a2[1];
 }
 
+/* Largest lane (no NaN among them). */
 SN_INLINE float v_hmax(const vf *pv)
 {
-    float t[SN_W], m;
-
-    memcpy(t, pv, sizeof t);
-    m = t[0];
-    for (int i = 1; i < SN_W; i++)
-        m = t[i] > m ? t[i] : m;
-    return m;
+    SN_HALVES(SN_MAX2)
+    return a2[0] > a2[1] ? a2[0] : a2[1];
 }
 
 /* *px = exp(*px), Cephes' expf: x = n ln2 + r, |r| <= ln2/2, degree-6
@@ -463,6 +498,30 @@ SN_KATTR static void SN_K(k_rms)(float *x, const float *g, int rows, int n,
  *   O[i][c] = sum_j P[i][j] vp[j][c]
  * Query rows go SN_NN_ATT_ROWS at a time, so S stays in L1/L2. */
 
+/* Ask for the cache lines of row j + SN_ATT_AHEAD of K (into L1), and of
+ * V and Q (into L2, read after the packing) before the packing loop reaches
+ * them. Rows lie a whole fused QKV row apart (4.6 KB in MiniLM): the
+ * hardware prefetchers do not follow that, and each head's few lines came
+ * one cache miss at a time. Computes nothing. */
+#undef SN_ATT_AHEAD
+#define SN_ATT_AHEAD 8
+SN_INLINE void att_prefetch(const sn__att_t *a, int j)
+{
+    const size_t n = (size_t)a->d * sizeof(float);
+
+    if (j + SN_ATT_AHEAD >= a->L)
+        return;
+    j += SN_ATT_AHEAD;
+    for (size_t o = 0; o < n; o += 64) {
+        __builtin_prefetch((const char *)(a->k + (size_t)j * a->ldk) + o, 0, 3);
+        __builtin_prefetch((const char *)(a->v + (size_t)j * a->ldv) + o, 0, 2);
+        __builtin_prefetch((const char *)(a->q + (size_t)j * a->ldq) + o, 0, 2);
+    }
+    __builtin_prefetch((const char *)(a->k + (size_t)j * a->ldk) + n - 1, 0, 3);
+    __builtin_prefetch((const char *)(a->v + (size_t)j * a->ldv) + n - 1, 0, 2);
+    __builtin_prefetch((const char *)(a->q + (size_t)j * a->ldq) + n - 1, 0, 2);
+}
+
 /* S tile: rows [0, NR) x vectors [0, NV) of s (row stride lds). */
 SN_INLINE void qk_tile(const float *q, size_t ldq, const float *kt,
                        size_t ldk, float *s, size_t lds, int d, float scale,
@@ -573,6 +632,33 @@ SN_INLINE void softmax_row(float *s, int n)
         s[c] *= inv;
 }
 
+/* Scores row si of query gi to probabilities: the relative bias added,
+ * softmax over the row's visible range (the masks), 0 elsewhere up to
+ * `end` (L, or Lp where the padding is read too). */
+SN_INLINE void att_probs(const sn__att_t *a, float *si, int gi, int end)
+{
+    const int L = a->L;
+    int lo = 0, hi = L, j;
+
+    if (a->causal)
+        hi = gi + 1;
+    if (a->window > 0) {
+        lo = gi - a->window > 0 ? gi - a->window : 0;
+        if (gi + a->window + 1 < hi)
+            hi = gi + a->window + 1;
+    }
+    if (a->bias) {
+        const float *bi = a->bias + (L - 1 - gi);
+        for (j = lo; j < hi; j++)
+            si[j] += bi[j];
+    }
+    softmax_row(si + lo, hi - lo);
+    for (j = 0; j < lo; j++)
+        si[j] = 0.0f;
+    for (j = hi; j < end; j++)
+        si[j] = 0.0f;
+}
+
 /* QK tiles over rows [0, rows) with NR rows at a time. */
 #define SN_QK_ROWS(NR)                                                       \
     for (; i + (NR) <= rows; i += (NR)) {                                    \
@@ -605,9 +691,13 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
     const float scale = a->scale;
     int i, j, c;
 
-    for (j = 0; j < L; j++)
+    for (j = 0; j < SN_ATT_AHEAD && j < L; j++)
+        att_prefetch(a, j - SN_ATT_AHEAD);
+    for (j = 0; j < L; j++) {
+        att_prefetch(a, j);
         for (c = 0; c < d; c++)
             kt[(size_t)c * Lp + j] = a->k[(size_t)j * a->ldk + c];
+    }
     for (c = 0; c < d; c++)
         for (j = L; j < Lp; j++)
             kt[(size_t)c * Lp + j] = 0.0f;
@@ -626,29 +716,8 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
         i = 0;
         SN_QK_ROWS(4)
         SN_QK_ROWS(1)
-        for (i = 0; i < rows; i++) {
-            const int gi = r0 + i;
-            float *si = s + (size_t)i * Lp;
-            int lo = 0, hi = L;
-
-            if (a->causal)
-                hi = gi + 1;
-            if (a->window > 0) {
-                lo = gi - a->window > 0 ? gi - a->window : 0;
-                if (gi + a->window + 1 < hi)
-                    hi = gi + a->window + 1;
-            }
-            if (a->bias) {
-                const float *bi = a->bias + (L - 1 - gi);
-                for (j = lo; j < hi; j++)
-                    si[j] += bi[j];
-            }
-            softmax_row(si + lo, hi - lo);
-            for (j = 0; j < lo; j++)
-                si[j] = 0.0f;
-            for (j = hi; j < L; j++)
-                si[j] = 0.0f;
-        }
+        for (i = 0; i < rows; i++)
+            att_probs(a, s + (size_t)i * Lp, r0 + i, L);
         /* columns of the head: SN_NV vectors at a time, then two, then
          * one (a 32-wide head in zmm is two: with one, each broadcast of
          * P fed one FMA and the PV product ran at a third of the QK one) */
@@ -663,11 +732,219 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
     }
 }
 
+#if SN_W == 16 && defined(SN_HAVE_BF16_PASS)
+/* ---- attention with bf16 dot products (AVX512_BF16) -----------------------
+ * For weights in reduced precision (sn__att_t's caller asks for it): the
+ * same steps as k_attention, but Q, K, V and the probabilities P are
+ * rounded to bf16 (round to nearest even, as the bf16 products round A) and
+ * both products run on vdpbf16ps, which multiplies pairs of bf16 and adds
+ * them into fp32 lanes: twice the FMAs' work per instruction. Scores,
+ * softmax and the output stay fp32. Layouts, as uint32 pairs (low half
+ * the first of the two):
+ *   kt [dp/2][Lp]: (K[j][2c], K[j][2c+1]), lanes along j
+ *   vp [Lp/2][dp]: (V[2j][c], V[2j+1][c]), lanes along c
+ *   P row i: the bf16 of s[i][0..Lp) written over the start of that row,
+ *     so consecutive pairs are (P[i][2j], P[i][2j+1])
+ *   q16 [SN_NN_ATT_ROWS][dp/2]: the block's Q rows, (Q[i][2c], Q[i][2c+1])
+ * Padding (j >= L, c >= d) is zero, in P as in K and V.
+ * Scratch: kt d Lp, vp Lp dp, s SN_NN_ATT_ROWS (Lp + dp) floats. */
+
+#define SN_BF16_ATTR                                                         \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+#define SN_BF16_INLINE static inline __attribute__((always_inline)) SN_BF16_ATTR
+
+/* bf16 of x[0..n) (n <= 16; the rest of the 16 are 0), as 16 uint16 */
+SN_BF16_INLINE __m256i bf16_16(const float *x, int n)
+{
+    __m512 v = n >= 16 ? _mm512_loadu_ps(x)
+                       : _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), x);
+    return (__m256i)_mm512_cvtneps_pbh(v);
+}
+
+/* Row x[0..d) to bf16 pairs dst[0..dp/2), zero padded. */
+SN_BF16_INLINE void bf16_row(uint32_t *dst, const float *x, int d, int dp)
+{
+    for (int c = 0; c < dp; c += 16) {
+        const int n = d - c >= 16 ? 16 : d - c > 0 ? d - c : 0;
+        _mm256_storeu_si256((__m256i *)(void *)(dst + c / 2), bf16_16(x + c, n));
+    }
+}
+
+/* acc[r][v] = sum_j a[r][j] . b[j][16 v .. 16 v + 16), r < NR, v < NV:
+ * a's entries (bf16 pairs, rows lda apart) broadcast against b's rows (ldb
+ * apart), one vdpbf16ps per pair of products. Both products are this:
+ * QK^T with a = Q, b = K^T (pairs along the head's columns), PV with
+ * a = P, b = V (pairs along the keys). */
+SN_BF16_INLINE void dp_tile(const uint32_t *a, size_t lda, const uint32_t *b,
+                            size_t ldb, int n, __m512 acc[4][4], const int NR,
+                            const int NV)
+{
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m512i bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            bv[v] = _mm512_loadu_si512(b + (size_t)j * ldb + 16 * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const __m512i ab = _mm512_set1_epi32((int)a[(size_t)r * lda + j]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)ab,
+                                             (__m512bh)bv[v]);
+        }
+    }
+}
+
+/* S tile: scale Q K^T, rows [0, NR) x 16 NV keys. */
+SN_BF16_INLINE void qk_tile_bf16(const uint32_t *q16, int ldq16,
+                                 const uint32_t *kt, int Lp, float *s,
+                                 int lds, int dh, float scale, const int NR,
+                                 const int NV)
+{
+    __m512 acc[4][4];
+
+    dp_tile(q16, (size_t)ldq16, kt, (size_t)Lp, dh, acc, NR, NV);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(s + (size_t)r * lds + 16 * v,
+                             _mm512_mul_ps(acc[r][v], _mm512_set1_ps(scale)));
+}
+
+/* O tile: rows [0, NR) x columns [0, 16 NV), the first `keep` real; P's
+ * rows (bf16 pairs over the start of the scores' rows) ldp floats apart. */
+SN_BF16_INLINE void pv_tile_bf16(const float *p, int ldp, const uint32_t *vp,
+                                 int dp, float *o, size_t ldo, int Lh,
+                                 int keep, const int NR, const int NV)
+{
+    __m512 acc[4][4];
+
+    dp_tile((const uint32_t *)(const void *)p, (size_t)ldp, vp, (size_t)dp,
+            Lh, acc, NR, NV);
+    for (int r = 0; r < NR; r++)
+        for (int v = 0; v < NV; v++) {
+            float *dst = o + (size_t)r * ldo + 16 * v;
+            const int n = keep - 16 * v;
+            if (n >= 16)
+                _mm512_storeu_ps(dst, acc[r][v]);
+            else if (n > 0)
+                _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1),
+                                      acc[r][v]);
+        }
+}
+
+#define SN_QK16_ROWS(NR)                                                     \
+    for (; i + (NR) <= rows; i += (NR)) {                                    \
+        for (j = 0; j + 64 <= Lp; j += 64)                                   \
+            qk_tile_bf16(q16 + i * dh, dh, kt + j, Lp, s + (size_t)i * Lp + j, \
+                         Lp, dh, scale, (NR), 4);                            \
+        for (; j < Lp; j += 16)                                              \
+            qk_tile_bf16(q16 + i * dh, dh, kt + j, Lp, s + (size_t)i * Lp + j, \
+                         Lp, dh, scale, (NR), 1);                            \
+    }
+#define SN_PV16_ROWS(NR)                                                     \
+    for (; i + (NR) <= rows; i += (NR)) {                                    \
+        const float *p_ = s + (size_t)i * Lp;                                \
+        float *o_ = o + (size_t)i * ldo + c;                                 \
+        if (nv == 4)                                                         \
+            pv_tile_bf16(p_, Lp, vp + c, dp, o_, ldo, Lh, d - c, (NR), 4);   \
+        else if (nv == 2)                                                    \
+            pv_tile_bf16(p_, Lp, vp + c, dp, o_, ldo, Lh, d - c, (NR), 2);   \
+        else                                                                 \
+            pv_tile_bf16(p_, Lp, vp + c, dp, o_, ldo, Lh, d - c, (NR), 1);   \
+    }
+
+SN_BF16_ATTR static void SN_K(k_attention_bf16)(const sn__att_t *a,
+                                                float *ktf, float *vpf,
+                                                float *s)
+{
+    const int L = a->L, d = a->d;
+    const int Lp = (L + 15) & ~15, dp = (d + 15) & ~15;
+    const int dh = dp / 2, Lh = (L + 1) / 2;
+    const size_t ldq = a->ldq, ldo = a->ldo;
+    const float scale = a->scale;
+    uint32_t *kt = (uint32_t *)(void *)ktf, *vp = (uint32_t *)(void *)vpf;
+    uint32_t *q16 = (uint32_t *)(void *)(s + (size_t)SN_NN_ATT_ROWS * Lp);
+    uint32_t *row = q16; /* free until the first block */
+    int i, j, c;
+
+    /* K^T as pairs along the head's columns */
+    for (j = 0; j < SN_ATT_AHEAD && j < L; j++)
+        att_prefetch(a, j - SN_ATT_AHEAD);
+    for (j = 0; j < L; j++) {
+        att_prefetch(a, j);
+        bf16_row(row, a->k + (size_t)j * a->ldk, d, dp);
+        for (c = 0; c < dh; c++)
+            kt[(size_t)c * Lp + j] = row[c];
+    }
+    for (c = 0; c < dh; c++)
+        for (j = L; j < Lp; j++)
+            kt[(size_t)c * Lp + j] = 0;
+    /* V as pairs of rows */
+    for (j = 0; j < Lh; j++) {
+        const float *v0 = a->v + (size_t)(2 * j) * a->ldv;
+        const float *v1 = 2 * j + 1 < L ? v0 + a->ldv : NULL;
+        for (c = 0; c < dp; c += 16) {
+            const int n = d - c >= 16 ? 16 : d - c;
+            __m512i lo = _mm512_cvtepu16_epi32(bf16_16(v0 + c, n));
+            __m512i hi = v1 ? _mm512_cvtepu16_epi32(bf16_16(v1 + c, n))
+                            : _mm512_setzero_si512();
+            _mm512_storeu_si512(vp + (size_t)j * dp + c,
+                                _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+
+    for (int r0 = 0; r0 < L; r0 += SN_NN_ATT_ROWS) {
+        const int rows = L - r0 < SN_NN_ATT_ROWS ? L - r0 : SN_NN_ATT_ROWS;
+        float *o = a->out + (size_t)r0 * ldo;
+
+        for (i = 0; i < rows; i++)
+            bf16_row(q16 + i * dh, a->q + (size_t)(r0 + i) * ldq, d, dp);
+        i = 0;
+        SN_QK16_ROWS(4)
+        SN_QK16_ROWS(1)
+        for (i = 0; i < rows; i++) {
+            float *si = s + (size_t)i * Lp;
+
+            att_probs(a, si, r0 + i, Lp);
+            /* P to bf16 over the row's start: chunk j's 32 bytes land at
+             * byte 2j, below the next chunk's floats (byte 4j + 64) */
+            for (j = 0; j < Lp; j += 16)
+                _mm256_storeu_si256((__m256i *)(void *)((uint16_t *)(void *)si + j),
+                                    bf16_16(si + j, 16));
+        }
+        for (c = 0; c < dp;) {
+            const int left = (dp - c) / 16;
+            const int nv = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            i = 0;
+            SN_PV16_ROWS(4)
+            SN_PV16_ROWS(1)
+            c += nv * 16;
+        }
+    }
+}
+
+#undef SN_QK16_ROWS
+#undef SN_PV16_ROWS
+#undef SN_BF16_ATTR
+#undef SN_BF16_INLINE
+#endif /* SN_W == 16 && SN_HAVE_BF16_PASS */
+
 #undef SN_QK_ROWS
 #undef SN_PV_ROWS
 #undef vf
 #undef vi
 #undef vfu
+#undef hf8
+#undef hf4
+#undef hf2
+#undef SN_HALVES
 #undef v_hsum
 #undef v_hmax
 #undef v_exp
@@ -678,5 +955,7 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
 #undef qk_tile
 #undef pv_tile
 #undef softmax_row
+#undef att_prefetch
+#undef att_probs
 
 #endif /* SN_KERNELS_PASS */

@@ -273,8 +273,8 @@ static void att_item(void *arg, int item, int tid)
     const int off = j->seq_off[q], L = j->seq_len[q], d = j->d;
     const size_t Lp = sn__nn_round16((size_t)L), dp = sn__nn_round16(d);
     float *kt = nn->att + nn->att_per * (size_t)tid;
-    float *vp = kt + (size_t)d * Lp, *s = vp + Lp * dp;
-    float *bias = s + SN_NN_ATT_ROWS * Lp;
+    float *vp = kt + dp * Lp, *s = vp + Lp * dp;
+    float *bias = s + SN_NN_ATT_ROWS * (Lp + dp);
     sn__att_t a = {
         .q = j->q + (size_t)off * j->ldq + (size_t)h * d,
         .k = j->k + (size_t)off * j->ldk + (size_t)kvh * d,
@@ -300,7 +300,10 @@ static void att_item(void *arg, int item, int tid)
                        h];
         a.bias = bias;
     }
-    nn->k->attention(&a, kt, vp, s);
+    if (j->lowp && nn->k->attention_lp)
+        nn->k->attention_lp(&a, kt, vp, s);
+    else
+        nn->k->attention(&a, kt, vp, s);
 }
 
 int sn__nn_attention(sn__nn_t *nn, const sn__nn_att_job_t *j)
@@ -315,8 +318,8 @@ int sn__nn_attention(sn__nn_t *nn, const sn__nn_att_job_t *j)
     }
     Lp = sn__nn_round16((size_t)longest);
     dp = sn__nn_round16((size_t)j->d);
-    per = sn__nn_round16((size_t)j->d * Lp + Lp * dp +
-                         SN_NN_ATT_ROWS * Lp + 2 * Lp);
+    per = sn__nn_round16(dp * Lp + Lp * dp +
+                         SN_NN_ATT_ROWS * (Lp + dp) + 2 * Lp);
     if (per > nn->att_per || nn->att_cap < per * (size_t)nn->n_threads) {
         if (per < nn->att_per)
             per = nn->att_per;
@@ -555,15 +558,29 @@ int sn__bind_pack(sn__binder_t *b, sn__gemm_w_t *w, const float *src,
 }
 
 /* ---- the BERT-style post-norm block ---------------------------------------
- * Scratch (rows of T): x [T, H] the residual stream; att [T, H] the
- * attention output; qkv [T, 3H] (row t = q_t | k_t | v_t); ffn [T, I].
+ * Scratch: x [T, H] the residual stream; att [T, H] the attention output;
+ * qkv [T, 3H] (row t = q_t | k_t | v_t); ffn [B, I] for one block of rows.
  * Each product accumulates (C += A W) into a buffer that already holds its
  * bias (and, for the two residual products, the residual x + bias), so no
  * separate bias or residual pass is needed:
  *   qkv = b_qkv + x Wqkv^T; att = attention(qkv); x = LN(x + b_o + att Wo^T);
  *   ffn = act(b_i + x Wi^T); x = LN(x + b_f + ffn Wf^T)
- * The fills and adds ride along with the previous step's LayerNorm/GELU:
- * 8 fork-joins per layer. */
+ * The fills and adds ride along with the previous step's LayerNorm/GELU.
+ *
+ * Everything but attention is row-local, so it runs SN_NN_POST_BLOCK rows
+ * at a time: a block's ffn (1.5 MB at B 256, I 1536), the rows of x and
+ * att and the next layer's qkv rows stay in L2/L3 from the step that
+ * writes them to the one that reads them, where at batch 32 x 128 the
+ * whole-batch buffers (ffn alone 25 MB) went through memory at each of
+ * the fill, the product, the activation and the next product. A row
+ * computes the same bits in any block (the products and row steps are
+ * per row), so the blocking changes no result. */
+
+/* rows of ffn the scratch holds */
+static int post_block(int T)
+{
+    return T < SN_NN_POST_BLOCK ? T : SN_NN_POST_BLOCK;
+}
 
 int sn__post_alloc(sn__post_t *p, char *err, size_t err_len)
 {
@@ -619,21 +636,44 @@ int sn__post_fuse_qkv(sn__binder_t *b, sn__post_t *p, int l,
     return 0;
 }
 
-/* scratch layout: x, att, qkv, ffn */
+/* scratch layout: x, att, qkv, ffn (one block) */
 float *sn__post_reserve(sn__nn_t *nn, const sn__post_t *p, int T)
 {
     const size_t H = (size_t)p->H;
     size_t n = 2 * sn__nn_round16((size_t)T * H) +
                sn__nn_round16((size_t)T * 3 * H) +
-               sn__nn_round16((size_t)T * p->FF);
+               sn__nn_round16((size_t)post_block(T) * p->FF);
 
     return sn__nn_scratch(nn, n);
+}
+
+/* Rows [r0, r0 + n) from x (the layer input, before `ln`, which LayerNorms
+ * it first when not NULL) to the layer's qkv: LN; qkv = b_qkv;
+ * qkv += x Wqkv^T. */
+static void post_qkv_rows(sn__nn_t *nn, const sn__post_t *p,
+                          const sn__post_layer_t *L, const float *ln_g,
+                          const float *ln_b, float *x, float *qkv, int r0,
+                          int n)
+{
+    const size_t H = (size_t)p->H;
+    sn__rowstep_t st = {.ln = x + (size_t)r0 * H, .ln_g = ln_g,
+                        .ln_b = ln_b, .ln_n = (int)H, .eps = p->eps};
+
+    if (L) {
+        st.fill = qkv + (size_t)r0 * 3 * H;
+        st.fill_b = L->qkv_b;
+        st.fill_n = 3 * (int)H;
+    }
+    sn__nn_rows(nn, &st, n, (double)n * 4 * (double)H);
+    if (L)
+        sn__nn_linear(nn, x + (size_t)r0 * H, H, &L->qkv,
+                      qkv + (size_t)r0 * 3 * H, 3 * H, n);
 }
 
 int sn__post_forward(sn__nn_t *nn, const sn__post_t *p, int T,
                      const int *lens, int n_seq)
 {
-    const int H = p->H, FF = p->FF;
+    const int H = p->H, FF = p->FF, B = post_block(T);
     float *x = sn__nn_scratch(nn, 0); /* reserved by sn__post_reserve */
     float *att = x + sn__nn_round16((size_t)T * H);
     float *qkv = att + sn__nn_round16((size_t)T * H);
@@ -649,16 +689,17 @@ int sn__post_forward(sn__nn_t *nn, const sn__post_t *p, int T,
             seq[n_seq + n_att++] = lens[s];
         }
 
-    sn__rowstep_t st = {.ln = x, .ln_g = p->emb_ln_g, .ln_b = p->emb_ln_b,
-                        .ln_n = H, .eps = p->eps, .fill = qkv,
-                        .fill_b = p->layers[0].qkv_b, .fill_n = 3 * H};
-    sn__nn_rows(nn, &st, T, (double)T * 4 * H);
+    /* the embeddings' LayerNorm, then layer 0's qkv */
+    for (int r0 = 0; r0 < T; r0 += B)
+        post_qkv_rows(nn, p, &p->layers[0], p->emb_ln_g, p->emb_ln_b, x, qkv,
+                      r0, T - r0 < B ? T - r0 : B);
 
     for (int l = 0; l < p->n_layers; l++) {
         const sn__post_layer_t *L = &p->layers[l];
+        const sn__post_layer_t *next =
+            l + 1 < p->n_layers ? &p->layers[l + 1] : NULL;
 
-        /* qkv = bias + x Wqkv^T; attention; x += attention-output bias */
-        sn__nn_linear(nn, x, (size_t)H, &L->qkv, qkv, (size_t)3 * H, T);
+        /* attention; x += attention-output bias */
         sn__rowstep_t add = {.k = sn__nn_kernels(nn), .add = x,
                              .add_b = L->o_b, .add_n = H};
         sn__nn_att_job_t aj = {
@@ -671,34 +712,37 @@ int sn__post_forward(sn__nn_t *nn, const sn__post_t *p, int T,
             .rel = p->rel, .n_buckets = p->n_buckets,
             .max_distance = p->max_distance,
             .n_seq = n_att, .seq_off = seq, .seq_len = seq + n_seq,
-            .rows = T, .row_fn = sn__rowstep, .row_arg = &add};
+            .rows = T, .row_fn = sn__rowstep, .row_arg = &add,
+            /* bf16 attention for bf16 weights only: with int8 weights
+             * it cost test_precision's int8 tolerances (me5 0.99994 ->
+             * 0.99991) */
+            .lowp = L->qkv.prec == SN_GEMM_BF16};
         if ((rc = sn__nn_attention(nn, &aj)))
             return rc;
 
-        /* x = LN(x + att Wo^T); ffn = intermediate bias */
-        sn__nn_linear(nn, att, (size_t)H, &L->o, x, (size_t)H, T);
-        st = (sn__rowstep_t){.ln = x, .ln_g = L->ln1_g, .ln_b = L->ln1_b,
-                             .ln_n = H, .eps = p->eps, .fill = ffn,
-                             .fill_b = L->i_b, .fill_n = FF};
-        sn__nn_rows(nn, &st, T, (double)T * (4 * H + FF));
+        for (int r0 = 0; r0 < T; r0 += B) {
+            const int n = T - r0 < B ? T - r0 : B;
+            float *xb = x + (size_t)r0 * H;
 
-        /* ffn = act(ffn + x Wi^T); x += output bias */
-        sn__nn_linear(nn, x, (size_t)H, &L->i, ffn, (size_t)FF, T);
-        st = (sn__rowstep_t){.act = ffn, .act_n = FF, .act_ld = (size_t)FF,
-                             .act_fn = p->act, .add = x, .add_b = L->f_b,
-                             .add_n = H};
-        sn__nn_rows(nn, &st, T, (double)T * 16 * FF);
+            /* x = LN(x + att Wo^T); ffn = intermediate bias */
+            sn__nn_linear(nn, att + (size_t)r0 * H, (size_t)H, &L->o, xb,
+                          (size_t)H, n);
+            sn__rowstep_t st = {.ln = xb, .ln_g = L->ln1_g,
+                                .ln_b = L->ln1_b, .ln_n = H, .eps = p->eps,
+                                .fill = ffn, .fill_b = L->i_b, .fill_n = FF};
+            sn__nn_rows(nn, &st, n, (double)n * (4 * H + FF));
 
-        /* x = LN(x + ffn Wf^T); qkv = the next layer's bias */
-        sn__nn_linear(nn, ffn, (size_t)FF, &L->f, x, (size_t)H, T);
-        st = (sn__rowstep_t){.ln = x, .ln_g = L->ln2_g, .ln_b = L->ln2_b,
-                             .ln_n = H, .eps = p->eps};
-        if (l + 1 < p->n_layers) {
-            st.fill = qkv;
-            st.fill_b = p->layers[l + 1].qkv_b;
-            st.fill_n = 3 * H;
+            /* ffn = act(ffn + x Wi^T); x += output bias */
+            sn__nn_linear(nn, xb, (size_t)H, &L->i, ffn, (size_t)FF, n);
+            st = (sn__rowstep_t){.act = ffn, .act_n = FF,
+                                 .act_ld = (size_t)FF, .act_fn = p->act,
+                                 .add = xb, .add_b = L->f_b, .add_n = H};
+            sn__nn_rows(nn, &st, n, (double)n * 16 * FF);
+
+            /* x = LN(x + ffn Wf^T); the next layer's qkv for these rows */
+            sn__nn_linear(nn, ffn, (size_t)FF, &L->f, xb, (size_t)H, n);
+            post_qkv_rows(nn, p, next, L->ln2_g, L->ln2_b, x, qkv, r0, n);
         }
-        sn__nn_rows(nn, &st, T, (double)T * 4 * H);
     }
     return 0;
 }

@@ -42,6 +42,7 @@
 
 #define SN_NN_MAX_TOKENS 16384 /* tokens (rows) per forward call */
 #define SN_NN_ATT_ROWS 64      /* query rows per attention block */
+#define SN_NN_POST_BLOCK 256   /* rows per block of the row-local steps */
 #define SN_NN_MAX_THREADS 64
 #define SN_NN_PAR_MIN (1 << 17) /* work (~flops) worth waking helpers */
 #define SN_NN_NAME_MAX 256      /* bytes of a tensor name */
@@ -94,6 +95,12 @@ typedef struct {
     /* scratch: kt [d * Lp], vp [L * dp], s [SN_NN_ATT_ROWS * Lp]
      * (Lp, dp: L, d rounded up to 16) */
     void (*attention)(const sn__att_t *a, float *kt, float *vp, float *s);
+    /* The same with Q, K, V and the probabilities rounded to bf16 and
+     * both products in bf16 dot products (fp32 sums, scores and softmax),
+     * for weights in reduced precision; NULL where the CPU has no
+     * AVX512_BF16. Scratch: kt [dp * Lp], vp [Lp * dp],
+     * s [SN_NN_ATT_ROWS * (Lp + dp)]. */
+    void (*attention_lp)(const sn__att_t *a, float *kt, float *vp, float *s);
 } sn__kernels_t;
 
 /* The best kernels this CPU runs; SENSE_BERT_KERNELS=base|avx2|avx512
@@ -159,6 +166,8 @@ typedef struct {
     int n_buckets, max_distance;
     int n_seq;
     const int *seq_off, *seq_len; /* non-empty sequences only */
+    int lowp; /* the weights are in reduced precision: attention may run
+               * in bf16 too (kernels' attention_lp, where the CPU has it) */
     int rows;
     void (*row_fn)(void *arg, int r0, int r1);
     void *row_arg;
