@@ -186,27 +186,29 @@ typedef float vfu __attribute__((vector_size(SN_W * 4), aligned(4),
  * n = W/2, W/4, ..., 1, done on the vector's halves (the same additions
  * in the same order as a scalar loop over the lanes, without its loop). */
 #undef SN_HALVES
+#define SN_LO8(x) __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7)
+#define SN_HI8(x) __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15)
+#define SN_LO4(x) __builtin_shufflevector(x, x, 0, 1, 2, 3)
+#define SN_HI4(x) __builtin_shufflevector(x, x, 4, 5, 6, 7)
+#define SN_LO2(x) __builtin_shufflevector(x, x, 0, 1)
+#define SN_HI2(x) __builtin_shufflevector(x, x, 2, 3)
+/* (shuffles, not memcpy into halves: that kept LayerNorm's accumulator in
+ * memory, a store-to-load chain through every iteration) */
 #if SN_W == 16
-#define SN_HALVES(OP)                                                     \
-    hf8 a8, b8; hf4 a4, b4; hf2 a2, b2;                                   \
-    memcpy(&a8, pv, 32); memcpy(&b8, (const char *)pv + 32, 32);             \
-    a8 = OP(a8, b8);                                                         \
-    memcpy(&a4, &a8, 16); memcpy(&b4, (const char *)&a8 + 16, 16);          \
-    a4 = OP(a4, b4);                                                         \
-    memcpy(&a2, &a4, 8); memcpy(&b2, (const char *)&a4 + 8, 8);             \
-    a2 = OP(a2, b2);
+#define SN_HALVES(OP)                                                        \
+    const vf x_ = *pv;                                                       \
+    const hf8 a8 = OP(SN_LO8(x_), SN_HI8(x_));                               \
+    const hf4 a4 = OP(SN_LO4(a8), SN_HI4(a8));                               \
+    const hf2 a2 = OP(SN_LO2(a4), SN_HI2(a4));
 #elif SN_W == 8
-#define SN_HALVES(OP)                                                     \
-    hf4 a4, b4; hf2 a2, b2;                                                \
-    memcpy(&a4, pv, 16); memcpy(&b4, (const char *)pv + 16, 16);            \
-    a4 = OP(a4, b4);                                                         \
-    memcpy(&a2, &a4, 8); memcpy(&b2, (const char *)&a4 + 8, 8);             \
-    a2 = OP(a2, b2);
+#define SN_HALVES(OP)                                                        \
+    const vf x_ = *pv;                                                       \
+    const hf4 a4 = OP(SN_LO4(x_), SN_HI4(x_));                               \
+    const hf2 a2 = OP(SN_LO2(a4), SN_HI2(a4));
 #else
-#define SN_HALVES(OP)                                                     \
-    hf2 a2, b2;                                                             \
-    memcpy(&a2, pv, 8); memcpy(&b2, (const char *)pv + 8, 8);               \
-    a2 = OP(a2, b2);
+#define SN_HALVES(OP)                                                        \
+    const vf x_ = *pv;                                                       \
+    const hf2 a2 = OP(SN_LO2(x_), SN_HI2(x_));
 #endif
 typedef float hf8 __attribute__((vector_size(32)));
 typedef float hf4 __attribute__((vector_size(16)));
