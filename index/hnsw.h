@@ -38,6 +38,12 @@ int sn__hnsw_mark_deleted(sn__hnsw_t *h, int64_t n, const int64_t *ids);
 int sn__hnsw_search(const sn__hnsw_t *h, const float *q, int64_t k,
                     int64_t ef, float *scores, int64_t *labels, char *err,
                     size_t err_len);
+/* sn__hnsw_search through hnswlib's own layer-0 search instead of the
+ * prefetching one (hnsw.cpp beam0): the reference the tests compare it
+ * with, result for result. */
+int sn__hnsw_search_ref(const sn__hnsw_t *h, const float *q, int64_t k,
+                        int64_t ef, float *scores, int64_t *labels,
+                        char *err, size_t err_len);
 /* Every label (deleted too), in insertion order, into ids[count]. */
 int sn__hnsw_ids(const sn__hnsw_t *h, int64_t *ids);
 /* same[i]: ids[i] is in the graph holding vecs[i] (with sq8: its codes). */

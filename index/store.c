@@ -148,7 +148,12 @@ static const char *const SQL[N_QUERIES] = {
                         "document = ?1 AND collection = ?2 ORDER BY ordinal",
     [Q_DOC_HIT] = "SELECT ext_id, '', -1, 0, 0, meta FROM documents "
                   "WHERE id = ?1 AND collection = ?2",
-    [Q_HIT_DOC] = HIT_DOC_SELECT HIT_WHERE,
+    /* unfiltered: the chunk's row alone. The join's only other work is
+     * to find the document, which a chunk always has (foreign keys are
+     * on: no chunk outlives its document), so it is one B-tree descent
+     * per candidate saved; a filter's twin keeps it (sql_hit_doc) */
+    [Q_HIT_DOC] = "SELECT document FROM chunks WHERE id = ?1 AND "
+                  "collection = ?2",
     [Q_DOC_TEXT] = "SELECT text FROM documents WHERE id = ?1 AND "
                    "collection = ?2",
     [Q_CHUNK_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'chunks'",
@@ -677,6 +682,32 @@ static int row_vec(const coll_t *c, sqlite3_stmt *s, int col,
         return 1;
     }
     *out = blob;
+    return 0;
+}
+
+/* row_vec's checks and the cosine of the row's vector with q (as a
+ * double sum over the dimensions in order) in one pass: the norm's sum
+ * and the dot product are two independent chains, each summed in the
+ * same order as apart (same values), so the pass costs about one chain's
+ * latency instead of two. 0, or 1 for a damaged vector (never a hit). */
+static int row_dot(const coll_t *c, sqlite3_stmt *s, int col, const float *q,
+                   double *dot)
+{
+    int bytes = sqlite3_column_bytes(s, col);
+    const float *v = sqlite3_column_blob(s, col);
+    double ss = 0, d = 0;
+
+    if (bytes != c->dim * (int)sizeof(float) || !v)
+        return 1;
+    for (int i = 0; i < c->dim; i++) {
+        if (!isfinite(v[i]))
+            return 1;
+        ss += (double)v[i] * v[i];
+        d += (double)q[i] * v[i];
+    }
+    if (!(fabs(sqrt(ss) - 1.0) <= NORM_TOLERANCE))
+        return 1;
+    *dot = d;
     return 0;
 }
 
@@ -2694,13 +2725,9 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
     }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(s, 0);
-        const float *v;
-        char why[96];
-        double dot = 0;
-        if (row_vec(c, s, 1, &v, why, sizeof why))
+        double dot;
+        if (row_dot(c, s, 1, q, &dot))
             continue; /* damaged: never a hit (logged at index builds) */
-        for (int i = 0; i < c->dim; i++)
-            dot += (double)q[i] * v[i];
         sn__topk_push(hp, &n, h->k, (float)dot, id);
     }
     if (rc != SQLITE_DONE) {
@@ -2765,18 +2792,14 @@ static int rerank(sn_store_t *st, const coll_t *c, const float *q,
     if (!cd)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     for (int64_t i = 0; i < n; i++) {
-        const float *v;
-        char why[96];
+        double dot;
         if (labels[i] < 0)
             continue;
         if ((rc = query(st, Q_CHUNK_VEC, c->id, &s, err, err_len)) < 0)
             goto done;
         sqlite3_bind_int64(s, 1, labels[i]);
         rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW && !row_vec(c, s, 0, &v, why, sizeof why)) {
-            double dot = 0;
-            for (int j = 0; j < c->dim; j++)
-                dot += (double)q[j] * v[j];
+        if (rc == SQLITE_ROW && !row_dot(c, s, 0, q, &dot)) {
             cd[m++] = (cand_t){(float)dot, labels[i]};
         } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
             rc = db_fail(st, rc, err, err_len, "cannot read a chunk");
@@ -3201,14 +3224,10 @@ static int score_doc(sn_store_t *st, const coll_t *c, int64_t doc,
         fused_t x = {doc, sqlite3_column_int64(s, 0),
                      sqlite3_column_int(s, 1), 0, NAN, lex};
         if (use_vec) {
-            const float *v;
-            double dot = 0;
-            char why[96];
+            double dot;
             n_rows++;
-            if (row_vec(c, s, 2, &v, why, sizeof why))
+            if (row_dot(c, s, 2, q->vec, &dot))
                 continue; /* damaged: never a hit (the check op reports) */
-            for (int i = 0; i < c->dim; i++)
-                dot += (double)q->vec[i] * v[i];
             x.vec = (float)dot;
         }
         switch (q->mode) {

@@ -30,6 +30,7 @@
 #include "sense/sense.h"
 #include "sense/store.h"
 
+#include "../index/hnsw.h"
 #include "../index/kernels.h"
 #include "../index/store_int.h"
 
@@ -1345,6 +1346,59 @@ static void test_ef(void)
     free(v);
 }
 
+/* The graph's own layer-0 search (hnsw.cpp beam0, which prefetches whole
+ * vectors ahead) gives hnswlib's result exactly: the same labels in the
+ * same order with the same scores, for float and SQ8 graphs, beams from
+ * k to wide, with and without deleted elements. */
+static void test_beam_ref(void)
+{
+    enum { D = 384, N = 3000, Q = 40 };
+    static const int64_t kk[2] = {10, 100}, efs[3] = {0, 40, 300};
+    float *v = clustered_vecs(N + Q, D);
+    int64_t *ids = malloc(N * sizeof *ids), lab[100], lab_ref[100];
+    float sc[100], sc_ref[100];
+    int64_t n_diff = 0, n_cmp = 0;
+
+    CHECK(v && ids);
+    for (int i = 0; i < N; i++)
+        ids[i] = 1000 + 7 * i;
+    for (int sq8 = 0; sq8 < 2; sq8++) {
+        sn__hnsw_t *h;
+        CHECK_OK(sn__hnsw_new(D, sq8, 16, 64, &h, err, sizeof err), err);
+        CHECK_OK(sn__hnsw_add(h, N, v, ids, err, sizeof err), err);
+        for (int del = 0; del < 2; del++) {
+            if (del) /* every fifth element, the entry point perhaps too */
+                for (int i = 0; i < N; i += 5)
+                    sn__hnsw_mark_deleted(h, 1, &ids[i]);
+            for (int q = 0; q < Q; q++)
+                for (int a = 0; a < 2; a++)
+                    for (int e = 0; e < 3; e++) {
+                        const float *x = v + (size_t)(N + q) * D;
+                        CHECK_OK(sn__hnsw_search(h, x, kk[a], efs[e], sc,
+                                                 lab, err, sizeof err), err);
+                        CHECK_OK(sn__hnsw_search_ref(h, x, kk[a], efs[e],
+                                                     sc_ref, lab_ref, err,
+                                                     sizeof err), err);
+                        for (int i = 0; i < kk[a]; i++) {
+                            n_diff += lab[i] != lab_ref[i] ||
+                                      memcmp(&sc[i], &sc_ref[i],
+                                             sizeof sc[i]) != 0;
+                            n_cmp++;
+                            if (del && lab[i] >= 0)
+                                CHECK((lab[i] - 1000) / 7 % 5 != 0);
+                        }
+                    }
+        }
+        sn__hnsw_free(h);
+    }
+    printf("beam0 against hnswlib's search: %lld of %lld results differ\n",
+           (long long)n_diff, (long long)n_cmp);
+    CHECK_EQ(n_diff, 0);
+    CHECK_EQ(n_cmp, 2 * 2 * Q * 3 * (10 + 100));
+    free(ids);
+    free(v);
+}
+
 /* The store's HNSW kind changes: an index file of the other kind is
  * rebuilt at its next use, and searches stay right throughout. */
 static void test_kind_switch(void)
@@ -1444,6 +1498,7 @@ int main(void)
         test_ef();
     }
     g_hnsw = SN_HNSW_F32;
+    test_beam_ref();
     test_kind_switch();
     test_auto();
     test_migration();
