@@ -15,8 +15,15 @@
  * quantization), oneDNN's int8 is given u8 A (its conversion not timed)
  * with per-column output scales.
  *
- * Usage: bench_gemm [runs] [threads] [ours|onednn|both]   (threads: ours and OMP_NUM_THREADS
- * for oneDNN; default 2). Run through /work/coord/quiet on shared machines.
+ * `seam` measures both backends as the encoders run them: sn__gemm_run on
+ * the same pool, with and without the weights' oneDNN copies
+ * (embed/gemm_dnnl.c: blocks of 32 rows, one thread each, A converted by
+ * our code, int8 through our epilogue) -- the figures `auto` compares at
+ * load.
+ *
+ * Usage: bench_gemm [runs] [threads] [ours|onednn|both|seam]   (threads:
+ * ours and OMP_NUM_THREADS for oneDNN; default 2). Run through
+ * /work/coord/quiet on shared machines.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -89,6 +96,38 @@ static double ours(int prec, int M, int runs, sn__pool_t *pool)
         }
         double t = now() - t0;
         best = t < best ? t : best;
+    }
+    for (int s = 0; s < N_SHP; s++)
+        sn__gemm_free(&w[s]);
+    free(c);
+    free(qa);
+    return flops(M) / best * 1e-9;
+}
+
+/* Both backends through the seam the encoders call (sn__gemm_run). */
+static double seam(int prec, int M, int runs, sn__pool_t *pool, int dnnl)
+{
+    sn__gemm_w_t w[N_SHP];
+    float *c = aligned_alloc(64, (size_t)M * 1536 * sizeof *c);
+    void *qa = NULL;
+    size_t qa_cap = 0;
+    double best = 1e30;
+
+    for (int s = 0; s < N_SHP; s++)
+        if (sn__gemm_pack_prec(&w[s], wsrc[s], shp[s].n, shp[s].k, 1, prec) ||
+            (dnnl && sn__gemm_dnnl_attach(&w[s])))
+            return 0;
+    for (int r = 0; r <= runs; r++) { /* run 0: warm-up */
+        double t0 = now();
+        for (int s = 0; s < N_SHP; s++) {
+            sn__gemm_job_t j = {.level = sn__gemm_level(), .m = M,
+                                .w = &w[s], .a = asrc, .c = c,
+                                .isa = sn__isa()};
+            if (sn__gemm_run(pool, &j, 0, &qa, &qa_cap))
+                return 0;
+        }
+        double t = now() - t0;
+        best = r && t < best ? t : best;
     }
     for (int s = 0; s < N_SHP; s++)
         sn__gemm_free(&w[s]);
@@ -239,6 +278,19 @@ int main(int argc, char **argv)
     printf("MiniLM-L6 dense products (qkv+o+ff1+ff2), GFLOP/s, best of %d, "
            "%d threads; isa %s\n",
            runs, threads, sn__isa_name(sn__isa()));
+    if (!strcmp(which, "seam")) {
+        printf("%-5s %6s %12s %12s   (through sn__gemm_run)\n", "prec", "M",
+               "ours", "oneDNN");
+        for (int p = SN_GEMM_F32; p <= SN_GEMM_INT8; p++)
+            for (int i = 0; i < N_ROWS; i++) {
+                double o = seam(p, rows[i], runs, pool, 0);
+                double d = seam(p, rows[i], runs, pool, 1);
+                printf("%-5s %6d %12.1f %12.1f\n", pn[p], rows[i], o, d);
+                fflush(stdout);
+            }
+        sn__pool_free(pool);
+        return 0;
+    }
     printf("%-5s %6s %12s %12s\n", "prec", "M", "ours", "oneDNN");
     for (int p = SN_GEMM_F32; p <= SN_GEMM_INT8; p++)
         for (int i = 0; i < N_ROWS; i++) {

@@ -98,6 +98,39 @@ int sn__prec_resolve(int asked, const char *arch, char *why, size_t why_len)
     return prec;
 }
 
+/* ---- the GEMM backend ------------------------------------------------------
+ * Around an architecture's load: the weights it packs are collected, then
+ * given to oneDNN or kept on our kernels (SENSE_GEMM, embed/gemm_dnnl.c),
+ * and the precision line says which, with the load-time figures. */
+static int load_with_backend(const sn__arch_t *arch, const char *dir,
+                             json_t *cfg, const char *path, sn__enc_t *e,
+                             char *err, size_t err_len)
+{
+    const int backend = sn__gemm_backend();
+    size_t used = strlen(e->why);
+    int rc;
+
+    if (backend < 0)
+        return sn__err(err, err_len, SN_EARG,
+                       "SENSE_GEMM: unknown backend '%s' (auto, ours, "
+                       "onednn)",
+                       getenv("SENSE_GEMM"));
+    sn__gemm_collect_begin();
+    rc = arch->load(dir, cfg, path, e, err, err_len);
+    if (!rc) {
+        if (used + 2 < sizeof e->why)
+            used += (size_t)snprintf(e->why + used, sizeof e->why - used,
+                                     "; ");
+        if ((rc = sn__gemm_backend_pick(backend, e->prec, 0, e->why + used,
+                                        sizeof e->why - used))) {
+            arch->free(e->impl);
+            rc = sn__err(err, err_len, rc, "cannot set up the gemm backend");
+        }
+    }
+    sn__gemm_collect_end();
+    return rc;
+}
+
 static const sn__arch_t *find_arch(const char *type)
 {
     for (size_t a = 0; a < sizeof archs / sizeof *archs; a++)
@@ -151,7 +184,7 @@ int sn__enc_load(const char *dir, int prec, sn__enc_t **out, char *err,
     }
     e->arch = arch;
     e->prec = sn__prec_resolve(prec, arch->name, e->why, sizeof e->why);
-    if ((rc = arch->load(dir, cfg, path, e, err, err_len)))
+    if ((rc = load_with_backend(arch, dir, cfg, path, e, err, err_len)))
         goto fail;
     json_decref(cfg);
     *out = e;
@@ -174,7 +207,8 @@ int sn__enc_load_use(const char *dir, int prec, sn__enc_t **out, char *err,
     e->arch = &sn__arch_use;
     e->prec = sn__prec_resolve(prec, sn__arch_use.name, e->why,
                                sizeof e->why);
-    if ((rc = sn__arch_use.load(dir, NULL, NULL, e, err, err_len))) {
+    if ((rc = load_with_backend(&sn__arch_use, dir, NULL, NULL, e, err,
+                                err_len))) {
         free(e);
         return rc;
     }

@@ -145,32 +145,75 @@ void sn__gemm_part(void *job, int part, int n_parts)
                      j->c, ldc, j->m, part, n_parts);
 }
 
+/* A part of the product on oneDNN (embed/gemm_dnnl.c) */
+typedef struct {
+    sn__gemm_job_t *j;
+    int failed; /* atomic */
+} dnnl_job_t;
+
+static void dnnl_part(void *job, int part, int n_parts)
+{
+    dnnl_job_t *dj = job;
+    const sn__gemm_job_t *j = dj->j;
+
+    if (sn__gemm_dnnl_part(j->w, j->a, j->lda ? j->lda : (size_t)j->w->k,
+                           j->qa, j->c, j->ldc ? j->ldc : (size_t)j->w->n,
+                           j->m, part, n_parts))
+        __atomic_store_n(&dj->failed, 1, __ATOMIC_RELAXED);
+}
+
+/* The product on oneDNN (A already converted), its blocks of rows spread
+ * over the pool: 0; SN_EARG when oneDNN has no matmul for it (nothing
+ * written: our kernels run it); -EIO when an execution failed (C partly
+ * written: the forward pass fails). */
+static int run_dnnl(sn__pool_t *pool, sn__gemm_job_t *j, int par)
+{
+    dnnl_job_t dj = {.j = j};
+    const int n_blocks = (j->m + SN_DNNL_ROWS - 1) / SN_DNNL_ROWS;
+
+    if (sn__gemm_dnnl_ready(j->w))
+        return SN_EARG;
+    if (par && n_blocks > 1 && sn__pool_threads(pool) <= SN_DNNL_SLOTS)
+        sn__pool_run(pool, dnnl_part, &dj);
+    else
+        dnnl_part(&dj, 0, 1);
+    return dj.failed ? -EIO : 0;
+}
+
 int sn__gemm_run(sn__pool_t *pool, sn__gemm_job_t *j, double par_min,
                  void **qa, size_t *qa_cap)
 {
     const int par = sn__pool_threads(pool) > 1 &&
                     2.0 * j->m * j->w->n * j->w->k >= par_min;
 
+    const size_t need = sn__gemm_qa_bytes(j->w, j->m);
+
     if (j->m < 1)
         return 0;
+    if (need > *qa_cap) {
+        size_t cap = (need + need / 2 + 63) & ~(size_t)63;
+        void *p = aligned_alloc(64, cap);
+        if (!p)
+            return -ENOMEM;
+        free(*qa);
+        *qa = p;
+        *qa_cap = cap;
+    }
+    j->qa = *qa;
     if (j->w->prec > SN_GEMM_F32) {
-        size_t need = sn__gemm_qa_bytes(j->w, j->m);
-        if (need > *qa_cap) {
-            size_t cap = (need + need / 2 + 63) & ~(size_t)63;
-            void *p = aligned_alloc(64, cap);
-            if (!p)
-                return -ENOMEM;
-            free(*qa);
-            *qa = p;
-            *qa_cap = cap;
-        }
-        j->qa = *qa;
         /* a few rows convert faster on the caller than a fork-join
          * takes (16 x 384: about 2 us) */
         if (par && (double)j->m * j->w->k >= SN_GEMM_QUANT_PAR_MIN)
             sn__pool_run(pool, sn__gemm_quant_part, j);
         else
             sn__gemm_quant_part(j, 0, 1);
+    }
+    /* oneDNN when the weight has its copy; our kernels otherwise, and for
+     * a call oneDNN refused (C is untouched then) */
+    if (j->w->dnnl) {
+        int rc = run_dnnl(pool, j, par);
+        if (rc == 0 || rc == -EIO)
+            return rc;
     }
     if (par)
         sn__pool_run(pool, sn__gemm_part, j);
@@ -233,6 +276,7 @@ void sn__gemm_free(sn__gemm_w_t *w)
 {
     if (!w)
         return;
+    sn__gemm_dnnl_detach(w);
     free(w->p);
     free(w->q);
     memset(w, 0, sizeof *w);

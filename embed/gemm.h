@@ -34,7 +34,10 @@ typedef struct {
     int kp;         /* k padded to a multiple of 4 */
     void *q;        /* panels of bf16 pairs or int8 quads (owns scale, csum) */
     float *scale;   /* int8: per output column */
-    int32_t *csum;  /* int8: 128 * sum_k q[k][col] */
+    int32_t *csum;  /* int8: sum_k q[k][col] */
+    /* the second backend (embed/gemm_dnnl.c): oneDNN's copy of W and its
+     * matmul, owned; NULL when our kernels run this product */
+    struct sn__dnnl_w *dnnl;
 } sn__gemm_w_t;
 
 /* ---- the CPU feature ladder (embed/gemm_lowp.c) ---------------------------
@@ -52,6 +55,7 @@ enum {
     SN_ISA_AMX,        /* + AMX-TILE/BF16/INT8 (no AMX kernels yet) */
 };
 int sn__isa(void);
+int sn__isa_cpu(void); /* what the CPU has, SENSE_ISA aside */
 const char *sn__isa_name(int isa);
 int sn__isa_parse(const char *name); /* -1 when unknown */
 /* Whether rung `isa` has units for `prec` (SN_GEMM_*; f32: always). */
@@ -130,5 +134,69 @@ void sn__gemm_quant_rows(int isa, const sn__gemm_w_t *w, const float *a,
  * rows), as sn__gemm_acc splits it. */
 void sn__gemm_acc_q(int isa, const sn__gemm_w_t *w, const void *qa,
                     float *c, size_t ldc, int m, int part, int n_parts);
+
+/* The row stride of A converted (bytes; 0 for f32) and, for int8, the
+ * epilogue every backend ends with: rows [r0, r1) of
+ * C[r][c] += s_r s_c (float)(acc[r][c] - z_r csum[c]) from int32 sums
+ * acc (rows ld_acc apart) and the scales qa holds after its m rows. */
+size_t sn__gemm_qa_ld(const sn__gemm_w_t *w);
+/* With oneDNN (w->dnnl): where in qa its int8 sums go (m rounded up to
+ * SN_DNNL_ROWS rows of n), and SN_DNNL_SLOTS slots of sn__gemm_qa_slot_bytes,
+ * each the room for one block of SN_DNNL_ROWS rows of A
+ * (sn__gemm_qa_tail_ld bytes apart), then of C (n floats apart), then
+ * oneDNN's scratchpad for it. */
+int32_t *sn__gemm_qa_acc(const sn__gemm_w_t *w, void *qa, int m);
+void *sn__gemm_qa_tail(const sn__gemm_w_t *w, void *qa, int m, int slot);
+size_t sn__gemm_qa_tail_ld(const sn__gemm_w_t *w);
+size_t sn__gemm_qa_slot_bytes(const sn__gemm_w_t *w);
+void sn__gemm_int8_rows(const sn__gemm_w_t *w, const void *qa, int m,
+                        const int32_t *acc, size_t ld_acc, float *c,
+                        size_t ldc, int r0, int r1);
+
+/* ---- backends (embed/gemm_dnnl.c) --------------------
+ * A packed weight runs on our kernels, or on oneDNN when w->dnnl is set.
+ * SENSE_GEMM=ours|onednn|auto (auto when unset) says which: sn__gemm_backend
+ * parses it (-1 for an unknown value). While a model loads, the loading
+ * thread collects the weights it packs (sn__gemm_collect_begin/_end);
+ * sn__gemm_backend_pick then gives them oneDNN copies (forced), or times
+ * both backends on each distinct shape and keeps oneDNN where it is faster
+ * (auto); `why` gets one line with the figures. */
+enum { SN_GEMM_AUTO = 0, SN_GEMM_OURS = 1, SN_GEMM_ONEDNN = 2 };
+#define SN_DNNL_MAX_THREADS 64
+/* oneDNN runs blocks of this many rows, the last one padded, so that a
+ * row's bits do not depend on the batch (embed/gemm_dnnl.c) */
+#define SN_DNNL_ROWS 32
+#define SN_DNNL_SLOTS 8 /* at most this many threads run oneDNN blocks */
+int sn__gemm_backend(void);
+const char *sn__gemm_backend_name(int b);
+void sn__gemm_collect_begin(void);
+void sn__gemm_collect_add(sn__gemm_w_t *w);
+void sn__gemm_collect_end(void);
+/* Over the weights collected: 0, or -ENOMEM. n_threads: the encoders'
+ * pool size. */
+int sn__gemm_backend_pick(int backend, int prec, int n_threads, char *why,
+                          size_t why_len);
+
+/* 1 when built with libdnnl; whether oneDNN may run prec here (built, the
+ * CPU has the units, SENSE_ISA does not cap it). */
+int sn__gemm_dnnl_built(void);
+int sn__gemm_dnnl_usable(int prec);
+const char *sn__gemm_dnnl_version(void);
+/* w->dnnl from w's packed panels: 0, SN_EARG (oneDNN has no matmul for
+ * it) or -ENOMEM; detach frees it (NULL or unset: no-op). */
+int sn__gemm_dnnl_attach(sn__gemm_w_t *w);
+void sn__gemm_dnnl_detach(sn__gemm_w_t *w);
+/* Bytes of scratchpad one block of w needs (in each slot of qa). */
+size_t sn__gemm_dnnl_scratch_bytes(const sn__gemm_w_t *w);
+/* Whether w's matmul is ready (made on first call): 0 or SN_EARG. */
+int sn__gemm_dnnl_ready(const sn__gemm_w_t *w);
+/* Part `part` of n_parts (at most SN_DNNL_SLOTS) of C[m, n] += A W on
+ * oneDNN, single-threaded: the blocks of SN_DNNL_ROWS rows part,
+ * part + n_parts, ...; A is a (f32, rows lda apart) or in qa (converted,
+ * bf16 / int8), which has sn__gemm_qa_bytes(w, m) bytes; int8 adds its
+ * sums through our epilogue. 0 or SN_EARG (C may be partly written). */
+int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
+                       void *qa, float *c, size_t ldc, int m, int part,
+                       int n_parts);
 
 #endif

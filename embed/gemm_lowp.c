@@ -134,6 +134,8 @@ static int isa_detect(void)
     return isa;
 }
 
+int sn__isa_cpu(void) { return isa_detect(); }
+
 int sn__isa_parse(const char *name)
 {
     if (!strcmp(name, "f32-only") || !strcmp(name, "none"))
@@ -193,8 +195,12 @@ int sn__gemm_pack_prec(sn__gemm_w_t *w, const float *src, int n, int k,
     size_t n_panels, kp, body, cols;
     uint8_t *mem;
 
-    if (prec == SN_GEMM_F32)
-        return sn__gemm_pack(w, src, n, k, src_is_nk);
+    if (prec == SN_GEMM_F32) {
+        int rc = sn__gemm_pack(w, src, n, k, src_is_nk);
+        if (!rc)
+            sn__gemm_collect_add(w);
+        return rc;
+    }
     memset(w, 0, sizeof *w);
     if (!src || n < 1 || k < 1 || n > SN_LOWP_MAX_DIM ||
         k > SN_LOWP_MAX_DIM || (double)n * k > (double)SIZE_MAX / 8 ||
@@ -247,6 +253,7 @@ int sn__gemm_pack_prec(sn__gemm_w_t *w, const float *src, int n, int k,
     w->kp = (int)kp;
     w->n_panels = (int)n_panels;
     w->prec = prec;
+    sn__gemm_collect_add(w);
     return 0;
 }
 
@@ -291,12 +298,65 @@ static size_t qa_ld(const sn__gemm_w_t *w)
     return ((size_t)w->kp * elt_size(w->prec) + 63) & ~(size_t)63;
 }
 
+size_t sn__gemm_qa_ld(const sn__gemm_w_t *w)
+{
+    return w->prec > SN_GEMM_F32 ? qa_ld(w) : 0;
+}
+
+/* The rows, their scales and zero points (bf16, int8); then, when oneDNN
+ * runs w (any precision), its int8 sums (sn__gemm_qa_acc, rows rounded up
+ * to SN_DNNL_ROWS) and the room for a last, partial block of rows
+ * (sn__gemm_qa_tail); each part 64-byte aligned. */
+static size_t qa_head(const sn__gemm_w_t *w, int m)
+{
+    if (w->prec == SN_GEMM_F32 || !w->prec)
+        return 0;
+    return (qa_ld(w) * (size_t)m +
+            (size_t)m * (sizeof(float) + sizeof(int32_t)) + 63) &
+           ~(size_t)63;
+}
+
+static size_t acc_bytes(const sn__gemm_w_t *w, int m)
+{
+    size_t rows = ((size_t)m + SN_DNNL_ROWS - 1) / SN_DNNL_ROWS * SN_DNNL_ROWS;
+    return w->prec == SN_GEMM_INT8
+               ? (rows * (size_t)w->n * sizeof(int32_t) + 63) & ~(size_t)63
+               : 0;
+}
+
+size_t sn__gemm_qa_tail_ld(const sn__gemm_w_t *w)
+{
+    return w->prec == SN_GEMM_F32 || !w->prec ? (size_t)w->k * sizeof(float)
+                                              : qa_ld(w);
+}
+
 size_t sn__gemm_qa_bytes(const sn__gemm_w_t *w, int m)
 {
-    if (w->prec == SN_GEMM_F32 || m < 1)
+    if (m < 1 || (!w->dnnl && (w->prec == SN_GEMM_F32 || !w->prec)))
         return 0;
-    return qa_ld(w) * (size_t)m + (size_t)m * (sizeof(float) +
-                                               sizeof(int32_t)) + 64;
+    if (!w->dnnl)
+        return qa_head(w, m) + 64;
+    return qa_head(w, m) + acc_bytes(w, m) +
+           SN_DNNL_SLOTS * sn__gemm_qa_slot_bytes(w) + 64;
+}
+
+int32_t *sn__gemm_qa_acc(const sn__gemm_w_t *w, void *qa, int m)
+{
+    return (int32_t *)(void *)((uint8_t *)qa + qa_head(w, m));
+}
+
+size_t sn__gemm_qa_slot_bytes(const sn__gemm_w_t *w)
+{
+    return (SN_DNNL_ROWS * (sn__gemm_qa_tail_ld(w) +
+                            (size_t)w->n * sizeof(float)) +
+            sn__gemm_dnnl_scratch_bytes(w) + 63) &
+           ~(size_t)63;
+}
+
+void *sn__gemm_qa_tail(const sn__gemm_w_t *w, void *qa, int m, int slot)
+{
+    return (uint8_t *)qa + qa_head(w, m) + acc_bytes(w, m) +
+           (size_t)slot * sn__gemm_qa_slot_bytes(w);
 }
 
 /* After the m rows: m scales, then m zero points. */
@@ -324,6 +384,17 @@ static void int8_store(const int32_t *acc, size_t ld_acc, int mr, int nc,
                 (float)(acc[(size_t)r * ld_acc + col] - za[r] * cs[col]);
             c[(size_t)r * ldc + col] += t * s;
         }
+}
+
+void sn__gemm_int8_rows(const sn__gemm_w_t *w, const void *qa, int m,
+                        const int32_t *acc, size_t ld_acc, float *c,
+                        size_t ldc, int r0, int r1)
+{
+    if (r1 > r0)
+        int8_store(acc + (size_t)r0 * ld_acc, ld_acc, r1 - r0, w->n,
+                   qa_scales(w, (void *)qa, m) + r0,
+                   qa_zeros(w, (void *)qa, m) + r0, w->scale, w->csum,
+                   c + (size_t)r0 * ldc, ldc);
 }
 
 /* ---- portable kernels (any CPU) -------------------------------------------- */

@@ -327,7 +327,7 @@ typedef struct {
     int dim;          /* their size when it does */
     int prec;         /* SN_GEMM_*: the dense weights' precision, set by
                        * sn__enc_load before the architecture's load */
-    char why[192];    /* how prec was chosen (sn__prec_resolve) */
+    char why[640];    /* how prec and the gemm backend were chosen */
 } sn__enc_t;
 
 /* The precision (SN_GEMM_*) for architecture `arch` when `asked`

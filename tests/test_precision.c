@@ -22,6 +22,14 @@
  * give the same bits).
  * SENSE_PRECISION=f32 pins auto; an unknown SENSE_PRECISION fails the
  * load.
+ * GEMM backend (embed/gemm_dnnl.c): ctest runs this test twice, as is and
+ * with SENSE_GEMM=onednn (test "precision_onednn", when built with
+ * libdnnl): then every check above runs on oneDNN's products -- each
+ * precision against the references at the same tolerances, a text alone
+ * and in a batch giving the same bits -- and the precision line must say
+ * oneDNN ran every product; under SENSE_ISA caps (and in a build without
+ * oneDNN) it must say the forced backend fell back to ours. An unknown
+ * SENSE_GEMM fails the load.
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +40,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "gemm.h"
 #include "sense/sense.h"
 
 #define MAX_ROWS 160
@@ -157,6 +166,28 @@ static sn_model_t *load(const char *dir, sn_precision_t prec)
     return m;
 }
 
+/* Under SENSE_GEMM=onednn: the precision line says which backend ran. */
+static void check_backend(const sn_model_t *m, int capped)
+{
+    const char *why = sn_model_precision_why(m);
+    const char *g = getenv("SENSE_GEMM");
+
+    if (!g || strcmp(g, "onednn"))
+        return;
+    if (!capped && sn__gemm_dnnl_built()) {
+        CHECK(strstr(why, "gemm (SENSE_GEMM): onednn") != NULL);
+        CHECK(strstr(why, "ours on the rest") != NULL);
+        /* every product: "on N of N products" */
+        int a = -1, b = -2;
+        const char *on = strstr(why, " on ");
+        CHECK(on && sscanf(on, " on %d of %d", &a, &b) == 2);
+        CHECK_EQ(a, b);
+    } else {
+        CHECK(strstr(why, "gemm ours (SENSE_GEMM=onednn falls back: ") !=
+              NULL);
+    }
+}
+
 static double worst_cos(const float *v, const float *const *ref, int n,
                         int dim)
 {
@@ -194,7 +225,17 @@ static void check_model(const char *name, const char *dir,
         CHECK_EQ(dim, ref.dim);
         vec[p] = embed(m, &ref, ref.n, BATCH);
         float *alone = embed(m, &ref, ref.n, 1);
-        CHECK(!memcmp(alone, vec[p], (size_t)ref.n * dim * sizeof *alone));
+        for (int i = 0; i < ref.n; i++)
+            if (memcmp(alone + (size_t)i * dim, vec[p] + (size_t)i * dim,
+                       (size_t)dim * sizeof *alone)) {
+                printf("%s %s: sentence %d alone and in a batch of %d "
+                       "differ (cosine %.9f) [%s]\n",
+                       name, sn_precision_name((sn_precision_t)p), i, BATCH,
+                       cosine(alone + (size_t)i * dim,
+                              vec[p] + (size_t)i * dim, dim),
+                       sn_model_precision_why(m));
+                CHECK(0);
+            }
         free(alone);
         double w = worst_cos(vec[p], (const float *const *)ref.sent, ref.n,
                              dim);
@@ -209,6 +250,7 @@ static void check_model(const char *name, const char *dir,
                name, sn_precision_name((sn_precision_t)p), w, to_f32[p],
                sn_model_precision_why(m));
         CHECK(w >= min_cos[p]);
+        check_backend(m, 0);
         sn_model_free(m);
     }
 
@@ -233,6 +275,18 @@ static void check_model(const char *name, const char *dir,
                                         sizeof errbuf),
                      errbuf, "SENSE_PRECISION");
     unsetenv("SENSE_PRECISION");
+    /* an unknown backend fails the load, naming the variable */
+    const char *g = getenv("SENSE_GEMM");
+    char *keep = g ? strdup(g) : NULL;
+    setenv("SENSE_GEMM", "mkl", 1);
+    CHECK_FAILS_WITH(sn_model_load_prec(dir, SN_PREC_F32, &m, errbuf,
+                                        sizeof errbuf),
+                     errbuf, "SENSE_GEMM");
+    if (keep)
+        setenv("SENSE_GEMM", keep, 1);
+    else
+        unsetenv("SENSE_GEMM");
+    free(keep);
 
     /* forced lesser CPUs: the portable kernels, and AVX-VNNI */
     for (int f = 0; f < 3; f++) {
@@ -256,6 +310,7 @@ static void check_model(const char *name, const char *dir,
                    name, sn_precision_name((sn_precision_t)p), isa[f], w,
                    sn_model_precision_why(m));
             CHECK(w >= min_cos[p]);
+            check_backend(m, 1);
             free(v);
             sn_model_free(m);
         }
