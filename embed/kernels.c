@@ -142,6 +142,7 @@ int sn__act_parse(const char *name)
 #define v_hsum SN_K(v_hsum)
 #define v_hmax SN_K(v_hmax)
 #define v_exp SN_K(v_exp)
+#define v_exp_k SN_K(v_exp_k)
 #define v_erf SN_K(v_erf)
 #define v_tanh SN_K(v_tanh)
 #define v_gelu SN_K(v_gelu)
@@ -234,15 +235,19 @@ SN_INLINE float v_hmax(const vf *pv)
 
 /* *px = exp(*px), Cephes' expf: x = n ln2 + r, |r| <= ln2/2, degree-6
  * polynomial; 0.98 ulp. Inputs are clamped to [-87.3, 88.3] (no inf, no
- * denormals). */
-SN_INLINE void v_exp(vf *px)
+ * denormals). le0 (a constant): the caller's x are <= 0 (softmax's
+ * max-subtracted scores), so n <= 0 and 2^n is one exponent field: the
+ * upper clamp and the split 2^n = 2^(n/2) 2^(n - n/2) go. Same bits: p 2^n
+ * is rounded once either way (p 2^(n/2) is exact). */
+SN_INLINE void v_exp_k(vf *px, const int le0)
 {
     const vf magic = v_set1(12582912.0f); /* 1.5 * 2^23: round to int */
     vf x = *px, n, r, p;
     vi e, e1, e2;
 
     x = v_max(x, v_set1(-87.33654f));
-    x = v_min(x, v_set1(88.3762589f));
+    if (!le0)
+        x = v_min(x, v_set1(88.3762589f));
     n = (x * v_set1(1.44269504088896341f) + magic) - magic;
     r = x - n * v_set1(0.693359375f);
     r = r - n * v_set1(-2.12194440e-4f);
@@ -253,12 +258,18 @@ SN_INLINE void v_exp(vf *px)
     p = p * r + v_set1(1.6666665459e-1f);
     p = p * r + v_set1(5.0000001201e-1f);
     p = p * (r * r) + r + v_set1(1.0f);
-    /* 2^n, n in [-126, 127] after the clamp; 2^127 is split in two */
     e = __builtin_convertvector(n, vi);
+    if (le0) { /* n in [-126, 0] */
+        *px = p * (vf)((e + 127) << 23);
+        return;
+    }
+    /* 2^n, n in [-126, 127] after the clamp; 2^127 is split in two */
     e1 = e >> 1;
     e2 = e - e1;
     *px = p * (vf)((e1 + 127) << 23) * (vf)((e2 + 127) << 23);
 }
+
+SN_INLINE void v_exp(vf *px) { v_exp_k(px, 0); }
 
 /* *px = erf(*px): |x| < 1: x + x q(x^2), q of degree 6; 1 <= |x| < 3.92:
  * 1 - erfc(|x|), erfc a degree-14 polynomial in |x| - 2.5; beyond, +-1.
@@ -596,8 +607,9 @@ SN_INLINE void pv_tile(const float *p, size_t ldp, const float *vp,
         }
 }
 
-/* In-place softmax of s[0..n), max-subtracted. */
-SN_INLINE void softmax_row(float *s, int n)
+/* In-place softmax of s[0..n), max-subtracted; norm (a constant) 0:
+ * leaves exp(s - max) and returns 1 / sum for the caller to apply. */
+SN_INLINE float softmax_row(float *s, int n, const int norm)
 {
     vf vm = v_set1(-INFINITY), acc = v_set1(0.0f), e;
     float mx, sum, inv, t[SN_W];
@@ -611,7 +623,7 @@ SN_INLINE void softmax_row(float *s, int n)
 
     for (c = 0; c + SN_W <= n; c += SN_W) {
         e = v_load(s + c) - v_set1(mx);
-        v_exp(&e);
+        v_exp_k(&e, 1);
         v_store(s + c, e);
         acc += e;
     }
@@ -620,7 +632,7 @@ SN_INLINE void softmax_row(float *s, int n)
         for (k = 0; k < SN_W; k++)
             t[k] = c + k < n ? s[c + k] - mx : -INFINITY;
         e = v_load(t);
-        v_exp(&e);
+        v_exp_k(&e, 1);
         v_store(t, e);
         for (k = 0; c + k < n; k++) {
             s[c + k] = t[k];
@@ -628,17 +640,24 @@ SN_INLINE void softmax_row(float *s, int n)
         }
     }
     inv = 1.0f / sum;
+    if (!norm)
+        return inv;
     for (c = 0; c + SN_W <= n; c += SN_W)
         v_store(s + c, v_load(s + c) * v_set1(inv));
     for (; c < n; c++)
         s[c] *= inv;
+    return 1.0f;
 }
 
 /* Scores row si of query gi to probabilities: the relative bias added,
  * softmax over the row's visible range (the masks), 0 elsewhere up to
- * `end` (L, or Lp where the padding is read too). */
-SN_INLINE void att_probs(const sn__att_t *a, float *si, int gi, int end)
+ * `end` (L, or Lp where the padding is read too). norm as softmax_row's
+ * (0: the row is left unnormalized and 1 / sum returned). */
+SN_INLINE float att_probs(const sn__att_t *a, float *si, int gi, int end,
+                          const int norm)
 {
+    float inv;
+
     const int L = a->L;
     int lo = 0, hi = L, j;
 
@@ -654,11 +673,12 @@ SN_INLINE void att_probs(const sn__att_t *a, float *si, int gi, int end)
         for (j = lo; j < hi; j++)
             si[j] += bi[j];
     }
-    softmax_row(si + lo, hi - lo);
+    inv = softmax_row(si + lo, hi - lo, norm);
     for (j = 0; j < lo; j++)
         si[j] = 0.0f;
     for (j = hi; j < end; j++)
         si[j] = 0.0f;
+    return inv;
 }
 
 /* QK tiles over rows [0, rows) with NR rows at a time. */
@@ -719,7 +739,7 @@ SN_KATTR static void SN_K(k_attention)(const sn__att_t *a, float *kt,
         SN_QK_ROWS(4)
         SN_QK_ROWS(1)
         for (i = 0; i < rows; i++)
-            att_probs(a, s + (size_t)i * Lp, r0 + i, L);
+            att_probs(a, s + (size_t)i * Lp, r0 + i, L, 1);
         /* columns of the head: SN_NV vectors at a time, then two, then
          * one (a 32-wide head in zmm is two: with one, each broadcast of
          * P fed one FMA and the PV product ran at a third of the QK one) */
@@ -914,12 +934,15 @@ SN_BF16_ATTR static void SN_K(k_attention_bf16)(const sn__att_t *a,
         for (i = 0; i < rows; i++) {
             float *si = s + (size_t)i * Lp;
 
-            att_probs(a, si, r0 + i, Lp);
-            /* P to bf16 over the row's start: chunk j's 32 bytes land at
-             * byte 2j, below the next chunk's floats (byte 4j + 64) */
+            const __m512 inv = _mm512_set1_ps(att_probs(a, si, r0 + i, Lp, 0));
+            /* P = exp * (1 / sum) (softmax's own last step, done here) to
+             * bf16 over the row's start: chunk j's 32 bytes land at byte
+             * 2j, below the next chunk's floats (byte 4j + 64) */
             for (j = 0; j < Lp; j += 16)
-                _mm256_storeu_si256((__m256i *)(void *)((uint16_t *)(void *)si + j),
-                                    bf16_16(si + j, 16));
+                _mm256_storeu_si256(
+                    (__m256i *)(void *)((uint16_t *)(void *)si + j),
+                    (__m256i)_mm512_cvtneps_pbh(
+                        _mm512_mul_ps(_mm512_loadu_ps(si + j), inv)));
         }
         for (c = 0; c < dp;) {
             const int left = (dp - c) / 16;
@@ -950,6 +973,7 @@ SN_BF16_ATTR static void SN_K(k_attention_bf16)(const sn__att_t *a,
 #undef v_hsum
 #undef v_hmax
 #undef v_exp
+#undef v_exp_k
 #undef v_erf
 #undef v_tanh
 #undef v_gelu
