@@ -44,6 +44,7 @@
 #include <cblas.h>
 
 #include "embed_int.h"
+#include "gemm.h"
 #include "sense/embed.h"
 
 #define MAX_LINE 8192
@@ -377,11 +378,23 @@ int main(int argc, char **argv)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
             *p = '\'';
     sn_model_free(full);
-    /* the encoder alone, which takes token ids */
-    if (sn__bert_load_prec(dir, g_prec, &m, err, sizeof err)) {
+    /* the encoder alone, which takes token ids, its products on the GEMM
+     * backend SENSE_GEMM says, chosen as sn_model_load chooses it */
+    const int backend = sn__gemm_backend();
+    char why[640] = "";
+    if (backend < 0) {
+        fprintf(stderr, "bench_minilm: SENSE_GEMM: unknown backend '%s'\n",
+                getenv("SENSE_GEMM"));
+        return 1;
+    }
+    sn__gemm_collect_begin();
+    if (sn__bert_load_prec(dir, g_prec, &m, err, sizeof err) ||
+        sn__gemm_backend_pick(backend, g_prec, 0, why, sizeof why)) {
         fprintf(stderr, "bench_minilm: %s\n", err);
         return 1;
     }
+    sn__gemm_collect_end();
+    fprintf(stderr, "bench_minilm: %s\n", why);
     c = sn__bert_ctx_new(m);
     if (!c) {
         fprintf(stderr, "bench_minilm: out of memory\n");

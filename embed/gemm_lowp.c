@@ -18,8 +18,9 @@
  * oneDNN's AMX kernels were measured (issue 17) at 4.4-6.9x our fp32 GEMM
  * in bf16; we have no AMX kernels (none can be run or measured where this
  * was written): sn__isa reports AMX, and the AVX512_BF16 / AVX512_VNNI
- * kernels below run there. An AMX kernel, or oneDNN, fits behind the same
- * seam (weights packed once into sn__gemm_w_t, sn__gemm_run per call).
+ * kernels below run there. oneDNN now sits behind the same seam as a
+ * second backend (embed/gemm_dnnl.c), chosen at load by timing both, or by
+ * SENSE_GEMM.
  *
  * Formats (packed once at model load, from the f32 weights):
  *   bf16  W rounded to nearest even; panel j (32 output columns) holds kp/2
