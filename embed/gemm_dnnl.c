@@ -523,7 +523,7 @@ const char *sn__gemm_dnnl_version(void)
 #else /* built without libdnnl */
 
 int sn__gemm_dnnl_built(void) { return 0; }
-int sn__gemm_dnnl_attach(sn__gemm_w_t *w, int nthr)
+int sn__gemm_dnnl_attach(sn__gemm_w_t *w)
 {
     (void)w;
     return SN_EARG;
