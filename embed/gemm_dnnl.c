@@ -48,6 +48,7 @@
  * product of one block (up to 32 rows: a short text alone) uses one core.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -646,8 +647,31 @@ static double time_product(sn__pool_t *pool, const sn__gemm_w_t *w, int m,
     return best;
 }
 
+/* Append to why (the precision line), clamped to why_len. */
+static void say(char *why, size_t why_len, size_t *used, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+static void say(char *why, size_t why_len, size_t *used, const char *fmt,
+                ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    *used += (size_t)vsnprintf(why + *used, why_len - *used, fmt, ap);
+    va_end(ap);
+    if (*used >= why_len)
+        *used = why_len - 1;
+}
+
+static int same_shape(const sn__gemm_w_t *a, const sn__gemm_w_t *b)
+{
+    return a->k == b->k && a->n == b->n;
+}
+
 /* auto: per distinct (k, n), oneDNN where it wins by the margin at both
- * sizes (the rule above), else ours; the loser's copies are freed. */
+ * sizes (the rule above), else ours. Only the shape's first weight gets a
+ * oneDNN copy for the timing, its siblings only when oneDNN wins: copying
+ * every weight first and freeing the losers left the process's resident
+ * memory doubled on a machine where ours wins everywhere (MiniLM-L6 f32:
+ * 52 -> 99 MB; glibc keeps the freed pages). -ENOMEM, or 0. */
 static int pick_by_time(int n_threads, char *why, size_t why_len,
                         size_t *used)
 {
@@ -655,7 +679,7 @@ static int pick_by_time(int n_threads, char *why, size_t why_len,
     float *a = NULL, *c = NULL;
     void *qa = NULL;
     size_t qa_cap = 0, max_k = 0, max_n = 0;
-    int rc = -ENOMEM, n_dnnl = 0;
+    int rc = -ENOMEM, n_shapes = 0;
 
     for (int i = 0; i < coll.n; i++) {
         max_k = (size_t)coll.w[i]->k > max_k ? (size_t)coll.w[i]->k : max_k;
@@ -669,21 +693,21 @@ static int pick_by_time(int n_threads, char *why, size_t why_len,
     for (int i = 0; i < coll.n; i++) {
         sn__gemm_w_t *w = coll.w[i], ours;
         int seen = 0;
-        if (!w->dnnl)
-            continue;
         for (int p = 0; p < i && !seen; p++)
-            seen = coll.w[p]->k == w->k && coll.w[p]->n == w->n;
+            seen = same_shape(coll.w[p], w);
         if (seen)
             continue;
+        const char *sep = n_shapes++ ? "," : "";
         if ((size_t)w->k * (size_t)w->n < SN_GEMM_PICK_MIN_KN) {
-            *used += (size_t)snprintf(why + *used, why_len - *used,
-                                      "%s %dx%d ours (too small to time)",
-                                      n_dnnl++ ? "," : "", w->k, w->n);
-            if (*used >= why_len)
-                *used = why_len - 1;
-            for (int p = i; p < coll.n; p++)
-                if (coll.w[p]->k == w->k && coll.w[p]->n == w->n)
-                    sn__gemm_dnnl_detach(coll.w[p]);
+            say(why, why_len, used, "%s %dx%d ours (too small to time)", sep,
+                w->k, w->n);
+            continue;
+        }
+        if (sn__gemm_dnnl_attach(w) == -ENOMEM)
+            goto out;
+        if (!w->dnnl) {
+            say(why, why_len, used, "%s %dx%d ours (onednn refused it)", sep,
+                w->k, w->n);
             continue;
         }
         ours = *w;
@@ -700,16 +724,15 @@ static int pick_by_time(int n_threads, char *why, size_t why_len,
             goto out;
         const int keep = t_dnnl * SN_GEMM_PICK_MARGIN < t_ours &&
                          s_dnnl * SN_GEMM_PICK_MARGIN < s_ours;
-        *used += (size_t)snprintf(why + *used, why_len - *used,
-                                  "%s %dx%d ours %.2f/%.3f onednn %.2f/%.3f ms",
-                                  n_dnnl++ ? "," : "", w->k, w->n,
-                                  t_ours * 1e3, s_ours * 1e3, t_dnnl * 1e3,
-                                  s_dnnl * 1e3);
-        if (*used >= why_len)
-            *used = why_len - 1;
-        for (int p = i; p < coll.n && !keep; p++)
-            if (coll.w[p]->k == w->k && coll.w[p]->n == w->n)
-                sn__gemm_dnnl_detach(coll.w[p]);
+        say(why, why_len, used, "%s %dx%d ours %.2f/%.3f onednn %.2f/%.3f ms",
+            sep, w->k, w->n, t_ours * 1e3, s_ours * 1e3, t_dnnl * 1e3,
+            s_dnnl * 1e3);
+        if (!keep)
+            sn__gemm_dnnl_detach(w);
+        for (int p = i + 1; p < coll.n && keep; p++)
+            if (same_shape(coll.w[p], w) &&
+                sn__gemm_dnnl_attach(coll.w[p]) == -ENOMEM)
+                goto out;
     }
     rc = 0;
 out:
@@ -734,18 +757,12 @@ int sn__gemm_backend_pick(int backend, int prec, int n_threads, char *why,
                     : n_threads < 1                 ? 1
                                                     : n_threads;
     }
-#define SAY(...)                                                             \
-    do {                                                                     \
-        used += (size_t)snprintf(why + used, why_len - used, __VA_ARGS__);   \
-        if (used >= why_len)                                                 \
-            used = why_len - 1;                                              \
-    } while (0)
     if (backend == SN_GEMM_OURS) {
-        SAY("gemm ours (SENSE_GEMM)");
+        say(why, why_len, &used, "gemm ours (SENSE_GEMM)");
         return 0;
     }
     if (!sn__gemm_dnnl_usable(prec)) {
-        SAY("gemm ours (%s%s)",
+        say(why, why_len, &used, "gemm ours (%s%s)",
             backend == SN_GEMM_ONEDNN ? "SENSE_GEMM=onednn falls back: " : "",
             !sn__gemm_dnnl_built() ? "built without onednn"
             : sn__isa() != sn__isa_cpu()
@@ -753,26 +770,26 @@ int sn__gemm_backend_pick(int backend, int prec, int n_threads, char *why,
                 : "no units on this cpu for onednn in this precision");
         return 0;
     }
-    for (int i = 0; i < coll.n; i++) {
+    for (int i = 0; i < coll.n && backend != SN_GEMM_AUTO; i++) {
         rc = sn__gemm_dnnl_attach(coll.w[i]);
         if (rc == -ENOMEM)
             goto fail;
     }
     if (backend == SN_GEMM_AUTO) {
-        SAY("gemm auto (%d threads, %d/%d rows, oneDNN if %.2fx faster at "
+        say(why, why_len, &used,
+            "gemm auto (%d threads, %d/%d rows, oneDNN if %.2fx faster at "
             "both:",
             n_threads, SN_GEMM_PICK_M, SN_GEMM_PICK_M_SMALL,
             SN_GEMM_PICK_MARGIN);
         if ((rc = pick_by_time(n_threads, why, why_len, &used)))
             goto fail;
-        SAY(")");
+        say(why, why_len, &used, ")");
     }
     for (int i = 0; i < coll.n; i++)
         n_dnnl += coll.w[i]->dnnl != NULL;
-    SAY("%s%s on %d of %d products, ours on the rest",
+    say(why, why_len, &used, "%s%s on %d of %d products, ours on the rest",
         backend == SN_GEMM_AUTO ? ": " : "gemm (SENSE_GEMM): ",
         sn__gemm_dnnl_version(), n_dnnl, coll.n);
-#undef SAY
     return 0;
 fail:
     for (int i = 0; i < coll.n; i++)
