@@ -113,8 +113,11 @@ static pthread_once_t eng_once = PTHREAD_ONCE_INIT;
 
 static void eng_init(void)
 {
-    /* oneDNN's verbose output and its JIT dumps stay off whatever the
-     * environment says: library code writes nothing to stderr */
+    /* oneDNN's verbose output (to stdout) and its JIT dumps stay off
+     * whatever the environment says (ONEDNN_VERBOSE, DNNL_JIT_DUMP): library
+     * code writes nothing of its own, and stdout is a program's output */
+    dnnl_set_verbose(0);
+    dnnl_set_jit_dump(0);
     eng_rc = dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success ? 0 : -1;
 }
 
