@@ -127,6 +127,19 @@ static int engine(void)
     return eng_rc;
 }
 
+/* w's precision (0 counts as f32) and the bytes of one of its elements,
+ * as oneDNN sees them (A and W alike) */
+static int prec_of(const sn__gemm_w_t *w)
+{
+    return w->prec ? w->prec : SN_GEMM_F32;
+}
+
+static size_t esz_of(const sn__gemm_w_t *w)
+{
+    const int prec = prec_of(w);
+    return prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+}
+
 static dnnl_data_type_t a_type(int prec)
 {
     return prec == SN_GEMM_BF16 ? dnnl_bf16
@@ -148,7 +161,7 @@ static dnnl_primitive_desc_t make_pd(const sn__gemm_w_t *w,
                                      const dnnl_memory_desc_t *wmd,
                                      size_t lda, size_t ldc)
 {
-    const int prec = w->prec ? w->prec : SN_GEMM_F32;
+    const int prec = prec_of(w);
     dnnl_dims_t ad = {SN_DNNL_ROWS, w->k}, wd = {w->k, w->n},
                 cd = {SN_DNNL_ROWS, w->n};
     dnnl_dims_t as = {(dnnl_dim_t)lda, 1}, cs = {(dnnl_dim_t)ldc, 1};
@@ -231,8 +244,8 @@ void sn__gemm_dnnl_detach(sn__gemm_w_t *w)
 
 int sn__gemm_dnnl_attach(sn__gemm_w_t *w)
 {
-    const int prec = w->prec ? w->prec : SN_GEMM_F32;
-    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+    const int prec = prec_of(w);
+    const size_t esz = esz_of(w);
     struct sn__dnnl_w *d = NULL;
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
     dnnl_primitive_t re = NULL;
@@ -327,8 +340,7 @@ fail:
 static int get(const sn__gemm_w_t *w)
 {
     struct sn__dnnl_w *d = w->dnnl;
-    const int prec = w->prec ? w->prec : SN_GEMM_F32;
-    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+    const size_t esz = esz_of(w);
     int got = -1;
 
     pthread_mutex_lock(&d->mu);
@@ -379,7 +391,7 @@ static __thread dnnl_stream_t t_str; /* one stream per calling thread */
 static int block(const sn__gemm_w_t *w, dnnl_primitive_t p, const void *a,
                  size_t lda, void *c, size_t ldc, void *scr)
 {
-    const int prec = w->prec ? w->prec : SN_GEMM_F32;
+    const int prec = prec_of(w);
     dnnl_dims_t ad = {SN_DNNL_ROWS, w->k}, cd = {SN_DNNL_ROWS, w->n};
     dnnl_dims_t as = {(dnnl_dim_t)lda, 1}, cs = {(dnnl_dim_t)ldc, 1};
     dnnl_dims_t sd = {(dnnl_dim_t)w->dnnl->scratch};
@@ -451,8 +463,8 @@ int sn__gemm_dnnl_part(const sn__gemm_w_t *w, const float *a, size_t lda,
                        int n_parts)
 {
     const struct sn__dnnl_w *d = w->dnnl;
-    const int prec = w->prec ? w->prec : SN_GEMM_F32;
-    const size_t esz = prec == SN_GEMM_F32 ? 4 : prec == SN_GEMM_BF16 ? 2 : 1;
+    const int prec = prec_of(w);
+    const size_t esz = esz_of(w);
     const size_t tail_ld = sn__gemm_qa_tail_ld(w) / esz; /* elements */
     const size_t n = (size_t)w->n;
     const uint8_t *src = prec == SN_GEMM_F32 ? (const void *)a : qa;
