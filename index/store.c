@@ -459,18 +459,33 @@ static int check_name(const char *what, const char *s, size_t max, char *err,
     return 0;
 }
 
-/* Finite and of unit length (within NORM_TOLERANCE). */
-static int check_vec(const float *v, int dim, double *norm)
+/* Finite and of unit length (within NORM_TOLERANCE); with q, *dot gets
+ * the dot product with q in the same pass (a double sum over the
+ * dimensions in order). The norm's sum and the dot product are two
+ * independent chains, each summed in the same order as apart (the same
+ * values), so a candidate's check and cosine cost about one chain's
+ * latency instead of two. */
+static inline int check_vec_dot(const float *v, int dim, const float *q,
+                                double *norm, double *dot)
 {
-    double s = 0;
+    double s = 0, d = 0;
     *norm = NAN;
     for (int i = 0; i < dim; i++) {
         if (!isfinite(v[i]))
             return -1;
         s += (double)v[i] * v[i];
+        if (q)
+            d += (double)q[i] * v[i];
     }
     *norm = sqrt(s);
+    if (dot)
+        *dot = d;
     return fabs(*norm - 1.0) <= NORM_TOLERANCE ? 0 : -1;
+}
+
+static int check_vec(const float *v, int dim, double *norm)
+{
+    return check_vec_dot(v, dim, NULL, norm, NULL);
 }
 
 static int cmp_i64(const void *x, const void *y)
@@ -685,30 +700,21 @@ static int row_vec(const coll_t *c, sqlite3_stmt *s, int col,
     return 0;
 }
 
-/* row_vec's checks and the cosine of the row's vector with q (as a
- * double sum over the dimensions in order) in one pass: the norm's sum
- * and the dot product are two independent chains, each summed in the
- * same order as apart (same values), so the pass costs about one chain's
- * latency instead of two. 0, or 1 for a damaged vector (never a hit). */
+/* row_vec's checks and the cosine of the row's vector with q, in one
+ * pass (check_vec_dot). 0, or 1 for a damaged vector (never a hit). q is
+ * never NULL here (nonnull: the inlined loop then drops its q test). */
+static int row_dot(const coll_t *c, sqlite3_stmt *s, int col, const float *q,
+                   double *dot) __attribute__((nonnull(4)));
 static int row_dot(const coll_t *c, sqlite3_stmt *s, int col, const float *q,
                    double *dot)
 {
     int bytes = sqlite3_column_bytes(s, col);
     const float *v = sqlite3_column_blob(s, col);
-    double ss = 0, d = 0;
+    double norm;
 
     if (bytes != c->dim * (int)sizeof(float) || !v)
         return 1;
-    for (int i = 0; i < c->dim; i++) {
-        if (!isfinite(v[i]))
-            return 1;
-        ss += (double)v[i] * v[i];
-        d += (double)q[i] * v[i];
-    }
-    if (!(fabs(sqrt(ss) - 1.0) <= NORM_TOLERANCE))
-        return 1;
-    *dot = d;
-    return 0;
+    return check_vec_dot(v, c->dim, q, &norm, dot) < 0;
 }
 
 /* Log a damaged vector met while building c's index (the first few of a
