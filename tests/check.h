@@ -65,4 +65,14 @@
         }                                                                    \
     } while (0)
 
+/* The tests' random numbers: xorshift64 from *state (any nonzero seed),
+ * its top 53 bits as a double in [0, 1). Each test keeps its own state. */
+static inline double check_urand(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (double)(*state >> 11) / 9007199254740992.0;
+}
+
 #endif

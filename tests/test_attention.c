@@ -23,10 +23,7 @@ static uint64_t rng = 0x2545f4914f6cdd1dull;
 
 static float frand(void) /* [-1, 1) */
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2 - 1);
+    return (float)(check_urand(&rng) * 2 - 1);
 }
 
 /* out[i][c] of head a, in double */

@@ -37,10 +37,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static double urand(void) /* [0, 1) */
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
+    return check_urand(&rng);
 }
 
 static float nrand(float sd)

@@ -35,10 +35,7 @@ static uint64_t rng = 0x243f6a8885a308d3ull;
 
 static float frand(void) /* [-1, 1) */
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return (float)(check_urand(&rng) * 2.0 - 1.0);
 }
 
 typedef struct {
