@@ -17,7 +17,8 @@ numpy, the same formulas as index/lexical.c and index/store.c:
 
 and prints Recall@1, Recall@10 and MRR@10 over all queries and bench_ir's
 two halves (the same glibc srand/rand split), for the grids the choices in
-store_int.h come from. It matches bench_ir within 0.002 (bench_ir ranks
+store_int.h come from; last, how many targets are in either list's top
+10 (the most an oracle picking one list per query could reach). It matches bench_ir within 0.002 (bench_ir ranks
 only the lists' candidates, this every document).
 
 Usage:
@@ -225,6 +226,15 @@ def trust(L, V, n=10):
     return 1.0 if shared else 1.0 - min(1.0, max(0.0, L.max()))
 
 
+def top10_either(S, L, V):
+    """Per query, whether the target is in the lexical or the vector
+    list's top 10: the Recall@10 of an oracle that picks the better list
+    for each query, the most a fusion of the two lists could reach
+    without reordering the documents beyond either list's tenth."""
+    return np.array([t >= 0 and (t in np.argsort(-L[q])[:10] or t in np.argsort(-V[q])[:10])
+                     for q, t in enumerate(S.target)], float)
+
+
 def report(S, scores, label):
     rk = []
     for s, t in zip(scores, S.target):
@@ -278,6 +288,10 @@ def main():
         report(S, Ls, 'lexical, synonyms W_S %.2f' % ws)
         report(S, [Ls[q] + 0.4 * known[q] * trust(Ls[q], V[q]) * V[q] for q in range(nq)],
                'hybrid, synonyms W_S %.2f' % ws)
+    Ls = [words(S, q, 0.6, 0.75, 0.35) + Tq[0.5][q] for q in range(nq)]
+    either = top10_either(S, Ls, V)
+    print('either list\'s top 10 (an oracle picking a list per query): R@10 %.3f | A %.3f | B %.3f' % (
+        either.mean(), either[S.half == 0].mean(), either[S.half == 1].mean()))
     if a.other:
         O = load(a.other, a.dir)
         assert O.ext == S.ext, 'the other database must hold the same corpus, in order'
