@@ -3,8 +3,9 @@
  * MATCH expressions, and the ranking function that scores a match.
  *
  * The index itself is two FTS5 tables kept by triggers on documents
- * (schema.c, version 2): documents_fts ('porter unicode61': words, English
- * stemming) and documents_tri ('trigram': every three code points). A query
+ * (schema.c, versions 3 and 4): documents_fts ('sense_words porter
+ * unicode61': words, English stemming, and the parts of glued words,
+ * words.c) and documents_tri ('trigram': every three code points). A query
  * is matched against both with its terms OR-ed -- a document needs only
  * one of the query's words (or trigrams) to be a candidate -- and
  * sense_rank() scores each candidate.
@@ -32,6 +33,13 @@
  * tokens and adds nothing. The misses this is for are words the document
  * does not use: "GUI" for "graphical user interface".
  *
+ * Parts (words.c): the parts of each query word that has them ("dataformat":
+ * "data", "format") join the query between its own words and the
+ * synonyms, weighed as synonyms and out of the ideal score, but counted
+ * as the query's own words are: a document's token counts for every part
+ * that matches it. The other way round needs nothing here: the index
+ * holds a document's glued words' parts, so a query word finds them.
+ *
  * Pure functions of their input apart from the FTS5 calls; no I/O.
  * Workload: one query at a time, a few to a few hundred terms, the ranking
  * function called once per matching document.
@@ -50,7 +58,8 @@
 
 typedef struct {
     int n_phrase;
-    int n_own;     /* the query's own words; phrases past them: synonyms */
+    int n_own;     /* the query's own words; phrases past them: their */
+    int n_parts;   /* parts (words.c), then the synonyms */
     double avgdl;
     double ideal;
     double idf[];
@@ -98,7 +107,7 @@ static int phrase_df(const Fts5ExtensionApi *api, Fts5Context *fts, int i,
  * in this table) when the table holds other collections too. */
 static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
                     const sn__lex_stats_t *in, double tokens, int n_own,
-                    rank_aux_t **out)
+                    int n_parts, rank_aux_t **out)
 {
     int n = api->xPhraseCount(fts), rc;
     sqlite3_int64 n_rows = 0, n_tokens = 0;
@@ -112,6 +121,7 @@ static int rank_aux(const Fts5ExtensionApi *api, Fts5Context *fts,
         return SQLITE_NOMEM;
     a->n_phrase = n;
     a->n_own = n_own > 0 && n_own < n ? n_own : n;
+    a->n_parts = n_parts > 0 && n_parts <= n - a->n_own ? n_parts : 0;
     a->ideal = 0;
     if ((rc = api->xRowCount(fts, &n_rows)) != SQLITE_OK ||
         (rc = api->xColumnTotalSize(fts, -1, &n_tokens)) != SQLITE_OK) {
@@ -149,13 +159,14 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
     double k1 = SN__BM25_WORD_K1, b = SN__BM25_WORD_B;
     int tf[SN__LEX_MAX_TERMS];
     rank_aux_t *a = api->xGetAuxdata(fts, 0);
-    int n_inst = 0, dl = 0, rc, n_own = 0;
+    int n_inst = 0, dl = 0, rc, n_own = 0, n_parts = 0;
     double score = 0, norm;
 
     const sn__lex_stats_t *in = NULL;
     double tokens = 0;
 
-    if (n_val >= 2) { /* sense_rank(table, k1, b[, stats, tokens[, n_own]]) */
+    /* sense_rank(table, k1, b[, stats, tokens[, n_own[, n_parts]]]) */
+    if (n_val >= 2) {
         k1 = sqlite3_value_double(val[0]);
         b = sqlite3_value_double(val[1]);
         if (!(k1 >= 0 && k1 <= 100 && b >= 0 && b <= 1)) {
@@ -170,7 +181,10 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
     }
     if (n_val >= 5)
         n_own = sqlite3_value_int(val[4]);
-    if (!a && (rc = rank_aux(api, fts, in, tokens, n_own, &a)) != SQLITE_OK) {
+    if (n_val >= 6)
+        n_parts = sqlite3_value_int(val[5]);
+    if (!a && (rc = rank_aux(api, fts, in, tokens, n_own, n_parts, &a)) !=
+                  SQLITE_OK) {
         sqlite3_result_error_code(ctx, rc);
         return;
     }
@@ -180,10 +194,14 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
         sqlite3_result_error_code(ctx, rc);
         return;
     }
-    /* Instances come in position order. A token is counted once: for the
-     * query's own words that match it, else for the first synonym that
-     * does (a synonym that stems like a query word, "editors" beside
-     * "editor", matches the same tokens and adds nothing). */
+    /* Instances come in position order. A token counts for each of the
+     * query's own words and each of their parts that match it (a glued
+     * word matched whole and by its parts, "DataFormat" for "dataformat",
+     * counts more than its parts apart: measured, bench/README.md), and
+     * for synonyms once: when none of those match it, for the first
+     * synonym that does (a synonym that stems like a query word,
+     * "editors" beside "editor", matches the same tokens and adds
+     * nothing). */
     for (int i = 0, j; i < n_inst; i = j) {
         int phrase, col, off, p2, c2, o2, own = 0, syn = -1;
         if ((rc = api->xInst(fts, i, &phrase, &col, &off)) != SQLITE_OK) {
@@ -199,7 +217,7 @@ static void rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts,
                 break;
             if (p2 < 0 || p2 >= a->n_phrase)
                 continue;
-            if (p2 < a->n_own) {
+            if (p2 < a->n_own + a->n_parts) {
                 tf[p2]++;
                 own = 1;
             } else if (syn < 0 || p2 < syn) {
@@ -269,6 +287,8 @@ int sn__lex_register(sqlite3 *db, char *err, size_t err_len)
     rc = api->xCreateFunction(api, "sense_rank", NULL, rank_fn, NULL);
     if (rc == SQLITE_OK)
         rc = api->xCreateFunction(api, "sense_df", NULL, df_fn, NULL);
+    if (rc == SQLITE_OK)
+        rc = sn__words_register(api);
     if (rc != SQLITE_OK)
         return sn__err(err, err_len, sn__sqlite_code(db, rc), "cannot "
                        "register sense_rank: %s", sqlite3_errstr(rc));
@@ -504,11 +524,34 @@ static int add_words(expr_t *e, const utf8proc_int32_t *cp, int n)
     return 0;
 }
 
-/* Append the words of the synonyms of w's terms (so far: the query's own
- * words) to w, each once. */
-static int expand(expr_t *w, const sn_wordnet_syn_t *syn)
+/* Each word's parts (words.c: "BigCache" -> "Big", "Cache") as terms of
+ * e, after the words: a document that holds the parts apart, or glued in
+ * another word, matches them (the index holds a glued word's parts at its
+ * position). */
+static int add_parts(expr_t *e, const utf8proc_int32_t *cp, int n)
 {
-    int n_own = w->n_seen, rc, n;
+    sn__span_t parts[SN__WORDS_MAX_PARTS];
+    int rc, k;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && word_char(cp[j]))
+            j++;
+        k = j > i ? sn__words_split(cp + i, j - i, parts,
+                                    SN__WORDS_MAX_PARTS) : 0;
+        for (int p = 0; p < k; p++)
+            if ((rc = expr_term(e, cp + i + parts[p].start,
+                                parts[p].len)) < 0)
+                return rc;
+        i = j > i ? j : i + 1;
+    }
+    return 0;
+}
+
+/* Append the words of the synonyms of w's first n_own terms (the query's
+ * own words) to w, each once. */
+static int expand(expr_t *w, int n_own, const sn_wordnet_syn_t *syn)
+{
+    int rc, n;
     utf8proc_int32_t cp[SN_WORDNET_MAX_SYN];
 
     for (int i = 0; i < n_own; i++) {
@@ -529,15 +572,15 @@ static int expand(expr_t *w, const sn_wordnet_syn_t *syn)
 }
 
 int sn__lex_match(const char *text, size_t len, const sn_wordnet_syn_t *syn,
-                  char **words, int *n_words, char **trigrams, char *err,
-                  size_t err_len)
+                  char **words, int *n_words, int *n_parts, char **trigrams,
+                  char *err, size_t err_len)
 {
     utf8proc_int32_t *cp = NULL;
     expr_t w = {0}, t = {0};
     int n = 0, rc = 0;
 
     *words = *trigrams = NULL;
-    *n_words = 0;
+    *n_words = *n_parts = 0;
     if (len > SN__LEX_MAX_QUERY) { /* a query that long is a document */
         len = SN__LEX_MAX_QUERY;
         while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
@@ -552,7 +595,10 @@ int sn__lex_match(const char *text, size_t len, const sn_wordnet_syn_t *syn,
     if ((rc = add_words(&w, cp, n)) < 0)
         goto oom;
     *n_words = w.n_terms;
-    if (syn && (rc = expand(&w, syn)) < 0)
+    if ((rc = add_parts(&w, cp, n)) < 0)
+        goto oom;
+    *n_parts = w.n_terms - *n_words;
+    if (syn && (rc = expand(&w, *n_words, syn)) < 0)
         goto oom;
     for (int i = 0; i + 3 <= n; i++) {
         /* every window, spaces included, as the trigram tokenizer cuts

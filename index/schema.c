@@ -35,6 +35,12 @@
  *      version 2 database backfills them ('rebuild'). documents_tri_vocab
  *      (fts5vocab, no storage of its own) gives a trigram's document
  *      count.
+ *   4  documents_fts made again with the tokenizer 'sense_words' (words.c)
+ *      around the same 'porter unicode61': a glued word's parts are
+ *      indexed at its position ("BigCache": also "big", "cach"), and
+ *      rebuilt. store_info 'lex_words' names the word list the parts came
+ *      from (sn__schema_words). Every connection that writes documents
+ *      registers the tokenizer (sn__lex_register) before it migrates.
  *
  * Invariants of version 1, relied on by store.c:
  *   - chunks.id is AUTOINCREMENT: never reused, so a faiss index built at
@@ -98,6 +104,16 @@ static const char SCHEMA_V3[] =
 static const char MIGRATE_V2_V3[] =
     "INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');\n"
     "INSERT INTO documents_tri (documents_tri) VALUES ('rebuild');\n";
+
+/* Version 3 to 4: the word index again, with the parts of words. The
+ * triggers name the table, so they write to the new one. */
+static const char SCHEMA_V4[] =
+    "DROP TABLE documents_fts;\n"
+    "CREATE VIRTUAL TABLE documents_fts USING fts5 (\n"
+    "    text, content = 'documents', content_rowid = 'id',\n"
+    "    tokenize = 'sense_words porter unicode61 remove_diacritics 2'\n"
+    ");\n"
+    "INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');\n";
 
 static const char SCHEMA_V1[] =
     "CREATE TABLE collections (\n"
@@ -250,6 +266,30 @@ static int step_v3(sqlite3 *db, char *err, size_t err_len)
     return rc < 0 ? rc : exec(db, MIGRATE_V2_V3, err, err_len);
 }
 
+/* store_info 'lex_words' := the word list's stamp now. */
+static int put_words_stamp(sqlite3 *db, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO store_info "
+                                    "(key, value) VALUES ('lex_words', ?1)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, sn__words_stamp(), -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return sn__err(err, err_len, sn__sqlite_code(db, rc), "cannot "
+                       "record the word list: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+static int step_v4(sqlite3 *db, char *err, size_t err_len)
+{
+    int rc = exec(db, SCHEMA_V4, err, err_len);
+    return rc < 0 ? rc : put_words_stamp(db, err, err_len);
+}
+
 static const struct {
     int version; /* user_version once applied */
     const char *what;
@@ -258,6 +298,7 @@ static const struct {
     {1, "collections, documents, chunks, senses", step_v1},
     {2, "store_info with the database's id", step_v2},
     {3, "lexical index over documents, backfilled", step_v3},
+    {4, "parts of words in the lexical index, rebuilt", step_v4},
 };
 
 /* *out = the first column of sql's first row; `what` names it in the
@@ -359,5 +400,54 @@ fail:
     /* The step's error is in err; the rollback's own is not interesting. */
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* store_info 'lex_words', or "" when there is none. */
+static int words_stamp_of(sqlite3 *db, char *out, size_t len, char *err,
+                          size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM store_info "
+                                    "WHERE key = 'lex_words'",
+                                -1, &st, NULL);
+    out[0] = '\0';
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK)
+        return sn__err(err, err_len, sn__sqlite_code(db, rc), "cannot read "
+                       "the word list's name: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+int sn__schema_words(sqlite3 *db, int readonly, sn__log_fn log, void *ud,
+                     char *err, size_t err_len)
+{
+    char was[128];
+    int rc;
+
+    if ((rc = words_stamp_of(db, was, sizeof was, err, err_len)) < 0)
+        return rc;
+    if (!strcmp(was, sn__words_stamp()) || readonly)
+        return 0;
+    if ((rc = exec(db, "BEGIN IMMEDIATE", err, err_len)) < 0)
+        return rc;
+    /* another process may have rebuilt it while we waited */
+    if ((rc = words_stamp_of(db, was, sizeof was, err, err_len)) < 0)
+        goto fail;
+    if (!strcmp(was, sn__words_stamp()))
+        return exec(db, "COMMIT", err, err_len);
+    if ((rc = exec(db, "INSERT INTO documents_fts (documents_fts) "
+                       "VALUES ('rebuild')", err, err_len)) < 0 ||
+        (rc = put_words_stamp(db, err, err_len)) < 0 ||
+        (rc = exec(db, "COMMIT", err, err_len)) < 0)
+        goto fail;
+    if (log)
+        log(ud, "lexical index rebuilt: its word list was '%s', now '%s'",
+            was, sn__words_stamp());
+    return 0;
+fail:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }

@@ -280,7 +280,9 @@ int sn_senses_open(const char *db_path, sn_senses_t **out, char *err,
                       (rc = exec(s, "PRAGMA journal_mode = WAL", err,
                                  err_len)) < 0))
         goto fail_msg;
+    /* the lexical index's tokenizer: migrating to version 4 uses it */
     if ((rc = exec(s, "PRAGMA synchronous = FULL", err, err_len)) < 0 ||
+        (rc = sn__lex_register(s->db, err, err_len)) < 0 ||
         (rc = sn__schema_migrate(s->db, readonly, NULL, NULL, err,
                                  err_len)) < 0 ||
         (rc = exec(s, "PRAGMA foreign_keys = ON", err, err_len)) < 0)

@@ -1590,11 +1590,14 @@ int sn_store_open(const char *db_path, sn_store_t **out, char *err,
      * read as before. A failure only leaves reads as they were. */
     sqlite3_exec(st->db, "PRAGMA mmap_size = " SN__MMAP_SIZE, NULL, NULL,
                  NULL);
-    if ((rc = sn__schema_migrate(st->db, st->readonly, store_note, st, err,
-                                 err_len)) < 0)
+    /* the tokenizer first: migrating to version 4 indexes with it */
+    if ((rc = sn__lex_register(st->db, err, err_len)) < 0 ||
+        (rc = sn__schema_migrate(st->db, st->readonly, store_note, st, err,
+                                 err_len)) < 0 ||
+        (rc = sn__schema_words(st->db, st->readonly, store_note, st, err,
+                               err_len)) < 0)
         goto fail_msg;
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", err, err_len)) < 0 ||
-        (rc = sn__lex_register(st->db, err, err_len)) < 0 ||
         (rc = read_db_id(st, err, err_len)) < 0)
         goto fail_msg;
     fname = sqlite3_db_filename(st->db, "main");
@@ -3092,7 +3095,8 @@ static int cmp_lexdoc_score(const void *a, const void *b)
  * weight * sense_rank (BM25 with k1, b), merged into l (sorted by doc id
  * on return). */
 static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
-                     const char *match, int n_own, double k1, double b,
+                     const char *match, int n_own, int n_parts, double k1,
+                     double b,
                      double weight, const filter_t *f, lexlist_t *l,
                      char *err, size_t err_len)
 {
@@ -3107,9 +3111,10 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
      * this table (the filter's parameters are ?3 and up, at most
      * 2 * MAX_FILTER_KEYS of them) */
     if (asprintf(&sql, "SELECT t.rowid, sense_rank(%s, %.17g, %.17g, ?901, "
-                 "?902, %d) FROM %s t CROSS JOIN documents d ON d.id = t.rowid "
-                 "WHERE %s MATCH ?1 AND d.collection = ?2%s", table, k1, b,
-                 n_own, table, table, f->cond ? f->cond : "") < 0)
+                 "?902, %d, %d) FROM %s t CROSS JOIN documents d ON "
+                 "d.id = t.rowid WHERE %s MATCH ?1 AND d.collection = ?2%s",
+                 table, k1, b, n_own, n_parts, table, table,
+                 f->cond ? f->cond : "") < 0)
         return sn__err(err, err_len, -ENOMEM, "out of memory");
     rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     free(sql);
@@ -3543,19 +3548,19 @@ int sn_store_query(sn_store_t *st, const char *collection,
      * words split poorly) also takes candidates from a trigram search. */
     if (use_lex) {
         const char *p;
-        int wide = 0, n_own = 0;
+        int wide = 0, n_own = 0, n_parts = 0;
         for (p = q->text; *p; p++)
             wide |= (unsigned char)*p >= 0x80;
         if ((rc = sn__lex_match(q->text, strlen(q->text), synonyms(st),
-                                &m_words, &n_own, &m_tri, err,
+                                &m_words, &n_own, &n_parts, &m_tri, err,
                                 err_len)) < 0 ||
             (rc = sn__lex_stats(st->db, c->id, &c->lex, err, err_len)) < 0 ||
             (rc = sn__tri_query(st->db, q->text, strlen(q->text), &c->lex,
                                 &tri, err, err_len)) < 0 ||
             (rc = lex_table(st, c, "documents_fts", m_words, n_own,
-                            SN__BM25_WORD_K1, SN__BM25_WORD_B, 1.0, &f, &lex,
-                            err, err_len)) < 0 ||
-            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 0,
+                            n_parts, SN__BM25_WORD_K1, SN__BM25_WORD_B, 1.0,
+                            &f, &lex, err, err_len)) < 0 ||
+            (wide && (rc = lex_table(st, c, "documents_tri", m_tri, 0, 0,
                                      SN__BM25_TRI_K1, SN__BM25_TRI_B, 1.0, &f,
                                      &tri_nom, err, err_len)) < 0))
             goto done;

@@ -720,6 +720,133 @@ static void test_synonyms(void)
     sn_store_close(st);
 }
 
+/* ---- parts of words ------------------------------------------------------------ */
+
+/* The word list of these tests (words.c reads WordNet's index and
+ * exception files; the first field of a line is the word). */
+static void write_words(const char *wdir)
+{
+    static const char *const F[8] = {"index.noun", "index.verb", "index.adj",
+                                     "index.adv", "noun.exc", "verb.exc",
+                                     "adj.exc", "adv.exc"};
+    char path[600];
+    CHECK(mkdir(wdir, 0700) == 0);
+    for (int i = 0; i < 8; i++) {
+        snprintf(path, sizeof path, "%s/%s", wdir, F[i]);
+        FILE *f = fopen(path, "w");
+        CHECK(f != NULL);
+        if (i == 0)
+            fputs("  1 a licence line, left out\nbig n 1 0\ncache n 1 0\n"
+                  "data n 1 0\nformat n 1 0\ngene n 1 0\nrating n 1 0\n"
+                  "map n 1 0\nfile_system n 1 0\n", f);
+        if (i == 1)
+            fputs("generate v 1 0\n", f);
+        fclose(f);
+    }
+}
+
+/* "a|b|c": the parts of word, as written, '|'-separated ("" for none). */
+static void parts_are(const char *word, const char *want)
+{
+    utf8proc_int32_t cp[128];
+    sn__span_t p[SN__WORDS_MAX_PARTS];
+    char got[512] = "";
+    int n = 0, k;
+    for (const char *c = word; *c; n++)
+        c += utf8proc_iterate((const utf8proc_uint8_t *)c, -1, &cp[n]);
+    k = sn__words_split(cp, n, p, SN__WORDS_MAX_PARTS);
+    for (int i = 0; i < k; i++) {
+        size_t used = strlen(got);
+        if (i)
+            got[used++] = '|';
+        for (int j = 0; j < p[i].len; j++)
+            used += (size_t)utf8proc_encode_char(
+                cp[p[i].start + j], (utf8proc_uint8_t *)got + used);
+        got[used] = '\0';
+    }
+    if (strcmp(got, want))
+        fprintf(stderr, "parts of '%s': '%s', want '%s'\n", word, got, want);
+    CHECK_STREQ(got, want);
+}
+
+/* A glued word's parts are indexed at its position and added to a query
+ * as synonyms are: "cache" finds "BigCache", "format" finds "dataformat",
+ * and "dataformat" finds "data format" behind the document that says
+ * "dataformat"; the index still agrees with the documents after replace
+ * and delete; a part does not lengthen its document. */
+static void test_parts(void)
+{
+    parts_are("BigCache", "Big|Cache");
+    parts_are("XMLParser", "XML|Parser");
+    parts_are("pkcs11", "pkcs|11");
+    parts_are("x11", "x|11");
+    parts_are("dataformat", "data|format");
+    parts_are("DataFormat", "Data|Format");
+    parts_are("datamaps", "data|maps"); /* a plural of a listed word */
+    parts_are("generating", "");        /* "generate" + -ing, not gene|rating */
+    parts_are("bigfoo", "");            /* "foo" is not listed */
+    parts_are("Xorg", "");
+    parts_are("cache", "");
+    parts_are("데이터베이스는", "");
+    parts_are("filesystem", "");        /* only one-word lemmas are listed */
+    parts_are("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+              "aaaaBigCache", ""); /* longer than SN__WORDS_MAX_CP */
+
+    sn_store_t *st = open_db("parts.db");
+    CHECK_OK(sn_store_collection(st, "p", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    put(st, "p", "cc", "BigCache keeps many entries on the heap.", NULL, 61);
+    put(st, "p", "fmt", "Reads and writes the data format of the tool.",
+        NULL, 62);
+    put(st, "p", "glued", "The dataformat module converts tables.", NULL, 63);
+    put(st, "p", "other", "Tulips and roses in the garden.", NULL, 64);
+    put(st, "p", "heap", "Entries on the heap.", NULL, 65);
+    fts_agree(sn__store_db(st));
+
+    res_t r = run(st, "p", SN_SEARCH_LEXICAL, "cache", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(rank_of(&r, "cc"), 1);
+    CHECK_EQ(r.n, 1);
+    done(&r);
+    r = run(st, "p", SN_SEARCH_LEXICAL, "format", NULL, 1, 10, NULL, 0);
+    CHECK(rank_of(&r, "fmt") >= 1 && rank_of(&r, "glued") >= 1);
+    done(&r);
+    r = run(st, "p", SN_SEARCH_LEXICAL, "dataformat", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(rank_of(&r, "glued"), 1);
+    CHECK_EQ(rank_of(&r, "fmt"), 2);
+    /* the query's parts weigh as synonyms: below a query word */
+    CHECK(score_of(&r, "fmt") < score_of(&r, "glued"));
+    done(&r);
+    /* FTS5 counts a document's length without its parts: "heap" scores
+     * "cc" as a document of its seven words */
+    {
+        sqlite3_stmt *q;
+        CHECK(sqlite3_prepare_v2(sn__store_db(st), "SELECT sz FROM "
+                                 "documents_fts_docsize d JOIN documents t "
+                                 "ON t.id = d.id WHERE t.ext_id = 'cc'", -1,
+                                 &q, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(q) == SQLITE_ROW);
+        CHECK_EQ((int)sqlite3_column_bytes(q, 0) >= 1, 1);
+        CHECK_EQ(((const unsigned char *)sqlite3_column_blob(q, 0))[0], 7);
+        sqlite3_finalize(q);
+    }
+    /* replace and delete take the parts with them */
+    put(st, "p", "cc", "Tulips in a LittleGarden.", NULL, 66);
+    fts_agree(sn__store_db(st));
+    r = run(st, "p", SN_SEARCH_LEXICAL, "cache", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(r.n, 0);
+    done(&r);
+    r = run(st, "p", SN_SEARCH_LEXICAL, "garden", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(r.n, 2);
+    done(&r);
+    del(st, "p", "cc");
+    fts_agree(sn__store_db(st));
+    r = run(st, "p", SN_SEARCH_LEXICAL, "garden", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(r.n, 1);
+    CHECK_STREQ(r.h[0].id, "other");
+    done(&r);
+    sn_store_close(st);
+}
+
 /* ---- BM25 statistics per collection ------------------------------------------ */
 
 /* A collection's lexical scores are its own: another collection in the
@@ -945,10 +1072,131 @@ static void test_vector_exact(void)
     sn_store_close(st);
 }
 
+/* The word list's name is recorded; a database whose index was made from
+ * another list (WordNet installed or removed since) is rebuilt at open,
+ * and says so. */
+static void test_words_stamp(void)
+{
+    sn_store_t *st = open_db("stamp.db");
+    sqlite3_stmt *q;
+    CHECK_OK(sn_store_collection(st, "w", "m", D, SN_INDEX_AUTO, err,
+                                 sizeof err), err);
+    put(st, "w", "cc", "BigCache keeps many entries on the heap.", NULL, 71);
+    CHECK(sqlite3_prepare_v2(sn__store_db(st), "SELECT value FROM store_info"
+                             " WHERE key = 'lex_words'", -1, &q, NULL) ==
+          SQLITE_OK);
+    CHECK(sqlite3_step(q) == SQLITE_ROW);
+    CHECK_STREQ((const char *)sqlite3_column_text(q, 0), sn__words_stamp());
+    CHECK(strstr(sn__words_stamp(), " 8 words") != NULL);
+    sqlite3_finalize(q);
+    /* an index that another list made (here: without the document),
+     * under that list's name */
+    CHECK(sqlite3_exec(sn__store_db(st),
+                       "UPDATE store_info SET value = 'another list' "
+                       "WHERE key = 'lex_words';"
+                       "INSERT INTO documents_fts (documents_fts, rowid, text)"
+                       " SELECT 'delete', id, text FROM documents;",
+                       NULL, NULL, NULL) ==
+          SQLITE_OK);
+    res_t r = run(st, "w", SN_SEARCH_LEXICAL, "cache", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(r.n, 0);
+    done(&r);
+    sn_store_close(st);
+    memset(logbuf, 0, sizeof logbuf);
+    st = open_db("stamp.db");
+    sn_store_set_log(st, log_cb, NULL);
+    CHECK(log_has("lexical index rebuilt: its word list was 'another list'"));
+    fts_agree(sn__store_db(st));
+    r = run(st, "w", SN_SEARCH_LEXICAL, "cache", NULL, 1, 10, NULL, 0);
+    CHECK_EQ(rank_of(&r, "cc"), 1);
+    done(&r);
+    sn_store_close(st);
+    /* and once rebuilt, not again */
+    memset(logbuf, 0, sizeof logbuf);
+    st = open_db("stamp.db");
+    sn_store_set_log(st, log_cb, NULL);
+    CHECK(!log_has("lexical index rebuilt"));
+    sn_store_close(st);
+}
+
+/* A database made by the release before parts of words (schema 3,
+ * tests/data/v3-release.db, written by the store of main at commit
+ * 4accf92 with tests/data/mkrelease3.c) migrates: its word index is made
+ * again with the parts ("cache" finds "BigCache") and agrees with the
+ * documents, the word list is recorded, and the trigrams and vectors
+ * answer as before. */
+static void test_migration_v3(void)
+{
+    char from[512], to[512];
+    sn_store_t *st;
+    sqlite3_stmt *s;
+    snprintf(from, sizeof from, "%s/tests/data/v3-release.db", SN_SOURCE_DIR);
+    snprintf(to, sizeof to, "%s/v3.db", dir);
+    {
+        FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+        char buf[65536];
+        size_t n;
+        CHECK(a && b);
+        while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+            CHECK(fwrite(buf, 1, n, b) == n);
+        fclose(a);
+        CHECK(fclose(b) == 0);
+    }
+    memset(logbuf, 0, sizeof logbuf);
+    st = open_db("v3.db");
+    sn_store_set_log(st, log_cb, NULL);
+    CHECK(log_has("database migrated from schema version 3 to 4"));
+    CHECK(!log_has("lexical index rebuilt")); /* the step recorded the list */
+    sqlite3 *db = sn__store_db(st);
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) ==
+          SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    CHECK_EQ(sqlite3_column_int(s, 0), SN__SCHEMA_VERSION);
+    sqlite3_finalize(s);
+    CHECK(sqlite3_prepare_v2(db, "SELECT value FROM store_info WHERE key = "
+                             "'lex_words'", -1, &s, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    CHECK_STREQ((const char *)sqlite3_column_text(s, 0), sn__words_stamp());
+    sqlite3_finalize(s);
+    fts_agree(db);
+    res_t r = run(st, "notes", SN_SEARCH_LEXICAL, "cache", NULL, 1, 5, NULL,
+                  0);
+    CHECK_EQ(r.n, 1);
+    CHECK_STREQ(r.h[0].id, "cache");
+    done(&r);
+    r = run(st, "notes", SN_SEARCH_LEXICAL, "데이터베이스를", NULL, 1, 5,
+            NULL, 0);
+    CHECK(r.n >= 1);
+    CHECK_STREQ(r.h[0].id, "korean");
+    done(&r);
+    float v[D];
+    double sum = 0;
+    for (int i = 0; i < D; i++) { /* mkrelease3's vector of seed 2: logs */
+        v[i] = (float)sin(2 * 5.3 + i * 0.7);
+        sum += (double)v[i] * v[i];
+    }
+    for (int i = 0; i < D; i++)
+        v[i] = (float)(v[i] / sqrt(sum));
+    r = run(st, "notes", SN_SEARCH_VECTOR, NULL, v, 1, 1, NULL, 0);
+    CHECK(r.n == 1);
+    CHECK_STREQ(r.h[0].id, "logs");
+    done(&r);
+    sn_store_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/sense-test-hybrid-XXXXXX");
     CHECK(mkdtemp(dir));
+    {
+        static char wdir[300]; /* words.c keeps the pointer */
+        snprintf(wdir, sizeof wdir, "%s/words", dir);
+        write_words(wdir);
+        sn__words_use_dir(wdir);
+    }
+    test_parts();
+    test_words_stamp();
+    test_migration_v3();
     test_agree();
     test_modes();
     test_vector_exact();
