@@ -34,6 +34,7 @@ weight and with trust (its known share taken as 1: the case trust is for).
 Needs python3-numpy (Debian). Not run by ctest.
 """
 import argparse, collections, ctypes, json, math, os, re, socket, sqlite3
+import unicodedata
 import subprocess, sys, tempfile, time
 import numpy as np
 
@@ -46,16 +47,27 @@ def load(db_path, ir_dir):
     row_of = {r[0]: i for i, r in enumerate(rows)}
     S = argparse.Namespace(N=len(rows), ext=[r[1] for r in rows],
                            text=[r[2] for r in rows])
-    db.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, documents_fts, instance)")
-    post = collections.defaultdict(dict)
+    # documents_fts's tokens, made here: its tokenizer ('sense_words',
+    # index/words.c) lives in libsense, not in Python's SQLite
+    toks = [TOKEN.findall(t) for t in S.text]
+    porter = stem_map({w.casefold() for d in toks for w in d})
+    post = [collections.defaultdict(dict), collections.defaultdict(dict)]
     S.dl = np.zeros(S.N)
-    for term, doc, _, off in db.execute("SELECT term, doc, col, offset FROM temp.v"):
-        i = row_of.get(doc)
-        if i is not None:
-            post[term][i] = post[term].get(i, 0) + 1
-            S.dl[i] += 1
-    S.post = {t: (np.fromiter(d.keys(), np.int64, len(d)),
-                  np.fromiter(d.values(), float, len(d))) for t, d in post.items()}
+    for i, d in enumerate(toks):
+        S.dl[i] = len(d)
+        for w in d:
+            m = porter[w.casefold()]
+            seen = {m}
+            for k in (0, 1):
+                post[k][m][i] = post[k][m].get(i, 0) + 1
+            for p in word_parts(w):
+                st = stem_map([p.casefold()])[p.casefold()]
+                if st and st not in seen:  # index/words.c on_part
+                    seen.add(st)
+                    post[1][st][i] = post[1][st].get(i, 0) + 1
+    S.post0, S.post = [{t: (np.fromiter(d.keys(), np.int64, len(d)),
+                            np.fromiter(d.values(), float, len(d)))
+                        for t, d in pk.items()} for pk in post]
     ch = db.execute("SELECT document, vector FROM chunks WHERE collection = ? "
                     "ORDER BY document, ordinal", (cid,)).fetchall()
     S.ch_doc = np.array([row_of[r[0]] for r in ch])
@@ -87,6 +99,115 @@ def load(db_path, ir_dir):
     for i, p in enumerate(perm):
         S.half[p] = int(i >= len(qs) // 2)
     return S
+
+
+# unicode61's tokens (letters and digits), as written
+TOKEN = re.compile(r'[^\W_]+')
+_STEMS = {}
+
+
+def stem_map(words):
+    """FTS5's porter stem of each (case-folded) word, cached."""
+    new = [w for w in words if w not in _STEMS]
+    for w, st in zip(new, stems(new) if new else []):
+        _STEMS[w] = st[0] if st else ''
+    return {w: _STEMS[w] for w in words}
+
+
+_WORDS = set()
+
+
+def word_list(d):
+    """index/words.c load: the first field of each line of WordNet's index
+    and exception files that is an ASCII lower-case word."""
+    out = set()
+    for f in ('index.noun', 'index.verb', 'index.adj', 'index.adv',
+              'noun.exc', 'verb.exc', 'adj.exc', 'adv.exc'):
+        for line in open(os.path.join(d, f), encoding='latin-1'):
+            m = re.match(r'([a-z]+)[ \n]', line)
+            if m and not line.startswith(' '):
+                out.add(m.group(1))
+    return out
+
+
+def word_ok(x):
+    return x in _WORDS or (x[-1:] == 's' and x[:-1] in _WORDS) or \
+        (x[-2:] == 'es' and x[:-2] in _WORDS)
+
+
+def whole_ok(x):
+    if word_ok(x):
+        return True
+    for suf in ('ing', 'ed', 'er', 'ers', 'ly', 'able', 'ness'):
+        b = x[:-len(suf)]
+        if x.endswith(suf) and len(b) >= 3 and (
+                b in _WORDS or b + 'e' in _WORDS or
+                (len(b) > 3 and b[-1] == b[-2] and b[:-1] in _WORDS)):
+            return True
+    return False
+
+
+def _cls(ch):
+    c = unicodedata.category(ch)
+    return 'U' if c in ('Lu', 'Lt') else 'L' if c in ('Ll', 'Lm', 'Lo') else \
+        'D' if c[0] == 'N' else 'M' if c[0] == 'M' else 'O'
+
+
+def word_parts(w):
+    """index/words.c sn__words_split: camel case and digits, then a
+    compound of two listed words."""
+    n = len(w)
+    if n < 2 or n > 64:
+        return []
+    segs, start = [], 0
+    for i in range(1, n + 1):
+        cut = i == n
+        if not cut:
+            a, b, j = _cls(w[i - 1]), _cls(w[i]), i - 1
+            while a == 'M' and j > 0:
+                a, j = _cls(w[j - 1]), j - 1
+            if b == 'M':
+                continue
+            cut = (a == 'D') != (b == 'D') or (a == 'L' and b == 'U') or \
+                (a == 'U' and b == 'U' and i + 1 < n and _cls(w[i + 1]) == 'L')
+        if cut:
+            segs.append(w[start:i])
+            start = i
+    out = []
+
+    def add(p):
+        key = lambda x: x.lower() if x.isascii() else x
+        if p and len(p) != n and key(p) not in [key(x) for x in out]:
+            out.append(p)
+    if len(segs) > 1:
+        for x in segs:
+            add(x)
+    lw = w.lower()
+    if _WORDS and w.isascii() and w.isalpha() and n >= 6 and not whole_ok(lw):
+        best, at = 0, 0
+        for i in range(3, n - 2):
+            if min(i, n - i) > best and word_ok(lw[:i]) and word_ok(lw[i:]):
+                best, at = min(i, n - i), i
+        if best:
+            add(w[:at])
+            add(w[at:])
+    return out if len(out) >= 2 else []
+
+
+def query_parts(S):
+    """lexical.c add_parts: each query word's parts, after the query's own
+    words, each once (case-folded), as stems."""
+    out = []
+    for text in S.qtext:
+        seen = set(w.casefold() for w in TOKEN.findall(text))
+        ps = []
+        for w in TOKEN.findall(text):
+            for p in word_parts(w):
+                if p.casefold() not in seen:
+                    seen.add(p.casefold())
+                    ps.append(stem_map([p.casefold()])[p.casefold()])
+        out.append([p for p in ps if p])
+    return out
 
 
 def stems(texts):
@@ -181,18 +302,23 @@ def idf(N, df):
     return np.maximum(np.log(1 + (N - df + 0.5) / (df + 0.5)), 1e-6)
 
 
-def words(S, q, k1, b, w_syn=0.0):
+def words(S, q, k1, b, w_syn=0.0, w_parts=None):
+    """w_parts None: the index without parts (schema 3) and no query
+    parts; else the index with them and the query's parts at w_parts."""
     s, ideal = np.zeros(S.N), 0.0
     norm = k1 * (1 - b + b * S.dl / S.dl.mean())
+    post = S.post0 if w_parts is None else S.post
+    parts = S.qparts[q] if w_parts is not None else []
     syn = S.qsyn[q] if w_syn else []
-    for i, t in enumerate(S.qtok[q] + syn):
-        p = S.post.get(t)
+    n_own = len(S.qtok[q])
+    for i, t in enumerate(S.qtok[q] + parts + syn):
+        p = post.get(t)
         w = float(idf(S.N, len(p[0]) if p else 0))
-        own = i < len(S.qtok[q])
-        ideal += w if own else 0  # a synonym adds, never dilutes
+        ideal += w if i < n_own else 0  # a synonym or part adds, never dilutes
+        weight = 1 if i < n_own else w_parts if i < n_own + len(parts) else w_syn
         if p:
             d, tf = p
-            s[d] += (1 if own else w_syn) * w * tf * (k1 + 1) / (tf + norm[d])
+            s[d] += weight * w * tf * (k1 + 1) / (tf + norm[d])
     return s / ideal if ideal > 0 else s
 
 
@@ -261,8 +387,11 @@ def main():
     ap.add_argument('--unk-id', type=int, default=0,
                     help="the model's unknown token (the default model's: 0)")
     a = ap.parse_args()
+    if a.wordnet != 'none':
+        _WORDS.update(word_list(a.wordnet))
     S = load(a.db, a.dir)
     S.qsyn = synonyms(S, wordnet(a.wordnet)) if a.wordnet != 'none' else [[] for _ in S.qtext]
+    S.qparts = query_parts(S)
     qv, known = embed(a.sensed, a.model, S.qtext, a.unk_id)
     V = best_chunk(S, qv)
     nq = len(S.qtext)
@@ -288,7 +417,12 @@ def main():
         report(S, Ls, 'lexical, synonyms W_S %.2f' % ws)
         report(S, [Ls[q] + 0.4 * known[q] * trust(Ls[q], V[q]) * V[q] for q in range(nq)],
                'hybrid, synonyms W_S %.2f' % ws)
-    Ls = [words(S, q, 0.6, 0.75, 0.35) + Tq[0.5][q] for q in range(nq)]
+    for wp in (0.25, 0.35, 0.5):  # index/words.c: parts of words, weighed as synonyms
+        Ls = [words(S, q, 0.6, 0.75, 0.35, wp) + Tq[0.5][q] for q in range(nq)]
+        report(S, Ls, 'lexical, synonyms, parts W_P %.2f' % wp)
+        report(S, [Ls[q] + 0.4 * known[q] * trust(Ls[q], V[q]) * V[q] for q in range(nq)],
+               'hybrid, synonyms, parts W_P %.2f' % wp)
+    Ls = [words(S, q, 0.6, 0.75, 0.35, 0.35) + Tq[0.5][q] for q in range(nq)]
     either = top10_either(S, Ls, V)
     print('either list\'s top 10 (an oracle picking a list per query): R@10 %.3f | A %.3f | B %.3f' % (
         either.mean(), either[S.half == 0].mean(), either[S.half == 1].mean()))
