@@ -792,6 +792,31 @@ static void test_parts(void)
     parts_are("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
               "aaaaBigCache", ""); /* longer than SN__WORDS_MAX_CP */
 
+    /* any word: the parts lie inside it, none is empty or the whole, no
+     * two are the same, and there are never more than max */
+    {
+        static const utf8proc_int32_t pool[] = {
+            'a', 'b', 'd', 'g', 'm', 'B', 'C', 'X', '1', '7', 0xe9, 0xc9,
+            0xd55c, 0x0301, 0x0663, 0x1f600, 'f', 'o', 'r', 't'};
+        uint64_t seed = 0x5eed;
+        utf8proc_int32_t w[80];
+        sn__span_t p[4];
+        for (int it = 0; it < 20000; it++) {
+            int n = 1 + (int)(check_urand(&seed) * 70);
+            for (int i = 0; i < n; i++)
+                w[i] = pool[(int)(check_urand(&seed) *
+                                  (sizeof pool / sizeof *pool))];
+            int max = 1 + it % 4, k = sn__words_split(w, n, p, max);
+            CHECK(k == 0 || (k >= 2 && k <= max));
+            for (int i = 0; i < k; i++) {
+                CHECK(p[i].start >= 0 && p[i].len >= 1 && p[i].len < n &&
+                      p[i].start + p[i].len <= n);
+                for (int j = 0; j < i; j++)
+                    CHECK(p[j].start != p[i].start || p[j].len != p[i].len);
+            }
+        }
+    }
+
     sn_store_t *st = open_db("parts.db");
     CHECK_OK(sn_store_collection(st, "p", "m", D, SN_INDEX_AUTO, err,
                                  sizeof err), err);
