@@ -75,4 +75,17 @@ static inline double check_urand(uint64_t *state)
     return (double)(*state >> 11) / 9007199254740992.0;
 }
 
+/* Copy the file `from` to `to` (made or truncated), every byte, or fail. */
+static inline void check_copy_file(const char *from, const char *to)
+{
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    CHECK(a && b);
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        CHECK(fwrite(buf, 1, n, b) == n);
+    fclose(a);
+    CHECK(fclose(b) == 0);
+}
+
 #endif

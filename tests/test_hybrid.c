@@ -324,22 +324,36 @@ static void test_kill(void)
 
 /* ---- migration of the last release's database ----------------------------------- */
 
+/* The unit vector sin(a + i * b), i < D: how tests/data/mkrelease*.c drew
+ * the vectors of their databases. */
+static void release_vec(float *v, double a, double b)
+{
+    double sum = 0;
+    for (int i = 0; i < D; i++) {
+        v[i] = (float)sin(a + i * b);
+        sum += (double)v[i] * v[i];
+    }
+    for (int i = 0; i < D; i++)
+        v[i] = (float)(v[i] / sqrt(sum));
+}
+
+/* The first result of a search of the migrated collection "notes". */
+static void top_is(sn_store_t *st, sn_search_mode_t mode, const char *text,
+                   const float *vec, const char *id)
+{
+    res_t r = run(st, "notes", mode, text, vec, 1, 5, NULL, 0);
+    CHECK(r.n >= 1);
+    CHECK_STREQ(r.h[0].id, id);
+    done(&r);
+}
+
 static void test_migration(void)
 {
     char from[512], to[512];
     sn_store_t *st;
     snprintf(from, sizeof from, "%s/tests/data/v2-release.db", SN_SOURCE_DIR);
     snprintf(to, sizeof to, "%s/v2.db", dir);
-    {
-        FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-        char buf[65536];
-        size_t n;
-        CHECK(a && b);
-        while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-            CHECK(fwrite(buf, 1, n, b) == n);
-        fclose(a);
-        CHECK(fclose(b) == 0);
-    }
+    check_copy_file(from, to);
     st = open_db("v2.db");
     sqlite3 *db = sn__store_db(st);
     sqlite3_stmt *s;
@@ -350,29 +364,12 @@ static void test_migration(void)
     sqlite3_finalize(s);
     fts_agree(db);
     /* backfilled: the old documents are found by their words */
-    res_t r = run(st, "notes", SN_SEARCH_LEXICAL, "rivers bank", NULL, 1, 5,
-                  NULL, 0);
-    CHECK(r.n >= 1);
-    CHECK_STREQ(r.h[0].id, "river");
-    done(&r);
-    r = run(st, "notes", SN_SEARCH_LEXICAL, "데이터베이스를", NULL, 1, 5,
-            NULL, 0);
-    CHECK(r.n >= 1);
-    CHECK_STREQ(r.h[0].id, "korean-db");
-    done(&r);
+    top_is(st, SN_SEARCH_LEXICAL, "rivers bank", NULL, "river");
+    top_is(st, SN_SEARCH_LEXICAL, "데이터베이스를", NULL, "korean-db");
     /* and the old vectors still answer */
     float v[D];
-    double sum = 0;
-    for (int i = 0; i < D; i++) { /* mkv1's vector of seed 2: python */
-        v[i] = (float)sin(2 * 7.1 + i * 1.3);
-        sum += (double)v[i] * v[i];
-    }
-    for (int i = 0; i < D; i++)
-        v[i] = (float)(v[i] / sqrt(sum));
-    r = run(st, "notes", SN_SEARCH_VECTOR, NULL, v, 1, 1, NULL, 0);
-    CHECK(r.n == 1);
-    CHECK_STREQ(r.h[0].id, "python");
-    done(&r);
+    release_vec(v, 2 * 7.1, 1.3); /* mkrelease.c's vector of seed 2: python */
+    top_is(st, SN_SEARCH_VECTOR, NULL, v, "python");
     /* new writes keep both in step */
     {
         float w[D];
@@ -1157,16 +1154,7 @@ static void test_migration_v3(void)
     sqlite3_stmt *s;
     snprintf(from, sizeof from, "%s/tests/data/v3-release.db", SN_SOURCE_DIR);
     snprintf(to, sizeof to, "%s/v3.db", dir);
-    {
-        FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-        char buf[65536];
-        size_t n;
-        CHECK(a && b);
-        while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-            CHECK(fwrite(buf, 1, n, b) == n);
-        fclose(a);
-        CHECK(fclose(b) == 0);
-    }
+    check_copy_file(from, to);
     memset(logbuf, 0, sizeof logbuf);
     st = open_db("v3.db");
     sn_store_set_log(st, log_cb, NULL);
@@ -1189,23 +1177,10 @@ static void test_migration_v3(void)
     CHECK_EQ(r.n, 1);
     CHECK_STREQ(r.h[0].id, "cache");
     done(&r);
-    r = run(st, "notes", SN_SEARCH_LEXICAL, "데이터베이스를", NULL, 1, 5,
-            NULL, 0);
-    CHECK(r.n >= 1);
-    CHECK_STREQ(r.h[0].id, "korean");
-    done(&r);
+    top_is(st, SN_SEARCH_LEXICAL, "데이터베이스를", NULL, "korean");
     float v[D];
-    double sum = 0;
-    for (int i = 0; i < D; i++) { /* mkrelease3's vector of seed 2: logs */
-        v[i] = (float)sin(2 * 5.3 + i * 0.7);
-        sum += (double)v[i] * v[i];
-    }
-    for (int i = 0; i < D; i++)
-        v[i] = (float)(v[i] / sqrt(sum));
-    r = run(st, "notes", SN_SEARCH_VECTOR, NULL, v, 1, 1, NULL, 0);
-    CHECK(r.n == 1);
-    CHECK_STREQ(r.h[0].id, "logs");
-    done(&r);
+    release_vec(v, 2 * 5.3, 0.7); /* mkrelease3.c's vector of seed 2: logs */
+    top_is(st, SN_SEARCH_VECTOR, NULL, v, "logs");
     sn_store_close(st);
 }
 

@@ -129,18 +129,6 @@ static void rm_db(const char *name)
     }
 }
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[65536];
-    size_t n;
-    CHECK(a && b);
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-        CHECK(fwrite(buf, 1, n, b) == n);
-    fclose(a);
-    CHECK(fclose(b) == 0);
-}
-
 static unsigned mode_of(const char *name)
 {
     char path[512];
@@ -241,7 +229,7 @@ static void test_db_restored(int hnsw)
 
     path_of(db, sizeof db, name);
     snprintf(backup, sizeof backup, "%s.bak", db);
-    copy_file(db, backup);
+    check_copy_file(db, backup);
 
     st = open_db(name);
     add_docs(st, "c", "b", 3, 3, 300); /* chunks #4..#6 */
@@ -249,7 +237,7 @@ static void test_db_restored(int hnsw)
     sn_store_close(st); /* the index file now holds #1..#6 */
 
     rm_db(name);
-    copy_file(backup, db);
+    check_copy_file(backup, db);
     /* right after the restore: the file has chunks the database never
      * had, and their ids will be handed out again */
     st = open_db(name);
@@ -264,7 +252,7 @@ static void test_db_restored(int hnsw)
 
     /* restored, written, and only then the index loaded */
     rm_db(name);
-    copy_file(backup, db);
+    check_copy_file(backup, db);
     st = open_db(name);
     add_docs(st, "c", "f", 3, 3, 500);
     for (int i = 3; i < 6; i++) {

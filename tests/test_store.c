@@ -222,18 +222,6 @@ static void check_top1(sn_store_t *st, const char *coll, const char *model,
     sn_hits_free(h, n);
 }
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-    char buf[65536];
-    size_t n;
-    CHECK(a && b);
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-        CHECK(fwrite(buf, 1, n, b) == n);
-    fclose(a);
-    CHECK(fclose(b) == 0);
-}
-
 static long file_size(const char *path)
 {
     struct stat sb;
@@ -614,7 +602,7 @@ static void test_persistence(sn_index_kind_t kind, const char *name)
              (long long)coll_id);
     snprintf(backup, sizeof backup, "%s.bak", idx);
     CHECK(file_size(idx) > 0);
-    copy_file(idx, backup);
+    check_copy_file(idx, backup);
 
     /* more writes after the copy: N more documents, 50 deleted, one
      * replaced */
@@ -632,7 +620,7 @@ static void test_persistence(sn_index_kind_t kind, const char *name)
     sn_store_close(st);
 
     /* the crash: the index file is the old copy, SQLite has everything */
-    copy_file(backup, idx);
+    check_copy_file(backup, idx);
     st = open_db("persist.db");
     check_top1(st, name, "m", v + (size_t)(N + 7) * D, "d307");
     if (!log_has("behind"))
