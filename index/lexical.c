@@ -291,7 +291,8 @@ int sn__lex_register(sqlite3 *db, char *err, size_t err_len)
         rc = sn__words_register(api);
     if (rc != SQLITE_OK)
         return sn__err(err, err_len, sn__sqlite_code(db, rc), "cannot "
-                       "register sense_rank: %s", sqlite3_errstr(rc));
+                       "register sense_rank and sense_words: %s",
+                       sqlite3_errstr(rc));
     return 0;
 }
 

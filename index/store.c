@@ -3096,9 +3096,8 @@ static int cmp_lexdoc_score(const void *a, const void *b)
  * on return). */
 static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
                      const char *match, int n_own, int n_parts, double k1,
-                     double b,
-                     double weight, const filter_t *f, lexlist_t *l,
-                     char *err, size_t err_len)
+                     double b, double weight, const filter_t *f,
+                     lexlist_t *l, char *err, size_t err_len)
 {
     char *sql = NULL;
     sqlite3_stmt *s = NULL;
