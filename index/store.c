@@ -111,6 +111,15 @@ enum {
     "SELECT c.id, c.vector FROM chunks c JOIN documents d "                  \
     "ON d.id = c.document WHERE c.collection = ?2"
 
+
+/* qsort, for arrays that may be empty: an empty one's pointer is NULL
+ * here, and qsort's may not be (C11 7.22.5). */
+static void sort_n(void *v, size_t n, size_t size,
+                   int (*cmp)(const void *, const void *))
+{
+    if (n)
+        qsort(v, n, size, cmp);
+}
 static const char *const SQL[N_QUERIES] = {
     [Q_COLL_BY_NAME] = "SELECT id, model_id, dim, index_kind, created FROM "
                        "collections WHERE name = ?1",
@@ -1409,7 +1418,7 @@ static void apply_change(sn_store_t *st, coll_t *c, const int64_t *added,
     if (!c->ann || c->stale)
         return;
     if (removed->n)
-        qsort(removed->v, (size_t)removed->n, sizeof *removed->v, cmp_i64);
+        sort_n(removed->v, (size_t)removed->n, sizeof *removed->v, cmp_i64);
     if (n_added) {
         ids = malloc((size_t)n_added * sizeof *ids);
         buf = malloc((size_t)n_added * c->dim * sizeof *buf);
@@ -2743,7 +2752,7 @@ static int exact_scan(sn_store_t *st, const coll_t *c, const filter_t *f,
         rc = db_fail(st, rc, err, err_len, "cannot scan chunks");
         goto fail;
     }
-    qsort(hp, (size_t)n, sizeof *hp, cmp_cand_desc);
+    sort_n(hp, (size_t)n, sizeof *hp, cmp_cand_desc);
     for (int64_t i = 0; i < n; i++)
         if ((rc = take_hit(st, hit_q, hp[i].id, hp[i].score, h, err,
                            err_len)) < 0)
@@ -2818,7 +2827,7 @@ static int rerank(sn_store_t *st, const coll_t *c, const float *q,
         sqlite3_reset(s);
     }
     rc = 0;
-    qsort(cd, (size_t)m, sizeof *cd, cmp_cand_desc);
+    sort_n(cd, (size_t)m, sizeof *cd, cmp_cand_desc);
     for (int64_t i = 0; i < n; i++) {
         scores[i] = i < m ? cd[i].score : -INFINITY;
         labels[i] = i < m ? cd[i].id : -1;
@@ -3153,7 +3162,7 @@ static int lex_table(sn_store_t *st, const coll_t *c, const char *table,
     /* merge the new rows into the old (both sorted by doc id); no rows
      * at all leaves l->v NULL, which qsort must not see (UBSan) */
     if (l->n > 1)
-        qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_lexdoc_id);
+        sort_n(l->v, (size_t)l->n, sizeof *l->v, cmp_lexdoc_id);
     {
         int64_t w = 0;
         for (int64_t i = 0; i < l->n; i++) {
@@ -3327,10 +3336,10 @@ static int fuse_trust(const fusedv_t *r, float *trust)
     if (!(tmp = malloc((size_t)r->n * sizeof *tmp)))
         return -ENOMEM;
     memcpy(tmp, r->v, (size_t)r->n * sizeof *tmp);
-    qsort(tmp, (size_t)r->n, sizeof *tmp, cmp_fused_lex);
+    sort_n(tmp, (size_t)r->n, sizeof *tmp, cmp_fused_lex);
     n_l = top_docs(tmp, r->n, top_l, SN__FUSE_AGREE);
     best = tmp[0].lex > 0 ? tmp[0].lex : 0;
-    qsort(tmp, (size_t)r->n, sizeof *tmp, cmp_fused_vec);
+    sort_n(tmp, (size_t)r->n, sizeof *tmp, cmp_fused_vec);
     n_v = top_docs(tmp, r->n, top_v, SN__FUSE_AGREE);
     free(tmp);
     for (int i = 0; i < n_l; i++)
@@ -3571,7 +3580,7 @@ int sn_store_query(sn_store_t *st, const char *collection,
             if (!top)
                 goto oom;
             memcpy(top, l->v, (size_t)l->n * sizeof *top);
-            qsort(top, (size_t)l->n, sizeof *top, cmp_lexdoc_score);
+            sort_n(top, (size_t)l->n, sizeof *top, cmp_lexdoc_score);
             for (int64_t i = 0; i < l->n && i < n_cand; i++)
                 if (ids_push(&docs, top[i].doc) < 0) {
                     free(top);
@@ -3596,7 +3605,7 @@ int sn_store_query(sn_store_t *st, const char *collection,
                 goto oom;
     }
     /* Each candidate once, scored by everything the mode uses. */
-    qsort(docs.v, (size_t)docs.n, sizeof *docs.v, cmp_i64);
+    sort_n(docs.v, (size_t)docs.n, sizeof *docs.v, cmp_i64);
     for (int64_t i = 0; i < docs.n; i++) {
         if (i && docs.v[i] == docs.v[i - 1])
             continue;
@@ -3632,7 +3641,7 @@ int sn_store_query(sn_store_t *st, const char *collection,
             if (res.v[i].ordinal >= 0 && !isnan(res.v[i].vec))
                 res.v[i].score = res.v[i].lex + w_vec * trust * res.v[i].vec;
     }
-    qsort(res.v, (size_t)res.n, sizeof *res.v, cmp_fused);
+    sort_n(res.v, (size_t)res.n, sizeof *res.v, cmp_fused);
     n_hits = res.n < q->k ? (int)res.n : q->k;
     if (n_hits && !(hits = calloc((size_t)n_hits, sizeof *hits)))
         goto oom;
