@@ -41,6 +41,9 @@
  *      rebuilt. store_info 'lex_words' names the word list the parts came
  *      from (sn__schema_words). Every connection that writes documents
  *      registers the tokenizer (sn__lex_register) before it migrates.
+ *      Other programs (the sqlite3 shell) still read every table, but
+ *      cannot query documents_fts or write documents (its triggers
+ *      tokenize): "no such tokenizer: sense_words".
  *
  * Invariants of version 1, relied on by store.c:
  *   - chunks.id is AUTOINCREMENT: never reused, so a faiss index built at
