@@ -28,6 +28,10 @@ int sn__path_join(char *buf, size_t buf_len, const char *dir,
 
 int sn__file_exists(const char *path);
 
+/* 64-bit FNV-1a of p[0..n), continuing from h (SN__FNV64_BASIS to start). */
+#define SN__FNV64_BASIS 0xcbf29ce484222325ull
+uint64_t sn__fnv1a64(uint64_t h, const void *p, size_t n);
+
 /* ---- safetensors.c ------------------------------------------------------ */
 
 #define SN_ST_MAX_HEADER (100u << 20) /* 100 MiB of JSON header at most */

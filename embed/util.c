@@ -25,6 +25,13 @@ int sn__err(char *err, size_t err_len, int code, const char *fmt, ...)
     return code;
 }
 
+uint64_t sn__fnv1a64(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
 int sn__read_file(const char *path, size_t max_len, char **out, size_t *len,
                   char *err, size_t err_len)
 {

@@ -549,17 +549,12 @@ static void coll_free(coll_t *c)
 static uint64_t coll_tag(const coll_t *c)
 {
     char tail[64];
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = SN__FNV64_BASIS;
     const char *parts[3] = {c->name, c->model_id, tail};
 
     snprintf(tail, sizeof tail, "%d/%lld", c->dim, (long long)c->created);
-    for (int i = 0; i < 3; i++)
-        for (const unsigned char *p = (const unsigned char *)parts[i];;
-             p++) {
-            h = (h ^ *p) * 0x100000001b3ull;
-            if (!*p)
-                break;
-        }
+    for (int i = 0; i < 3; i++) /* each with its NUL */
+        h = sn__fnv1a64(h, parts[i], strlen(parts[i]) + 1);
     return h;
 }
 
