@@ -48,9 +48,11 @@ int sn__vocab_set(sn__vocab_t *v, int32_t id, const char *s, size_t len)
     return 0;
 }
 
-int sn__vocab_build(sn__vocab_t *v)
+/* The number of distinct pieces, or an error. */
+static int build(sn__vocab_t *v, int repeats)
 {
     uint32_t n = 16;
+    int distinct = 0;
     while (n < 2u * (uint32_t)v->n_pieces)
         n <<= 1;
     free(v->slots);
@@ -66,13 +68,30 @@ int sn__vocab_build(sn__vocab_t *v)
         size_t len = strlen(s);
         uint32_t i = fnv1a(s, len) & (n - 1);
         while (v->slots[i] >= 0) {
-            if (strcmp(v->pieces[v->slots[i]], s) == 0)
-                return SN_ECORRUPT; /* duplicate piece */
+            if (strcmp(v->pieces[v->slots[i]], s) == 0) {
+                if (!repeats)
+                    return SN_ECORRUPT; /* duplicate piece */
+                break; /* the first id keeps it */
+            }
             i = (i + 1) & (n - 1);
         }
-        v->slots[i] = id;
+        if (v->slots[i] < 0) {
+            v->slots[i] = id;
+            distinct++;
+        }
     }
-    return 0;
+    return distinct;
+}
+
+int sn__vocab_build(sn__vocab_t *v)
+{
+    int rc = build(v, 0);
+    return rc < 0 ? rc : 0;
+}
+
+int sn__vocab_build_set(sn__vocab_t *v)
+{
+    return build(v, 1);
 }
 
 int32_t sn__vocab_find(const sn__vocab_t *v, const char *s, size_t len)

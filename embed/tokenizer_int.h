@@ -38,6 +38,9 @@ int sn__vocab_init(sn__vocab_t *v, int n_pieces); /* pieces zeroed */
 /* Set piece `id` (copies `len` bytes); call sn__vocab_build() after all. */
 int sn__vocab_set(sn__vocab_t *v, int32_t id, const char *s, size_t len);
 int sn__vocab_build(sn__vocab_t *v); /* SN_ECORRUPT on duplicate pieces */
+/* The same for a set of strings: a repeated piece keeps its first id.
+ * Returns the number of distinct pieces, or an error. */
+int sn__vocab_build_set(sn__vocab_t *v);
 int32_t sn__vocab_find(const sn__vocab_t *v, const char *s, size_t len);
 void sn__vocab_free(sn__vocab_t *v);
 

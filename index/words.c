@@ -45,7 +45,7 @@
  *
  * Workload: every token of every document stored (one pass over its code
  * points; a few hash lookups for a long ASCII word), every word of a
- * query. The word list is read once a process (~20 ms), at the first
+ * query. The word list is read once a process (~25 ms), at the first
  * tokenizer made, and never changes after.
  */
 #include <ctype.h>
@@ -59,90 +59,59 @@
 
 #include "embed_int.h"
 #include "store_int.h"
+#include "tokenizer_int.h"
 #include "sense/wordnet.h"
 
 /* ---- the word list ------------------------------------------------------- */
 
-typedef struct {
-    char **slot; /* open addressing, power-of-two size; NULL: empty */
-    size_t mask, n;
-    char *text;  /* every word, NUL-terminated, back to back */
+/* The words, in the tokenizers' vocabulary hash (their ids unused); built
+ * once, read-only after. */
+static struct {
+    sn__vocab_t set;
     char stamp[96];
-} words_t;
-
-static words_t g_words;
+} g_words;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static const char *g_dir = SN_WORDNET_DIR;
 
-static uint64_t fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
 static int has(const char *s, size_t n)
 {
-    if (!g_words.slot || n == 0)
-        return 0;
-    for (size_t i = fnv(s, n) & g_words.mask;; i = (i + 1) & g_words.mask) {
-        const char *w = g_words.slot[i];
-        if (!w)
-            return 0;
-        if (!strncmp(w, s, n) && !w[n])
-            return 1;
-    }
+    return sn__vocab_find(&g_words.set, s, n) >= 0;
 }
 
-static void put(char *w)
-{
-    size_t n = strlen(w), i;
-    if (has(w, n))
-        return;
-    for (i = fnv(w, n) & g_words.mask; g_words.slot[i];
-         i = (i + 1) & g_words.mask)
-        ;
-    g_words.slot[i] = w;
-    g_words.n++;
-}
+typedef struct {
+    const char *s;
+    size_t n;
+} word_t;
 
-/* The first field of each line of dir/name that is an ASCII lower-case
- * word (WordNet's index files: the lemma; exception files: the inflected
- * form), appended to *buf; lines starting with a space (the licence) and
- * multi-word lemmas ("file_system") are left out. */
-static int read_list(const char *dir, const char *name, char **buf,
-                     size_t *len, size_t *cap)
+/* The first field of each line of buf that is an ASCII lower-case word
+ * (WordNet's index files: the lemma; exception files: the inflected form),
+ * appended to *w; lines starting with a space (the licence) and multi-word
+ * lemmas ("file_system") are left out. *h hashes each word and its NUL,
+ * in file order. */
+static int list_words(const char *buf, size_t len, word_t **w, size_t *n,
+                      size_t *cap, uint64_t *h)
 {
-    char path[1024], line[4096];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!(f = fopen(path, "r")))
-        return -errno;
-    while (fgets(line, sizeof line, f)) {
-        size_t n = 0;
-        if (line[0] == ' ')
-            continue;
-        while (line[n] >= 'a' && line[n] <= 'z')
-            n++;
-        if (n == 0 || (line[n] != ' ' && line[n] != '\n'))
-            continue;
-        if (*len + n + 1 > *cap) {
-            size_t c = *cap ? *cap * 2 : 1 << 20;
-            char *nb = realloc(*buf, c);
-            if (!nb) {
-                fclose(f);
-                return -ENOMEM;
+    for (size_t i = 0; i < len;) {
+        size_t k = 0;
+        const char *eol = memchr(buf + i, '\n', len - i);
+        size_t end = eol ? (size_t)(eol - buf) : len;
+        while (buf[i] != ' ' && i + k < end && buf[i + k] >= 'a' &&
+               buf[i + k] <= 'z')
+            k++;
+        if (k && (i + k == end || buf[i + k] == ' ')) {
+            if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 1 << 17;
+                word_t *nw = realloc(*w, c * sizeof *nw);
+                if (!nw)
+                    return -ENOMEM;
+                *w = nw;
+                *cap = c;
             }
-            *buf = nb;
-            *cap = c;
+            (*w)[(*n)++] = (word_t){buf + i, k};
+            *h = sn__fnv1a64(sn__fnv1a64(*h, buf + i, k), "", 1);
         }
-        memcpy(*buf + *len, line, n);
-        (*buf)[*len + n] = '\0';
-        *len += n + 1;
+        i = end + 1;
     }
-    fclose(f);
     return 0;
 }
 
@@ -151,33 +120,37 @@ static void load(void)
     static const char *files[] = {"index.noun", "index.verb", "index.adj",
                                   "index.adv",  "noun.exc",   "verb.exc",
                                   "adj.exc",    "adv.exc"};
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n = 0, size = 1;
-    uint64_t h;
+    enum { N_FILES = sizeof files / sizeof *files };
+    char *buf[N_FILES] = {0}, path[4096];
+    size_t len[N_FILES], n = 0, cap = 0;
+    word_t *w = NULL;
+    uint64_t h = SN__FNV64_BASIS;
+    int rc = 0;
 
     snprintf(g_words.stamp, sizeof g_words.stamp,
              "sense_words 1: no word list");
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-        if (read_list(g_dir, files[i], &buf, &len, &cap) < 0) {
-            free(buf); /* all or none: a part of the list is another list */
-            return;
-        }
-    for (size_t i = 0; i < len; i++)
-        n += buf[i] == '\0';
-    while (size < 2 * n)
-        size *= 2;
-    if (!n || !(g_words.slot = calloc(size, sizeof *g_words.slot))) {
-        free(buf);
-        return;
+    /* all or none: a part of the list is another list */
+    for (int i = 0; i < N_FILES && rc == 0; i++)
+        if ((rc = sn__path_join(path, sizeof path, g_dir, files[i])) == 0 &&
+            (rc = sn__read_file(path, SN_WORDNET_MAX_FILE, &buf[i], &len[i],
+                                NULL, 0)) == 0)
+            rc = list_words(buf[i], len[i], &w, &n, &cap, &h);
+    if (rc == 0 && n) {
+        rc = sn__vocab_init(&g_words.set, (int)n);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = sn__vocab_set(&g_words.set, (int32_t)i, w[i].s, w[i].n);
+        if (rc == 0)
+            rc = sn__vocab_build_set(&g_words.set); /* a word in two lists */
+        if (rc > 0)
+            snprintf(g_words.stamp, sizeof g_words.stamp,
+                     "sense_words 1: %d words, fnv %016llx", rc,
+                     (unsigned long long)h);
+        else
+            sn__vocab_free(&g_words.set); /* out of memory: no list */
     }
-    g_words.mask = size - 1;
-    g_words.text = buf;
-    for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
-        put(buf + i);
-    h = fnv(buf, len);
-    snprintf(g_words.stamp, sizeof g_words.stamp,
-             "sense_words 1: %zu words, fnv %016llx", g_words.n,
-             (unsigned long long)h);
+    free(w);
+    for (int i = 0; i < N_FILES; i++)
+        free(buf[i]);
 }
 
 void sn__words_use_dir(const char *dir)
@@ -308,7 +281,7 @@ int sn__words_split(const utf8proc_int32_t *cp, int n, sn__span_t *parts,
         }
         low[i] = (char)tolower((int)cp[i]);
     }
-    if (ascii && g_words.slot && n >= 2 * SN__WORDS_MIN_PART &&
+    if (ascii && g_words.set.n_slots && n >= 2 * SN__WORDS_MIN_PART &&
         !whole_ok(low, (size_t)n)) {
         int best = 0, at = 0;
         for (int i = SN__WORDS_MIN_PART; i <= n - SN__WORDS_MIN_PART; i++) {
