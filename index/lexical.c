@@ -510,38 +510,25 @@ static int decode(const char *s, size_t len, utf8proc_int32_t *cp)
     return n;
 }
 
-/* Each word (a run of word characters) of cp[0..n) as a term of e. */
-static int add_words(expr_t *e, const utf8proc_int32_t *cp, int n)
+/* Each word (a run of word characters) of cp[0..n) as a term of e; with
+ * parts, each word's parts instead (words.c: "BigCache" -> "Big",
+ * "Cache"), which a document matches where it holds them apart or glued
+ * in another word (the index holds a glued word's parts at its place). */
+static int add_words(expr_t *e, const utf8proc_int32_t *cp, int n,
+                     int parts)
 {
-    int rc;
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j < n && word_char(cp[j]))
-            j++;
-        if (j > i && (rc = expr_term(e, cp + i, j - i)) < 0)
-            return rc;
-        i = j > i ? j : i + 1;
-    }
-    return 0;
-}
-
-/* Each word's parts (words.c: "BigCache" -> "Big", "Cache") as terms of
- * e, after the words: a document that holds the parts apart, or glued in
- * another word, matches them (the index holds a glued word's parts at its
- * position). */
-static int add_parts(expr_t *e, const utf8proc_int32_t *cp, int n)
-{
-    sn__span_t parts[SN__WORDS_MAX_PARTS];
+    sn__span_t p[SN__WORDS_MAX_PARTS];
     int rc, k;
     for (int i = 0; i < n;) {
         int j = i;
         while (j < n && word_char(cp[j]))
             j++;
-        k = j > i ? sn__words_split(cp + i, j - i, parts,
-                                    SN__WORDS_MAX_PARTS) : 0;
-        for (int p = 0; p < k; p++)
-            if ((rc = expr_term(e, cp + i + parts[p].start,
-                                parts[p].len)) < 0)
+        if (j > i && !parts && (rc = expr_term(e, cp + i, j - i)) < 0)
+            return rc;
+        k = j > i && parts ? sn__words_split(cp + i, j - i, p,
+                                             SN__WORDS_MAX_PARTS) : 0;
+        for (int q = 0; q < k; q++)
+            if ((rc = expr_term(e, cp + i + p[q].start, p[q].len)) < 0)
                 return rc;
         i = j > i ? j : i + 1;
     }
@@ -566,7 +553,8 @@ static int expand(expr_t *w, int n_own, const sn_wordnet_syn_t *syn)
             (sl = strlen(s)) >= SN_WORDNET_MAX_SYN)
             continue;
         /* the synonyms' text -> code points -> words, as the query's */
-        if ((n = decode(s, sl, cp)) > 0 && (rc = add_words(w, cp, n)) < 0)
+        if ((n = decode(s, sl, cp)) > 0 &&
+            (rc = add_words(w, cp, n, 0)) < 0)
             return rc;
     }
     return 0;
@@ -593,10 +581,10 @@ int sn__lex_match(const char *text, size_t len, const sn_wordnet_syn_t *syn,
         rc = sn__err(err, err_len, SN_EUTF8, "query is not valid utf-8");
         goto fail;
     }
-    if ((rc = add_words(&w, cp, n)) < 0)
+    if ((rc = add_words(&w, cp, n, 0)) < 0)
         goto oom;
     *n_words = w.n_terms;
-    if ((rc = add_parts(&w, cp, n)) < 0)
+    if ((rc = add_words(&w, cp, n, 1)) < 0)
         goto oom;
     *n_parts = w.n_terms - *n_words;
     if (syn && (rc = expand(&w, *n_words, syn)) < 0)
